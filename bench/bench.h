@@ -1,0 +1,51 @@
+/* The benchmark driver's contract with each family (DESIGN.md §6).
+ *
+ * A family lives in its own bench/<family>.c and registers itself with
+ * HY_BENCH_FAMILY; the driver (bench/main.c) parses the command line and calls it.
+ * Families print one JSON object per result line on stdout with --json, and a
+ * human table otherwise; they never assert a speed, only report it. A family
+ * returns 0, or non-zero when a scenario found wrong results (lost or duplicated
+ * messages, a wrong match): that is a failure, not a slow run. */
+#ifndef HY_BENCH_H
+#define HY_BENCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct bench_opts {
+    const char *scenario;  /* NULL: the family's default scenarios */
+    bool json;             /* one JSON object per line on stdout */
+    uint64_t messages;     /* 0: the family's default size */
+    unsigned workers;      /* 0: the family's default (online CPUs) */
+} bench_opts;
+
+typedef int (*bench_family_fn)(const bench_opts *opts);
+
+void bench_register(const char *name, bench_family_fn fn, const char *summary);
+
+#define HY_BENCH_FAMILY(name, fn, summary)                                   \
+    __attribute__((constructor)) static void bench_register_##name(void)     \
+    {                                                                        \
+        bench_register(#name, fn, summary);                                  \
+    }
+
+/* Monotonic time in nanoseconds. */
+uint64_t bench_now_ns(void);
+/* Process CPU time (user + system) in nanoseconds. */
+uint64_t bench_cpu_ns(void);
+/* Resident set size of this process, in bytes. */
+uint64_t bench_rss_bytes(void);
+/* Sort a sample array and return its q-quantile (0 <= q <= 1). */
+uint64_t bench_quantile(uint64_t *samples, uint64_t n, double q);
+/* Progress on stderr, only when stderr is a terminal: "label: done/total". */
+void bench_progress(const char *label, uint64_t done, uint64_t total);
+
+/* Result line: the fields every line has, then extra "key":value pairs given as
+ * a pre-formatted JSON fragment (may be NULL), e.g. "\"p50_ns\":120". With
+ * --json it prints the object; otherwise a row of the human table. `rate_key`
+ * is "msgs_per_s" or "ops_per_s". */
+void bench_report(const bench_opts *opts, const char *bench, const char *scenario,
+                  const char *rate_key, double rate, double seconds,
+                  const char *extra_json);
+
+#endif

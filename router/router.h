@@ -1,0 +1,91 @@
+/* The router: turns a path into (subsystem, route, captured params).
+ *
+ * Paths: "subsystem://seg/seg/...". Route patterns (relative to a subsystem):
+ * static segments, {name} (one segment), {name:REGEX} (PCRE2, JIT, anchored to
+ * the whole segment), * (one segment), ** (zero or more remaining segments, last
+ * only); "" is the subsystem's root route ("orders://").
+ * Precedence per segment, most specific first: static, {name:REGEX}, {name}, *,
+ * **; a branch that fails further down backtracks to the next candidate; on a
+ * true tie the route added first wins.
+ *
+ * Readers never block: a change builds a new immutable table and publishes it
+ * with one atomic pointer swap; the old table is freed only when no reader can
+ * still hold it. */
+#ifndef HY_ROUTER_H
+#define HY_ROUTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hy_common.h"
+
+#define HYI_PATH_MAX      1024 /* bytes, whole path */
+#define HYI_MAX_SEGMENTS  32
+#define HYI_MAX_PARAMS    16   /* captures per route */
+#define HYI_NAME_MAX      64   /* subsystem name and param name, bytes */
+
+typedef struct hyi_router hyi_router;
+
+/* A capture: a slice of the matched path, no copy. */
+typedef struct hyi_slice {
+    uint16_t off;
+    uint16_t len;
+} hyi_slice;
+
+/* Result of a match. Captures are in pattern order, one for each {name},
+ * {name:REGEX}, * and ** segment (a ** that matched nothing has len 0). */
+typedef struct hyi_match {
+    void *subsystem;  /* udata of the subsystem, set whenever the subsystem exists */
+    void *route;      /* udata of the matched route; NULL when none matched */
+    uint32_t nparams;
+    hyi_slice params[HYI_MAX_PARAMS];
+} hyi_match;
+
+/* The names of a pattern's captures, in the same order as hyi_match.params:
+ * "id" for {id} and {id:\d+}, "*" for *, "**" for **. */
+typedef struct hyi_param_names {
+    uint32_t n;
+    char name[HYI_MAX_PARAMS][HYI_NAME_MAX + 1];
+} hyi_param_names;
+
+/* Why a registration failed: a message and the byte offset in the pattern
+ * (-1 when no position applies). PCRE2's own message is included for regexes. */
+typedef struct hyi_route_error {
+    long offset;
+    char message[256];
+} hyi_route_error;
+
+int hyi_router_create(hyi_router **out);
+/* No reader may use the router during or after this call. */
+void hyi_router_destroy(hyi_router *r);
+
+/* Subsystems. Names: [a-z][a-z0-9_-]{0,63}. HY_EINVAL for a bad name,
+ * HY_EEXIST for a duplicate, HY_ENOMEM. */
+int hyi_router_add_subsystem(hyi_router *r, const char *name, void *udata);
+
+/* Routes. HY_EBADPATTERN (err says what and where), HY_EEXIST for a duplicate
+ * pattern in that subsystem, HY_ENOENT for an unknown subsystem, HY_ENOMEM.
+ * err may be NULL. */
+int hyi_router_add_route(hyi_router *r, const char *subsystem, const char *pattern,
+                         void *udata, hyi_route_error *err);
+/* HY_ENOENT when the subsystem or the pattern is not registered. The route's
+ * udata is the caller's to free once this returns: no later match returns it. */
+int hyi_router_remove_route(hyi_router *r, const char *subsystem, const char *pattern);
+
+/* Parse a pattern without registering it: checks it fully (regexes compiled) and
+ * gives its capture names. HY_EBADPATTERN with err filled. */
+int hyi_pattern_parse(const char *pattern, hyi_param_names *names, hyi_route_error *err);
+
+/* Match a path of len bytes (len need not be followed by a NUL). Returns 0,
+ * HY_EBADPATH (malformed; nothing allocated) or HY_ENOROUTE (m->subsystem tells
+ * whether the subsystem exists). Thread-safe against concurrent changes; no
+ * allocation. */
+int hyi_router_match(hyi_router *r, const char *path, size_t len, hyi_match *m);
+
+/* Validate a path alone (the rules hyi_router_match applies first). */
+int hyi_path_check(const char *path, size_t len);
+
+/* Bytes held by the current table (tries, regex code, names), for the bench. */
+size_t hyi_router_memory(hyi_router *r);
+
+#endif
