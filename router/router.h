@@ -65,11 +65,32 @@ int hyi_router_add_subsystem(hyi_router *r, const char *name, void *udata);
 
 /* Routes. HY_EBADPATTERN (err says what and where), HY_EEXIST for a duplicate
  * pattern in that subsystem, HY_ENOENT for an unknown subsystem, HY_ENOMEM.
- * err may be NULL. */
+ * err may be NULL.
+ * Duplicates are by shape: parameter names do not count, so "item/{a}" then
+ * "item/{b}" (or "{a:\d+}" then "{b:\d+}", same regex source) is HY_EEXIST;
+ * "item/{a:\d+}" and "item/{b:[0-9]+}" are two routes (a true tie when both
+ * match: the first added wins).
+ * Each change rebuilds the subsystem's table (O(its routes)); to register many
+ * routes, hyi_router_add_routes does it once. Changes never block matchers;
+ * they return once no match can still see the table they replaced. */
 int hyi_router_add_route(hyi_router *r, const char *subsystem, const char *pattern,
                          void *udata, hyi_route_error *err);
-/* HY_ENOENT when the subsystem or the pattern is not registered. The route's
- * udata is the caller's to free once this returns: no later match returns it. */
+
+typedef struct hyi_route_spec {
+    const char *pattern;
+    void *udata;
+} hyi_route_spec;
+
+/* Add n routes to one subsystem, all or none, with a single rebuild. Errors as
+ * hyi_router_add_route; *failed (may be NULL) is the index of the route at
+ * fault. Registration order (for ties) is the array order. */
+int hyi_router_add_routes(hyi_router *r, const char *subsystem, const hyi_route_spec *routes,
+                          size_t n, hyi_route_error *err, size_t *failed);
+
+/* Remove the route registered with exactly this pattern text. HY_ENOENT when
+ * the subsystem or the pattern is not registered. The route's udata is the
+ * caller's to free once this returns: no match, even one already under way,
+ * returns it any more. */
 int hyi_router_remove_route(hyi_router *r, const char *subsystem, const char *pattern);
 
 /* Parse a pattern without registering it: checks it fully (regexes compiled) and
@@ -79,8 +100,27 @@ int hyi_pattern_parse(const char *pattern, hyi_param_names *names, hyi_route_err
 /* Match a path of len bytes (len need not be followed by a NUL). Returns 0,
  * HY_EBADPATH (malformed; nothing allocated) or HY_ENOROUTE (m->subsystem tells
  * whether the subsystem exists). Thread-safe against concurrent changes; no
- * allocation. */
+ * allocation, except a thread's first match, which registers the thread's
+ * reader slot (HY_ENOMEM if that fails; released when the thread exits). */
 int hyi_router_match(hyi_router *r, const char *path, size_t len, hyi_match *m);
+
+/* A read-side section around a match and the use of its result: while a
+ * thread is inside one, no route udata it matched is removed from under it
+ * (remove_route and remove_subsystem wait for it) and hyi_router_synchronize
+ * waits for it. Sections nest (hyi_router_match opens its own inside) and
+ * never block. enter returns HY_ENOMEM only if the thread's first section
+ * cannot allocate its slot; exit is then a no-op. Never call a writer function
+ * (add, remove, synchronize) inside a section: it would wait for itself. */
+int hyi_router_read_enter(hyi_router *r);
+void hyi_router_read_exit(hyi_router *r);
+/* Wait until every read section that was open when this was called has
+ * closed. A seq_cst store made before it is seen by every section that opens
+ * after it returns and by every section it did not wait for. */
+void hyi_router_synchronize(hyi_router *r);
+
+/* Remove a subsystem and all its routes. HY_ENOENT if it is not registered.
+ * Its udata and its routes' udata are the caller's once this returns. */
+int hyi_router_remove_subsystem(hyi_router *r, const char *name);
 
 /* Validate a path alone (the rules hyi_router_match applies first). */
 int hyi_path_check(const char *path, size_t len);

@@ -1,0 +1,27 @@
+# bench-peers: CAF 0.17 and ZeroMQ programs measured against the matching hypha
+# throughput scenarios in one run (bench/peers/run.sh says how). Included by the
+# GNUmakefile, whose BUILD, WARN, PEER_DEPS and install_missing it uses.
+#
+#   make bench-peers                        full sizes, 5 rounds
+#   make bench-peers ROUNDS=1 PEER_MESSAGES=1000000 PEER_ROUNDTRIPS=100000
+#
+# Peers are built with plain -O2 whatever SAN= says: they are timed, not checked.
+
+PEER_BINS := $(BUILD)/peers/caf_count $(BUILD)/peers/caf_pingpong \
+             $(BUILD)/peers/zmq_pushpull
+
+.PHONY: peer-deps
+peer-deps:
+	$(call install_missing,$(PEER_DEPS))
+
+# Only caf_core: the peers use local actors, not CAF's network layer (caf_io).
+$(BUILD)/peers/caf_%: bench/peers/caf_%.cpp | peer-deps
+	@mkdir -p $(dir $@)
+	g++ -O2 -std=c++17 -Wall -Wextra -pthread $< -o $@ -lcaf_core
+
+$(BUILD)/peers/zmq_pushpull: bench/peers/zmq_pushpull.c | peer-deps
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 $(WARN) -pthread $< -o $@ -lzmq
+
+bench-peers: peer-deps $(PEER_BINS) $(BUILD)/hypha-bench
+	BUILD=$(BUILD) sh bench/peers/run.sh

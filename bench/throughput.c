@@ -1,0 +1,548 @@
+/* hypha-bench throughput: messages per second through the whole kernel.
+ *
+ * Every scenario times from the first send until hy_kernel_drain returns (every
+ * message handled), checks its own counts (a lost, duplicated or reordered
+ * message fails the run loudly), and samples send-to-handler latency on one
+ * message in SAMPLE_EVERY: the sender stamps it, the handler records now - stamp.
+ *
+ *   static    one sender thread -> a static route
+ *   param     one sender -> a {id} route (1000 distinct paths)
+ *   regex     one sender -> a typed route {year:\d{4}}
+ *   fanout    one sender -> 1000 subsystems in turn
+ *   keyed     one sender -> 100,000 keyed actors; also bytes per actor
+ *   batch     hy_send_batch of 64 -> a static route
+ *   multi     one sender per worker -> one static route
+ *   pingpong  two actors bouncing one message; msgs_per_s is round trips/s
+ *   idle      CPU time an idle kernel uses in one second */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "hypha.h"
+
+#define SAMPLE_EVERY 1024
+#define MAX_SAMPLES  (1u << 16)
+#define MAX_SENDERS  64
+#define FANOUT_SUBSYSTEMS 1000
+#define KEYED_ACTORS 100000
+#define PARAM_PATHS  1000
+
+/* What every message carries: who sent it, its number, and a send time when
+ * it is sampled (0 otherwise). */
+typedef struct payload {
+    uint32_t sender;
+    uint32_t pad;
+    uint64_t seq;
+    uint64_t sent_ns;
+} payload;
+
+/* Shared by a scenario's handlers. Handlers of one actor run one at a time, so
+ * the per-sender expectations need no lock; the keyed counts are one slot per
+ * actor. The main thread reads all of it after hy_kernel_drain. */
+typedef struct run_state {
+    uint64_t handled;
+    uint64_t next_seq[MAX_SENDERS];
+    uint64_t out_of_order;
+    uint64_t *per_key;          /* keyed: messages seen per key */
+    uint64_t samples[MAX_SAMPLES];
+    uint32_t nsamples;
+    /* pingpong */
+    uint64_t round_trips;
+    uint64_t round_trips_wanted;
+    /* fanout: per-subsystem counts live here, indexed by the route's udata */
+    uint64_t *per_subsystem;
+} run_state;
+
+static void record_latency(run_state *st, const payload *p)
+{
+    if (p->sent_ns && st->nsamples < MAX_SAMPLES)
+        st->samples[st->nsamples++] = bench_now_ns() - p->sent_ns;
+}
+
+static int on_ordered(hy_ctx *ctx, const hy_msg *msg)
+{
+    run_state *st = hy_subsystem_udata(ctx);
+    const payload *p = hy_msg_payload(msg, NULL);
+    if (p->seq != st->next_seq[p->sender])
+        st->out_of_order++;
+    st->next_seq[p->sender] = p->seq + 1;
+    st->handled++;
+    record_latency(st, p);
+    return 0;
+}
+
+static int on_fanout(hy_ctx *ctx, const hy_msg *msg)
+{
+    run_state *st = hy_subsystem_udata(ctx);
+    const payload *p = hy_msg_payload(msg, NULL);
+    st->per_subsystem[(uintptr_t)hy_route_udata(ctx)]++;
+    /* Subsystems run in parallel: only the first one records samples. */
+    if ((uintptr_t)hy_route_udata(ctx) == 0)
+        record_latency(st, p);
+    return 0;
+}
+
+static int on_keyed(hy_ctx *ctx, const hy_msg *msg)
+{
+    run_state *st = hy_subsystem_udata(ctx);
+    size_t len;
+    const char *key = hy_param(ctx, "id", &len);
+    uint64_t id = 0;
+    for (size_t i = 0; i < len; i++)
+        id = id * 10 + (uint64_t)(key[i] - '0');
+    st->per_key[id]++;
+    const payload *p = hy_msg_payload(msg, NULL);
+    if (id == 0)
+        record_latency(st, p);
+    return 0;
+}
+
+static int on_ping(hy_ctx *ctx, const hy_msg *msg)
+{
+    run_state *st = hy_subsystem_udata(ctx);
+    (void)msg;
+    if (++st->round_trips < st->round_trips_wanted)
+        return hy_send(hy_ctx_kernel(ctx), "pong://ball", NULL, 0);
+    return 0;
+}
+
+static int on_pong(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)msg;
+    return hy_send(hy_ctx_kernel(ctx), "ping://ball", NULL, 0);
+}
+
+/* ------------------------------------------------------------------ senders */
+
+typedef struct sender {
+    hy_kernel *k;
+    uint32_t id;
+    uint64_t count;
+    const char *const *paths;   /* cycled through */
+    size_t npaths;
+    size_t batch;               /* 0: hy_send, else hy_send_batch of this size */
+    int error;
+} sender;
+
+static int send_one(hy_kernel *k, const char *path, payload *p)
+{
+    for (;;) {
+        int rc = hy_send(k, path, p, sizeof *p);
+        if (rc != HY_ENOMEM)
+            return rc;
+        /* The pool is at its cap: the workers are behind. Let them catch up. */
+        sched_yield();
+    }
+}
+
+static void *sender_main(void *arg)
+{
+    sender *s = arg;
+    payload p = {.sender = s->id};
+    size_t pi = 0;
+    for (uint64_t i = 0; i < s->count; i++) {
+        p.seq = i;
+        p.sent_ns = (i % SAMPLE_EVERY == 0) ? bench_now_ns() : 0;
+        int rc = send_one(s->k, s->paths[pi], &p);
+        if (rc != 0) {
+            s->error = rc;
+            return NULL;
+        }
+        if (++pi == s->npaths)
+            pi = 0;
+        if (s->id == 0 && (i & 0xfffff) == 0)
+            bench_progress("throughput", i, s->count);
+    }
+    return NULL;
+}
+
+static void *batch_sender_main(void *arg)
+{
+    sender *s = arg;
+    payload ps[256];
+    hy_send_item items[256];
+    uint64_t i = 0;
+    while (i < s->count) {
+        size_t n = s->batch;
+        if (n > s->count - i)
+            n = (size_t)(s->count - i);
+        for (size_t j = 0; j < n; j++) {
+            ps[j] = (payload){.sender = s->id, .seq = i + j,
+                              .sent_ns = ((i + j) % SAMPLE_EVERY == 0) ? bench_now_ns() : 0};
+            items[j] = (hy_send_item){s->paths[0], &ps[j], sizeof ps[j]};
+        }
+        size_t done = 0;
+        while (done < n) {
+            size_t accepted;
+            int rc = hy_send_batch(s->k, items + done, n - done, &accepted);
+            done += accepted;
+            if (rc == HY_ENOMEM)
+                sched_yield();
+            else if (rc != 0) {
+                s->error = rc;
+                return NULL;
+            }
+        }
+        i += n;
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ scenarios */
+
+typedef struct scenario_result {
+    uint64_t messages;
+    double seconds;
+    char extra[256];
+} scenario_result;
+
+static hy_kernel *open_kernel(const bench_opts *o)
+{
+    hy_kernel *k;
+    /* A cap keeps a sender that outruns the workers from filling memory. */
+    hy_config cfg = {.workers = o->workers, .pool_cap_bytes = (size_t)256 << 20};
+    int rc = hy_kernel_open(&k, &cfg);
+    if (rc != 0) {
+        fprintf(stderr, "hy_kernel_open: %s %s\n", hy_strerror(rc), hy_errdetail());
+        return NULL;
+    }
+    return k;
+}
+
+static int register_one(hy_kernel *k, const char *name, const char *pattern,
+                        hy_handler h, const char *key, void *sub_udata, void *route_udata)
+{
+    hy_route r = {.pattern = pattern, .handler = h, .udata = route_udata, .key = key};
+    hy_subsystem_def def = {.routes = &r, .nroutes = 1, .udata = sub_udata};
+    int rc = hy_subsystem_register(k, name, &def);
+    if (rc != 0)
+        fprintf(stderr, "register %s: %s %s\n", name, hy_strerror(rc), hy_errdetail());
+    return rc;
+}
+
+/* Run `nsenders` sender threads and time until everything is handled. */
+static int run_senders(hy_kernel *k, sender *senders, unsigned nsenders, double *seconds)
+{
+    pthread_t th[MAX_SENDERS];
+    uint64_t t0 = bench_now_ns();
+    for (unsigned i = 0; i < nsenders; i++)
+        pthread_create(&th[i], NULL, senders[i].batch ? batch_sender_main : sender_main,
+                       &senders[i]);
+    for (unsigned i = 0; i < nsenders; i++)
+        pthread_join(th[i], NULL);
+    int rc = hy_kernel_drain(k, 120000);
+    *seconds = (double)(bench_now_ns() - t0) / 1e9;
+    for (unsigned i = 0; i < nsenders; i++)
+        if (senders[i].error) {
+            fprintf(stderr, "sender %u: %s %s\n", i, hy_strerror(senders[i].error),
+                        hy_errdetail());
+            return senders[i].error;
+        }
+    if (rc != 0)
+        fprintf(stderr, "drain: %s\n", hy_strerror(rc));
+    return rc;
+}
+
+static void latency_fields(run_state *st, char *buf, size_t len)
+{
+    uint64_t p50 = bench_quantile(st->samples, st->nsamples, 0.50);
+    uint64_t p99 = bench_quantile(st->samples, st->nsamples, 0.99);
+    snprintf(buf, len, "\"p50_ns\":%" PRIu64 ",\"p99_ns\":%" PRIu64, p50, p99);
+}
+
+static int check(bool ok, const char *scenario, const char *what)
+{
+    if (!ok)
+        fprintf(stderr, "throughput %s: WRONG RESULT: %s\n", scenario, what);
+    return ok ? 0 : -1;
+}
+
+/* static, param, regex, batch and multi: senders to one subsystem's actor. */
+static int ordered_scenario(const bench_opts *o, const char *name, const char *pattern,
+                            const char *const *paths, size_t npaths, unsigned nsenders,
+                            size_t batch, uint64_t total, scenario_result *res)
+{
+    run_state *st = calloc(1, sizeof *st);
+    hy_kernel *k = open_kernel(o);
+    int rc = (st && k) ? 0 : -1;
+    if (rc == 0)
+        rc = register_one(k, "bench", pattern, on_ordered, NULL, st, NULL);
+    sender senders[MAX_SENDERS];
+    for (unsigned i = 0; i < nsenders; i++)
+        senders[i] = (sender){k, i, total / nsenders, paths, npaths, batch, 0};
+    if (rc == 0)
+        rc = run_senders(k, senders, nsenders, &res->seconds);
+    res->messages = total / nsenders * nsenders;
+    if (rc == 0)
+        rc = check(st->handled == res->messages, name, "handled count differs from sent");
+    if (rc == 0)
+        rc = check(st->out_of_order == 0, name, "a sender's messages arrived out of order");
+    if (rc == 0)
+        latency_fields(st, res->extra, sizeof res->extra);
+    hy_kernel_close(k);
+    free(st);
+    return rc;
+}
+
+static int scenario_static(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    static const char *const paths[] = {"bench://count"};
+    return ordered_scenario(o, "static", "count", paths, 1, 1, 0, n, res);
+}
+
+static int scenario_param(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    static char buf[PARAM_PATHS][32];
+    static const char *paths[PARAM_PATHS];
+    for (int i = 0; i < PARAM_PATHS; i++) {
+        snprintf(buf[i], sizeof buf[i], "bench://item/%d", i);
+        paths[i] = buf[i];
+    }
+    return ordered_scenario(o, "param", "item/{id}", paths, PARAM_PATHS, 1, 0, n, res);
+}
+
+static int scenario_regex(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    static char buf[100][32];
+    static const char *paths[100];
+    for (int i = 0; i < 100; i++) {
+        snprintf(buf[i], sizeof buf[i], "bench://year/%d", 1950 + i);
+        paths[i] = buf[i];
+    }
+    return ordered_scenario(o, "regex", "year/{year:\\d{4}}", paths, 100, 1, 0, n, res);
+}
+
+static int scenario_batch(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    static const char *const paths[] = {"bench://count"};
+    return ordered_scenario(o, "batch", "count", paths, 1, 1, 64, n, res);
+}
+
+static unsigned worker_count(const bench_opts *o)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned w = o->workers ? o->workers : (unsigned)(cpus > 0 ? cpus : 1);
+    return w > MAX_SENDERS ? MAX_SENDERS : w;
+}
+
+static int scenario_multi(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    static const char *const paths[] = {"bench://count"};
+    return ordered_scenario(o, "multi", "count", paths, 1, worker_count(o), 0, n, res);
+}
+
+static int scenario_fanout(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    run_state *st = calloc(1, sizeof *st);
+    uint64_t *counts = calloc(FANOUT_SUBSYSTEMS, sizeof *counts);
+    char (*buf)[32] = calloc(FANOUT_SUBSYSTEMS, 32);
+    const char **paths = calloc(FANOUT_SUBSYSTEMS, sizeof *paths);
+    hy_kernel *k = open_kernel(o);
+    int rc = (st && counts && buf && paths && k) ? 0 : -1;
+    if (rc == 0)
+        st->per_subsystem = counts;
+    for (uintptr_t i = 0; rc == 0 && i < FANOUT_SUBSYSTEMS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "fan%u", (unsigned)i);
+        snprintf(buf[i], 32, "fan%u://in", (unsigned)i);
+        paths[i] = buf[i];
+        rc = register_one(k, name, "in", on_fanout, NULL, st, (void *)i);
+    }
+    sender s = {k, 0, n, paths, FANOUT_SUBSYSTEMS, 0, 0};
+    if (rc == 0)
+        rc = run_senders(k, &s, 1, &res->seconds);
+    res->messages = n;
+    uint64_t sum = 0, expected_each = n / FANOUT_SUBSYSTEMS;
+    bool even = true;
+    for (int i = 0; rc == 0 && i < FANOUT_SUBSYSTEMS; i++) {
+        sum += counts[i];
+        uint64_t want = expected_each + ((uint64_t)i < n % FANOUT_SUBSYSTEMS);
+        even &= counts[i] == want;
+    }
+    if (rc == 0)
+        rc = check(sum == n && even, "fanout", "a subsystem's count differs from sent");
+    if (rc == 0)
+        latency_fields(st, res->extra, sizeof res->extra);
+    hy_kernel_close(k);
+    free(paths);
+    free(buf);
+    free(counts);
+    free(st);
+    return rc;
+}
+
+static int scenario_keyed(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    run_state *st = calloc(1, sizeof *st);
+    uint64_t *counts = calloc(KEYED_ACTORS, sizeof *counts);
+    char (*buf)[32] = calloc(KEYED_ACTORS, 32);
+    const char **paths = calloc(KEYED_ACTORS, sizeof *paths);
+    int rc = (st && counts && buf && paths) ? 0 : -1;
+    for (int i = 0; rc == 0 && i < KEYED_ACTORS; i++) {
+        snprintf(buf[i], 32, "keyed://item/%d", i);
+        paths[i] = buf[i];
+    }
+    uint64_t rss_before = bench_rss_bytes();
+    hy_kernel *k = rc == 0 ? open_kernel(o) : NULL;
+    if (!k)
+        rc = -1;
+    if (rc == 0) {
+        st->per_key = counts;
+        rc = register_one(k, "keyed", "item/{id}", on_keyed, "id", st, NULL);
+    }
+    /* Activate every actor once, untimed, to measure what they cost. */
+    sender warm = {k, 0, KEYED_ACTORS, paths, KEYED_ACTORS, 0, 0};
+    double warm_s;
+    if (rc == 0)
+        rc = run_senders(k, &warm, 1, &warm_s);
+    uint64_t rss_after = bench_rss_bytes();
+    hy_stats stats = {0};
+    if (k)
+        hy_kernel_stats(k, &stats);
+    st->nsamples = 0;
+    sender s = {k, 0, n, paths, KEYED_ACTORS, 0, 0};
+    if (rc == 0)
+        rc = run_senders(k, &s, 1, &res->seconds);
+    res->messages = n;
+    uint64_t sum = 0;
+    bool even = true;
+    for (int i = 0; rc == 0 && i < KEYED_ACTORS; i++) {
+        sum += counts[i];
+        even &= counts[i] == 1 + n / KEYED_ACTORS + ((uint64_t)i < n % KEYED_ACTORS);
+    }
+    if (rc == 0)
+        rc = check(sum == n + KEYED_ACTORS && even, "keyed", "a key's count differs from sent");
+    if (rc == 0)
+        rc = check(stats.actors == KEYED_ACTORS + 1, "keyed", "actor count is not one per key");
+    if (rc == 0) {
+        char lat[128];
+        latency_fields(st, lat, sizeof lat);
+        snprintf(res->extra, sizeof res->extra, "%s,\"actors\":%d,\"bytes_per_actor\":%.0f", lat,
+                 KEYED_ACTORS,
+                 (double)(rss_after > rss_before ? rss_after - rss_before : 0) / KEYED_ACTORS);
+    }
+    hy_kernel_close(k);
+    free(paths);
+    free(buf);
+    free(counts);
+    free(st);
+    return rc;
+}
+
+static int scenario_pingpong(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    run_state *st = calloc(1, sizeof *st);
+    hy_kernel *k = open_kernel(o);
+    int rc = (st && k) ? 0 : -1;
+    if (rc == 0) {
+        st->round_trips_wanted = n;
+        rc = register_one(k, "ping", "ball", on_ping, NULL, st, NULL);
+    }
+    if (rc == 0)
+        rc = register_one(k, "pong", "ball", on_pong, NULL, st, NULL);
+    uint64_t t0 = bench_now_ns();
+    if (rc == 0)
+        rc = hy_send(k, "pong://ball", NULL, 0);
+    if (rc == 0)
+        rc = hy_kernel_drain(k, 120000);
+    res->seconds = (double)(bench_now_ns() - t0) / 1e9;
+    res->messages = n;
+    if (rc == 0)
+        rc = check(st->round_trips == n, "pingpong", "round trips differ from wanted");
+    if (rc == 0)
+        snprintf(res->extra, sizeof res->extra, "\"unit\":\"round_trips\",\"ns_per_round_trip\":%.0f",
+                 res->seconds * 1e9 / (double)n);
+    hy_kernel_close(k);
+    free(st);
+    return rc;
+}
+
+static int scenario_idle(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    (void)n;
+    hy_kernel *k = open_kernel(o);
+    if (!k)
+        return -1;
+    run_state *st = calloc(1, sizeof *st);
+    int rc = st ? register_one(k, "bench", "count", on_ordered, NULL, st, NULL) : -1;
+    /* Wake the workers once, then leave the kernel alone for a second. */
+    payload p = {0};
+    if (rc == 0)
+        rc = hy_send(k, "bench://count", &p, sizeof p);
+    if (rc == 0)
+        rc = hy_kernel_drain(k, 10000);
+    struct timespec settle = {0, 50 * 1000000};
+    nanosleep(&settle, NULL);
+    uint64_t cpu0 = bench_cpu_ns(), t0 = bench_now_ns();
+    struct timespec one_second = {1, 0};
+    nanosleep(&one_second, NULL);
+    uint64_t cpu = bench_cpu_ns() - cpu0;
+    res->seconds = (double)(bench_now_ns() - t0) / 1e9;
+    res->messages = 0;
+    snprintf(res->extra, sizeof res->extra,
+             "\"cpu_seconds\":%.6f,\"cpu_percent_of_one_core\":%.3f", (double)cpu / 1e9,
+             (double)cpu / 1e9 / res->seconds * 100.0);
+    hy_kernel_close(k);
+    free(st);
+    return rc;
+}
+
+typedef struct scenario {
+    const char *name;
+    int (*run)(const bench_opts *, uint64_t, scenario_result *);
+    uint64_t default_messages;
+} scenario;
+
+static const scenario scenarios[] = {
+    {"static", scenario_static, 10000000},
+    {"param", scenario_param, 5000000},
+    {"regex", scenario_regex, 5000000},
+    {"fanout", scenario_fanout, 5000000},
+    {"keyed", scenario_keyed, 2000000},
+    {"batch", scenario_batch, 10000000},
+    {"multi", scenario_multi, 10000000},
+    {"pingpong", scenario_pingpong, 1000000},
+    {"idle", scenario_idle, 0},
+};
+
+static int run_scenario(const bench_opts *o, const scenario *sc)
+{
+    scenario_result res = {0};
+    uint64_t n = o->messages ? o->messages : sc->default_messages;
+    int rc = sc->run(o, n, &res);
+    if (rc != 0) {
+        fprintf(stderr, "throughput %s: failed\n", sc->name);
+        return rc;
+    }
+    char extra[384];
+    snprintf(extra, sizeof extra, "\"workers\":%u,\"messages\":%" PRIu64 "%s%s",
+             worker_count(o), res.messages, res.extra[0] ? "," : "", res.extra);
+    double rate = res.seconds > 0 ? (double)res.messages / res.seconds : 0;
+    bench_report(o, "throughput", sc->name, "msgs_per_s", rate, res.seconds, extra);
+    return 0;
+}
+
+static int bench_throughput(const bench_opts *o)
+{
+    int failures = 0;
+    bool found = false;
+    for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
+        if (o->scenario && strcmp(o->scenario, scenarios[i].name) != 0)
+            continue;
+        found = true;
+        failures += run_scenario(o, &scenarios[i]) != 0;
+    }
+    if (!found) {
+        fprintf(stderr, "throughput: no scenario '%s'\n", o->scenario);
+        return 2;
+    }
+    return failures ? 1 : 0;
+}
+
+HY_BENCH_FAMILY(throughput, bench_throughput,
+                "messages/s through the kernel: static param regex fanout keyed batch multi pingpong idle")

@@ -1,0 +1,218 @@
+/* The kernel's life: open, drain, shutdown, close, and its statistics.
+ *
+ * Shutdown is the one delicate step: sends may be under way on other threads.
+ * It sets `closed` (new sends see it and return HY_ECLOSED), waits for every
+ * router read section that began before (each send runs inside one, so the
+ * sends that missed the flag have finished their push), drains, and only then
+ * stops the workers. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kernel.h"
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int apply_config(hy_kernel *k, const hy_config *cfg, unsigned *workers)
+{
+    hy_config c = cfg ? *cfg : (hy_config){0};
+    if (c.workers > 1024)
+        return hyi_fail(HY_EINVAL, "workers = %u; at most 1024", c.workers);
+    if (c.max_payload > HY_MAX_PAYLOAD)
+        return hyi_fail(HY_EINVAL, "max_payload = %zu; at most %zu", c.max_payload,
+                        (size_t)HY_MAX_PAYLOAD);
+    if (c.workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        c.workers = n > 0 ? (unsigned)(n < 1024 ? n : 1024) : 1;
+    }
+    *workers = c.workers;
+    k->batch = c.batch ? c.batch : HYI_DEFAULT_BATCH;
+    k->max_payload = c.max_payload ? c.max_payload : HYI_DEFAULT_MAX_PAYLOAD;
+    return hyi_pool_create(&k->pool, c.pool_cap_bytes);
+}
+
+int hy_kernel_open(hy_kernel **out, const hy_config *config)
+{
+    if (!out)
+        return hyi_fail(HY_EINVAL, "hy_kernel_open: out is NULL");
+    *out = NULL;
+    hy_kernel *k = aligned_alloc(HY_CACHE_LINE, (sizeof *k + HY_CACHE_LINE - 1) &
+                                                    ~(size_t)(HY_CACHE_LINE - 1));
+    if (!k)
+        return HY_ENOMEM;
+    memset(k, 0, sizeof *k);
+    unsigned workers = 0;
+    int rc = apply_config(k, config, &workers);
+    if (rc == 0)
+        rc = hyi_router_create(&k->router);
+    if (rc == 0)
+        rc = hyi_actor_table_init(k);
+    if (rc != 0) {
+        hyi_actor_table_free(k);
+        if (k->router)
+            hyi_router_destroy(k->router);
+        if (k->pool)
+            hyi_pool_destroy(k->pool);
+        free(k);
+        return rc;
+    }
+    pthread_mutex_init(&k->registry_lock, NULL);
+    rc = hyi_sched_start(k, workers);
+    if (rc != 0) {
+        k->shut_down = true; /* no workers left to stop */
+        hy_kernel_close(k);
+        return rc;
+    }
+    *out = k;
+    return 0;
+}
+
+/* Every message sent so far has been handled. handled is summed first, with
+ * acquire: a handler's own sends were counted in `sent` before its message was
+ * counted in `handled`, so they are included in the sum of sent read after. */
+static bool quiescent(hy_kernel *k)
+{
+    uint64_t handled = 0, sent = 0;
+    pthread_mutex_lock(&k->registry_lock);
+    for (hyi_subsys *s = k->subsystems; s; s = s->next)
+        /* acquire: pairs with the release add at the end of a turn */
+        handled += atomic_load_explicit(&s->handled, memory_order_acquire);
+    for (hyi_subsys *s = k->subsystems; s; s = s->next)
+        /* relaxed: ordered after the acquire loads above */
+        sent += atomic_load_explicit(&s->sent, memory_order_relaxed);
+    pthread_mutex_unlock(&k->registry_lock);
+    return sent == handled;
+}
+
+int hy_kernel_drain(hy_kernel *k, int timeout_ms)
+{
+    if (!k)
+        return hyi_fail(HY_EINVAL, "hy_kernel_drain: NULL kernel");
+    if (hyi_current_worker(k))
+        return hyi_fail(HY_EINVAL, "hy_kernel_drain from a handler would wait on itself");
+    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)timeout_ms * 1000000u;
+    /* Poll with a growing pause: a drain that is almost done returns within
+     * microseconds, a long one costs a wake-up a millisecond. */
+    long pause_ns = 1000;
+    while (!quiescent(k)) {
+        if (now_ns() >= deadline)
+            return hyi_fail(HY_ETIMEDOUT, "drain: messages still queued after %d ms", timeout_ms);
+        struct timespec ts = {0, pause_ns};
+        nanosleep(&ts, NULL);
+        if (pause_ns < 1000000)
+            pause_ns *= 2;
+    }
+    return 0;
+}
+
+int hy_kernel_shutdown(hy_kernel *k)
+{
+    if (!k)
+        return hyi_fail(HY_EINVAL, "hy_kernel_shutdown: NULL kernel");
+    if (hyi_current_worker(k))
+        return hyi_fail(HY_EINVAL, "hy_kernel_shutdown from a handler would wait on itself");
+    pthread_mutex_lock(&k->registry_lock);
+    bool already = k->shut_down;
+    k->shut_down = true;
+    /* seq_cst: a send loads it (seq_cst) inside its read section; the
+     * synchronize below then waits for every send that loaded 0. */
+    atomic_store_explicit(&k->closed, 1, memory_order_seq_cst);
+    pthread_mutex_unlock(&k->registry_lock);
+    if (already)
+        return 0;
+    hyi_router_synchronize(k->router);
+    hy_kernel_drain(k, -1);
+    hyi_sched_stop(k);
+    return 0;
+}
+
+static void free_subsystem_actor(hy_kernel *k, hyi_subsys *s)
+{
+    if (s->actor)
+        hyi_actor_free(k, s->actor);
+}
+
+void hy_kernel_close(hy_kernel *k)
+{
+    if (!k)
+        return;
+    hy_kernel_shutdown(k);
+    hyi_actor_table_free(k);
+    for (hyi_subsys *s = k->subsystems, *next; s; s = next) {
+        next = s->next;
+        free_subsystem_actor(k, s);
+        free(s);
+    }
+    for (hyi_route_binding *r = k->routes, *next; r; r = next) {
+        next = r->next;
+        hyi_route_binding_free(r);
+    }
+    hyi_router_destroy(k->router);
+    hyi_pool_destroy(k->pool);
+    pthread_mutex_destroy(&k->registry_lock);
+    free(k);
+}
+
+static uint64_t load_relaxed(_Atomic uint64_t *v)
+{
+    /* relaxed: statistics are a moment's approximation by contract */
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+int hy_kernel_stats(hy_kernel *k, hy_stats *out)
+{
+    if (!k || !out)
+        return hyi_fail(HY_EINVAL, "hy_kernel_stats: NULL argument");
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&k->registry_lock);
+    for (hyi_subsys *s = k->subsystems; s; s = s->next) {
+        out->subsystems++;
+        out->sent += load_relaxed(&s->sent);
+        out->handled += load_relaxed(&s->handled);
+        out->failed += load_relaxed(&s->failed);
+        out->actors += 1 + load_relaxed(&s->keyed_actors);
+    }
+    for (unsigned i = 0; i < k->nworkers; i++) {
+        out->steals += load_relaxed(&k->workers[i].steals);
+        out->parks += load_relaxed(&k->workers[i].parks);
+    }
+    out->workers = k->nworkers;
+    pthread_mutex_unlock(&k->registry_lock);
+    out->queued = out->sent > out->handled ? out->sent - out->handled : 0;
+    hyi_pool_stats ps;
+    hyi_pool_get_stats(k->pool, &ps);
+    out->pool_created = ps.created;
+    out->pool_reused = ps.reused;
+    out->pool_in_use = ps.in_use;
+    out->pool_peak = ps.peak_in_use;
+    out->pool_bytes_reserved = ps.bytes_reserved;
+    out->pool_reuse_rate = ps.reuse_rate;
+    return 0;
+}
+
+int hy_subsystem_stats_get(hy_kernel *k, const char *name, hy_subsystem_stats *out)
+{
+    if (!k || !name || !out)
+        return hyi_fail(HY_EINVAL, "hy_subsystem_stats_get: NULL argument");
+    int rc = HY_ENOENT;
+    pthread_mutex_lock(&k->registry_lock);
+    for (hyi_subsys *s = k->subsystems; s; s = s->next) {
+        if (strcmp(s->name, name) != 0)
+            continue;
+        out->sent = load_relaxed(&s->sent);
+        out->handled = load_relaxed(&s->handled);
+        out->failed = load_relaxed(&s->failed);
+        out->queued = out->sent > out->handled ? out->sent - out->handled : 0;
+        out->actors = 1 + load_relaxed(&s->keyed_actors);
+        rc = 0;
+        break;
+    }
+    pthread_mutex_unlock(&k->registry_lock);
+    return rc == 0 ? 0 : hyi_fail(rc, "no subsystem '%s'", name);
+}

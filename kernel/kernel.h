@@ -1,0 +1,195 @@
+/* The kernel's internal structures: messages, actors, subsystems, workers.
+ *
+ * The path of a message: hy_send builds a hy_msg in a pooled object (header,
+ * captured params, path, payload in one block), the router names its route, the
+ * route names its actor (the subsystem's, or a keyed one from the actor table),
+ * and hyi_deliver pushes it onto the actor's MPSC mailbox and schedules the
+ * actor if it was idle. A worker runs the actor: up to `batch` messages, each
+ * handed to its route's handler and then released to the pool.
+ *
+ * Everything a sender touches is either immutable after registration (routes,
+ * subsystems) or atomic (mailboxes, counters, the actor table's locks). */
+#ifndef HY_KERNEL_H
+#define HY_KERNEL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "deque.h"
+#include "hy_common.h"
+#include "mpscq.h"
+#include "pool.h"
+#include "router.h"
+
+#define HYI_DEFAULT_BATCH       64
+#define HYI_DEFAULT_MAX_PAYLOAD ((size_t)64 << 10)
+
+typedef struct hyi_subsys hyi_subsys;
+typedef struct hyi_actor hyi_actor;
+typedef struct hyi_worker hyi_worker;
+
+/* A registered route: immutable once published to the router, freed at close
+ * (a removed route may still be referenced by queued messages). */
+typedef struct hyi_route_binding {
+    hyi_subsys *sub;
+    hy_handler handler;
+    void *udata;
+    int key_index;              /* capture that keys actors, -1 for none */
+    uint32_t nparams;
+    char *pattern;
+    char *param_names[HYI_MAX_PARAMS];
+    struct hyi_route_binding *next; /* the kernel's list of every route, for close */
+} hyi_route_binding;
+
+/* A message. One pooled block: this header, nparams slices, the path and its
+ * NUL, then the payload at a 16-byte boundary. */
+struct hy_msg {
+    hyi_mpsc_node link;         /* mailbox link: intrusive, no allocation */
+    hyi_route_binding *route;
+    uint32_t payload_len;
+    uint16_t path_len;
+    uint8_t nparams;
+    uint8_t payload_off;        /* from the start of the message, in 16-byte units */
+    hyi_slice params[];
+};
+
+#define HYI_MSG_OF(node) ((hy_msg *)((char *)(node) - offsetof(hy_msg, link)))
+
+static inline const char *hyi_msg_path(const hy_msg *m)
+{
+    return (const char *)&m->params[m->nparams];
+}
+
+static inline const void *hyi_msg_payload(const hy_msg *m)
+{
+    return (const char *)m + (size_t)m->payload_off * 16;
+}
+
+/* An actor: a mailbox, a flag that says whether it is scheduled, its state. A
+ * subsystem's own actor has no key; a keyed actor carries its key inline. */
+struct hyi_actor {
+    hyi_mpscq mailbox;
+    /* 1 from the moment a sender (or the actor's last run) claims the right to
+     * schedule it until a worker finds its mailbox empty: an actor is in at
+     * most one deque or inject queue at a time. */
+    _Atomic uint32_t scheduled;
+    uint32_t key_len;
+    hyi_mpsc_node inject_link;  /* link in the kernel's inject queue */
+    hyi_subsys *sub;
+    void *state;
+    uint64_t key_hash;
+    hyi_actor *table_next;      /* chain in the actor table's bucket */
+    char key[];                 /* key_len bytes and a NUL */
+};
+
+/* A subsystem. Its counters sit on their own cache lines: senders bump `sent`,
+ * workers bump `handled` once per turn, and neither should slow the other. */
+struct hyi_subsys {
+    HY_CACHE_ALIGNED _Atomic uint64_t sent;
+    HY_CACHE_ALIGNED _Atomic uint64_t handled;
+    _Atomic uint64_t failed;
+    _Atomic uint64_t keyed_actors;
+    HY_CACHE_ALIGNED hy_kernel *k;
+    void *udata;
+    int (*state_init)(void *udata, const char *key, size_t key_len, void **state);
+    void (*state_free)(void *udata, void *state);
+    hyi_actor *actor;           /* the subsystem's own actor */
+    hyi_subsys *next;           /* the kernel's list, newest first */
+    char name[HYI_NAME_MAX + 1];
+};
+
+/* The keyed-actor table: (subsystem, key) -> actor. Segments with a lock each
+ * keep contention low without a lock-free table's reclamation problem;
+ * passivation (which removes actors) will reuse the same locks. */
+#define HYI_ACTOR_SEGMENTS 256
+
+typedef struct hyi_actor_segment {
+    HY_CACHE_ALIGNED pthread_mutex_t lock;
+    hyi_actor **buckets;
+    size_t nbuckets;            /* a power of two */
+    size_t count;
+} hyi_actor_segment;
+
+struct hyi_worker {
+    HY_CACHE_ALIGNED hyi_deque deque;
+    hy_kernel *k;
+    pthread_t thread;
+    unsigned index;
+    uint64_t rng;
+    /* Written only by this worker (relaxed stores), summed by hy_kernel_stats. */
+    _Atomic uint64_t steals;
+    _Atomic uint64_t parks;
+};
+
+struct hy_kernel {
+    hyi_pool *pool;
+    hyi_router *router;
+    unsigned batch;
+    size_t max_payload;
+
+    /* Sends check `closed` inside a router read section, so shutdown can set it
+     * and then wait out every send already past the check. */
+    _Atomic int closed;
+    _Atomic int stopping;
+
+    /* Actors scheduled from outside any worker. Producers are any thread; the
+     * consumer is whichever worker holds inject_lock. */
+    HY_CACHE_ALIGNED hyi_mpscq inject;
+    HY_CACHE_ALIGNED atomic_flag inject_lock;
+
+    /* Parking: an event count. A worker announces itself in `sleepers`, checks
+     * for work once more, then waits on `wake_seq`; a waker that sees a sleeper
+     * bumps wake_seq and wakes one. */
+    HY_CACHE_ALIGNED _Atomic uint32_t wake_seq;
+    _Atomic uint32_t sleepers;
+
+    unsigned nworkers;
+    hyi_worker *workers;
+
+    pthread_mutex_t registry_lock; /* serialises registration and shutdown */
+    hyi_subsys *subsystems;        /* read by stats under registry_lock */
+    uint64_t nsubsystems;
+    hyi_route_binding *routes;
+    bool shut_down;
+
+    hyi_actor_segment segments[HYI_ACTOR_SEGMENTS];
+};
+
+/* The worker the calling thread is, if it is one of k's; NULL otherwise. */
+hyi_worker *hyi_current_worker(hy_kernel *k);
+
+/* subsystem.c */
+void hyi_route_binding_free(hyi_route_binding *r);
+
+/* sched.c */
+int hyi_sched_start(hy_kernel *k, unsigned nworkers);
+void hyi_sched_stop(hy_kernel *k);
+void hyi_schedule(hy_kernel *k, hyi_actor *actor);
+/* Re-queue an actor that used up its turn behind everything already waiting. */
+void hyi_schedule_yielded(hy_kernel *k, hyi_actor *actor);
+
+/* actor.c */
+int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len,
+                  uint64_t key_hash, hyi_actor **out);
+void hyi_actor_free(hy_kernel *k, hyi_actor *actor);
+int hyi_actor_table_init(hy_kernel *k);
+/* The keyed actor for (sub, key), created on first use. */
+int hyi_actor_get(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len,
+                  hyi_actor **out);
+/* Call fn on every keyed actor; no concurrent use of the table. */
+void hyi_actor_table_each(hy_kernel *k, void (*fn)(hy_kernel *, hyi_actor *));
+void hyi_actor_table_free(hy_kernel *k);
+
+/* send.c: push a chain of messages (already linked first..last, all for this
+ * actor) and schedule the actor if it was idle. The one place where a message
+ * reaches an actor, so remote or journaled delivery fits here later. */
+void hyi_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last,
+                 uint64_t n);
+
+/* worker.c: run up to `batch` messages of a scheduled actor. */
+void hyi_actor_run(hyi_worker *w, hyi_actor *actor);
+
+#endif

@@ -1,0 +1,273 @@
+/* The work-stealing scheduler.
+ *
+ * Each worker owns a Chase-Lev deque of runnable actors. An actor woken by a
+ * handler goes onto its worker's own deque (the data is hot in that core's
+ * cache); an actor woken from outside goes onto the kernel's inject queue. A
+ * worker looks for work in that order: its own deque (LIFO), the inject queue,
+ * then steals (FIFO end) from the others, starting at a random victim.
+ *
+ * A worker with nothing to do spins briefly, then parks on a futex through an
+ * event count, so an idle kernel burns no CPU and a wake-up costs a syscall
+ * only when somebody is actually asleep. */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "kernel.h"
+
+/* Spin rounds before parking: long enough to catch the next message of a
+ * steady stream, short enough that an idle worker sleeps within microseconds. */
+#define IDLE_SPINS 200
+
+static _Thread_local hyi_worker *tl_worker;
+
+hyi_worker *hyi_current_worker(hy_kernel *k)
+{
+    hyi_worker *w = tl_worker;
+    return (w && w->k == k) ? w : NULL;
+}
+
+static void futex_wait(_Atomic uint32_t *addr, uint32_t expected)
+{
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *addr, int count)
+{
+    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    sched_yield();
+#endif
+}
+
+/* Wake one parked worker if there is one. Callers have just published work with
+ * a seq_cst operation (or the fence in hyi_schedule), which orders that
+ * publication before this load of `sleepers`: a worker that is not yet counted
+ * will see the work in its last check before sleeping. */
+static void wake_one(hy_kernel *k)
+{
+    /* seq_cst: the other half of the Dekker pair with park()'s increment. */
+    if (atomic_load_explicit(&k->sleepers, memory_order_seq_cst) == 0)
+        return;
+    /* release: a woken worker that reads the new value sees the work too. */
+    atomic_fetch_add_explicit(&k->wake_seq, 1, memory_order_release);
+    futex_wake(&k->wake_seq, 1);
+}
+
+static void wake_all(hy_kernel *k)
+{
+    /* release: pairs with park()'s acquire load of wake_seq. */
+    atomic_fetch_add_explicit(&k->wake_seq, 1, memory_order_release);
+    futex_wake(&k->wake_seq, INT_MAX);
+}
+
+static void inject_push(hy_kernel *k, hyi_actor *actor)
+{
+    hyi_mpscq_push(&k->inject, &actor->inject_link);
+}
+
+static hyi_actor *inject_pop(hy_kernel *k)
+{
+    /* Only the lock holder may read the consumer side; a cheap look first. A
+     * false "empty" here is harmless: it only happens while another worker
+     * is popping the node in question. */
+    if (hyi_mpscq_maybe_empty(&k->inject))
+        return NULL;
+    /* acquire: the pop below reads what the previous holder's pops left. */
+    if (atomic_flag_test_and_set_explicit(&k->inject_lock, memory_order_acquire))
+        return NULL; /* another worker is taking from it; look elsewhere */
+    hyi_mpsc_node *n = hyi_mpscq_pop(&k->inject);
+    /* release: publishes our consumer-side updates to the next holder. */
+    atomic_flag_clear_explicit(&k->inject_lock, memory_order_release);
+    if (!n)
+        return NULL;
+    return (hyi_actor *)((char *)n - offsetof(hyi_actor, inject_link));
+}
+
+void hyi_schedule(hy_kernel *k, hyi_actor *actor)
+{
+    hyi_worker *w = hyi_current_worker(k);
+    if (w && hyi_deque_push(&w->deque, actor) == 0) {
+        /* Another worker may be asleep while this one now has more than it
+         * can run at once: let it steal. A lone woken actor stays here, which
+         * keeps ping-pong between two actors on one core. */
+        if (hyi_deque_size_approx(&w->deque) > 1) {
+            /* seq_cst fence: orders the deque push before wake_one's load of
+             * sleepers (the deque's own stores are release only). */
+            atomic_thread_fence(memory_order_seq_cst);
+            wake_one(k);
+        }
+        return;
+    }
+    inject_push(k, actor);
+    wake_one(k);
+}
+
+void hyi_schedule_yielded(hy_kernel *k, hyi_actor *actor)
+{
+    inject_push(k, actor);
+    wake_one(k);
+}
+
+static uint64_t next_random(hyi_worker *w)
+{
+    /* xorshift64: cheap, and only spreads victims, so quality hardly matters */
+    uint64_t x = w->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return w->rng = x;
+}
+
+static hyi_actor *steal(hyi_worker *w)
+{
+    hy_kernel *k = w->k;
+    unsigned n = k->nworkers;
+    if (n < 2)
+        return NULL;
+    unsigned start = (unsigned)(next_random(w) % n);
+    for (unsigned i = 0; i < n; i++) {
+        hyi_worker *victim = &k->workers[(start + i) % n];
+        if (victim == w)
+            continue;
+        hyi_actor *a = hyi_deque_steal(&victim->deque);
+        if (a) {
+            /* relaxed: a statistic written only by this worker */
+            atomic_store_explicit(&w->steals,
+                                  atomic_load_explicit(&w->steals, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
+            return a;
+        }
+    }
+    return NULL;
+}
+
+static hyi_actor *find_work(hyi_worker *w)
+{
+    hyi_actor *a = hyi_deque_pop(&w->deque);
+    if (!a)
+        a = inject_pop(w->k);
+    if (!a)
+        a = steal(w);
+    return a;
+}
+
+static bool work_visible(hy_kernel *k)
+{
+    if (!hyi_mpscq_maybe_empty(&k->inject))
+        return true;
+    for (unsigned i = 0; i < k->nworkers; i++)
+        if (hyi_deque_size_approx(&k->workers[i].deque) > 0)
+            return true;
+    return false;
+}
+
+static void park(hyi_worker *w)
+{
+    hy_kernel *k = w->k;
+    /* acquire: if a waker bumps wake_seq after this, the futex sees the change */
+    uint32_t seq = atomic_load_explicit(&k->wake_seq, memory_order_acquire);
+    /* seq_cst: the Dekker pair with wake_one's load: either the waker sees us
+     * counted, or our check below sees its work. */
+    atomic_fetch_add_explicit(&k->sleepers, 1, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+    /* acquire: pairs with the release store of stopping in hyi_sched_stop */
+    if (!work_visible(k) && !atomic_load_explicit(&k->stopping, memory_order_acquire)) {
+        atomic_store_explicit(&w->parks,
+                              atomic_load_explicit(&w->parks, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        futex_wait(&k->wake_seq, seq);
+    }
+    /* relaxed: only the count matters; no data is published through it */
+    atomic_fetch_sub_explicit(&k->sleepers, 1, memory_order_relaxed);
+}
+
+static void *worker_main(void *arg)
+{
+    hyi_worker *w = arg;
+    hy_kernel *k = w->k;
+    tl_worker = w;
+    unsigned idle = 0;
+    for (;;) {
+        hyi_actor *a = find_work(w);
+        if (a) {
+            idle = 0;
+            hyi_actor_run(w, a);
+            continue;
+        }
+        /* acquire: pairs with hyi_sched_stop's release store */
+        if (atomic_load_explicit(&k->stopping, memory_order_acquire))
+            break;
+        if (++idle < IDLE_SPINS) {
+            cpu_relax();
+            continue;
+        }
+        if (idle == IDLE_SPINS) {
+            sched_yield(); /* let a preempted sender run before we sleep */
+            continue;
+        }
+        idle = 0;
+        park(w);
+    }
+    tl_worker = NULL;
+    return NULL;
+}
+
+int hyi_sched_start(hy_kernel *k, unsigned nworkers)
+{
+    hyi_mpscq_init(&k->inject);
+    atomic_flag_clear(&k->inject_lock);
+    k->workers = calloc(nworkers, sizeof *k->workers);
+    if (!k->workers)
+        return HY_ENOMEM;
+    for (unsigned i = 0; i < nworkers; i++) {
+        hyi_worker *w = &k->workers[i];
+        w->k = k;
+        w->index = i;
+        w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
+        if (hyi_deque_init(&w->deque, 64) != 0) {
+            for (unsigned j = 0; j < i; j++)
+                hyi_deque_destroy(&k->workers[j].deque);
+            free(k->workers);
+            k->workers = NULL;
+            return HY_ENOMEM;
+        }
+    }
+    k->nworkers = nworkers;
+    for (unsigned i = 0; i < nworkers; i++) {
+        int rc = pthread_create(&k->workers[i].thread, NULL, worker_main, &k->workers[i]);
+        if (rc != 0) {
+            for (unsigned j = i; j < nworkers; j++)
+                hyi_deque_destroy(&k->workers[j].deque);
+            k->nworkers = i; /* stop only the ones that started */
+            hyi_sched_stop(k);
+            return hyi_fail(HY_ESYS, "starting worker %u: %s", i, strerror(rc));
+        }
+    }
+    return 0;
+}
+
+void hyi_sched_stop(hy_kernel *k)
+{
+    /* release: workers that see stopping also see everything before it */
+    atomic_store_explicit(&k->stopping, 1, memory_order_release);
+    wake_all(k);
+    for (unsigned i = 0; i < k->nworkers; i++)
+        pthread_join(k->workers[i].thread, NULL);
+    for (unsigned i = 0; i < k->nworkers; i++)
+        hyi_deque_destroy(&k->workers[i].deque);
+    free(k->workers);
+    k->workers = NULL;
+    k->nworkers = 0;
+}

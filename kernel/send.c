@@ -1,0 +1,229 @@
+/* Sending: hy_send, hy_send_batch and hyi_deliver.
+ *
+ * A send validates and routes the path (the router does both in one pass),
+ * takes one pooled object for the whole message, copies path and payload into
+ * it, finds the actor, and delivers. Everything a send reads of the kernel is
+ * either immutable after registration or atomic, and the whole send runs inside
+ * a router read section so hy_kernel_shutdown can wait it out. */
+#include <string.h>
+
+#include "kernel.h"
+
+static size_t msg_size(uint32_t nparams, size_t path_len, size_t payload_len,
+                       size_t *payload_off)
+{
+    size_t head = offsetof(hy_msg, params) + nparams * sizeof(hyi_slice) + path_len + 1;
+    *payload_off = (head + 15) & ~(size_t)15;
+    return *payload_off + payload_len;
+}
+
+/* Build the message for a matched route; NULL when the pool refuses. */
+static hy_msg *msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
+                         const char *path, size_t path_len, const void *payload,
+                         size_t len)
+{
+    size_t payload_off;
+    size_t size = msg_size(m->nparams, path_len, len, &payload_off);
+    hy_msg *msg = hyi_pool_acquire(k->pool, size);
+    if (HY_UNLIKELY(!msg))
+        return NULL;
+    msg->route = route;
+    msg->payload_len = (uint32_t)len;
+    msg->path_len = (uint16_t)path_len;
+    msg->nparams = (uint8_t)m->nparams;
+    msg->payload_off = (uint8_t)(payload_off / 16);
+    for (uint32_t i = 0; i < m->nparams; i++)
+        msg->params[i] = m->params[i];
+    char *p = (char *)&msg->params[m->nparams];
+    memcpy(p, path, path_len);
+    p[path_len] = '\0';
+    if (len)
+        memcpy((char *)msg + payload_off, payload, len);
+    return msg;
+}
+
+/* The actor a message for this route goes to. */
+static int route_actor(hy_kernel *k, hyi_route_binding *route, const hy_msg *msg,
+                       hyi_actor **out)
+{
+    if (route->key_index < 0) {
+        *out = route->sub->actor;
+        return 0;
+    }
+    hyi_slice key = msg->params[route->key_index];
+    return hyi_actor_get(k, route->sub, hyi_msg_path(msg) + key.off, key.len, out);
+}
+
+void hyi_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last, uint64_t n)
+{
+    /* relaxed: drain compares sent with handled; handled's release/acquire
+     * pair carries the ordering it needs, and `sent` only has to be counted
+     * before the message can be handled, which the push below ensures. */
+    atomic_fetch_add_explicit(&actor->sub->sent, n, memory_order_relaxed);
+    bool was_empty = hyi_mpscq_push_chain(&actor->mailbox, &first->link, &last->link);
+    /* Only a push into an empty mailbox can find the actor unscheduled (see
+     * mpscq.h); then the flag decides who schedules it. seq_cst: the other
+     * half of the end-of-turn handshake in hyi_actor_run. */
+    if (was_empty &&
+        !atomic_exchange_explicit(&actor->scheduled, 1, memory_order_seq_cst))
+        hyi_schedule(k, actor);
+}
+
+static int check_send_args(hy_kernel *k, const char *path, const void *payload,
+                           size_t len, size_t *path_len)
+{
+    if (HY_UNLIKELY(!k || !path || (!payload && len)))
+        return hyi_fail(HY_EINVAL, "hy_send: NULL kernel, path or payload");
+    if (HY_UNLIKELY(len > k->max_payload))
+        return hyi_fail(HY_ETOOBIG, "payload of %zu bytes; this kernel's limit is %zu",
+                        len, k->max_payload);
+    /* One byte past the limit is enough to call the path too long. */
+    *path_len = strnlen(path, HYI_PATH_MAX + 1);
+    return 0;
+}
+
+static bool kernel_closed(hy_kernel *k)
+{
+    /* seq_cst: ordered after our read-section entry, so a shutdown that set
+     * closed and then synchronised either waits for us or is seen here. */
+    return atomic_load_explicit(&k->closed, memory_order_seq_cst) != 0;
+}
+
+/* Build the message for a matched path and find its actor; the caller
+ * delivers. On failure nothing is left allocated. */
+static int place(hy_kernel *k, const hyi_match *m, const char *path, size_t path_len,
+                 const void *payload, size_t len, hy_msg **msg_out, hyi_actor **actor_out)
+{
+    hyi_route_binding *route = m->route;
+    hy_msg *msg = msg_build(k, route, m, path, path_len, payload, len);
+    if (HY_UNLIKELY(!msg))
+        return hyi_fail(HY_ENOMEM, "message pool at its cap");
+    int rc = route_actor(k, route, msg, actor_out);
+    if (HY_UNLIKELY(rc != 0)) {
+        hyi_pool_release(k->pool, msg);
+        /* relaxed: a statistic */
+        atomic_fetch_add_explicit(&route->sub->failed, 1, memory_order_relaxed);
+        return rc;
+    }
+    *msg_out = msg;
+    return 0;
+}
+
+static int match(hy_kernel *k, const char *path, size_t path_len, hyi_match *m)
+{
+    int rc = hyi_router_match(k->router, path, path_len, m);
+    if (HY_UNLIKELY(rc == HY_ENOROUTE))
+        return m->subsystem
+                   ? hyi_fail(rc, "no route of its subsystem matches '%.*s'", (int)path_len, path)
+                   : hyi_fail(rc, "no subsystem for path '%.*s'", (int)path_len, path);
+    return rc;
+}
+
+int hy_send(hy_kernel *k, const char *path, const void *payload, size_t len)
+{
+    size_t path_len;
+    int rc = check_send_args(k, path, payload, len, &path_len);
+    if (HY_UNLIKELY(rc != 0))
+        return rc;
+    rc = hyi_router_read_enter(k->router);
+    if (HY_UNLIKELY(rc != 0))
+        return rc;
+    if (HY_UNLIKELY(kernel_closed(k))) {
+        hyi_router_read_exit(k->router);
+        return HY_ECLOSED;
+    }
+    hyi_match m;
+    hy_msg *msg;
+    hyi_actor *actor;
+    rc = match(k, path, path_len, &m);
+    if (HY_LIKELY(rc == 0))
+        rc = place(k, &m, path, path_len, payload, len, &msg, &actor);
+    if (HY_LIKELY(rc == 0))
+        hyi_deliver(k, actor, msg, msg, 1);
+    hyi_router_read_exit(k->router);
+    return rc;
+}
+
+/* hy_send_batch keeps one open chain per destination actor, in first-seen
+ * order, and pushes each chain once at the end (or when the table is full), so
+ * messages to one actor stay in order and each actor is woken once. */
+#define BATCH_CHAINS 16
+
+typedef struct chain {
+    hyi_actor *actor;
+    hy_msg *first, *last;
+    uint64_t n;
+} chain;
+
+static void flush_chains(hy_kernel *k, chain *chains, unsigned *nchains)
+{
+    for (unsigned i = 0; i < *nchains; i++)
+        hyi_deliver(k, chains[i].actor, chains[i].first, chains[i].last, chains[i].n);
+    *nchains = 0;
+}
+
+static void chain_add(hy_kernel *k, chain *chains, unsigned *nchains, hyi_actor *actor,
+                      hy_msg *msg)
+{
+    for (unsigned i = 0; i < *nchains; i++) {
+        if (chains[i].actor == actor) {
+            hyi_mpscq_link(&chains[i].last->link, &msg->link);
+            chains[i].last = msg;
+            chains[i].n++;
+            return;
+        }
+    }
+    if (*nchains == BATCH_CHAINS)
+        flush_chains(k, chains, nchains);
+    chains[(*nchains)++] = (chain){actor, msg, msg, 1};
+}
+
+int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *accepted)
+{
+    size_t done = 0;
+    int rc = 0;
+    if (accepted)
+        *accepted = 0;
+    if (!k || (n && !items))
+        return hyi_fail(HY_EINVAL, "hy_send_batch: NULL kernel or items");
+    rc = hyi_router_read_enter(k->router);
+    if (rc != 0)
+        return rc;
+    if (kernel_closed(k)) {
+        hyi_router_read_exit(k->router);
+        return HY_ECLOSED;
+    }
+    chain chains[BATCH_CHAINS];
+    unsigned nchains = 0;
+    /* The last route looked up, reused while the path repeats. */
+    const char *last_path = NULL;
+    size_t last_len = 0;
+    hyi_match m;
+    for (; done < n; done++) {
+        const hy_send_item *it = &items[done];
+        size_t path_len;
+        rc = check_send_args(k, it->path, it->payload, it->len, &path_len);
+        if (rc != 0)
+            break;
+        bool same = last_path && path_len == last_len &&
+                    (it->path == last_path || memcmp(it->path, last_path, path_len) == 0);
+        if (!same) {
+            rc = match(k, it->path, path_len, &m);
+            if (rc != 0)
+                break;
+            last_path = it->path;
+            last_len = path_len;
+        }
+        hy_msg *msg;
+        hyi_actor *actor;
+        rc = place(k, &m, it->path, path_len, it->payload, it->len, &msg, &actor);
+        if (rc != 0)
+            break;
+        chain_add(k, chains, &nchains, actor, msg);
+    }
+    flush_chains(k, chains, &nchains);
+    hyi_router_read_exit(k->router);
+    if (accepted)
+        *accepted = done;
+    return rc;
+}

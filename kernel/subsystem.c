@@ -1,0 +1,204 @@
+/* Registering subsystems and their routes, and hy_match.
+ *
+ * Registration checks everything it can before publishing anything (names,
+ * handlers, every pattern, every key), then makes the subsystem's actor, then
+ * publishes the subsystem and its routes to the router. A route can be matched
+ * from the moment it is published, so everything it points to is complete by
+ * then. If the router refuses a route (a duplicate), what was published is
+ * withdrawn again: a failed registration leaves nothing behind. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel.h"
+
+void hyi_route_binding_free(hyi_route_binding *r)
+{
+    for (uint32_t i = 0; i < r->nparams; i++)
+        free(r->param_names[i]);
+    free(r->pattern);
+    free(r);
+}
+
+static int check_def(const char *name, const hy_subsystem_def *def)
+{
+    if (!name || !def || (def->nroutes && !def->routes))
+        return hyi_fail(HY_EINVAL, "hy_subsystem_register: NULL name, def or routes");
+    if (strcmp(name, "kernel") == 0)
+        return hyi_fail(HY_EEXIST, "subsystem name 'kernel' is reserved");
+    for (size_t i = 0; i < def->nroutes; i++)
+        if (!def->routes[i].pattern || !def->routes[i].handler)
+            return hyi_fail(HY_EINVAL, "route %zu of '%s' has no pattern or no handler", i,
+                            name);
+    return 0;
+}
+
+/* Parse one route into a binding (not yet published). */
+static int binding_new(hyi_subsys *sub, const hy_route *def, hyi_route_binding **out)
+{
+    hyi_param_names names;
+    hyi_route_error err;
+    int rc = hyi_pattern_parse(def->pattern, &names, &err);
+    if (rc == HY_EBADPATTERN)
+        return hyi_fail(rc, "pattern '%s' of '%s': %s (at byte %ld)", def->pattern, sub->name,
+                        err.message, err.offset);
+    if (rc != 0)
+        return rc;
+    hyi_route_binding *r = calloc(1, sizeof *r);
+    if (!r)
+        return HY_ENOMEM;
+    r->sub = sub;
+    r->handler = def->handler;
+    r->udata = def->udata;
+    r->key_index = -1;
+    r->pattern = strdup(def->pattern);
+    rc = r->pattern ? 0 : HY_ENOMEM;
+    for (uint32_t i = 0; rc == 0 && i < names.n; i++) {
+        r->param_names[i] = strdup(names.name[i]);
+        if (!r->param_names[i])
+            rc = HY_ENOMEM;
+        else
+            r->nparams = i + 1;
+        if (def->key && strcmp(def->key, names.name[i]) == 0)
+            r->key_index = (int)i;
+    }
+    if (rc == 0 && def->key && r->key_index < 0)
+        rc = hyi_fail(HY_EINVAL, "key '%s' is not a capture of pattern '%s'", def->key,
+                      def->pattern);
+    if (rc != 0) {
+        hyi_route_binding_free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+static void bindings_free(hyi_route_binding **b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i])
+            hyi_route_binding_free(b[i]);
+    free(b);
+}
+
+static hyi_subsys *subsys_new(hy_kernel *k, const char *name, const hy_subsystem_def *def)
+{
+    size_t size = (sizeof(hyi_subsys) + HY_CACHE_LINE - 1) & ~(size_t)(HY_CACHE_LINE - 1);
+    hyi_subsys *sub = aligned_alloc(HY_CACHE_LINE, size);
+    if (!sub)
+        return NULL;
+    memset(sub, 0, sizeof *sub);
+    sub->k = k;
+    sub->udata = def->udata;
+    sub->state_init = def->state_init;
+    sub->state_free = def->state_free;
+    strncpy(sub->name, name, HYI_NAME_MAX);
+    return sub;
+}
+
+/* Publish the subsystem and its routes; withdraw all of it on failure. */
+static int publish(hy_kernel *k, hyi_subsys *sub, hyi_route_binding **b, size_t n)
+{
+    int rc = hyi_router_add_subsystem(k->router, sub->name, sub);
+    if (rc == HY_EEXIST)
+        return hyi_fail(rc, "subsystem '%s' is already registered", sub->name);
+    if (rc == HY_EINVAL)
+        return hyi_fail(rc, "bad subsystem name '%s': want [a-z][a-z0-9_-]{0,63}", sub->name);
+    if (rc != 0)
+        return rc;
+    size_t added = 0;
+    for (; added < n; added++) {
+        hyi_route_error err;
+        rc = hyi_router_add_route(k->router, sub->name, b[added]->pattern, b[added], &err);
+        if (rc == HY_EEXIST)
+            rc = hyi_fail(rc, "pattern '%s' of '%s' duplicates an earlier route",
+                          b[added]->pattern, sub->name);
+        else if (rc == HY_EBADPATTERN)
+            rc = hyi_fail(rc, "pattern '%s' of '%s': %s (at byte %ld)", b[added]->pattern,
+                          sub->name, err.message, err.offset);
+        if (rc != 0)
+            break;
+    }
+    if (rc == 0)
+        return 0;
+    while (added-- > 0)
+        hyi_router_remove_route(k->router, sub->name, b[added]->pattern);
+    /* The router waits out any sender that matched in between, so the caller
+     * may free what these routes point to once this returns. */
+    hyi_router_remove_subsystem(k->router, sub->name);
+    return rc;
+}
+
+int hy_subsystem_register(hy_kernel *k, const char *name, const hy_subsystem_def *def)
+{
+    if (!k)
+        return hyi_fail(HY_EINVAL, "hy_subsystem_register: NULL kernel");
+    int rc = check_def(name, def);
+    if (rc != 0)
+        return rc;
+    if (strlen(name) > HYI_NAME_MAX)
+        return hyi_fail(HY_EINVAL, "subsystem name '%s' is longer than %d bytes", name,
+                        HYI_NAME_MAX);
+    hyi_subsys *sub = subsys_new(k, name, def);
+    hyi_route_binding **b = calloc(def->nroutes ? def->nroutes : 1, sizeof *b);
+    if (!sub || !b) {
+        free(sub);
+        free(b);
+        return HY_ENOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < def->nroutes; i++)
+        rc = binding_new(sub, &def->routes[i], &b[i]);
+    if (rc == 0)
+        rc = hyi_actor_new(k, sub, NULL, 0, 0, &sub->actor);
+
+    pthread_mutex_lock(&k->registry_lock);
+    /* relaxed: registry_lock orders it against shutdown, which sets it under
+     * the same lock */
+    if (rc == 0 && atomic_load_explicit(&k->closed, memory_order_relaxed))
+        rc = HY_ECLOSED;
+    if (rc == 0)
+        rc = publish(k, sub, b, def->nroutes);
+    if (rc == 0) {
+        for (size_t i = 0; i < def->nroutes; i++) {
+            b[i]->next = k->routes;
+            k->routes = b[i];
+        }
+        sub->next = k->subsystems;
+        k->subsystems = sub;
+        k->nsubsystems++;
+    }
+    pthread_mutex_unlock(&k->registry_lock);
+    if (rc != 0) {
+        if (sub->actor)
+            hyi_actor_free(k, sub->actor);
+        free(sub);
+        bindings_free(b, def->nroutes);
+        return rc;
+    }
+    free(b);
+    return 0;
+}
+
+int hy_match(hy_kernel *k, const char *path, hy_match_result *out)
+{
+    if (!k || !path || !out)
+        return hyi_fail(HY_EINVAL, "hy_match: NULL argument");
+    memset(out, 0, sizeof *out);
+    size_t len = strnlen(path, HYI_PATH_MAX + 1);
+    hyi_match m;
+    int rc = hyi_router_match(k->router, path, len, &m);
+    if (rc != 0)
+        return rc == HY_ENOROUTE && !m.subsystem
+                   ? hyi_fail(rc, "no subsystem for path '%s'", path)
+                   : rc;
+    /* Bindings and subsystems live until close, so these stay valid. */
+    hyi_route_binding *r = m.route;
+    out->subsystem = r->sub->name;
+    out->pattern = r->pattern;
+    out->nparams = m.nparams;
+    for (uint32_t i = 0; i < m.nparams; i++) {
+        out->params[i].name = r->param_names[i];
+        out->params[i].value = path + m.params[i].off;
+        out->params[i].len = m.params[i].len;
+    }
+    return 0;
+}

@@ -1,0 +1,229 @@
+/* On-disk formats of the journal and snapshot databases, and their checksum.
+ *
+ * Keys are big-endian so LMDB's default memcmp order is numeric order. Value
+ * headers are little-endian and written byte by byte, so the format does not
+ * depend on the compiler's struct layout. Each header carries its own length, so
+ * a later version can grow it and still be told apart from corruption. The
+ * checksum is CRC32C (slicing-by-8, tables built once), over the key, the
+ * header with its checksum field zeroed, and the body: a flipped byte, a
+ * truncated value or a value under the wrong key all fail the check. Decoding
+ * trusts no byte: every length is checked against the value's size first. */
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include "journal_int.h"
+
+/* ---------------------------------------------------------------- CRC32C */
+
+static uint32_t crc_tab[8][256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1)));
+        crc_tab[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++)
+            crc_tab[t][i] = (crc_tab[t - 1][i] >> 8) ^ crc_tab[0][crc_tab[t - 1][i] & 0xff];
+}
+
+uint32_t hyi_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+    pthread_once(&crc_once, crc_init);
+    const unsigned char *p = buf;
+    crc = ~crc;
+    while (len >= 8) {
+        /* Slicing-by-8: eight table lookups per 8 bytes, independent of
+         * alignment (bytes are assembled, not loaded as a word). */
+        uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 |
+                             (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+        crc = crc_tab[7][lo & 0xff] ^ crc_tab[6][(lo >> 8) & 0xff] ^
+              crc_tab[5][(lo >> 16) & 0xff] ^ crc_tab[4][lo >> 24] ^
+              crc_tab[3][p[4]] ^ crc_tab[2][p[5]] ^ crc_tab[1][p[6]] ^ crc_tab[0][p[7]];
+        p += 8;
+        len -= 8;
+    }
+    while (len--)
+        crc = (crc >> 8) ^ crc_tab[0][(crc ^ *p++) & 0xff];
+    return ~crc;
+}
+
+/* ---------------------------------------------------------------- bytes */
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+}
+
+static uint64_t get_be64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void put_le(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++, v >>= 8)
+        p[i] = (unsigned char)v;
+}
+
+static uint64_t get_le(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+void hyi_key_encode(unsigned char key[HYI_KEY_LEN], uint64_t actor, uint64_t seq)
+{
+    put_be64(key, actor);
+    put_be64(key + 8, seq);
+}
+
+int hyi_key_decode(const MDB_val *k, uint64_t *actor, uint64_t *seq)
+{
+    if (k->mv_size != HYI_KEY_LEN)
+        return -1;
+    *actor = get_be64(k->mv_data);
+    *seq = get_be64((const unsigned char *)k->mv_data + 8);
+    return 0;
+}
+
+void hyi_actor_key_encode(unsigned char key[8], uint64_t actor)
+{
+    put_be64(key, actor);
+}
+
+uint64_t hyi_wall_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- entries */
+
+size_t hyi_entry_size(const hyi_journal_rec *rec)
+{
+    return HYI_ENTRY_HDR + rec->path_len + rec->payload_len;
+}
+
+void hyi_entry_encode(void *out, uint64_t actor, uint64_t seq, uint64_t ts,
+                      uint16_t flags, const void *path, uint32_t path_len,
+                      const void *payload, uint32_t payload_len)
+{
+    unsigned char *h = out;
+    h[0] = HYI_ENTRY_VERSION;
+    h[1] = HYI_ENTRY_HDR;
+    put_le(h + 2, flags, 2);
+    put_le(h + 4, 0, 4);
+    put_le(h + 8, ts, 8);
+    put_le(h + 16, path_len, 4);
+    put_le(h + 20, payload_len, 4);
+    if (path_len)
+        memcpy(h + HYI_ENTRY_HDR, path, path_len);
+    if (payload_len)
+        memcpy(h + HYI_ENTRY_HDR + path_len, payload, payload_len);
+    unsigned char key[HYI_KEY_LEN];
+    hyi_key_encode(key, actor, seq);
+    uint32_t crc = hyi_crc32c(0, key, sizeof key);
+    crc = hyi_crc32c(crc, h, HYI_ENTRY_HDR + (size_t)path_len + payload_len);
+    put_le(h + 4, crc, 4);
+}
+
+int hyi_entry_decode(const MDB_val *key, const MDB_val *val, hyi_journal_entry *e,
+                     const char **why)
+{
+    const unsigned char *h = val->mv_data;
+    if (hyi_key_decode(key, &e->actor, &e->seq) != 0)
+        return *why = "key is not 16 bytes", -1;
+    if (val->mv_size < HYI_ENTRY_HDR)
+        return *why = "value shorter than its header", -1;
+    if (h[0] != HYI_ENTRY_VERSION)
+        return *why = "unknown format version", -1;
+    if (h[1] != HYI_ENTRY_HDR)
+        return *why = "bad header length", -1;
+    uint64_t path_len = get_le(h + 16, 4), payload_len = get_le(h + 20, 4);
+    if (HYI_ENTRY_HDR + path_len + payload_len != val->mv_size)
+        return *why = "lengths do not match the value size", -1;
+    uint32_t stored = (uint32_t)get_le(h + 4, 4);
+    unsigned char hdr[HYI_ENTRY_HDR];
+    memcpy(hdr, h, sizeof hdr);
+    put_le(hdr + 4, 0, 4);
+    uint32_t crc = hyi_crc32c(0, key->mv_data, HYI_KEY_LEN);
+    crc = hyi_crc32c(crc, hdr, sizeof hdr);
+    crc = hyi_crc32c(crc, h + HYI_ENTRY_HDR, val->mv_size - HYI_ENTRY_HDR);
+    if (crc != stored)
+        return *why = "checksum mismatch", -1;
+    e->flags = (uint16_t)get_le(h + 2, 2);
+    e->timestamp_ns = get_le(h + 8, 8);
+    e->path = (const char *)h + HYI_ENTRY_HDR;
+    e->path_len = (size_t)path_len;
+    e->payload = h + HYI_ENTRY_HDR + path_len;
+    e->payload_len = (size_t)payload_len;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+size_t hyi_snap_size(size_t state_len)
+{
+    return HYI_SNAP_HDR + state_len;
+}
+
+static uint32_t snap_crc(uint64_t actor, const unsigned char *hdr_zeroed,
+                         const void *state, size_t len)
+{
+    unsigned char key[8];
+    put_be64(key, actor);
+    uint32_t crc = hyi_crc32c(0, key, sizeof key);
+    crc = hyi_crc32c(crc, hdr_zeroed, HYI_SNAP_HDR);
+    return hyi_crc32c(crc, state, len);
+}
+
+void hyi_snap_encode(void *out, uint64_t actor, uint64_t seq, const void *state,
+                     uint32_t len)
+{
+    unsigned char *h = out;
+    memset(h, 0, HYI_SNAP_HDR);
+    h[0] = HYI_SNAP_VERSION;
+    h[1] = HYI_SNAP_HDR;
+    put_le(h + 8, seq, 8);
+    put_le(h + 16, len, 4);
+    if (len)
+        memcpy(h + HYI_SNAP_HDR, state, len);
+    put_le(h + 4, snap_crc(actor, h, h + HYI_SNAP_HDR, len), 4);
+}
+
+int hyi_snap_decode(uint64_t actor, const MDB_val *val, uint64_t *seq,
+                    const void **state, size_t *len, const char **why)
+{
+    const unsigned char *h = val->mv_data;
+    if (val->mv_size < HYI_SNAP_HDR)
+        return *why = "value shorter than its header", -1;
+    if (h[0] != HYI_SNAP_VERSION)
+        return *why = "unknown format version", -1;
+    if (h[1] != HYI_SNAP_HDR)
+        return *why = "bad header length", -1;
+    uint64_t n = get_le(h + 16, 4);
+    if (HYI_SNAP_HDR + n != val->mv_size)
+        return *why = "length does not match the value size", -1;
+    unsigned char hdr[HYI_SNAP_HDR];
+    memcpy(hdr, h, sizeof hdr);
+    put_le(hdr + 4, 0, 4);
+    if (snap_crc(actor, hdr, h + HYI_SNAP_HDR, (size_t)n) != (uint32_t)get_le(h + 4, 4))
+        return *why = "checksum mismatch", -1;
+    *seq = get_le(h + 8, 8);
+    *state = h + HYI_SNAP_HDR;
+    *len = (size_t)n;
+    return 0;
+}

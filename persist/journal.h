@@ -1,0 +1,276 @@
+/* The persist layer: hypha's journal and snapshots on LMDB (DESIGN.md §4).
+ *
+ * One hyi_journal is one LMDB environment (a directory) holding two named
+ * databases:
+ *  - "journal":   key = actor id (u64 BE) ‖ sequence (u64 BE), 16 bytes, so one
+ *                 actor's entries are contiguous and numerically ordered and an
+ *                 actor's next append is usually past the DB's last key
+ *                 (MDB_APPEND). Value = a 24-byte versioned header (format
+ *                 version, header length, flags, CRC32C, timestamp, path length,
+ *                 payload length) + path + payload. The CRC covers key, header and
+ *                 body, so a flipped byte or a value under the wrong key is caught.
+ *  - "snapshots": key = actor id (u64 BE); value = a 24-byte header (version,
+ *                 CRC32C, covered sequence, state length) + state bytes. One (the
+ *                 latest) snapshot per actor.
+ *
+ * Sequences start at 1 per actor and are gap-free. They are assigned under the
+ * journal's write lock, so the order of sequences is the order of commits. The
+ * highest sequence of each actor is cached in memory (loaded from LMDB on first
+ * use), and survives truncation: it is max(last journal key, snapshot's covered
+ * sequence), and truncate_before never removes an actor's newest entry.
+ *
+ * Writes go one of two ways:
+ *  - synchronously on the calling thread (hyi_journal_append, _append_many,
+ *    hyi_snapshot_save, hyi_journal_truncate_before): one write transaction each;
+ *  - through the group-commit writer (hyi_journal_submit, _submit_batch): a
+ *    thread, started on the first submit, takes every pending entry, writes them
+ *    all in one transaction, commits (fsync under HYI_DUR_SYNC), then calls each
+ *    entry's completion callback, in submission order. This is how many small
+ *    appends share one fsync.
+ *
+ * Errors are negative hy_err codes (kernel/hypha.h); on every failure the
+ * thread's hy_errdetail() names the journal's path, the actor/sequence concerned
+ * where there is one, and LMDB's own message (mdb_strerror):
+ *   HY_EINVAL     bad argument (NULL, lengths over 4 GiB, snapshot past highest)
+ *   HY_ENOMEM     allocation failed
+ *   HY_EMAPFULL   the map is at map_size_max and the write does not fit
+ *   HY_EDISKFULL  ENOSPC from the file system
+ *   HY_EREADERS   LMDB's reader table is full (raise max_readers)
+ *   HY_ECORRUPT   LMDB reports a corrupt file (MDB_CORRUPTED, MDB_PAGE_NOTFOUND,
+ *                 MDB_INVALID, MDB_VERSION_MISMATCH) or an entry/snapshot fails
+ *                 its checksum or header check
+ *   HY_EPERM      the path is not accessible (EACCES/EPERM)
+ *   HY_ENOENT     no such snapshot
+ *   HY_ECLOSED    submit after close began
+ *   HY_ESYS       a thread could not be created
+ *   HY_EJOURNAL   any other LMDB or I/O failure (EIO, not a directory, ...)
+ * No LMDB return code is ignored.
+ *
+ * Threads: every function may be called from any thread, concurrently, except
+ * hyi_journal_close (exactly once, when no other call is running). Callbacks
+ * (read, snapshot and completion) must not call back into the same journal's
+ * write or read functions: readers hold a read lock that map growth waits for,
+ * and completion callbacks run on the writer thread. The one exception:
+ * a completion callback may call hyi_journal_submit/_submit_batch (it never
+ * waits for queue room on the writer thread). */
+#ifndef HY_JOURNAL_H
+#define HY_JOURNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hy_common.h"
+
+typedef struct hyi_journal hyi_journal;
+
+/* ---------------------------------------------------------------- config */
+
+typedef enum hyi_durability {
+    /* Default. Every commit is fsync'd before it returns (before completion
+     * callbacks run): an acknowledged entry survives kill -9 and power loss. */
+    HYI_DUR_SYNC = 0,
+    /* MDB_NOSYNC: commits reach the OS page cache, the OS flushes them later.
+     * Survives kill -9 of the process; the last commits may be lost on power
+     * loss or an OS crash (the database stays consistent). */
+    HYI_DUR_NOSYNC,
+    /* MDB_NOSYNC|MDB_NOMETASYNC|MDB_WRITEMAP|MDB_MAPASYNC: the journal is still
+     * written (through a writable map, cheapest) and a clean close or kill -9
+     * keeps it, but nothing is flushed, and on an OS crash the file may be left
+     * inconsistent. With WRITEMAP, a full disk can surface as SIGBUS instead of
+     * HY_EDISKFULL. A kernel that wants "no journal at all" simply does not
+     * open one; this mode is for "journal, but never wait for the disk". */
+    HYI_DUR_OFF,
+} hyi_durability;
+
+typedef enum hyi_retention {
+    /* Default. hyi_snapshot_save removes the journal entries its snapshot
+     * covers, except the newest retain_entries of them. */
+    HYI_RETAIN_TRUNCATE = 0,
+    /* Snapshots never remove journal entries (hyi_journal_truncate_before still
+     * does). */
+    HYI_RETAIN_ALL,
+} hyi_retention;
+
+/* A zeroed config (plus a path) gives good defaults. */
+typedef struct hyi_journal_config {
+    const char *path;        /* the environment's directory; created (0750) if
+                                missing, its parent must exist. Required. */
+    size_t map_size;         /* initial map size in bytes; 0: 64 MiB. Rounded up
+                                to the page size. */
+    size_t map_size_max;     /* cap for map growth; 0: 1 TiB (address space only;
+                                the file grows with the data). Raised to map_size
+                                when smaller. */
+    unsigned max_readers;    /* concurrent read transactions; 0: 126 (LMDB's) */
+    hyi_durability durability;
+    hyi_retention retention;
+    uint64_t retain_entries; /* see HYI_RETAIN_TRUNCATE; 0: keep none */
+    unsigned max_batch;      /* writer: entries per commit before it cuts a batch
+                                (never inside one submit_batch call); 0: 4096 */
+    unsigned max_pending;    /* submit blocks while this many entries wait to be
+                                written (a batch larger than it is admitted when
+                                the queue is empty); 0: 65536 */
+} hyi_journal_config;
+
+/* Open (creating if needed) the environment at cfg->path and its two databases.
+ * No thread is started until the first submit. On failure *out is NULL and the
+ * detail names the path and LMDB's message: HY_EINVAL, HY_ENOMEM, HY_EPERM,
+ * HY_ECORRUPT (not an LMDB file, wrong version, corrupt), HY_EREADERS,
+ * HY_EDISKFULL, HY_EJOURNAL (not a directory, other I/O errors). */
+int hyi_journal_open(hyi_journal **out, const hyi_journal_config *cfg);
+
+/* Flush: every submitted entry is written and its callback called; then stop
+ * and join the writer, close the environment and free j. NULL is a no-op.
+ * No other call on j may run during or after this one (nor from a callback). */
+void hyi_journal_close(hyi_journal *j);
+
+/* The path the journal was opened at (owned by j). */
+const char *hyi_journal_path(const hyi_journal *j);
+
+/* ---------------------------------------------------------------- entries */
+
+/* One entry to append. The caller owns path and payload; they are copied (into
+ * LMDB, or into the writer's queue on submit) before the call returns. */
+typedef struct hyi_journal_rec {
+    uint64_t actor;
+    uint16_t flags;          /* opaque to the journal; returned on read */
+    uint64_t timestamp_ns;   /* 0: CLOCK_REALTIME at write time */
+    const char *path;        /* may be NULL when path_len is 0 */
+    size_t path_len;         /* < 4 GiB */
+    const void *payload;     /* may be NULL when payload_len is 0 */
+    size_t payload_len;      /* < 4 GiB */
+} hyi_journal_rec;
+
+/* One entry as read. Pointers are into LMDB's map and valid only during the
+ * callback that receives them (copy what you keep). */
+typedef struct hyi_journal_entry {
+    uint64_t actor;
+    uint64_t seq;
+    uint64_t timestamp_ns;
+    uint16_t flags;
+    const char *path;
+    size_t path_len;
+    const void *payload;
+    size_t payload_len;
+} hyi_journal_entry;
+
+/* Read callback: return 0 to continue, non-zero to stop. A negative return is
+ * passed through as the reader's result (so a callback can fail with an hy_err);
+ * a positive one stops with result 0. */
+typedef int (*hyi_journal_read_fn)(void *user, const hyi_journal_entry *e);
+
+/* Append one entry to rec->actor in its own write transaction (fsync under
+ * HYI_DUR_SYNC). *seq_out (may be NULL) gets its sequence. The map grows on
+ * demand (doubling) up to map_size_max. Errors: HY_EINVAL, HY_EMAPFULL,
+ * HY_EDISKFULL, HY_ECORRUPT, HY_EJOURNAL, HY_ENOMEM; on error nothing is
+ * written and no sequence is used. */
+int hyi_journal_append(hyi_journal *j, const hyi_journal_rec *rec, uint64_t *seq_out);
+
+/* Append n entries (any mix of actors) in one write transaction: all or none.
+ * seqs_out (may be NULL) gets n sequences, in order. Errors as append. */
+int hyi_journal_append_many(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
+                            uint64_t *seqs_out);
+
+/* Call fn for each entry of actor with sequence >= from_seq, in order, in one
+ * read transaction (a consistent view). *last_seq_out (may be NULL) gets the
+ * sequence of the last entry delivered (0 if none). Returns 0 (also when there
+ * is nothing to read or fn stopped with a positive value), fn's negative value,
+ * HY_EREADERS, or HY_ECORRUPT when an entry fails its checks or a sequence is
+ * missing between two entries: the detail names (actor, seq) and the last good
+ * sequence, fn has seen every entry before it, and reading stops there. */
+int hyi_journal_read_from(hyi_journal *j, uint64_t actor, uint64_t from_seq,
+                          hyi_journal_read_fn fn, void *user, uint64_t *last_seq_out);
+
+/* *seq_out = the actor's highest sequence, 0 for an actor never appended to.
+ * Counts committed entries only (not ones waiting in the writer's queue). */
+int hyi_journal_highest(hyi_journal *j, uint64_t actor, uint64_t *seq_out);
+
+/* Remove the actor's entries with sequence < seq. The newest entry is never
+ * removed (seq is clamped to the highest), since it carries the sequence
+ * across restarts. *removed_out (may be NULL) gets the number removed. */
+int hyi_journal_truncate_before(hyi_journal *j, uint64_t actor, uint64_t seq,
+                                uint64_t *removed_out);
+
+/* ---------------------------------------------------------------- snapshots */
+
+/* Store state as the actor's latest snapshot, covering entries <= seq, and, with
+ * HYI_RETAIN_TRUNCATE, remove covered entries but the newest retain_entries of
+ * them, in the same transaction. seq must be <= the actor's highest sequence
+ * (HY_EINVAL otherwise). Other errors as append. */
+int hyi_snapshot_save(hyi_journal *j, uint64_t actor, uint64_t seq,
+                      const void *state, size_t len);
+
+/* The actor's latest snapshot: *seq_out gets its covered sequence, *state_out a
+ * malloc'd copy of the state (free() it; NULL when len is 0), *len_out its
+ * length. HY_ENOENT when the actor has none; HY_ECORRUPT when it fails its
+ * checks (the detail names the actor). */
+int hyi_snapshot_load(hyi_journal *j, uint64_t actor, uint64_t *seq_out,
+                      void **state_out, size_t *len_out);
+
+/* ---------------------------------------------------------------- recovery */
+
+/* Snapshot callback for recovery: state is valid only during the call. A
+ * negative return aborts recovery with that value. */
+typedef int (*hyi_snapshot_fn)(void *user, uint64_t actor, uint64_t seq,
+                               const void *state, size_t len);
+
+/* Recover an actor in one read transaction: if it has a snapshot, call
+ * on_snapshot (may be NULL) with it, then call on_entry for every entry after
+ * the snapshot's sequence (all entries without a snapshot), as read_from.
+ * *last_seq_out (may be NULL) gets the last sequence applied (the snapshot's
+ * when no entry follows; 0 for a fresh actor). Errors as read_from; a corrupt
+ * snapshot is HY_ECORRUPT before any callback. */
+int hyi_journal_recover(hyi_journal *j, uint64_t actor, hyi_snapshot_fn on_snapshot,
+                        hyi_journal_read_fn on_entry, void *user,
+                        uint64_t *last_seq_out);
+
+/* ---------------------------------------------------------------- group commit */
+
+/* Completion callback: runs on the writer thread once per submitted entry, in
+ * submission order, after its transaction committed (status 0, seq its
+ * sequence) or failed (status < 0, seq 0; hy_errdetail() on this thread says
+ * why, and every entry of that transaction gets the same status). */
+typedef void (*hyi_journal_done_fn)(void *user, uint64_t actor, uint64_t seq, int status);
+
+/* Queue one entry for the writer (copied now; started on first use). Blocks
+ * while max_pending entries are queued. Returns 0 (done will be called exactly
+ * once), or HY_EINVAL, HY_ENOMEM, HY_ECLOSED, HY_ESYS (done is never called). */
+int hyi_journal_submit(hyi_journal *j, const hyi_journal_rec *rec,
+                       hyi_journal_done_fn done, void *user);
+
+/* Queue n entries at once: they are contiguous in the queue and land in one
+ * commit (a batch is never split). users (may be NULL: all NULL) gives entry
+ * i's user pointer. All-or-none: on error no entry is queued. */
+int hyi_journal_submit_batch(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
+                             hyi_journal_done_fn done, void *const *users);
+
+/* Wait until every entry submitted before this call has been written and its
+ * callback has returned. Must not be called from a completion callback. */
+void hyi_journal_flush(hyi_journal *j);
+
+/* ---------------------------------------------------------------- stats */
+
+#define HYI_JOURNAL_BATCH_RING 1024
+
+typedef struct hyi_journal_stats {
+    uint64_t commits;        /* successful write transactions (all paths) */
+    uint64_t entries;        /* entries committed */
+    uint64_t bytes;          /* key + value bytes of committed entries */
+    uint64_t failed_commits; /* transactions that ended in an error */
+    uint64_t map_grows;      /* times the map was enlarged */
+    uint64_t map_size;       /* current map size */
+    uint64_t pending;        /* entries queued for the writer now */
+    uint64_t batch_p50;      /* median entries per writer commit, over the last
+                                HYI_JOURNAL_BATCH_RING writer commits (0: none) */
+    uint64_t batch_max;      /* largest writer commit since open */
+    uint64_t writer_commits; /* writer transactions (successful or not) */
+} hyi_journal_stats;
+
+/* Counters are read with relaxed loads: a snapshot that may lag by a commit. */
+void hyi_journal_get_stats(hyi_journal *j, hyi_journal_stats *out);
+
+/* CRC32C (Castagnoli) of buf, continuing from crc (0 to start). Exposed for
+ * tests and tools that check journal values. */
+uint32_t hyi_crc32c(uint32_t crc, const void *buf, size_t len);
+
+#endif

@@ -1,0 +1,120 @@
+/* Snapshots: the latest state of an actor and the sequence it covers, one per
+ * actor, overwritten by each save. A save and the journal truncation its
+ * retention asks for are one transaction, so a crash never leaves entries
+ * removed without the snapshot that replaced them. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "journal_int.h"
+
+struct save_arg {
+    uint64_t actor, seq;
+    const void *state;
+    size_t len;
+};
+
+static int save_op(hyi_wtxn *w, void *arg)
+{
+    struct save_arg *a = arg;
+    hyi_journal *j = w->j;
+    uint64_t high;
+    int rc = hyi_seq_load(j, w->txn, a->actor, &high);
+    if (rc)
+        return rc;
+    if (a->seq > high)
+        return hyi_fail(HY_EINVAL, "journal %s: snapshot of actor %llu at seq %llu is "
+                        "past its highest sequence %llu", j->path,
+                        (unsigned long long)a->actor, (unsigned long long)a->seq,
+                        (unsigned long long)high);
+    unsigned char ak[8];
+    hyi_actor_key_encode(ak, a->actor);
+    MDB_val k = {sizeof ak, ak}, v;
+    /* An older snapshot must not replace a newer one: after truncation the
+     * newer one may be what carries the actor's sequence. (hyi_seq_load has
+     * already checked the stored snapshot.) */
+    rc = mdb_get(w->txn, j->db_snap, &k, &v);
+    if (rc == 0) {
+        uint64_t cur;
+        const void *st;
+        size_t n;
+        const char *why;
+        if (hyi_snap_decode(a->actor, &v, &cur, &st, &n, &why) == 0 && a->seq < cur)
+            return hyi_fail(HY_EINVAL, "journal %s: snapshot of actor %llu at seq %llu "
+                            "is older than the stored one (seq %llu)", j->path,
+                            (unsigned long long)a->actor, (unsigned long long)a->seq,
+                            (unsigned long long)cur);
+    } else if (rc != MDB_NOTFOUND) {
+        return rc;
+    }
+    v = (MDB_val){hyi_snap_size(a->len), NULL};
+    if ((rc = mdb_put(w->txn, j->db_snap, &k, &v, MDB_RESERVE)) != 0)
+        return rc;
+    hyi_snap_encode(v.mv_data, a->actor, a->seq, a->state, (uint32_t)a->len);
+    w->bytes += sizeof ak + v.mv_size;
+    if (j->cfg.retention == HYI_RETAIN_TRUNCATE && a->seq > j->cfg.retain_entries) {
+        /* Entries <= seq - retain_entries go. The snapshot now records the
+         * sequence, so even the newest entry may be removed. */
+        uint64_t removed = 0;
+        rc = hyi_truncate_in(w, a->actor, a->seq - j->cfg.retain_entries + 1, &removed);
+    }
+    return rc;
+}
+
+int hyi_snapshot_save(hyi_journal *j, uint64_t actor, uint64_t seq, const void *state,
+                      size_t len)
+{
+    if (!j || (len && !state))
+        return hyi_fail(HY_EINVAL, "journal: NULL journal or state");
+    if (len > UINT32_MAX - HYI_SNAP_HDR)
+        return hyi_fail(HY_EINVAL, "journal %s: snapshot of actor %llu is over 4 GiB",
+                        j->path, (unsigned long long)actor);
+    struct save_arg a = {actor, seq, state, len};
+    return hyi_env_write(j, save_op, &a, "save a snapshot");
+}
+
+int hyi_snapshot_load(hyi_journal *j, uint64_t actor, uint64_t *seq_out,
+                      void **state_out, size_t *len_out)
+{
+    if (!j || !seq_out || !state_out || !len_out)
+        return hyi_fail(HY_EINVAL, "journal: NULL journal or output");
+    *seq_out = 0;
+    *state_out = NULL;
+    *len_out = 0;
+    MDB_txn *txn;
+    int rc = hyi_env_read_begin(j, &txn);
+    if (rc)
+        return rc;
+    unsigned char ak[8];
+    hyi_actor_key_encode(ak, actor);
+    MDB_val k = {sizeof ak, ak}, v;
+    rc = mdb_get(txn, j->db_snap, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        rc = hyi_fail(HY_ENOENT, "journal %s: actor %llu has no snapshot", j->path,
+                      (unsigned long long)actor);
+    } else if (rc) {
+        rc = hyi_lmdb_fail(j, rc, "load a snapshot");
+    } else {
+        uint64_t seq;
+        const void *state;
+        size_t len;
+        const char *why;
+        if (hyi_snap_decode(actor, &v, &seq, &state, &len, &why) != 0) {
+            rc = hyi_fail(HY_ECORRUPT, "journal %s: snapshot of actor %llu is corrupt: %s",
+                          j->path, (unsigned long long)actor, why);
+        } else {
+            void *copy = NULL;
+            if (len && !(copy = malloc(len))) {
+                rc = hyi_fail(HY_ENOMEM, "journal %s: no memory for a %zu-byte snapshot",
+                              j->path, len);
+            } else {
+                if (len)
+                    memcpy(copy, state, len);
+                *seq_out = seq;
+                *state_out = copy;
+                *len_out = len;
+            }
+        }
+    }
+    hyi_env_read_end(j, txn);
+    return rc;
+}

@@ -1,0 +1,826 @@
+/* The slab object pool (contract in pool.h).
+ *
+ * What. Seven size classes, 64..4096 usable bytes (powers of two). Every object
+ * has a 16-byte header in front of it (state, pool tag, class, usable size), so
+ * release needs no lookup and debug builds can catch double and foreign releases.
+ * Objects are carved from 64 KiB slabs; requests above 4096 bytes (up to
+ * HYI_POOL_MAX_OBJECT) are single allocations from the allocator (jemalloc in the
+ * normal build, the system malloc under HY_POOL_SYSTEM_ALLOC), kept on a list so
+ * destroy can free them. Slab and large bytes count against the cap.
+ *
+ * How the fast path stays lock-free: magazines, after Bonwick (Solaris' kmem,
+ * the Pony runtime's pool, jemalloc's tcache bins). Each thread has, per pool and
+ * per class, a stack of up to 2 x M free pointers (M = 64 for small classes).
+ * Acquire pops, release pushes: no lock, no atomic read-modify-write, and no
+ * pointer chasing through object memory, so a batch of objects that arrives from
+ * another core does not serialise its cache misses. When the stack runs dry, the
+ * thread takes one full magazine (M pointers) from the class's depot; when it
+ * overflows, it moves its M oldest pointers into a magazine on the depot. One
+ * mutex acquisition per magazine, so the producer/consumer pattern (one thread
+ * acquires, another releases) costs one lock per side per M objects, and the
+ * hysteresis (refill to M, flush at 2M) keeps a thread from bouncing on the
+ * boundary. Fresh objects are handed to a thread as a range (M objects' worth)
+ * that it carves without the lock, which also keeps `created` exact.
+ *
+ * Thread caches and pool lifetime. A thread finds its cache for a pool through a
+ * one-entry TLS memo keyed by the pool's id, then a small per-thread table. Pool
+ * ids come from a process-wide counter and are never reused, so a stale entry for
+ * a destroyed pool never matches and is never dereferenced. The pool owns its
+ * thread caches (destroy frees them); a pthread key destructor flushes a thread's
+ * caches back into the depots at thread exit, under the registry lock, and only
+ * for pools still registered, so it cannot race with hyi_pool_destroy.
+ *
+ * Stats. Each cache counts created/reused/released in counters only its thread
+ * writes (a relaxed load and store: plain movs). Readers sum them under the
+ * pool's thread-list lock; exited threads' counts are folded into the pool.
+ * Peak in-use is sampled whenever a thread goes to a depot and on every stats
+ * call, so it may miss a short spike by up to two magazines per thread.
+ *
+ * Trade-offs. Per-thread caches hold up to 2 x 64 objects per class (fewer for
+ * big classes: 32 KiB of objects per magazine) and take 7.5 KiB of pointer
+ * arrays per (thread, pool), so memory sits idle in caches of
+ * idle threads, and slabs are never returned to the allocator before destroy: a
+ * message kernel's working set is steady, and the cap bounds it. The 16-byte
+ * header costs 25% on a 64-byte object; it buys O(1) release and the checks.
+ *
+ * Sanitizers. Under ASan, free objects (cached or not yet carved) are poisoned,
+ * so a use after release is reported. Under TSan the same code runs; the depot
+ * mutexes give TSan the happens-before edges for objects that change threads. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define POOL_ASAN 1
+#endif
+#endif
+
+#ifdef POOL_ASAN
+#include <sanitizer/asan_interface.h>
+#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define POISON(p, n) ((void)(p), (void)(n))
+#define UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
+#define NCLASS 7
+#define MIN_SHIFT 6                     /* class 0 holds 64 bytes */
+#define MAX_SMALL ((size_t)64 << (NCLASS - 1))
+#define SLAB_BYTES ((size_t)64 * 1024)
+#define SLAB_HEAD 64                    /* slab header, keeps objects aligned */
+#define MAG_SLOTS 64
+#define MAG_BYTES_TARGET 32768          /* a magazine holds about this much */
+#define CLASS_LARGE 0xffffu
+
+#define ST_LIVE 0x4556494cu /* "LIVE" */
+#define ST_FREE 0x45455246u /* "FREE" */
+
+/* The header in front of every object. For small objects only `state` changes
+ * after carving; cls, tag and size are written once. 16 bytes keep the object
+ * 16-byte aligned. */
+typedef struct objhdr {
+    uint32_t state; /* ST_LIVE or ST_FREE (checked without NDEBUG) */
+    uint32_t tag;   /* low 32 bits of the owning pool's id */
+    uint32_t cls;   /* size class, or CLASS_LARGE */
+    uint32_t size;  /* usable bytes */
+} objhdr;
+
+_Static_assert(sizeof(objhdr) == 16, "object header must keep 16-byte alignment");
+
+/* A large object: this, then its objhdr, then the object. */
+typedef struct large_hdr {
+    struct large_hdr *prev, *next; /* the pool's list, under large_lock */
+    size_t bytes;                  /* whole block, as counted in bytes_reserved */
+    size_t pad;
+} large_hdr;
+
+_Static_assert(sizeof(large_hdr) % 16 == 0, "large header must keep alignment");
+
+typedef struct slab {
+    struct slab *next;
+} slab;
+
+/* A magazine: a batch of free objects (pointers to their headers) in a depot. */
+typedef struct mag {
+    struct mag *next; /* depot list link */
+    uint32_t n;
+    objhdr *slot[MAG_SLOTS];
+} mag;
+
+/* A range of uncarved objects handed back by an exiting thread; the node lives
+ * in the range's own first bytes. */
+typedef struct range {
+    struct range *next;
+    char *end;
+} range;
+
+/* Per class: the shared side. Everything here is under `lock`. */
+typedef struct depot {
+    HY_CACHE_ALIGNED pthread_mutex_t lock;
+    mag *full;         /* magazines with objects (possibly partial) */
+    mag *empty;        /* magazines with none */
+    slab *slabs;       /* every slab of this class, for destroy */
+    char *bump, *end;  /* the uncarved rest of the newest slab */
+    range *ranges;     /* uncarved ranges returned by exiting threads */
+    objhdr *orphans;   /* objects released when no magazine could be had (OOM) */
+    uint32_t usable, stride, mag_cap;
+} depot;
+
+/* Per class: one thread's side. Only the owning thread touches it. */
+typedef struct tc_class {
+    uint32_t n, max;  /* objects in slot[]; max = 2 x the class's magazine size */
+    char *bump, *end; /* fresh objects reserved for this thread */
+    objhdr *slot[2 * MAG_SLOTS];
+} tc_class;
+
+/* One thread's cache for one pool. Owned by the pool, used by one thread. */
+typedef struct tcache {
+    tc_class cls[NCLASS];
+    /* Written only by the owning thread, read by stats. */
+    _Atomic uint64_t created, reused, released;
+    struct tcache *next, *prev; /* the pool's list, under threads_lock */
+} tcache;
+
+struct hyi_pool {
+    uint64_t id;
+    uint32_t tag;
+    size_t cap;
+    struct hyi_pool *reg_next; /* the registry, under registry_lock */
+
+    HY_CACHE_ALIGNED _Atomic uint64_t bytes_reserved;
+    _Atomic uint64_t peak;
+
+    HY_CACHE_ALIGNED pthread_mutex_t threads_lock;
+    tcache *threads;
+    /* Counts of exited threads and of cacheless (OOM) paths. */
+    _Atomic uint64_t ret_created, ret_reused, ret_released;
+
+    pthread_mutex_t large_lock;
+    large_hdr *large;
+
+    depot depot[NCLASS];
+};
+
+/* ------------------------------------------------------------------ registry */
+
+/* Live pools, so a thread-exit destructor can tell whether a pool named in its
+ * table still exists. Pool ids are handed out here and never reused. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static hyi_pool *registry;
+static uint64_t registry_next_id = 1;
+
+static hyi_pool *registry_find(uint64_t id)
+{
+    for (hyi_pool *p = registry; p; p = p->reg_next)
+        if (p->id == id)
+            return p;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+__attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt, ...);
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("hypha pool: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}
+
+static inline unsigned size_class(size_t size)
+{
+    if (size <= ((size_t)1 << MIN_SHIFT))
+        return 0;
+    return (unsigned)(64 - __builtin_clzll((unsigned long long)size - 1)) - MIN_SHIFT;
+}
+
+static inline objhdr *hdr_of(const void *obj)
+{
+    return (objhdr *)obj - 1;
+}
+
+/* Owner-only counter: a relaxed load and store compile to plain movs (no RMW);
+ * relaxed suffices because readers only sum counters and tolerate lag. */
+static inline void count(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* Reserve bytes against the cap. Relaxed: the counter publishes no other memory;
+ * the CAS alone makes check-and-add atomic. */
+static bool reserve(hyi_pool *p, size_t bytes)
+{
+    uint64_t cur = atomic_load_explicit(&p->bytes_reserved, memory_order_relaxed);
+    do {
+        if (p->cap && cur + bytes > p->cap)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&p->bytes_reserved, &cur, cur + bytes,
+                                                    memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return true;
+}
+
+static void unreserve(hyi_pool *p, size_t bytes)
+{
+    /* Relaxed: a plain counter; see reserve. */
+    atomic_fetch_sub_explicit(&p->bytes_reserved, bytes, memory_order_relaxed);
+}
+
+/* Slabs and large objects come from here. The normal build links jemalloc, which
+ * replaces malloc, so this is jemalloc; under HY_POOL_SYSTEM_ALLOC (sanitizer
+ * builds) it is the system allocator, which the sanitizer intercepts. */
+static void *block_alloc(size_t bytes)
+{
+#ifdef HY_POOL_SYSTEM_ALLOC
+    return malloc(bytes);
+#else
+    return aligned_alloc(HY_CACHE_LINE, (bytes + HY_CACHE_LINE - 1) & ~(size_t)(HY_CACHE_LINE - 1));
+#endif
+}
+
+static mag *mag_new(void)
+{
+    mag *m = malloc(sizeof *m);
+    if (m) {
+        m->next = NULL;
+        m->n = 0;
+    }
+    return m;
+}
+
+static void mag_free_list(mag *m)
+{
+    while (m) {
+        mag *next = m->next;
+        free(m);
+        m = next;
+    }
+}
+
+/* ------------------------------------------------------------------ stats */
+
+/* Sum of every cache's counters plus exited threads'. Caller holds threads_lock.
+ * Relaxed loads: each counter is read once; the sum is a snapshot that may lag. */
+static void sum_counts(hyi_pool *p, uint64_t *created, uint64_t *reused, uint64_t *released)
+{
+    uint64_t c = atomic_load_explicit(&p->ret_created, memory_order_relaxed);
+    uint64_t u = atomic_load_explicit(&p->ret_reused, memory_order_relaxed);
+    uint64_t r = atomic_load_explicit(&p->ret_released, memory_order_relaxed);
+    for (tcache *tc = p->threads; tc; tc = tc->next) {
+        c += atomic_load_explicit(&tc->created, memory_order_relaxed);
+        u += atomic_load_explicit(&tc->reused, memory_order_relaxed);
+        r += atomic_load_explicit(&tc->released, memory_order_relaxed);
+    }
+    *created = c;
+    *reused = u;
+    *released = r;
+}
+
+static uint64_t note_peak(hyi_pool *p, uint64_t in_use)
+{
+    /* Relaxed max via CAS: the peak is a statistic that guards no memory. */
+    uint64_t cur = atomic_load_explicit(&p->peak, memory_order_relaxed);
+    while (in_use > cur &&
+           !atomic_compare_exchange_weak_explicit(&p->peak, &cur, in_use,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+    return in_use > cur ? in_use : cur;
+}
+
+static void sample_peak(hyi_pool *p)
+{
+    uint64_t c, u, r;
+    pthread_mutex_lock(&p->threads_lock);
+    sum_counts(p, &c, &u, &r);
+    pthread_mutex_unlock(&p->threads_lock);
+    if (c + u > r)
+        note_peak(p, c + u - r);
+}
+
+void hyi_pool_get_stats(hyi_pool *pool, hyi_pool_stats *out)
+{
+    uint64_t c, u, r;
+    pthread_mutex_lock(&pool->threads_lock);
+    sum_counts(pool, &c, &u, &r);
+    pthread_mutex_unlock(&pool->threads_lock);
+    out->created = c;
+    out->reused = u;
+    out->in_use = c + u > r ? c + u - r : 0; /* counters read apart may cross */
+    out->peak_in_use = note_peak(pool, out->in_use);
+    /* Relaxed: a statistic. */
+    out->bytes_reserved = atomic_load_explicit(&pool->bytes_reserved, memory_order_relaxed);
+    out->reuse_rate = c + u ? (double)u / (double)(c + u) : 0.0;
+}
+
+/* ------------------------------------------------------------------ thread caches */
+
+typedef struct tls_entry {
+    uint64_t id;
+    tcache *tc;
+} tls_entry;
+
+typedef struct tls_table {
+    uint32_t n, cap;
+    tls_entry e[];
+} tls_table;
+
+/* Initial-exec: one TLS access with no call, like jemalloc's own tcache. */
+#define POOL_TLS __thread __attribute__((tls_model("initial-exec")))
+static POOL_TLS tls_entry tls_last; /* the last pool this thread used */
+static POOL_TLS tls_table *tls_tab;
+
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tc_retire(hyi_pool *p, tcache *tc);
+static bool depot_put(depot *d, tc_class *cc, uint32_t k);
+static void release_orphan(hyi_pool *p, unsigned c, objhdr *h);
+
+/* Thread exit: give every cache of a live pool back to it. The registry lock
+ * keeps hyi_pool_destroy from freeing a pool while we flush into it. */
+static void tls_destructor(void *arg)
+{
+    tls_table *t = arg;
+    pthread_mutex_lock(&registry_lock);
+    for (uint32_t i = 0; i < t->n; i++) {
+        hyi_pool *p = registry_find(t->e[i].id);
+        if (p)
+            tc_retire(p, t->e[i].tc);
+    }
+    pthread_mutex_unlock(&registry_lock);
+    free(t);
+    tls_tab = NULL;
+    tls_last = (tls_entry){0, NULL};
+}
+
+static void tls_make_key(void)
+{
+    if (pthread_key_create(&tls_key, tls_destructor) != 0)
+        die("pthread_key_create failed");
+}
+
+/* The first use of a pool by this thread, or a pool not in the memo. */
+static __attribute__((noinline)) tcache *tc_get_slow(hyi_pool *p)
+{
+    tls_table *t = tls_tab;
+    if (t) {
+        for (uint32_t i = 0; i < t->n; i++) {
+            if (t->e[i].id == p->id) {
+                tls_last = t->e[i];
+                return tls_last.tc;
+            }
+        }
+    }
+    pthread_once(&tls_once, tls_make_key);
+    tcache *tc = calloc(1, sizeof *tc);
+    if (!tc)
+        return NULL;
+    for (unsigned c = 0; c < NCLASS; c++)
+        tc->cls[c].max = 2 * p->depot[c].mag_cap;
+
+    pthread_mutex_lock(&registry_lock);
+    if (t) { /* drop entries of destroyed pools (their caches are already freed) */
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < t->n; i++)
+            if (registry_find(t->e[i].id))
+                t->e[k++] = t->e[i];
+        t->n = k;
+    }
+    if (!t || t->n == t->cap) {
+        uint32_t cap = t ? t->cap * 2 : 4;
+        tls_table *nt = realloc(t, sizeof *nt + cap * sizeof nt->e[0]);
+        if (!nt) {
+            pthread_mutex_unlock(&registry_lock);
+            free(tc);
+            return NULL;
+        }
+        if (!t)
+            nt->n = 0;
+        nt->cap = cap;
+        t = tls_tab = nt;
+    }
+    t->e[t->n++] = (tls_entry){p->id, tc};
+    pthread_mutex_lock(&p->threads_lock);
+    tc->next = p->threads;
+    if (p->threads)
+        p->threads->prev = tc;
+    p->threads = tc;
+    pthread_mutex_unlock(&p->threads_lock);
+    pthread_mutex_unlock(&registry_lock);
+
+    pthread_setspecific(tls_key, t);
+    tls_last = (tls_entry){p->id, tc};
+    return tc;
+}
+
+static inline tcache *tc_get(hyi_pool *p)
+{
+    if (HY_LIKELY(tls_last.id == p->id))
+        return tls_last.tc;
+    return tc_get_slow(p);
+}
+
+/* Flush one thread's cache into the pool and free it. Caller holds registry_lock
+ * (so the pool is alive); takes each depot lock, then threads_lock, never nested. */
+static void tc_retire(hyi_pool *p, tcache *tc)
+{
+    for (unsigned c = 0; c < NCLASS; c++) {
+        tc_class *cc = &tc->cls[c];
+        depot *d = &p->depot[c];
+        while (cc->n) { /* whole magazines, or orphans if none can be had */
+            uint32_t k = cc->n < d->mag_cap ? cc->n : d->mag_cap;
+            if (!depot_put(d, cc, k)) {
+                while (cc->n)
+                    release_orphan(p, c, cc->slot[--cc->n]);
+            }
+        }
+        pthread_mutex_lock(&d->lock);
+        if (cc->bump < cc->end) { /* uncarved objects: keep them uncarved */
+            range *r = (range *)cc->bump;
+            UNPOISON(r, sizeof *r);
+            r->next = d->ranges;
+            r->end = cc->end;
+            d->ranges = r;
+        }
+        pthread_mutex_unlock(&d->lock);
+    }
+    pthread_mutex_lock(&p->threads_lock);
+    if (tc->prev)
+        tc->prev->next = tc->next;
+    else
+        p->threads = tc->next;
+    if (tc->next)
+        tc->next->prev = tc->prev;
+    /* Relaxed: these counters guard no memory; the lock orders them against
+     * stats readers anyway. */
+    atomic_fetch_add_explicit(&p->ret_created, atomic_load_explicit(&tc->created, memory_order_relaxed), memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->ret_reused, atomic_load_explicit(&tc->reused, memory_order_relaxed), memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->ret_released, atomic_load_explicit(&tc->released, memory_order_relaxed), memory_order_relaxed);
+    pthread_mutex_unlock(&p->threads_lock);
+    free(tc);
+}
+
+/* ------------------------------------------------------------------ depots */
+
+/* Give the thread a range of fresh objects (one magazine's worth). Caller holds
+ * d->lock. Returns false when the cap or the allocator refuses a new slab. */
+static bool depot_take_range(hyi_pool *p, depot *d, tc_class *cc)
+{
+    size_t want = (size_t)d->mag_cap * d->stride;
+    if (d->ranges) {
+        range *r = d->ranges;
+        d->ranges = r->next;
+        cc->bump = (char *)r;
+        cc->end = r->end;
+        POISON(r, sizeof *r);
+        return true;
+    }
+    if (d->bump == d->end) {
+        if (!reserve(p, SLAB_BYTES))
+            return false;
+        slab *s = block_alloc(SLAB_BYTES);
+        if (!s) {
+            unreserve(p, SLAB_BYTES);
+            return false;
+        }
+        s->next = d->slabs;
+        d->slabs = s;
+        d->bump = (char *)s + SLAB_HEAD;
+        size_t nobj = (SLAB_BYTES - SLAB_HEAD) / d->stride;
+        d->end = d->bump + nobj * d->stride;
+        POISON(d->bump, (size_t)(d->end - d->bump));
+    }
+    size_t have = (size_t)(d->end - d->bump);
+    size_t take = have < want ? have : want;
+    cc->bump = d->bump;
+    cc->end = d->bump + take;
+    d->bump += take;
+    return true;
+}
+
+/* A fresh object from the thread's range: write its header once. */
+static inline objhdr *carve(hyi_pool *p, unsigned c, tc_class *cc)
+{
+    depot *d = &p->depot[c];
+    objhdr *h = (objhdr *)cc->bump;
+    cc->bump += d->stride;
+    UNPOISON(h, sizeof *h);
+    h->tag = p->tag;
+    h->cls = c;
+    h->size = d->usable;
+    return h;
+}
+
+/* ------------------------------------------------------------------ acquire */
+
+#ifndef NDEBUG
+#define MARK(h, st) ((h)->state = (st))
+#else
+#define MARK(h, st) ((void)(h))
+#endif
+
+static __attribute__((noinline)) objhdr *acquire_slow(hyi_pool *p, tcache *tc, unsigned c)
+{
+    tc_class *cc = &tc->cls[c];
+    depot *d = &p->depot[c];
+    objhdr *h;
+
+    if (cc->bump < cc->end) {
+        count(&tc->created);
+        return carve(p, c, cc);
+    }
+
+    pthread_mutex_lock(&d->lock);
+    if (d->full) { /* empty a full magazine into our stack */
+        mag *m = d->full;
+        d->full = m->next;
+        memcpy(cc->slot, m->slot, m->n * sizeof m->slot[0]);
+        cc->n = m->n;
+        m->n = 0;
+        m->next = d->empty;
+        d->empty = m;
+        pthread_mutex_unlock(&d->lock);
+        h = cc->slot[--cc->n];
+        count(&tc->reused);
+    } else if (d->orphans) {
+        h = d->orphans;
+        UNPOISON(h + 1, sizeof(objhdr *));
+        d->orphans = *(objhdr **)(h + 1);
+        pthread_mutex_unlock(&d->lock);
+        count(&tc->reused);
+    } else if (depot_take_range(p, d, cc)) {
+        pthread_mutex_unlock(&d->lock);
+        h = carve(p, c, cc);
+        count(&tc->created);
+    } else {
+        pthread_mutex_unlock(&d->lock);
+        return NULL;
+    }
+    sample_peak(p);
+    return h;
+}
+
+static void *acquire_large(hyi_pool *p, size_t size)
+{
+    size_t usable = (size + 15) & ~(size_t)15;
+    size_t bytes = sizeof(large_hdr) + sizeof(objhdr) + usable;
+    tcache *tc = tc_get(p);
+    if (!reserve(p, bytes))
+        return NULL;
+    large_hdr *lh = block_alloc(bytes);
+    if (!lh) {
+        unreserve(p, bytes);
+        return NULL;
+    }
+    lh->bytes = bytes;
+    lh->prev = NULL;
+    pthread_mutex_lock(&p->large_lock);
+    lh->next = p->large;
+    if (p->large)
+        p->large->prev = lh;
+    p->large = lh;
+    pthread_mutex_unlock(&p->large_lock);
+
+    objhdr *h = (objhdr *)(lh + 1);
+    h->state = ST_LIVE;
+    h->tag = p->tag;
+    h->cls = CLASS_LARGE;
+    h->size = (uint32_t)usable;
+    if (tc)
+        count(&tc->created);
+    else /* Relaxed: a counter (see tc_retire). */
+        atomic_fetch_add_explicit(&p->ret_created, 1, memory_order_relaxed);
+    return h + 1;
+}
+
+void *hyi_pool_acquire(hyi_pool *pool, size_t size)
+{
+    if (HY_UNLIKELY(size > MAX_SMALL))
+        return size <= HYI_POOL_MAX_OBJECT ? acquire_large(pool, size) : NULL;
+    unsigned c = size_class(size);
+    tcache *tc = tc_get(pool);
+    if (HY_UNLIKELY(!tc))
+        return NULL;
+    tc_class *cc = &tc->cls[c];
+    objhdr *h;
+    if (HY_LIKELY(cc->n)) {
+        h = cc->slot[--cc->n];
+        count(&tc->reused);
+    } else {
+        h = acquire_slow(pool, tc, c);
+        if (HY_UNLIKELY(!h))
+            return NULL;
+    }
+    MARK(h, ST_LIVE);
+    UNPOISON(h + 1, h->size);
+    return h + 1;
+}
+
+/* ------------------------------------------------------------------ release */
+
+#ifndef NDEBUG
+static void check_release(const hyi_pool *p, const void *obj, const objhdr *h)
+{
+    if ((uintptr_t)obj & 15)
+        die("release of %p: not an object from a hypha pool (misaligned)", obj);
+    if (h->state == ST_FREE)
+        die("double release of %p (object of %u bytes)", obj, h->size);
+    if (h->state != ST_LIVE)
+        die("release of %p: not an object from a hypha pool (bad header)", obj);
+    if (h->tag != p->tag)
+        die("release of %p: the object belongs to another pool", obj);
+    if (h->cls >= NCLASS && h->cls != CLASS_LARGE)
+        die("release of %p: corrupt object header", obj);
+}
+#endif
+
+/* No magazine could be allocated: keep the object on the depot's orphan list,
+ * linked through its own (free) memory. */
+static void release_orphan(hyi_pool *p, unsigned c, objhdr *h)
+{
+    depot *d = &p->depot[c];
+    pthread_mutex_lock(&d->lock);
+    UNPOISON(h + 1, sizeof(objhdr *));
+    *(objhdr **)(h + 1) = d->orphans;
+    POISON(h + 1, h->size);
+    d->orphans = h;
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* Move the k oldest objects of the stack into a magazine on the depot. Returns
+ * false when no magazine could be allocated (nothing moved). */
+static bool depot_put(depot *d, tc_class *cc, uint32_t k)
+{
+    pthread_mutex_lock(&d->lock);
+    mag *e = d->empty;
+    if (e) {
+        d->empty = e->next;
+    } else {
+        pthread_mutex_unlock(&d->lock);
+        if (!(e = mag_new()))
+            return false;
+        pthread_mutex_lock(&d->lock);
+    }
+    memcpy(e->slot, cc->slot, k * sizeof e->slot[0]);
+    e->n = k;
+    e->next = d->full;
+    d->full = e;
+    pthread_mutex_unlock(&d->lock);
+    cc->n -= k;
+    memmove(cc->slot, cc->slot + k, cc->n * sizeof cc->slot[0]);
+    return true;
+}
+
+/* The stack is full: move a magazine's worth to the depot, then push. */
+static __attribute__((noinline)) void release_slow(hyi_pool *p, tcache *tc, unsigned c, objhdr *h)
+{
+    tc_class *cc = &tc->cls[c];
+    if (depot_put(&p->depot[c], cc, p->depot[c].mag_cap))
+        cc->slot[cc->n++] = h;
+    else
+        release_orphan(p, c, h);
+}
+
+static void release_large(hyi_pool *p, objhdr *h)
+{
+    large_hdr *lh = (large_hdr *)h - 1;
+    pthread_mutex_lock(&p->large_lock);
+    if (lh->prev)
+        lh->prev->next = lh->next;
+    else
+        p->large = lh->next;
+    if (lh->next)
+        lh->next->prev = lh->prev;
+    pthread_mutex_unlock(&p->large_lock);
+    h->state = ST_FREE;
+    unreserve(p, lh->bytes);
+    free(lh);
+}
+
+void hyi_pool_release(hyi_pool *pool, void *obj)
+{
+    if (HY_UNLIKELY(!obj))
+        return;
+    objhdr *h = hdr_of(obj);
+#ifndef NDEBUG
+    check_release(pool, obj, h);
+#endif
+    unsigned c = h->cls;
+    tcache *tc = tc_get(pool);
+    if (HY_UNLIKELY(c == CLASS_LARGE)) {
+        release_large(pool, h);
+    } else {
+        MARK(h, ST_FREE);
+        POISON(obj, h->size);
+        if (HY_UNLIKELY(!tc)) {
+            release_orphan(pool, c, h);
+        } else {
+            tc_class *cc = &tc->cls[c];
+            if (HY_LIKELY(cc->n < cc->max))
+                cc->slot[cc->n++] = h;
+            else
+                release_slow(pool, tc, c, h);
+        }
+    }
+    if (HY_LIKELY(tc != NULL))
+        count(&tc->released);
+    else /* Relaxed: a counter (see tc_retire). */
+        atomic_fetch_add_explicit(&pool->ret_released, 1, memory_order_relaxed);
+}
+
+size_t hyi_pool_object_size(const void *obj)
+{
+    return hdr_of(obj)->size;
+}
+
+/* ------------------------------------------------------------------ lifetime */
+
+int hyi_pool_create(hyi_pool **out, size_t cap_bytes)
+{
+    if (!out)
+        return HY_EINVAL;
+    *out = NULL;
+    hyi_pool *p = aligned_alloc(HY_CACHE_LINE, sizeof *p);
+    if (!p)
+        return HY_ENOMEM;
+    memset(p, 0, sizeof *p);
+    p->cap = cap_bytes;
+    pthread_mutex_init(&p->threads_lock, NULL);
+    pthread_mutex_init(&p->large_lock, NULL);
+    for (unsigned c = 0; c < NCLASS; c++) {
+        depot *d = &p->depot[c];
+        pthread_mutex_init(&d->lock, NULL);
+        d->usable = (uint32_t)1 << (MIN_SHIFT + c);
+        d->stride = d->usable + (uint32_t)sizeof(objhdr);
+        uint32_t n = MAG_BYTES_TARGET / d->usable;
+        d->mag_cap = n > MAG_SLOTS ? MAG_SLOTS : n < 8 ? 8 : n;
+    }
+    /* Relaxed: nothing else has the pool yet. */
+    atomic_init(&p->bytes_reserved, 0);
+    atomic_init(&p->peak, 0);
+    pthread_mutex_lock(&registry_lock);
+    p->id = registry_next_id++;
+    p->tag = (uint32_t)p->id;
+    p->reg_next = registry;
+    registry = p;
+    pthread_mutex_unlock(&registry_lock);
+    *out = p;
+    return 0;
+}
+
+void hyi_pool_destroy(hyi_pool *pool)
+{
+    if (!pool)
+        return;
+    /* Unregister first: from here no thread-exit destructor touches the pool. */
+    pthread_mutex_lock(&registry_lock);
+    for (hyi_pool **pp = &registry; *pp; pp = &(*pp)->reg_next) {
+        if (*pp == pool) {
+            *pp = pool->reg_next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    if (tls_last.id == pool->id)
+        tls_last = (tls_entry){0, NULL};
+
+    for (tcache *tc = pool->threads, *next; tc; tc = next) {
+        next = tc->next;
+        free(tc);
+    }
+    for (unsigned c = 0; c < NCLASS; c++) {
+        depot *d = &pool->depot[c];
+        mag_free_list(d->full);
+        mag_free_list(d->empty);
+        for (slab *s = d->slabs, *next; s; s = next) {
+            next = s->next;
+            UNPOISON(s, SLAB_BYTES);
+            free(s);
+        }
+        pthread_mutex_destroy(&d->lock);
+    }
+    for (large_hdr *lh = pool->large, *next; lh; lh = next) {
+        next = lh->next;
+        free(lh);
+    }
+    pthread_mutex_destroy(&pool->threads_lock);
+    pthread_mutex_destroy(&pool->large_lock);
+    free(pool);
+}

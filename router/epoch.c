@@ -1,0 +1,136 @@
+/* The epoch scheme of epoch.h. Why it is safe, in the C11 single total order S
+ * of seq_cst operations:
+ *   writer: store(table, new) S1; fetch_add(epoch) -> target S2; for each slot
+ *           load(slot) R until it reads 0 or >= target; free(old)
+ *   reader: e = load_acquire(epoch); store(slot, e) W; load(table) L; ...;
+ *           store_release(slot, 0)
+ * If R read 0, either the reader had left (its reads of the old table happen
+ * before that release store, which R acquires), or W comes after R in S, so
+ * S1 < W < L and L reads the new table. If R read e >= target, the reader's
+ * acquire load read S2 (or later), so S1 happens before L: new table again.
+ * Otherwise the writer waits. A slot added after the writer read the list head
+ * is announced after that read too, so the same argument holds.
+ * Match path cost: one seq_cst store (and plain loads on x86). */
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+
+#include "epoch.h"
+
+static _Atomic(hyi_reader *) readers;      /* registry, push-only */
+static _Atomic uint64_t global_epoch = 1;  /* 0 is "quiescent" */
+static pthread_key_t reader_key;
+static int reader_key_ok;
+static pthread_once_t reader_once = PTHREAD_ONCE_INIT;
+static _Thread_local hyi_reader *tls_reader;
+
+/* Thread exit: give the slot back (its match data stays for the next owner). */
+static void reader_release(void *p)
+{
+    hyi_reader *rd = p;
+    /* release: this thread's last use of rd->md happens before the next owner
+     * acquires the slot through its CAS on in_use. */
+    atomic_store_explicit(&rd->in_use, 0, memory_order_release);
+    tls_reader = NULL;
+}
+
+static void reader_key_init(void)
+{
+    reader_key_ok = pthread_key_create(&reader_key, reader_release) == 0;
+}
+
+static hyi_reader *attach(void)
+{
+    pthread_once(&reader_once, reader_key_init);
+    if (!reader_key_ok)
+        return NULL;
+    /* acquire: slots are fully initialised before their push (release CAS). */
+    hyi_reader *rd = atomic_load_explicit(&readers, memory_order_acquire);
+    for (; rd; rd = rd->next) {
+        int free_slot = 0;
+        /* acq_rel: acquire pairs with reader_release, so the previous owner's
+         * use of md is finished before we use it. */
+        if (atomic_load_explicit(&rd->in_use, memory_order_relaxed) == 0 &&
+            atomic_compare_exchange_strong_explicit(&rd->in_use, &free_slot, 1,
+                                                    memory_order_acq_rel,
+                                                    memory_order_relaxed))
+            break;
+    }
+    if (!rd) {
+        rd = aligned_alloc(HY_CACHE_LINE, sizeof *rd);
+        if (!rd)
+            return NULL;
+        atomic_init(&rd->epoch, 0);
+        atomic_init(&rd->in_use, 1);
+        rd->depth = 0;
+        rd->md = pcre2_match_data_create(1, NULL);
+        if (!rd->md) {
+            free(rd);
+            return NULL;
+        }
+        hyi_reader *head = atomic_load_explicit(&readers, memory_order_relaxed);
+        do {
+            rd->next = head;
+            /* seq_cst: a writer that read the head before this push is ordered
+             * before our first announcement (see the top of the file); it also
+             * releases the slot's initialisation to list walkers. */
+        } while (!atomic_compare_exchange_weak_explicit(&readers, &head, rd,
+                                                        memory_order_seq_cst,
+                                                        memory_order_relaxed));
+    }
+    if (pthread_setspecific(reader_key, rd) != 0) {
+        atomic_store_explicit(&rd->in_use, 0, memory_order_release); /* as in reader_release */
+        return NULL;
+    }
+    tls_reader = rd;
+    return rd;
+}
+
+hyi_reader *hyi_epoch_enter(void)
+{
+    hyi_reader *rd = tls_reader;
+    if (HY_UNLIKELY(!rd) && !(rd = attach()))
+        return NULL;
+    if (rd->depth++)
+        return rd; /* nested: the outer section already protects us */
+    /* acquire: reading a writer's increment makes its table store visible to
+     * our table load (the e >= target case above). */
+    uint64_t e = atomic_load_explicit(&global_epoch, memory_order_acquire);
+    /* seq_cst: must be ordered before the caller's seq_cst table load (a
+     * store-load pair, which only seq_cst orders). */
+    atomic_store_explicit(&rd->epoch, e, memory_order_seq_cst);
+    return rd;
+}
+
+hyi_reader *hyi_epoch_self(void)
+{
+    return tls_reader;
+}
+
+void hyi_epoch_leave(hyi_reader *rd)
+{
+    if (--rd->depth)
+        return;
+    /* release: our reads of the table happen before a writer that sees 0. */
+    atomic_store_explicit(&rd->epoch, 0, memory_order_release);
+}
+
+void hyi_epoch_synchronize(void)
+{
+    /* seq_cst: after the caller's table store in S, so a reader that sees the
+     * new epoch sees the new table. */
+    uint64_t target = atomic_fetch_add_explicit(&global_epoch, 1, memory_order_seq_cst) + 1;
+    /* seq_cst: a slot pushed after this load announces after it too. */
+    hyi_reader *rd = atomic_load_explicit(&readers, memory_order_seq_cst);
+    for (; rd; rd = rd->next) {
+        for (unsigned spins = 0;; spins++) {
+            /* seq_cst: the R of the argument above; acquire would not order it
+             * against the reader's seq_cst announcement. */
+            uint64_t e = atomic_load_explicit(&rd->epoch, memory_order_seq_cst);
+            if (e == 0 || e >= target)
+                break;
+            if (spins > 32)
+                sched_yield(); /* a reader is mid-match: it is short, let it run */
+        }
+    }
+}
