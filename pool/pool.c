@@ -189,7 +189,7 @@ static hyi_pool *registry_find(uint64_t id)
 
 /* ------------------------------------------------------------------ helpers */
 
-__attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt, ...);
+__attribute__((noreturn, cold, format(printf, 1, 2))) static void die(const char *fmt, ...);
 
 static void die(const char *fmt, ...)
 {
@@ -610,7 +610,8 @@ static void *acquire_large(hyi_pool *p, size_t size)
     return h + 1;
 }
 
-void *hyi_pool_acquire(hyi_pool *pool, size_t size)
+/* Everything but a cached object on a thread whose memo names this pool. */
+static __attribute__((noinline)) void *acquire_general(hyi_pool *pool, size_t size)
 {
     if (HY_UNLIKELY(size > MAX_SMALL))
         return size <= HYI_POOL_MAX_OBJECT ? acquire_large(pool, size) : NULL;
@@ -633,10 +634,30 @@ void *hyi_pool_acquire(hyi_pool *pool, size_t size)
     return h + 1;
 }
 
+/* The fast path is a leaf: anything unusual tail-calls acquire_general, so
+ * this saves no registers. */
+void *hyi_pool_acquire(hyi_pool *pool, size_t size)
+{
+    if (HY_LIKELY(size <= MAX_SMALL && tls_last.id == pool->id)) {
+        tcache *tc = tls_last.tc;
+        tc_class *cc = &tc->cls[size_class(size)];
+        if (HY_LIKELY(cc->n)) {
+            objhdr *h = cc->slot[--cc->n];
+            count(&tc->reused);
+            MARK(h, ST_LIVE);
+            UNPOISON(h + 1, h->size);
+            return h + 1;
+        }
+    }
+    return acquire_general(pool, size);
+}
+
 /* ------------------------------------------------------------------ release */
 
 #ifndef NDEBUG
-static void check_release(const hyi_pool *p, const void *obj, const objhdr *h)
+static inline __attribute__((always_inline)) void check_release(const hyi_pool *p,
+                                                               const void *obj,
+                                                               const objhdr *h)
 {
     if ((uintptr_t)obj & 15)
         die("release of %p: not an object from a hypha pool (misaligned)", obj);
@@ -714,7 +735,7 @@ static void release_large(hyi_pool *p, objhdr *h)
     free(lh);
 }
 
-void hyi_pool_release(hyi_pool *pool, void *obj)
+static __attribute__((noinline)) void release_general(hyi_pool *pool, void *obj)
 {
     if (HY_UNLIKELY(!obj))
         return;
@@ -743,6 +764,30 @@ void hyi_pool_release(hyi_pool *pool, void *obj)
         count(&tc->released);
     else /* Relaxed: a counter (see tc_retire). */
         atomic_fetch_add_explicit(&pool->ret_released, 1, memory_order_relaxed);
+}
+
+/* As acquire: a leaf fast path, the rest in release_general. */
+void hyi_pool_release(hyi_pool *pool, void *obj)
+{
+    if (HY_LIKELY(obj && tls_last.id == pool->id)) {
+        objhdr *h = hdr_of(obj);
+#ifndef NDEBUG
+        check_release(pool, obj, h);
+#endif
+        unsigned c = h->cls;
+        tcache *tc = tls_last.tc;
+        if (HY_LIKELY(c < NCLASS)) {
+            tc_class *cc = &tc->cls[c];
+            if (HY_LIKELY(cc->n < cc->max)) {
+                MARK(h, ST_FREE);
+                POISON(obj, h->size);
+                cc->slot[cc->n++] = h;
+                count(&tc->released);
+                return;
+            }
+        }
+    }
+    release_general(pool, obj);
 }
 
 size_t hyi_pool_object_size(const void *obj)

@@ -162,10 +162,23 @@ static int cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The current round's directory, so a failed assertion (which leaves the
+ * round early) still has it removed by the teardown. */
+static char cur_dir[32];
+
+static int remove_cur_dir(void **state)
+{
+    (void)state;
+    if (cur_dir[0])
+        nftw(cur_dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    cur_dir[0] = 0;
+    return 0;
+}
+
 /* One round: returns the number of acks checked; adds journaled entries. */
 static size_t crash_round(unsigned seed, int round, size_t *journal_total)
 {
-    char dir[] = "/tmp/hy-crash-XXXXXX";
+    char *dir = strcpy(cur_dir, "/tmp/hy-crash-XXXXXX");
     assert_non_null(mkdtemp(dir));
     char env_path[64], ack_path[64];
     snprintf(env_path, sizeof env_path, "%s/env", dir);
@@ -180,16 +193,26 @@ static size_t crash_round(unsigned seed, int round, size_t *journal_total)
         child_main(env_path, ack_path, ready[1]);
     }
     close(ready[1]);
-    /* Most rounds wait until the child is submitting, then kill it 0..40 ms
-     * later (up to a few hundred commits in); every fifth round kills at a
-     * random moment from fork on, which may hit the open itself. Time to
-     * start differs a lot between plain and sanitizer builds, hence the pipe. */
+    /* Kill moments vary by round: every fifth round at a random time from
+     * fork on (it may hit the open itself); every fifth plus one as soon as the
+     * child is submitting; the rest 0..40 ms after its first acknowledgement
+     * (up to a few hundred commits in). Waiting on the child's own progress
+     * keeps the test meaningful in slow sanitizer builds too. */
     unsigned r = (seed + (unsigned)round) * 2654435761u;
     r ^= r >> 15;
     char c;
     if (round % 5 != 0 && read(ready[0], &c, 1) != 1)
         fail_msg("round %d: child died before it was ready", round);
-    struct timespec d = {0, (long)(r % 40000) * 1000L};
+    if (round % 5 >= 2) {
+        struct stat st;
+        struct timespec tick = {0, 200000};
+        for (int i = 0; i < 25000; i++) { /* at most ~5 s */
+            if (stat(ack_path, &st) == 0 && st.st_size >= (off_t)sizeof(ack))
+                break;
+            nanosleep(&tick, NULL);
+        }
+    }
+    struct timespec d = {0, round % 5 == 1 ? 0 : (long)(r % 40000) * 1000L};
     nanosleep(&d, NULL);
     assert_int_equal(kill(pid, SIGKILL), 0);
     int status;
@@ -203,7 +226,7 @@ static size_t crash_round(unsigned seed, int round, size_t *journal_total)
     int rc = hyi_journal_open(&j, &cfg);
     if (rc == HY_EJOURNAL && access(env_path, F_OK) != 0) {
         /* killed before it created the directory: nothing to check */
-        nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+        remove_cur_dir(NULL);
         return 0;
     }
     if (rc)
@@ -274,7 +297,7 @@ static size_t crash_round(unsigned seed, int round, size_t *journal_total)
     }
     for (int a = 1; a <= ACTORS; a++)
         free(jd[a].ids);
-    nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    remove_cur_dir(NULL);
     return nacks;
 }
 
@@ -304,7 +327,8 @@ static void test_acknowledged_entries_survive_sigkill(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_acknowledged_entries_survive_sigkill),
+        cmocka_unit_test_teardown(test_acknowledged_entries_survive_sigkill,
+                                  remove_cur_dir),
     };
     return cmocka_run_group_tests_name("journal_crash", tests, NULL, NULL);
 }

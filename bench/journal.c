@@ -1,0 +1,460 @@
+/* Benchmark family "journal": the persist layer on its own, against raw LMDB.
+ *
+ * Scenarios (all by default, or one with --scenario):
+ *   raw-lmdb-sync / raw-lmdb-nosync   the baseline: 64-byte values, 1000 appends
+ *                                     per write txn, MDB_APPEND, fsync or not
+ *   group-commit-sync / -nosync       hypha's writer thread fed by one submitting
+ *                                     thread, 64-byte payloads; a message counts
+ *                                     when its completion callback ran. Run in
+ *                                     alternating rounds with the raw baseline of
+ *                                     the same durability; medians; reports the
+ *                                     ratio, the commit batch p50 and bytes per
+ *                                     message on disk (data.mdb size / entries)
+ *   recovery                          read_from over 1 M entries (entries/s)
+ *   snapshot                          save / load of a 1 KB state, nosync:
+ *                                     p50/p99 latency
+ * Kernel-level persistent scenarios (a persistent subsystem's "static" route,
+ * "keyed" actors) belong in the scenario table below once the kernel uses the
+ * journal; they share the temp-dir and reporting helpers here.
+ *
+ * Every scenario works in its own directory under /tmp, removed afterwards. */
+#include <errno.h>
+#include <ftw.h>
+#include <lmdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "journal.h"
+
+#define PAYLOAD 64
+#define ROUNDS 3
+
+/* ---------------------------------------------------------------- helpers */
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+typedef struct tmpdir {
+    char dir[32];
+    char env[48];
+} tmpdir;
+
+static int tmp_make(tmpdir *t)
+{
+    strcpy(t->dir, "/tmp/hy-bench-XXXXXX");
+    if (!mkdtemp(t->dir)) {
+        fprintf(stderr, "journal bench: mkdtemp: %s\n", strerror(errno));
+        return -1;
+    }
+    snprintf(t->env, sizeof t->env, "%s/env", t->dir);
+    return 0;
+}
+
+static void tmp_remove(tmpdir *t)
+{
+    nftw(t->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static uint64_t data_file_bytes(const char *env)
+{
+    char p[96];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/data.mdb", env);
+    return stat(p, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static double median3(double *v, int n)
+{
+    for (int i = 1; i < n; i++) /* insertion sort: n is tiny */
+        for (int k = i; k > 0 && v[k] < v[k - 1]; k--) {
+            double t = v[k];
+            v[k] = v[k - 1];
+            v[k - 1] = t;
+        }
+    return v[n / 2];
+}
+
+static void key_be(unsigned char *k, uint64_t actor, uint64_t seq)
+{
+    for (int i = 7; i >= 0; i--, actor >>= 8, seq >>= 8) {
+        k[i] = (unsigned char)actor;
+        k[8 + i] = (unsigned char)seq;
+    }
+}
+
+/* ---------------------------------------------------------------- raw LMDB */
+
+typedef struct result {
+    double rate, seconds;
+    uint64_t bytes_on_disk, batch_p50;
+} result;
+
+#define RAW_CHECK(call)                                                        \
+    do {                                                                       \
+        int rc_ = (call);                                                      \
+        if (rc_) {                                                             \
+            fprintf(stderr, "journal bench: %s: %s\n", #call, mdb_strerror(rc_)); \
+            goto out;                                                          \
+        }                                                                      \
+    } while (0)
+
+static int raw_round(bool sync, uint64_t n, result *res)
+{
+    tmpdir t;
+    if (tmp_make(&t))
+        return -1;
+    int ok = -1;
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    if (mkdir(t.env, 0750) != 0)
+        goto out;
+    RAW_CHECK(mdb_env_create(&env));
+    RAW_CHECK(mdb_env_set_maxdbs(env, 4));
+    RAW_CHECK(mdb_env_set_mapsize(env, (size_t)4 << 30));
+    RAW_CHECK(mdb_env_open(env, t.env, MDB_NOTLS | (sync ? 0 : MDB_NOSYNC), 0640));
+    RAW_CHECK(mdb_txn_begin(env, NULL, 0, &txn));
+    RAW_CHECK(mdb_dbi_open(txn, "journal", MDB_CREATE, &dbi));
+    RAW_CHECK(mdb_txn_commit(txn));
+    txn = NULL;
+    unsigned char kb[16], val[PAYLOAD];
+    memset(val, 0x5a, sizeof val);
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t done = 0; done < n;) {
+        RAW_CHECK(mdb_txn_begin(env, NULL, 0, &txn));
+        for (int i = 0; i < 1000 && done < n; i++) {
+            done++;
+            key_be(kb, 1, done);
+            MDB_val k = {sizeof kb, kb}, v = {sizeof val, val};
+            RAW_CHECK(mdb_put(txn, dbi, &k, &v, MDB_APPEND));
+        }
+        int rc = mdb_txn_commit(txn);
+        txn = NULL;
+        RAW_CHECK(rc);
+    }
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
+    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), 1000};
+    ok = 0;
+out:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (env)
+        mdb_env_close(env);
+    tmp_remove(&t);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- group commit */
+
+typedef struct gc_state {
+    _Atomic uint64_t done; /* callbacks seen */
+    _Atomic uint64_t failed;
+} gc_state;
+
+static void gc_done(void *user, uint64_t actor, uint64_t seq, int status)
+{
+    gc_state *g = user;
+    (void)actor, (void)seq;
+    /* Relaxed: counters read after hyi_journal_flush, which orders them. */
+    if (status)
+        atomic_fetch_add_explicit(&g->failed, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&g->done, 1, memory_order_relaxed);
+}
+
+static int open_journal(tmpdir *t, hyi_durability d, hyi_journal **j)
+{
+    hyi_journal_config cfg = {.path = t->env, .durability = d,
+                              .map_size = (size_t)1 << 30};
+    int rc = hyi_journal_open(j, &cfg);
+    if (rc)
+        fprintf(stderr, "journal bench: open: %s\n", hy_errdetail());
+    return rc;
+}
+
+static int gc_round(bool sync, uint64_t n, result *res)
+{
+    tmpdir t;
+    if (tmp_make(&t))
+        return -1;
+    hyi_journal *j;
+    if (open_journal(&t, sync ? HYI_DUR_SYNC : HYI_DUR_NOSYNC, &j)) {
+        tmp_remove(&t);
+        return -1;
+    }
+    gc_state g = {0};
+    unsigned char payload[PAYLOAD];
+    memset(payload, 0x5a, sizeof payload);
+    hyi_journal_rec r = {.actor = 1, .payload = payload, .payload_len = PAYLOAD};
+    int rc = 0;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n && rc == 0; i++) {
+        rc = hyi_journal_submit(j, &r, gc_done, &g);
+        if ((i & 0xffff) == 0)
+            bench_progress(sync ? "group-commit-sync" : "group-commit-nosync", i, n);
+    }
+    hyi_journal_flush(j);
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
+    bench_progress(sync ? "group-commit-sync" : "group-commit-nosync", n, n);
+    hyi_journal_stats st;
+    hyi_journal_get_stats(j, &st);
+    hyi_journal_close(j);
+    if (rc || atomic_load(&g.failed) || atomic_load(&g.done) != n || st.entries != n) {
+        fprintf(stderr, "journal bench: group commit lost or failed entries (%s)\n",
+                rc ? hy_errdetail() : "callbacks");
+        tmp_remove(&t);
+        return -1;
+    }
+    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), st.batch_p50};
+    tmp_remove(&t);
+    return 0;
+}
+
+/* Alternating rounds of raw LMDB and group commit at one durability, so drift
+ * of the machine (page cache, other load) hits both alike; medians reported. */
+static int run_pair(const bench_opts *o, bool sync, bool want_raw, bool want_gc)
+{
+    uint64_t n = o->messages ? o->messages : sync ? 200000 : 1000000;
+    double raw_rate[ROUNDS], gc_rate[ROUNDS], raw_s[ROUNDS], gc_s[ROUNDS];
+    double raw_bpm[ROUNDS], gc_bpm[ROUNDS], gc_p50[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
+        result a = {0}, b = {0};
+        if (raw_round(sync, n, &a) || (want_gc && gc_round(sync, n, &b)))
+            return -1;
+        raw_rate[r] = a.rate;
+        raw_s[r] = a.seconds;
+        raw_bpm[r] = (double)a.bytes_on_disk / (double)n;
+        if (want_gc) {
+            gc_rate[r] = b.rate;
+            gc_s[r] = b.seconds;
+            gc_bpm[r] = (double)b.bytes_on_disk / (double)n;
+            gc_p50[r] = (double)b.batch_p50;
+        }
+    }
+    char extra[256];
+    double raw_med = median3(raw_rate, ROUNDS);
+    if (want_raw) {
+        snprintf(extra, sizeof extra,
+                 "\"messages\":%llu,\"value_bytes\":%d,\"per_txn\":1000,"
+                 "\"bytes_per_msg\":%.1f,\"rounds\":%d",
+                 (unsigned long long)n, PAYLOAD, median3(raw_bpm, ROUNDS), ROUNDS);
+        bench_report(o, "journal", sync ? "raw-lmdb-sync" : "raw-lmdb-nosync",
+                     "msgs_per_s", raw_med, median3(raw_s, ROUNDS), extra);
+    }
+    if (want_gc) {
+        double gc_med = median3(gc_rate, ROUNDS);
+        snprintf(extra, sizeof extra,
+                 "\"messages\":%llu,\"payload_bytes\":%d,\"ratio_to_raw\":%.3f,"
+                 "\"batch_p50\":%.0f,\"bytes_per_msg\":%.1f,\"rounds\":%d",
+                 (unsigned long long)n, PAYLOAD, gc_med / raw_med,
+                 median3(gc_p50, ROUNDS), median3(gc_bpm, ROUNDS), ROUNDS);
+        bench_report(o, "journal", sync ? "group-commit-sync" : "group-commit-nosync",
+                     "msgs_per_s", gc_med, median3(gc_s, ROUNDS), extra);
+    }
+    return 0;
+}
+
+static int sc_raw_sync(const bench_opts *o) { return run_pair(o, true, true, false); }
+static int sc_raw_nosync(const bench_opts *o) { return run_pair(o, false, true, false); }
+static int sc_gc_sync(const bench_opts *o) { return run_pair(o, true, false, true); }
+static int sc_gc_nosync(const bench_opts *o) { return run_pair(o, false, false, true); }
+/* The default run pairs each durability once and prints both lines. */
+static int sc_pair_sync(const bench_opts *o) { return run_pair(o, true, true, true); }
+static int sc_pair_nosync(const bench_opts *o) { return run_pair(o, false, true, true); }
+
+/* ---------------------------------------------------------------- recovery */
+
+typedef struct replay {
+    uint64_t n, bytes;
+} replay;
+
+static int replay_one(void *user, const hyi_journal_entry *e)
+{
+    replay *r = user;
+    r->n++;
+    r->bytes += e->payload_len + e->path_len;
+    return 0;
+}
+
+static int sc_recovery(const bench_opts *o)
+{
+    uint64_t n = o->messages ? o->messages : 1000000;
+    tmpdir t;
+    if (tmp_make(&t))
+        return -1;
+    hyi_journal *j;
+    int ret = -1;
+    if (open_journal(&t, HYI_DUR_NOSYNC, &j)) {
+        tmp_remove(&t);
+        return -1;
+    }
+    enum { CHUNK = 10000 };
+    hyi_journal_rec *recs = malloc(CHUNK * sizeof *recs);
+    unsigned char payload[PAYLOAD];
+    memset(payload, 0x5a, sizeof payload);
+    for (int i = 0; i < CHUNK; i++)
+        recs[i] = (hyi_journal_rec){.actor = 1, .path = "orders://item/42",
+                                    .path_len = 16, .payload = payload,
+                                    .payload_len = PAYLOAD};
+    for (uint64_t done = 0; done < n;) {
+        size_t k = n - done < CHUNK ? (size_t)(n - done) : CHUNK;
+        if (hyi_journal_append_many(j, recs, k, NULL)) {
+            fprintf(stderr, "journal bench: fill: %s\n", hy_errdetail());
+            goto out;
+        }
+        done += k;
+        bench_progress("recovery: fill", done, n);
+    }
+    /* Reopen so the read starts from the file (page cache warm, as after a
+     * process restart on the same machine). */
+    hyi_journal_close(j);
+    if (open_journal(&t, HYI_DUR_NOSYNC, &j)) {
+        j = NULL;
+        goto out;
+    }
+    double rates[ROUNDS], secs[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
+        replay rp = {0};
+        uint64_t t0 = bench_now_ns();
+        int rc = hyi_journal_read_from(j, 1, 1, replay_one, &rp, NULL);
+        secs[r] = (double)(bench_now_ns() - t0) / 1e9;
+        if (rc || rp.n != n) {
+            fprintf(stderr, "journal bench: replay read %llu of %llu: %s\n",
+                    (unsigned long long)rp.n, (unsigned long long)n, hy_errdetail());
+            goto out;
+        }
+        rates[r] = (double)n / secs[r];
+    }
+    char extra[160];
+    snprintf(extra, sizeof extra,
+             "\"entries\":%llu,\"payload_bytes\":%d,\"bytes_per_msg\":%.1f,\"rounds\":%d",
+             (unsigned long long)n, PAYLOAD,
+             (double)data_file_bytes(t.env) / (double)n, ROUNDS);
+    bench_report(o, "journal", "recovery", "msgs_per_s", median3(rates, ROUNDS),
+                 median3(secs, ROUNDS), extra);
+    ret = 0;
+out:
+    free(recs);
+    hyi_journal_close(j);
+    tmp_remove(&t);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+static int sc_snapshot(const bench_opts *o)
+{
+    uint64_t n = o->messages ? o->messages : 20000;
+    tmpdir t;
+    if (tmp_make(&t))
+        return -1;
+    hyi_journal *j;
+    if (open_journal(&t, HYI_DUR_NOSYNC, &j)) {
+        tmp_remove(&t);
+        return -1;
+    }
+    int ret = -1;
+    uint64_t *save_ns = malloc(n * sizeof *save_ns), *load_ns = malloc(n * sizeof *load_ns);
+    unsigned char state[1024];
+    memset(state, 0x33, sizeof state);
+    /* 64 actors, each with one entry for its snapshot to cover. */
+    for (uint64_t a = 0; a < 64; a++) {
+        hyi_journal_rec r = {.actor = a, .payload = "x", .payload_len = 1};
+        if (hyi_journal_append(j, &r, NULL))
+            goto out;
+    }
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t s = bench_now_ns();
+        if (hyi_snapshot_save(j, i % 64, 1, state, sizeof state)) {
+            fprintf(stderr, "journal bench: snapshot save: %s\n", hy_errdetail());
+            goto out;
+        }
+        save_ns[i] = bench_now_ns() - s;
+    }
+    double save_secs = (double)(bench_now_ns() - t0) / 1e9;
+    t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t seq, s = bench_now_ns();
+        void *st;
+        size_t len;
+        if (hyi_snapshot_load(j, i % 64, &seq, &st, &len) || len != sizeof state) {
+            fprintf(stderr, "journal bench: snapshot load: %s\n", hy_errdetail());
+            goto out;
+        }
+        load_ns[i] = bench_now_ns() - s;
+        free(st);
+    }
+    double load_secs = (double)(bench_now_ns() - t0) / 1e9;
+    char extra[160];
+    snprintf(extra, sizeof extra,
+             "\"state_bytes\":1024,\"ops\":%llu,\"p50_ns\":%llu,\"p99_ns\":%llu",
+             (unsigned long long)n, (unsigned long long)bench_quantile(save_ns, n, 0.5),
+             (unsigned long long)bench_quantile(save_ns, n, 0.99));
+    bench_report(o, "journal", "snapshot-save-nosync", "ops_per_s",
+                 (double)n / save_secs, save_secs, extra);
+    snprintf(extra, sizeof extra,
+             "\"state_bytes\":1024,\"ops\":%llu,\"p50_ns\":%llu,\"p99_ns\":%llu",
+             (unsigned long long)n, (unsigned long long)bench_quantile(load_ns, n, 0.5),
+             (unsigned long long)bench_quantile(load_ns, n, 0.99));
+    bench_report(o, "journal", "snapshot-load-nosync", "ops_per_s",
+                 (double)n / load_secs, load_secs, extra);
+    ret = 0;
+out:
+    free(save_ns);
+    free(load_ns);
+    hyi_journal_close(j);
+    tmp_remove(&t);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- the family */
+
+static const struct scenario {
+    const char *name;
+    int (*run)(const bench_opts *);
+    bool by_default;
+} scenarios[] = {
+    {"raw-lmdb-sync", sc_raw_sync, false},
+    {"raw-lmdb-nosync", sc_raw_nosync, false},
+    {"group-commit-sync", sc_gc_sync, false},
+    {"group-commit-nosync", sc_gc_nosync, false},
+    {"sync", sc_pair_sync, true},     /* raw-lmdb-sync + group-commit-sync */
+    {"nosync", sc_pair_nosync, true}, /* raw-lmdb-nosync + group-commit-nosync */
+    {"recovery", sc_recovery, true},
+    {"snapshot", sc_snapshot, true},
+    /* kernel-level persistent scenarios ("static", "keyed") go here */
+};
+
+static int bench_journal(const bench_opts *o)
+{
+    int failed = 0, ran = 0;
+    for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
+        const struct scenario *s = &scenarios[i];
+        if (o->scenario ? strcmp(o->scenario, s->name) != 0 : !s->by_default)
+            continue;
+        ran++;
+        if (s->run(o) != 0) {
+            fprintf(stderr, "journal bench: scenario %s failed\n", s->name);
+            failed = 1;
+        }
+    }
+    if (!ran) {
+        fprintf(stderr, "journal bench: no scenario '%s'; have:", o->scenario);
+        for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)
+            fprintf(stderr, " %s", scenarios[i].name);
+        fprintf(stderr, "\n");
+        return 1;
+    }
+    return failed;
+}
+
+HY_BENCH_FAMILY(journal, bench_journal,
+                "persist layer: raw LMDB vs group commit, recovery, snapshots")
