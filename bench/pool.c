@@ -143,6 +143,19 @@ struct cross {
     uint64_t bad;
 };
 
+/* The ring is full as far as the producer knows: publish, then wait for room. */
+static uint64_t wait_room(struct ring *r, uint64_t tail)
+{
+    /* release: the consumer sees every slot written so far */
+    atomic_store_explicit(&r->tail, tail, memory_order_release);
+    unsigned spins = 0;
+    uint64_t head;
+    /* acquire: the consumer's reads of the slots we will overwrite are done */
+    while (tail - (head = atomic_load_explicit(&r->head, memory_order_acquire)) == RING)
+        backoff(&spins);
+    return head;
+}
+
 static inline __attribute__((always_inline)) void produce(int kind, struct cross *x)
 {
     struct ring *r = &x->ring;
@@ -154,26 +167,17 @@ static inline __attribute__((always_inline)) void produce(int kind, struct cross
             break;
         }
         o[0] = i;
-        if (tail - head_seen == RING) {
-            /* release: the consumer sees every slot written so far */
-            atomic_store_explicit(&r->tail, tail, memory_order_release);
-            unsigned spins = 0;
-            /* acquire: the consumer's reads of old slots are done */
-            while (tail - (head_seen = atomic_load_explicit(&r->head, memory_order_acquire)) == RING)
-                backoff(&spins);
-        }
+        if (tail - head_seen == RING)
+            head_seen = wait_room(r, tail);
         r->slot[tail % RING] = o;
-        if (++tail % PUBLISH == 0) /* release: as above */
+        if (++tail % PUBLISH == 0) /* release: the consumer sees the slots */
             atomic_store_explicit(&r->tail, tail, memory_order_release);
     }
-    /* release: the rest of the slots, then the end marker (a NULL object) */
-    if (tail - head_seen == RING) {
-        atomic_store_explicit(&r->tail, tail, memory_order_release);
-        unsigned spins = 0;
-        while (tail - (head_seen = atomic_load_explicit(&r->head, memory_order_acquire)) == RING)
-            backoff(&spins);
-    }
+    /* the end marker (a NULL object), then publish everything */
+    if (tail - head_seen == RING)
+        wait_room(r, tail);
     r->slot[tail % RING] = NULL;
+    /* release: as above */
     atomic_store_explicit(&r->tail, tail + 1, memory_order_release);
 }
 

@@ -65,7 +65,7 @@ static inline void hyi_mpscq_init(hyi_mpscq *q)
     q->tail = &q->stub;
 }
 
-/* Link b after a while building a chain for hyi_mpscq_push_chain (the chain is
+/* Sets a->next = b, to build a chain for hyi_mpscq_push_chain (the chain is
  * private to the caller until pushed). */
 static inline void hyi_mpscq_link(hyi_mpsc_node *a, hyi_mpsc_node *b)
 {
@@ -88,8 +88,8 @@ static inline void hyi_mpscq_link(hyi_mpsc_node *a, hyi_mpsc_node *b)
  * A push that returns false has a predecessor the consumer has not returned
  * yet, so the consumer will reach this node before it can see the queue empty;
  * hence "push, and only if it returns true try the CAS on the flag" is sound,
- * provided the consumer, after clearing the flag, re-checks hyi_mpscq_is_empty
- * (see the note at hyi_mpscq_is_empty). */
+ * provided the consumer ends its turn with the handshake described at
+ * hyi_mpscq_is_empty. */
 static inline bool hyi_mpscq_push_chain(hyi_mpscq *q, hyi_mpsc_node *first,
                                         hyi_mpsc_node *last)
 {
@@ -171,22 +171,47 @@ static inline hyi_mpsc_node *hyi_mpscq_pop(hyi_mpscq *q)
 
 /* Consumer only: true when nothing is queued and no push is in flight.
  *
- * The kernel's turn-end handshake relies on this being seq_cst: the consumer
- * does "store scheduled = 0 (seq_cst); if (!hyi_mpscq_is_empty(q)) try CAS
- * scheduled 0->1 and reschedule", a producer does "push; if it returned true,
- * CAS scheduled 0->1 (seq_cst) and schedule". With the seq_cst exchange in
- * push, either the consumer sees the new head here or the producer's CAS sees
- * the cleared flag, so no message is stranded in an unscheduled mailbox.
+ * The turn-end handshake with the actor's "scheduled" flag. Once the consumer
+ * clears the flag, a sender may schedule the actor on another worker, which
+ * then owns tail: so the consumer reads tail (hyi_mpscq_consumed) BEFORE it
+ * clears the flag, and only head (hyi_mpscq_head_at_stub) after:
+ *   consumer: pop until NULL;
+ *             if (!hyi_mpscq_consumed(q)) keep the actor, retry later
+ *                 (a push is in flight behind a node still queued);
+ *             store scheduled = 0 (seq_cst);
+ *             if (!hyi_mpscq_head_at_stub(q) && !exchange(scheduled, 1))
+ *                 take the actor back (a message arrived meanwhile);
+ *   producer: if (push(q, m) && !exchange(scheduled, 1)) schedule the actor.
+ * With the seq_cst exchange in push and the seq_cst load of head, either the
+ * consumer sees the new head or the producer sees the cleared flag, so no
+ * message is stranded in an unscheduled mailbox. is_empty is the two checks
+ * at once, for a consumer that holds the queue throughout.
  *
  * From another thread q->tail must not be read (it is a plain field); use
- * hyi_mpscq_maybe_empty() there. */
+ * hyi_mpscq_head_at_stub() or hyi_mpscq_maybe_empty() there. */
 static inline bool hyi_mpscq_is_empty(hyi_mpscq *q)
 {
-    /* seq_cst: the load half of the handshake above. Any node other than the
+    /* seq_cst: as in hyi_mpscq_head_at_stub. Any node other than the
      * stub at tail is queued; with the stub at tail, head == stub means no node
      * was pushed behind it (not even one still being linked). */
     return q->tail == &q->stub &&
            atomic_load_explicit(&q->head, memory_order_seq_cst) == &q->stub;
+}
+
+/* Consumer only: the consumer has taken everything it can reach (its tail is
+ * the stub). A push may still be in flight; a consumer that then gives the queue
+ * up (clears its scheduled flag) checks hyi_mpscq_head_at_stub afterwards, and
+ * must not read tail any more, since another consumer may own it by then. */
+static inline bool hyi_mpscq_consumed(const hyi_mpscq *q)
+{
+    return q->tail == &q->stub;
+}
+
+/* Any thread: no node has been pushed behind the stub. seq_cst: the load half
+ * of the turn-end handshake described at hyi_mpscq_is_empty. */
+static inline bool hyi_mpscq_head_at_stub(hyi_mpscq *q)
+{
+    return atomic_load_explicit(&q->head, memory_order_seq_cst) == &q->stub;
 }
 
 /* Any thread, approximate: false means something is queued or being pushed;

@@ -51,18 +51,23 @@ static void cpu_relax(void)
 #endif
 }
 
-/* Wake one parked worker if there is one. Callers have just published work with
- * a seq_cst operation (or the fence in hyi_schedule), which orders that
- * publication before this load of `sleepers`: a worker that is not yet counted
- * will see the work in its last check before sleeping. */
-static void wake_one(hy_kernel *k)
+/* Wake one parked worker if `sleepers` (read as the callers below explain)
+ * says there is one. */
+static void wake_if_sleeping(hy_kernel *k, uint32_t sleepers)
 {
-    /* seq_cst: the other half of the Dekker pair with park()'s increment. */
-    if (atomic_load_explicit(&k->sleepers, memory_order_seq_cst) == 0)
+    if (sleepers == 0)
         return;
     /* release: a woken worker that reads the new value sees the work too. */
     atomic_fetch_add_explicit(&k->wake_seq, 1, memory_order_release);
     futex_wake(&k->wake_seq, 1);
+}
+
+/* After a seq_cst publication (the inject queue's exchange): a seq_cst load of
+ * sleepers pairs with park()'s seq_cst increment and its seq_cst look at the
+ * inject queue, so either we see the sleeper or it sees the work. */
+static void wake_one_after_inject(hy_kernel *k)
+{
+    wake_if_sleeping(k, atomic_load_explicit(&k->sleepers, memory_order_seq_cst));
 }
 
 static void wake_all(hy_kernel *k)
@@ -103,21 +108,23 @@ void hyi_schedule(hy_kernel *k, hyi_actor *actor)
          * can run at once: let it steal. A lone woken actor stays here, which
          * keeps ping-pong between two actors on one core. */
         if (hyi_deque_size_approx(&w->deque) > 1) {
-            /* seq_cst fence: orders the deque push before wake_one's load of
-             * sleepers (the deque's own stores are release only). */
-            atomic_thread_fence(memory_order_seq_cst);
-            wake_one(k);
+            /* The deque publishes with a release store only, so read sleepers
+             * with a seq_cst RMW: it is ordered with park()'s RMW on the same
+             * variable, and if it comes first, park's RMW acquires it and the
+             * push is visible to park's look at the deques. */
+            wake_if_sleeping(k, atomic_fetch_add_explicit(&k->sleepers, 0,
+                                                          memory_order_seq_cst));
         }
         return;
     }
     inject_push(k, actor);
-    wake_one(k);
+    wake_one_after_inject(k);
 }
 
 void hyi_schedule_yielded(hy_kernel *k, hyi_actor *actor)
 {
     inject_push(k, actor);
-    wake_one(k);
+    wake_one_after_inject(k);
 }
 
 static uint64_t next_random(hyi_worker *w)
@@ -163,9 +170,12 @@ static hyi_actor *find_work(hyi_worker *w)
     return a;
 }
 
+/* park()'s last look, after its seq_cst increment of sleepers. The inject
+ * head is loaded seq_cst (the pair of wake_one_after_inject); the deques may be
+ * read relaxed because a pusher's RMW on sleepers synchronises with ours. */
 static bool work_visible(hy_kernel *k)
 {
-    if (!hyi_mpscq_maybe_empty(&k->inject))
+    if (atomic_load_explicit(&k->inject.head, memory_order_seq_cst) != &k->inject.stub)
         return true;
     for (unsigned i = 0; i < k->nworkers; i++)
         if (hyi_deque_size_approx(&k->workers[i].deque) > 0)
@@ -178,10 +188,9 @@ static void park(hyi_worker *w)
     hy_kernel *k = w->k;
     /* acquire: if a waker bumps wake_seq after this, the futex sees the change */
     uint32_t seq = atomic_load_explicit(&k->wake_seq, memory_order_acquire);
-    /* seq_cst: the Dekker pair with wake_one's load: either the waker sees us
+    /* seq_cst: the pair of the wakers' seq_cst reads of sleepers: either the waker sees us
      * counted, or our check below sees its work. */
     atomic_fetch_add_explicit(&k->sleepers, 1, memory_order_seq_cst);
-    atomic_thread_fence(memory_order_seq_cst);
     /* acquire: pairs with the release store of stopping in hyi_sched_stop */
     if (!work_visible(k) && !atomic_load_explicit(&k->stopping, memory_order_acquire)) {
         atomic_store_explicit(&w->parks,

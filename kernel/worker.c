@@ -32,6 +32,21 @@ static bool others_waiting(hyi_worker *w)
     return hyi_deque_size_approx(&w->deque) > 0 || !hyi_mpscq_maybe_empty(&w->k->inject);
 }
 
+/* The mailbox is empty as far as this worker can see: give the actor up, then
+ * look at the head once more. seq_cst on both, against the sender's seq_cst
+ * push and flag exchange, so one of us sees the other. From the store on, the
+ * consumer side may belong to another worker: only head is read. Returns true
+ * when a message arrived meanwhile and this worker took the actor back. */
+static bool release_or_reclaim(hyi_actor *actor)
+{
+    atomic_store_explicit(&actor->scheduled, 0, memory_order_seq_cst);
+    if (hyi_mpscq_head_at_stub(&actor->mailbox))
+        return false;
+    /* seq_cst: the flag's RMW in the same handshake; 1 means a sender has
+     * scheduled it again already, so it is not ours any more. */
+    return !atomic_exchange_explicit(&actor->scheduled, 1, memory_order_seq_cst);
+}
+
 void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
 {
     hy_kernel *k = w->k;
@@ -52,27 +67,16 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
         }
         if (handled)
             count_turn(sub, handled, failed);
-        if (handled == k->batch) {
-            if (!others_waiting(w))
-                continue;
-            hyi_schedule_yielded(k, actor);
+        /* Still ours with work left: a full turn, a push half done (its node
+         * not linked yet), or a message that arrived as we gave it up. */
+        bool more = handled == k->batch || !hyi_mpscq_consumed(&actor->mailbox) ||
+                    release_or_reclaim(actor);
+        if (!more)
             return;
-        }
-        /* The mailbox looked empty (or a push is half done). Clear the flag,
-         * then look again: seq_cst on both, against the sender's seq_cst push
-         * and flag exchange, so one of us sees the other. */
-        atomic_store_explicit(&actor->scheduled, 0, memory_order_seq_cst);
-        if (hyi_mpscq_is_empty(&actor->mailbox))
-            return;
-        /* seq_cst: the flag's RMW in the same handshake */
-        if (atomic_exchange_explicit(&actor->scheduled, 1, memory_order_seq_cst))
-            return; /* a sender re-scheduled it already */
         if (others_waiting(w)) {
             hyi_schedule_yielded(k, actor);
             return;
         }
-        /* Nothing else to do: keep going with this actor (a push in flight
-         * completes within a few instructions unless its sender is preempted). */
     }
 }
 

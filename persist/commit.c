@@ -3,8 +3,9 @@
  *
  * Submitters copy their entry (path + payload) into a pending node and link it
  * to a FIFO under q_lock; a batch submit links a whole chain in one step, so its
- * entries are contiguous. The writer takes everything queued (up to max_batch,
- * cut only at a submit call's boundary, so a batch is never split), assigns
+ * entries are contiguous. The writer takes everything queued, writes it in
+ * transactions of up to max_batch entries (cut only at a submit call's
+ * boundary, so a batch is never split), assigns
  * sequences in queue order inside the transaction (so sequence order is commit
  * order), commits (fsync under HYI_DUR_SYNC), and then calls each node's
  * callback in queue order with its status. While it commits, new submissions
@@ -84,33 +85,39 @@ static void *writer_main(void *arg)
         }
         if (!j->q_head)
             break; /* stopping, and everything is written */
-        /* Take up to max_batch entries, extending to the end of a submit call. */
-        hyi_pending *head = j->q_head, *tail = head;
-        size_t n = 1;
-        while (tail->next && (n < j->cfg.max_batch || !tail->group_end)) {
-            tail = tail->next;
-            n++;
-        }
-        j->q_head = tail->next;
-        if (!j->q_head)
-            j->q_tail = NULL;
-        tail->next = NULL;
-        j->q_len -= n;
+        /* Take the whole queue in O(1): walking it to cut a batch happens below,
+         * outside the lock, so submitters are never held up by it. */
+        hyi_pending *rest = j->q_head;
+        size_t taken = j->q_len;
+        j->q_head = j->q_tail = NULL;
+        j->q_len = 0;
         if (j->room_waiters)
             pthread_cond_broadcast(&j->q_room);
         pthread_mutex_unlock(&j->q_lock);
 
-        struct batch_arg a = {head};
-        int rc = hyi_env_write(j, batch_op, &a, "group commit");
-        record_batch(j, n);
-        for (hyi_pending *p = head, *next; p; p = next) {
-            next = p->next;
-            p->done(p->user, p->actor, rc ? 0 : p->seq, rc);
-            free(p);
+        while (rest) {
+            /* One transaction: up to max_batch entries, extended to the end of
+             * a submit call so a batch submit is never split. */
+            hyi_pending *head = rest, *tail = head;
+            size_t n = 1;
+            while (tail->next && (n < j->cfg.max_batch || !tail->group_end)) {
+                tail = tail->next;
+                n++;
+            }
+            rest = tail->next;
+            tail->next = NULL;
+            struct batch_arg a = {head};
+            int rc = hyi_env_write(j, batch_op, &a, "group commit");
+            record_batch(j, n);
+            for (hyi_pending *p = head, *next; p; p = next) {
+                next = p->next;
+                p->done(p->user, p->actor, rc ? 0 : p->seq, rc);
+                free(p);
+            }
         }
 
         pthread_mutex_lock(&j->q_lock);
-        j->completed += n;
+        j->completed += taken;
         if (j->flush_waiters)
             pthread_cond_broadcast(&j->q_done);
     }

@@ -107,9 +107,10 @@ typedef struct hyi_journal_config {
     uint64_t retain_entries; /* see HYI_RETAIN_TRUNCATE; 0: keep none */
     unsigned max_batch;      /* writer: entries per commit before it cuts a batch
                                 (never inside one submit_batch call); 0: 4096 */
-    unsigned max_pending;    /* submit blocks while this many entries wait to be
-                                written (a batch larger than it is admitted when
-                                the queue is empty); 0: 65536 */
+    unsigned max_pending;    /* submit blocks while this many entries wait in the
+                                queue (the writer may hold as many again while it
+                                writes them; a batch larger than it is admitted
+                                when the queue is empty); 0: 65536 */
 } hyi_journal_config;
 
 /* Open (creating if needed) the environment at cfg->path and its two databases.
@@ -269,8 +270,10 @@ typedef struct hyi_journal_stats {
 /* Counters are read with relaxed loads: a snapshot that may lag by a commit. */
 void hyi_journal_get_stats(hyi_journal *j, hyi_journal_stats *out);
 
-/* CRC32C (Castagnoli) of buf, continuing from crc (0 to start). Exposed for
- * tests and tools that check journal values. */
+/* CRC32C (Castagnoli) of buf, continuing from crc (0 to start): the SSE4.2
+ * instruction when the CPU has it, else tables. Exposed for tests and tools
+ * that check journal values; _portable always takes the table path. */
 uint32_t hyi_crc32c(uint32_t crc, const void *buf, size_t len);
+uint32_t hyi_crc32c_portable(uint32_t crc, const void *buf, size_t len);
 
 #endif

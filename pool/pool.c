@@ -250,7 +250,8 @@ static void *block_alloc(size_t bytes)
 #ifdef HY_POOL_SYSTEM_ALLOC
     return malloc(bytes);
 #else
-    return aligned_alloc(HY_CACHE_LINE, (bytes + HY_CACHE_LINE - 1) & ~(size_t)(HY_CACHE_LINE - 1));
+    size_t rounded = (bytes + HY_CACHE_LINE - 1) & ~(size_t)(HY_CACHE_LINE - 1);
+    return aligned_alloc(HY_CACHE_LINE, rounded);
 #endif
 }
 
@@ -470,9 +471,10 @@ static void tc_retire(hyi_pool *p, tcache *tc)
         tc->next->prev = tc->prev;
     /* Relaxed: these counters guard no memory; the lock orders them against
      * stats readers anyway. */
-    atomic_fetch_add_explicit(&p->ret_created, atomic_load_explicit(&tc->created, memory_order_relaxed), memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->ret_reused, atomic_load_explicit(&tc->reused, memory_order_relaxed), memory_order_relaxed);
-    atomic_fetch_add_explicit(&p->ret_released, atomic_load_explicit(&tc->released, memory_order_relaxed), memory_order_relaxed);
+    memory_order rx = memory_order_relaxed;
+    atomic_fetch_add_explicit(&p->ret_created, atomic_load_explicit(&tc->created, rx), rx);
+    atomic_fetch_add_explicit(&p->ret_reused, atomic_load_explicit(&tc->reused, rx), rx);
+    atomic_fetch_add_explicit(&p->ret_released, atomic_load_explicit(&tc->released, rx), rx);
     pthread_mutex_unlock(&p->threads_lock);
     free(tc);
 }
@@ -710,7 +712,8 @@ static bool depot_put(depot *d, tc_class *cc, uint32_t k)
 }
 
 /* The stack is full: move a magazine's worth to the depot, then push. */
-static __attribute__((noinline)) void release_slow(hyi_pool *p, tcache *tc, unsigned c, objhdr *h)
+static __attribute__((noinline)) void release_slow(hyi_pool *p, tcache *tc, unsigned c,
+                                                    objhdr *h)
 {
     tc_class *cc = &tc->cls[c];
     if (depot_put(&p->depot[c], cc, p->depot[c].mag_cap))

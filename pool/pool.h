@@ -42,19 +42,24 @@ int hyi_pool_create(hyi_pool **out, size_t cap_bytes);
 void hyi_pool_destroy(hyi_pool *pool);
 
 /* An object of at least `size` bytes, 16-byte aligned, uninitialised; NULL when
- * size > HYI_POOL_MAX_OBJECT or the cap would be exceeded. */
+ * size > HYI_POOL_MAX_OBJECT or the cap would be exceeded. Sizes up to 4096 come
+ * from the classes 64, 128, ..., 4096 (size 0 gets 64 bytes); larger ones are
+ * allocated one by one and given back to the allocator on release. */
 void *hyi_pool_acquire(hyi_pool *pool, size_t size);
 
-/* Give an object back; any thread may release any object of this pool. Debug
- * builds (no NDEBUG) abort with a message on a double release or a pointer that
- * did not come from this pool. */
+/* Give an object back; any thread may release any object of this pool. NULL is
+ * ignored. Debug builds (no NDEBUG) abort with a message on a double release or
+ * a pointer that did not come from this pool. */
 void hyi_pool_release(hyi_pool *pool, void *obj);
 
 /* Usable size of an object returned by hyi_pool_acquire (>= the size asked). */
 size_t hyi_pool_object_size(const void *obj);
 
 /* A consistent-enough snapshot: counters are summed over threads with relaxed
- * loads, so concurrent activity may make them lag by a few objects. */
+ * loads, so concurrent activity may make them lag by a few objects. Counts of
+ * exited threads are kept. peak_in_use is sampled on each call and whenever a
+ * thread refills its cache from the shared lists, so a short spike between two
+ * samples may be missed by up to a cache's worth of objects per thread. */
 void hyi_pool_get_stats(hyi_pool *pool, hyi_pool_stats *out);
 
 #endif

@@ -23,24 +23,38 @@ typedef struct mctx {
     uint64_t seghash[HYI_MAX_SEGMENTS];
 } mctx;
 
-static inline uint32_t find_static(mctx *c, uint32_t parent, unsigned i)
+static inline __attribute__((always_inline)) uint32_t find_static(mctx *c, uint32_t parent,
+                                                                  unsigned i)
 {
     const hyi_table *t = c->t;
     hyi_slice sg = c->p->seg[i];
     const char *s = c->path + sg.off;
     if (!(c->hashed & (1u << i))) {
-        c->seghash[i] = hyi_hash(s, sg.len, 0);
+        c->seghash[i] = hyi_seg_hash(s, sg.len);
         c->hashed |= 1u << i;
     }
     uint64_t h = hyi_edge_hash(c->seghash[i], parent);
+    uint64_t packed = sg.len <= 8 ? hyi_pack(s, sg.len) : 0;
     for (uint32_t k = (uint32_t)h & t->edge_mask;; k = (k + 1) & t->edge_mask) {
         const hyi_edge *e = &t->edges[k];
         if (!e->child)
             return 0;
         if (e->hash == (uint32_t)h && e->parent == parent && e->key_len == sg.len &&
-            memcmp(e->key, s, sg.len) == 0)
+            (sg.len <= 8 ? e->k.packed == packed : hyi_eq(e->k.ptr, s, sg.len)))
             return e->child;
     }
+}
+
+/* The static child of nd (node n) for segment i, or 0. */
+static inline __attribute__((always_inline)) uint32_t static_child(mctx *c, const hyi_node *nd,
+                                                                   uint32_t n, unsigned i)
+{
+    if (nd->one_child) {
+        hyi_slice sg = c->p->seg[i];
+        return hyi_key_eq(nd->one_key, nd->one_len, c->path + sg.off, sg.len) ? nd->one_child
+                                                                               : 0;
+    }
+    return nd->has_static ? find_static(c, n, i) : 0;
 }
 
 static inline int kind_at(const hyi_route_rec *r, unsigned j)
@@ -62,63 +76,93 @@ static bool better(const hyi_route_rec *a, const hyi_route_rec *b, unsigned from
     return a->seq < b->seq;
 }
 
+static inline bool rx_ok(const hyi_rx *x, const char *s, size_t len, pcre2_match_data *md)
+{
+    if (x->fast)
+        return hyi_fastrx_match(x->fast, s, len);
+    return hyi_rx_match(x->code, x->jit, s, len, md);
+}
+
 static const hyi_route_rec *walk(mctx *c, uint32_t n, unsigned i, unsigned nc)
 {
-    const hyi_node *nd = &c->t->nodes[n];
+    const hyi_table *t = c->t;
     const hyi_path *p = c->p;
     const hyi_route_rec *r;
-    if (i == p->nseg) {
-        if (nd->route)
-            return nd->route;
+    /* Candidates are tried in precedence order; each but the last takes a
+     * recursive call (a frame to come back to), the last one is followed in
+     * this loop, so a chain with one way on costs no call at all. */
+    for (;;) {
+        const hyi_node *nd = &t->nodes[n];
+        if (i == p->nseg) {
+            if (nd->route)
+                return nd->route;
+            if (nd->dstar) {
+                c->caps[nc] = (hyi_slice){p->len, 0};
+                return nd->dstar;
+            }
+            return NULL;
+        }
+        hyi_slice sg = p->seg[i];
+        uint32_t child = static_child(c, nd, n, i);
+        if (child) {
+            if (!nd->rx_count && !nd->param && !nd->star && !nd->dstar) {
+                n = child;
+                i++;
+                continue;
+            }
+            if ((r = walk(c, child, i + 1, nc)))
+                return r;
+        }
+        if (nd->rx_count) {
+            const hyi_route_rec *best = NULL;
+            hyi_slice saved[HYI_MAX_PARAMS];
+            for (uint32_t k = 0; k < nd->rx_count; k++) {
+                const hyi_rx *x = &t->rx[nd->rx_first + k];
+                if (!rx_ok(x, c->path + sg.off, sg.len, c->md))
+                    continue;
+                c->caps[nc] = sg;
+                if (!(r = walk(c, x->child, i + 1, nc + 1)))
+                    continue;
+                if (nd->rx_count == 1)
+                    return r;
+                if (!best || better(r, best, i + 1)) {
+                    best = r;
+                    memcpy(saved + nc, c->caps + nc, (r->nparams - nc) * sizeof *saved);
+                }
+            }
+            if (best) {
+                memcpy(c->caps + nc, saved + nc, (best->nparams - nc) * sizeof *saved);
+                return best;
+            }
+        }
+        if (nd->param) {
+            c->caps[nc] = sg;
+            if (!nd->star && !nd->dstar) {
+                n = nd->param;
+                i++;
+                nc++;
+                continue;
+            }
+            if ((r = walk(c, nd->param, i + 1, nc + 1)))
+                return r;
+        }
+        if (nd->star) {
+            c->caps[nc] = sg;
+            if (!nd->dstar) {
+                n = nd->star;
+                i++;
+                nc++;
+                continue;
+            }
+            if ((r = walk(c, nd->star, i + 1, nc + 1)))
+                return r;
+        }
         if (nd->dstar) {
-            c->caps[nc] = (hyi_slice){p->len, 0};
+            c->caps[nc] = (hyi_slice){sg.off, (uint16_t)(p->len - sg.off)};
             return nd->dstar;
         }
         return NULL;
     }
-    hyi_slice sg = p->seg[i];
-    if (nd->has_static) {
-        uint32_t child = find_static(c, n, i);
-        if (child && (r = walk(c, child, i + 1, nc)))
-            return r;
-    }
-    if (nd->rx_count) {
-        const hyi_route_rec *best = NULL;
-        hyi_slice saved[HYI_MAX_PARAMS];
-        for (uint32_t k = 0; k < nd->rx_count; k++) {
-            const hyi_rx *x = &c->t->rx[nd->rx_first + k];
-            if (!hyi_rx_match(x->code, x->jit, c->path + sg.off, sg.len, c->md))
-                continue;
-            c->caps[nc] = sg;
-            if (!(r = walk(c, x->child, i + 1, nc + 1)))
-                continue;
-            if (nd->rx_count == 1)
-                return r;
-            if (!best || better(r, best, i + 1)) {
-                best = r;
-                memcpy(saved + nc, c->caps + nc, (r->nparams - nc) * sizeof *saved);
-            }
-        }
-        if (best) {
-            memcpy(c->caps + nc, saved + nc, (best->nparams - nc) * sizeof *saved);
-            return best;
-        }
-    }
-    if (nd->param) {
-        c->caps[nc] = sg;
-        if ((r = walk(c, nd->param, i + 1, nc + 1)))
-            return r;
-    }
-    if (nd->star) {
-        c->caps[nc] = sg;
-        if ((r = walk(c, nd->star, i + 1, nc + 1)))
-            return r;
-    }
-    if (nd->dstar) {
-        c->caps[nc] = (hyi_slice){sg.off, (uint16_t)(p->len - sg.off)};
-        return nd->dstar;
-    }
-    return NULL;
 }
 
 int hyi_table_match(const hyi_table *t, const char *path, const hyi_path *p,
@@ -132,7 +176,7 @@ int hyi_table_match(const hyi_table *t, const char *path, const hyi_path *p,
             const hyi_sroute *s = &t->statics[k];
             if (!s->rec)
                 break;
-            if (s->hash == h && s->rec->text_len == rl && memcmp(s->rec->text, rest, rl) == 0) {
+            if (s->hash == h && s->rec->text_len == rl && hyi_eq(s->rec->text, rest, rl)) {
                 m->route = s->rec->udata;
                 m->nparams = 0;
                 return 0;

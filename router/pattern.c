@@ -125,6 +125,9 @@ static int compile_regex(const char *pattern, hyi_pseg *sg, hyi_route_error *err
         return bad(err, pattern, (long)(sg->off + eoff), "regex error: %s", (char *)buf);
     }
     sg->jit = pcre2_jit_compile(sg->code, PCRE2_JIT_COMPLETE) == 0;
+    hyi_fastrx f;
+    if (hyi_fastrx_compile(pattern + sg->off, sg->len, &f) && (sg->fast = malloc(sizeof f)))
+        *sg->fast = f; /* without memory, PCRE2 still does it */
     return 0;
 }
 
@@ -132,9 +135,10 @@ void hyi_route_rec_free(hyi_route_rec *rec)
 {
     if (!rec)
         return;
-    for (unsigned i = 0; i < rec->nseg; i++)
+    for (unsigned i = 0; i < rec->nseg; i++) {
         pcre2_code_free(rec->seg[i].code);
-    free(rec->text);
+        free(rec->seg[i].fast);
+    }
     free(rec);
 }
 
@@ -145,6 +149,8 @@ size_t hyi_route_rec_bytes(const hyi_route_rec *rec)
         size_t sz = 0;
         if (!rec->seg[i].code)
             continue;
+        if (rec->seg[i].fast)
+            b += sizeof *rec->seg[i].fast;
         if (pcre2_pattern_info(rec->seg[i].code, PCRE2_INFO_SIZE, &sz) == 0)
             b += sz;
         if (rec->seg[i].jit && pcre2_pattern_info(rec->seg[i].code, PCRE2_INFO_JITSIZE, &sz) == 0)
@@ -329,16 +335,16 @@ int hyi_pattern_compile(const char *pattern, hyi_route_rec **out, hyi_route_erro
         }
     }
 
-    hyi_route_rec *rec = calloc(1, sizeof *rec + nseg * sizeof segs[0]);
-    char *text = malloc(len + 1);
-    if (!rec || !text) {
-        free(rec);
-        free(text);
+    /* One block: the record, its segments, then its text (static keys point
+     * into it, so a lookup touches one allocation, not two). */
+    size_t segs_bytes = nseg * sizeof segs[0];
+    hyi_route_rec *rec = calloc(1, sizeof *rec + segs_bytes + len + 1);
+    if (!rec) {
         rc = HY_ENOMEM;
         goto fail;
     }
-    memcpy(text, pattern, len + 1);
-    rec->text = text;
+    rec->text = (char *)rec + sizeof *rec + segs_bytes;
+    memcpy(rec->text, pattern, len + 1);
     rec->text_len = (uint16_t)len;
     rec->nseg = (uint8_t)nseg;
     rec->nparams = (uint8_t)nparams;
@@ -348,8 +354,10 @@ int hyi_pattern_compile(const char *pattern, hyi_route_rec **out, hyi_route_erro
     return 0;
 
 fail:
-    for (unsigned k = 0; k < nseg; k++)
+    for (unsigned k = 0; k < nseg; k++) {
         pcre2_code_free(segs[k].code);
+        free(segs[k].fast);
+    }
     if (rc == HY_ENOMEM)
         return hyi_fail(HY_ENOMEM, "pattern \"%.200s\": out of memory", pattern);
     return rc;

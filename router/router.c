@@ -59,7 +59,7 @@ static subtab *snap_find(const snap *s, const char *name, size_t len, uint64_t h
         subtab *st = s->slot[i];
         if (!st)
             return NULL;
-        if (st->hash == h && st->name_len == len && memcmp(st->name, name, len) == 0)
+        if (st->hash == h && st->name_len == len && hyi_eq(st->name, name, len))
             return st;
     }
 }

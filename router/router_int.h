@@ -15,31 +15,92 @@
 
 /* ------------------------------------------------------------------ hash */
 
-/* A small multiply-xor hash, 8 bytes a step: paths are short, so the per-call
- * cost matters more than the quality on long keys. */
+static inline uint64_t hyi_load8(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint64_t hyi_load4(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* 64x64->128 multiply, folded: the mixing step of wyhash-style hashes. */
+static inline uint64_t hyi_mix(uint64_t a, uint64_t b)
+{
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* A wyhash-style hash: segments and paths are short, so keys up to 16 bytes
+ * take two (possibly overlapping) loads and no loop; longer keys 16 bytes a
+ * step. Only quality for hash tables is needed, not resistance to attack. */
 static inline uint64_t hyi_hash(const void *p, size_t n, uint64_t seed)
 {
     const unsigned char *s = p;
-    uint64_t h = seed ^ ((uint64_t)n * 0x9E3779B97F4A7C15ull);
-    while (n >= 8) {
-        uint64_t v;
-        memcpy(&v, s, 8);
-        h = (h ^ v) * 0xbf58476d1ce4e5b9ull;
-        h ^= h >> 31;
-        s += 8;
-        n -= 8;
+    uint64_t h = seed ^ ((uint64_t)n * 0x9E3779B97F4A7C15ull), a, b;
+    while (n > 16) {
+        h = hyi_mix(hyi_load8(s) ^ 0xa0761d6478bd642full, hyi_load8(s + 8) ^ h);
+        s += 16;
+        n -= 16;
     }
-    if (n) {
-        uint64_t v = 0;
-        /* The tail, byte by byte into a word: cheaper than a variable memcpy. */
-        for (size_t i = 0; i < n; i++)
-            v |= (uint64_t)s[i] << (8 * i);
-        h = (h ^ v) * 0x94d049bb133111ebull;
+    if (n >= 8) {
+        a = hyi_load8(s);
+        b = hyi_load8(s + n - 8);
+    } else if (n >= 4) {
+        a = hyi_load4(s);
+        b = hyi_load4(s + n - 4);
+    } else if (n) {
+        a = ((uint64_t)s[0] << 16) | ((uint64_t)s[n >> 1] << 8) | s[n - 1];
+        b = 0;
+    } else {
+        a = b = 0;
     }
-    h ^= h >> 32;
-    h *= 0xd6e8feb86659fd93ull;
-    h ^= h >> 32;
-    return h;
+    h = hyi_mix(a ^ 0xe7037ed1a0b428dbull, b ^ h ^ 0x8ebc6af09c88c6e3ull);
+    return hyi_mix(h, 0x589965cc75374cc3ull);
+}
+
+/* Equality of n bytes, inline: keys are short and a libc call costs more
+ * than the compare. Both buffers must hold n bytes. */
+static inline bool hyi_eq(const char *a, const char *b, size_t n)
+{
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8)
+            if (hyi_load8(a + i) != hyi_load8(b + i))
+                return false;
+        return hyi_load8(a + n - 8) == hyi_load8(b + n - 8);
+    }
+    if (n >= 4)
+        return hyi_load4(a) == hyi_load4(b) && hyi_load4(a + n - 4) == hyi_load4(b + n - 4);
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return false;
+    return true;
+}
+
+/* Up to 8 bytes as one word, the same for equal keys of equal length (every
+ * byte is covered; short keys by overlapping loads): short segments compare
+ * and hash as one integer, without touching the key's memory. */
+static inline uint64_t hyi_pack(const char *s, size_t n)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (n >= 4)
+        return hyi_load4(u) | (hyi_load4(u + n - 4) << 32);
+    if (n)
+        return u[0] | ((uint64_t)u[n >> 1] << 8) | ((uint64_t)u[n - 1] << 16);
+    return 0;
+}
+
+/* A segment's hash for the edge table: short ones straight from the word. */
+static inline uint64_t hyi_seg_hash(const char *s, size_t n)
+{
+    if (n <= 8)
+        return hyi_mix(hyi_pack(s, n) ^ 0xe7037ed1a0b428dbull, n ^ 0x8ebc6af09c88c6e3ull);
+    return hyi_hash(s, n, 0);
 }
 
 /* A static edge's hash: the segment's own hash (computed once per segment
@@ -71,7 +132,7 @@ typedef struct hyi_path {
 int hyi_path_split(const char *path, size_t len, hyi_path *p);
 
 /* Byte classes shared by paths and static pattern segments. */
-enum { HYI_CH_BAD = 0, HYI_CH_OK = 1, HYI_CH_SLASH = 2, HYI_CH_HIGH = 3 };
+enum { HYI_CH_OK = 0, HYI_CH_SLASH = 1, HYI_CH_HIGH = 2, HYI_CH_BAD = 4 };
 extern const uint8_t hyi_path_class[256];
 /* Length of the valid UTF-8 sequence at s (n bytes available), 0 if invalid. */
 size_t hyi_utf8_seq(const unsigned char *s, size_t n);
@@ -85,6 +146,30 @@ bool hyi_subsystem_name_ok(const char *name, size_t len);
  * nothing; it also lets kind vectors compare with memcmp. */
 enum { HYI_K_END = 0, HYI_K_STATIC, HYI_K_REGEX, HYI_K_PARAM, HYI_K_STAR, HYI_K_DSTAR };
 
+/* A regex that is one ASCII character class with a count ("\d{4}",
+ * "[a-z0-9-]+", "\w*"): matched by a byte-set test and a length check, the
+ * same answer as PCRE2 gives (every member is one byte, so characters and
+ * bytes count alike) at a fraction of the cost. */
+typedef struct hyi_fastrx {
+    uint64_t set[4];      /* bit b: byte b is in the class (b < 0x80 only) */
+    uint32_t min, max;    /* length bounds, bytes */
+} hyi_fastrx;
+
+/* Recognise src[0..len) as a fast regex; false when PCRE2 must do it. */
+bool hyi_fastrx_compile(const char *src, size_t len, hyi_fastrx *out);
+
+static inline bool hyi_fastrx_match(const hyi_fastrx *f, const char *s, size_t len)
+{
+    if (len < f->min || len > f->max)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char b = (unsigned char)s[i];
+        if (!(f->set[b >> 6] >> (b & 63) & 1))
+            return false;
+    }
+    return true;
+}
+
 typedef struct hyi_pseg {
     uint8_t kind;
     uint8_t jit;          /* REGEX: JIT code available */
@@ -92,6 +177,7 @@ typedef struct hyi_pseg {
     uint16_t name_off;
     uint16_t off, len;    /* STATIC: the text; REGEX: the regex source */
     pcre2_code *code;     /* REGEX: compiled, owned by the record */
+    hyi_fastrx *fast;     /* REGEX: when it is a simple class; owned */
 } hyi_pseg;
 
 /* A parsed, compiled pattern: what the writer keeps per route. Immutable once
@@ -121,29 +207,50 @@ void hyi_route_rec_names(const hyi_route_rec *rec, hyi_param_names *names);
 
 /* ------------------------------------------------------------------ table */
 
-/* One trie node. Static children live in the table-wide edge hash keyed by
- * (parent, segment), so a node with 10,000 static children costs no more to
- * search than one with two. */
+/* A static edge's key: short keys inline (hyi_pack), longer ones borrowed
+ * from a route record's text. */
+typedef union hyi_key {
+    uint64_t packed;      /* length <= 8 */
+    const char *ptr;      /* longer */
+} hyi_key;
+
+/* One trie node. A lone static child is kept in the node itself (most nodes
+ * of real tables have one: "users" under "svc3"), so following it costs a
+ * compare, not a hash probe. Nodes with more live in the table-wide edge hash
+ * keyed by (parent, segment), so a node with 10,000 static children costs no
+ * more to search than one with two. */
 typedef struct hyi_node {
     const hyi_route_rec *route;  /* a route ending here */
     const hyi_route_rec *dstar;  /* a route whose ** starts here */
+    hyi_key one_key;             /* the lone static child's key */
+    uint32_t one_len;
+    uint32_t one_child;          /* 0 = no lone static child */
     uint32_t param;              /* child through {name}; 0 = none */
     uint32_t star;               /* child through *; 0 = none */
     uint32_t rx_first;           /* regex edges rx[rx_first .. + rx_count) */
     uint32_t rx_count : 31;
-    uint32_t has_static : 1;     /* any static child: skip the hash if not */
+    uint32_t has_static : 1;     /* two or more static children, in the hash */
 } hyi_node;
 
 typedef struct hyi_edge {
-    const char *key;      /* borrowed from a route record's text */
-    uint32_t hash;        /* low bits of the full hash, checked before memcmp */
+    hyi_key k;
     uint32_t parent;
     uint32_t child;       /* 0 = empty slot (node 0, the root, is nobody's child) */
     uint32_t key_len;
+    uint32_t hash;        /* low bits of the full hash, checked before the key */
 } hyi_edge;
+
+/* Does the key of a static edge equal the segment s (len bytes)? */
+static inline bool hyi_key_eq(hyi_key k, uint32_t klen, const char *s, size_t len)
+{
+    if (klen != len)
+        return false;
+    return len <= 8 ? k.packed == hyi_pack(s, len) : hyi_eq(k.ptr, s, len);
+}
 
 typedef struct hyi_rx {
     const pcre2_code *code;  /* borrowed from a route record */
+    const hyi_fastrx *fast;  /* borrowed too; NULL: use code */
     uint32_t child;
     uint32_t jit;
 } hyi_rx;

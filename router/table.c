@@ -48,16 +48,24 @@ static uint32_t new_node(builder *b)
 static uint32_t static_child(builder *b, uint32_t parent, const char *key, uint32_t len)
 {
     hyi_table *t = b->t;
-    uint64_t h = hyi_edge_hash(hyi_hash(key, len, 0), parent);
+    uint64_t h = hyi_edge_hash(hyi_seg_hash(key, len), parent);
+    uint64_t packed = len <= 8 ? hyi_pack(key, len) : 0;
     for (uint32_t i = (uint32_t)h & t->edge_mask;; i = (i + 1) & t->edge_mask) {
         hyi_edge *e = &t->edges[i];
         if (e->child == 0) {
-            *e = (hyi_edge){key, (uint32_t)h, parent, new_node(b), len};
+            e->parent = parent;
+            e->child = new_node(b);
+            e->key_len = len;
+            e->hash = (uint32_t)h;
+            if (len <= 8)
+                e->k.packed = packed;
+            else
+                e->k.ptr = key;
             t->nodes[parent].has_static = 1;
             return e->child;
         }
         if (e->hash == (uint32_t)h && e->parent == parent && e->key_len == len &&
-            memcmp(e->key, key, len) == 0)
+            (len <= 8 ? e->k.packed == packed : hyi_eq(e->k.ptr, key, len)))
             return e->child;
     }
 }
@@ -130,6 +138,60 @@ static int insert(builder *b, const hyi_route_rec *rec)
     return 0;
 }
 
+/* Move lone static children into their nodes and keep in the hash only the
+ * edges of nodes with two or more. */
+static int split_edges(hyi_table *t)
+{
+    if (!t->edges)
+        return 0;
+    uint32_t *count = calloc(t->nnodes, sizeof *count);
+    if (!count)
+        return HY_ENOMEM;
+    size_t wide = 0;
+    for (uint32_t i = 0; i <= t->edge_mask; i++)
+        if (t->edges[i].child)
+            count[t->edges[i].parent]++;
+    for (uint32_t i = 0; i <= t->edge_mask; i++) {
+        const hyi_edge *e = &t->edges[i];
+        if (!e->child)
+            continue;
+        hyi_node *nd = &t->nodes[e->parent];
+        if (count[e->parent] == 1) {
+            nd->one_key = e->k;
+            nd->one_len = e->key_len;
+            nd->one_child = e->child;
+            nd->has_static = 0;
+        } else {
+            wide++;
+        }
+    }
+    free(count);
+    hyi_edge *old = t->edges;
+    uint32_t old_mask = t->edge_mask;
+    t->edges = NULL;
+    t->edge_mask = 0;
+    if (wide) {
+        uint32_t cap = pow2_at_least(wide * 2);
+        if (!(t->edges = calloc(cap, sizeof *t->edges))) {
+            t->edges = old; /* hyi_table_free releases it */
+            t->edge_mask = old_mask;
+            return HY_ENOMEM;
+        }
+        t->edge_mask = cap - 1;
+        for (uint32_t i = 0; i <= old_mask; i++) {
+            const hyi_edge *e = &old[i];
+            if (!e->child || !t->nodes[e->parent].has_static)
+                continue;
+            uint32_t k = e->hash & t->edge_mask;
+            while (t->edges[k].child)
+                k = (k + 1) & t->edge_mask;
+            t->edges[k] = *e;
+        }
+    }
+    free(old);
+    return 0;
+}
+
 void hyi_table_free(hyi_table *t)
 {
     free(t->nodes);
@@ -199,11 +261,13 @@ int hyi_table_build(hyi_table *t, hyi_route_rec *const *recs, size_t n, size_t *
             t->nodes[nd].rx_first = t->nrx;
             for (uint32_t k = b.rx_head[nd]; k; k = b.rxb[k - 1].next) {
                 const rx_build *x = &b.rxb[k - 1];
-                t->rx[t->nrx++] = (hyi_rx){x->seg->code, x->child, x->seg->jit};
+                t->rx[t->nrx++] = (hyi_rx){x->seg->code, x->seg->fast, x->child, x->seg->jit};
                 t->nodes[nd].rx_count++;
             }
         }
     }
+    if (split_edges(t) != 0)
+        goto out;
     /* Shed the worst-case slack (every segment a new node). */
     hyi_node *shrunk = realloc(t->nodes, t->nnodes * sizeof *t->nodes);
     if (shrunk)

@@ -226,7 +226,7 @@ static void *thief_main(void *p)
 }
 
 /* One round: a fresh deque of capacity 1; the owner pushes n items in bursts,
- * popping some after each burst (LIFO races with the thieves at the bottom),
+ * popping up to half of each burst (LIFO races with the thieves at the bottom),
  * then pops until empty (the last-item race). Returns the largest size seen. */
 static size_t run_round(stress *s, size_t n, unsigned round,
                         unsigned long long *popped)
@@ -239,11 +239,13 @@ static size_t run_round(stress *s, size_t n, unsigned round,
     atomic_store(&s->round_done, false);
     pthread_barrier_wait(&s->start);
 
-    size_t pushed = 0, max_size = 0;
+    /* odd rounds: long bursts, the deque grows big; even rounds: one or two
+     * items at a time, so pops and steals keep meeting at the last item */
+    size_t pushed = 0, max_size = 0, max_burst = round % 2 ? 256 : 2;
     unsigned rnd = 12345u + round * 7919u;
     while (pushed < n) {
         rnd = rnd * 1103515245u + 12345u;
-        size_t burst = 1 + (rnd >> 16) % 256;
+        size_t burst = 1 + (rnd >> 16) % max_burst;
         if (burst > n - pushed)
             burst = n - pushed;
         for (size_t k = 0; k < burst; k++, pushed++) {

@@ -942,6 +942,15 @@ static void test_crc32c_known_vector(void **state)
     assert_int_equal(hyi_crc32c(0, "123456789", 9), 0xE3069283u);
     /* Incremental equals one-shot. */
     assert_int_equal(hyi_crc32c(hyi_crc32c(0, "12345", 5), "6789", 4), 0xE3069283u);
+    assert_int_equal(hyi_crc32c_portable(0, "123456789", 9), 0xE3069283u);
+    /* Hardware and table paths agree on every length and alignment. */
+    unsigned char buf[300];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (unsigned char)(i * 73 + 11);
+    for (size_t off = 0; off < 8; off++)
+        for (size_t len = 0; len + off <= sizeof buf; len += 7)
+            assert_int_equal(hyi_crc32c(5, buf + off, len),
+                             hyi_crc32c_portable(5, buf + off, len));
 }
 
 int main(void)

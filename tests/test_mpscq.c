@@ -323,24 +323,34 @@ static void producers_keep_order_and_nothing_is_lost_or_duplicated(void **state)
 
 /* ------------------------------------------- stress: the scheduling handshake
  *
- * The protocol documented in mpscq.h, as the kernel runs it for an actor:
- *   producer: if (push(q, m) && CAS(scheduled, 0 -> 1)) schedule(actor)
- *   consumer: run a turn: pop until NULL; store scheduled = 0;
- *             if (!is_empty(q) && CAS(scheduled, 0 -> 1)) schedule(actor)
- * "schedule" is a token counter the consumer thread waits on. If a message
- * could be stranded (queued while nobody holds the flag), the consumer would
- * wait for a token that never comes, which the test detects once every
- * producer is done. */
+ * The protocol documented at hyi_mpscq_is_empty, as the kernel runs it for an
+ * actor, with two workers that take turns being its consumer:
+ *   producer: if (push(q, m) && !exchange(scheduled, 1)) schedule(actor)
+ *   worker:   take a schedule token; pop until NULL; if (!consumed) go again;
+ *             store scheduled = 0; if (!head_at_stub && !exchange(scheduled, 1))
+ *             go again; else done.
+ * "schedule" adds a token that either worker may take, so the consumer side
+ * moves between threads: ThreadSanitizer checks that the flag hands tail and
+ * the consumer's own state from one to the other. A message left in an
+ * unscheduled mailbox shows up as no progress after the producers are done. */
+
+#define HS_WORKERS 2
 
 typedef struct handshake {
     hyi_mpscq q;
     atomic_int scheduled;
-    atomic_uint tokens;      /* times the actor was put on the "run queue" */
+    atomic_uint tokens;          /* times the actor was scheduled */
+    atomic_uint claimed;         /* tokens taken by a worker */
     item *items[PRODUCERS];
     unsigned per_producer;
     atomic_uint ready;
     atomic_bool go;
     atomic_uint producers_done;
+    atomic_bool stop;
+    atomic_ullong progress;      /* consumed, published for the watchdog */
+    /* the actor's state: touched only by the worker that holds the actor */
+    uint64_t next_seq[PRODUCERS];
+    uint64_t consumed, bad_order, turns, reclaims, retries;
 } handshake;
 
 typedef struct hs_arg {
@@ -359,12 +369,9 @@ static void *hs_producer_main(void *p)
         item *it = &h->items[a->id][i];
         it->producer = a->id;
         it->seq = i;
-        if (hyi_mpscq_push(&h->q, &it->node)) {
-            int zero = 0;
-            /* seq_cst: the producer half of the handshake */
-            if (atomic_compare_exchange_strong(&h->scheduled, &zero, 1))
-                atomic_fetch_add(&h->tokens, 1);
-        }
+        /* seq_cst exchange: the producer half of the handshake */
+        if (hyi_mpscq_push(&h->q, &it->node) && !atomic_exchange(&h->scheduled, 1))
+            atomic_fetch_add(&h->tokens, 1);
         if ((i & 15) == 0)
             sched_yield(); /* small bursts, so the actor goes idle often */
     }
@@ -372,86 +379,120 @@ static void *hs_producer_main(void *p)
     return NULL;
 }
 
+/* One scheduled period of the actor, possibly several turns. */
+static void hs_run_actor(handshake *h)
+{
+    for (;;) {
+        h->turns++;
+        hyi_mpsc_node *n;
+        while ((n = hyi_mpscq_pop(&h->q)) != NULL) {
+            item *it = item_of(n);
+            if (it->seq != h->next_seq[it->producer])
+                h->bad_order++;
+            h->next_seq[it->producer] = it->seq + 1;
+            h->consumed++;
+        }
+        /* relaxed: only the watchdog reads it */
+        atomic_store_explicit(&h->progress, h->consumed, memory_order_relaxed);
+        if (!hyi_mpscq_consumed(&h->q)) {
+            h->retries++; /* a push in flight behind a queued node */
+            sched_yield();
+            continue;
+        }
+        /* seq_cst: the consumer half of the handshake; from here on, tail and
+         * the actor's state may belong to the other worker */
+        atomic_store(&h->scheduled, 0);
+        if (!hyi_mpscq_head_at_stub(&h->q) && !atomic_exchange(&h->scheduled, 1)) {
+            h->reclaims++; /* a message came in meanwhile: ours again */
+            continue;
+        }
+        return;
+    }
+}
+
+static void *hs_worker_main(void *p)
+{
+    handshake *h = p;
+    while (!atomic_load(&h->stop)) {
+        unsigned c = atomic_load(&h->claimed);
+        if (c < atomic_load(&h->tokens) &&
+            atomic_compare_exchange_strong(&h->claimed, &c, c + 1))
+            hs_run_actor(h);
+        else
+            sched_yield();
+    }
+    return NULL;
+}
+
 static void schedule_handshake_never_strands_a_message(void **state)
 {
     (void)state;
-    handshake h;
-    h.per_producer = 50000 * stress_scale();
-    hyi_mpscq_init(&h.q);
-    atomic_init(&h.scheduled, 0);
-    atomic_init(&h.tokens, 0);
-    atomic_init(&h.ready, 0);
-    atomic_init(&h.go, false);
-    atomic_init(&h.producers_done, 0);
-    pthread_t th[PRODUCERS];
+    handshake *h = calloc(1, sizeof *h);
+    assert_non_null(h);
+    h->per_producer = 50000 * stress_scale();
+    hyi_mpscq_init(&h->q);
+    pthread_t th[PRODUCERS], wk[HS_WORKERS];
     hs_arg args[PRODUCERS];
     for (unsigned p = 0; p < PRODUCERS; p++) {
-        h.items[p] = calloc(h.per_producer, sizeof(item));
-        assert_non_null(h.items[p]);
-        args[p] = (hs_arg){&h, p};
+        h->items[p] = calloc(h->per_producer, sizeof(item));
+        assert_non_null(h->items[p]);
+        args[p] = (hs_arg){h, p};
         assert_int_equal(pthread_create(&th[p], NULL, hs_producer_main, &args[p]), 0);
     }
-    while (atomic_load(&h.ready) < PRODUCERS)
+    for (unsigned w = 0; w < HS_WORKERS; w++)
+        assert_int_equal(pthread_create(&wk[w], NULL, hs_worker_main, h), 0);
+    while (atomic_load(&h->ready) < PRODUCERS)
         sched_yield();
-    atomic_store(&h.go, true);
+    atomic_store(&h->go, true);
 
-    uint64_t want = (uint64_t)PRODUCERS * h.per_producer, total = 0;
-    uint64_t next_seq[PRODUCERS] = {0}, bad_order = 0, turns = 0, retries = 0;
-    unsigned taken = 0;
+    /* watchdog: all consumed, or no progress for 10 s once producers are done */
+    uint64_t want = (uint64_t)PRODUCERS * h->per_producer;
+    unsigned long long last = 0;
+    double last_change = now_s();
     bool stranded = false;
-    double deadline = now_s() + 120;
-    while (total < want) {
-        /* wait to be scheduled. Once every producer is done (their last
-         * tokens are counted before producers_done), a message still queued
-         * with no token pending is stranded: nothing would ever run it. */
-        while (atomic_load(&h.tokens) == taken) {
-            if ((atomic_load(&h.producers_done) == PRODUCERS &&
-                 atomic_load(&h.tokens) == taken) ||
-                now_s() > deadline) {
-                stranded = true;
-                break;
-            }
-            sched_yield();
-        }
-        if (stranded)
+    for (;;) {
+        unsigned long long got = atomic_load_explicit(&h->progress, memory_order_relaxed);
+        if (got == want)
             break;
-        taken++;
-        for (;;) { /* one scheduled period, possibly several turns */
-            turns++;
-            hyi_mpsc_node *n;
-            while ((n = hyi_mpscq_pop(&h.q)) != NULL) {
-                item *it = item_of(n);
-                if (it->seq != next_seq[it->producer])
-                    bad_order++;
-                next_seq[it->producer] = it->seq + 1;
-                total++;
-            }
-            /* seq_cst: the consumer half of the handshake */
-            atomic_store(&h.scheduled, 0);
-            int zero = 0;
-            if (!hyi_mpscq_is_empty(&h.q) &&
-                atomic_compare_exchange_strong(&h.scheduled, &zero, 1)) {
-                retries++; /* rescheduled ourselves: run another turn */
-                sched_yield();
-                continue;
-            }
+        if (got != last) {
+            last = got;
+            last_change = now_s();
+        } else if (atomic_load(&h->producers_done) == PRODUCERS &&
+                   now_s() - last_change > 10) {
+            stranded = true;
             break;
         }
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
     }
     for (unsigned p = 0; p < PRODUCERS; p++)
         pthread_join(th[p], NULL);
-    print_message("  %llu items in %llu turns (%u schedules, %llu self-reschedules)\n",
-                  (unsigned long long)total, (unsigned long long)turns, taken,
-                  (unsigned long long)retries);
+    /* wait for the actor to go idle, then stop the workers */
+    while (!stranded && atomic_load(&h->claimed) != atomic_load(&h->tokens))
+        sched_yield();
+    while (!stranded && atomic_load(&h->scheduled) != 0)
+        sched_yield();
+    atomic_store(&h->stop, true);
+    for (unsigned w = 0; w < HS_WORKERS; w++)
+        pthread_join(wk[w], NULL);
+
+    print_message("  %llu items in %llu turns (%u schedules, %llu reclaims, "
+                  "%llu in-flight retries)\n",
+                  (unsigned long long)h->consumed, (unsigned long long)h->turns,
+                  atomic_load(&h->tokens), (unsigned long long)h->reclaims,
+                  (unsigned long long)h->retries);
     assert_false(stranded);
-    assert_int_equal(total, want);
-    assert_int_equal(bad_order, 0);
-    /* at the end the actor is idle and nobody scheduled it twice */
-    assert_int_equal(atomic_load(&h.scheduled), 0);
-    assert_int_equal(atomic_load(&h.tokens), taken);
-    assert_true(hyi_mpscq_is_empty(&h.q));
+    assert_int_equal(h->consumed, want);
+    assert_int_equal(h->bad_order, 0);
     for (unsigned p = 0; p < PRODUCERS; p++)
-        free(h.items[p]);
+        assert_int_equal(h->next_seq[p], h->per_producer);
+    /* at the end the actor is idle and empty, and was never scheduled twice */
+    assert_int_equal(atomic_load(&h->scheduled), 0);
+    assert_int_equal(atomic_load(&h->claimed), atomic_load(&h->tokens));
+    assert_true(hyi_mpscq_is_empty(&h->q));
+    for (unsigned p = 0; p < PRODUCERS; p++)
+        free(h->items[p]);
+    free(h);
 }
 
 int main(void)

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "router.h"
+#include "router_int.h" /* the fast regex path, checked against PCRE2 */
 
 static int sub_orders, sub_files;
 
@@ -485,6 +486,44 @@ static void pattern_unicode_static_segment(void **st)
     assert_ptr_equal(route_of(r, "orders://caf\xc3\xa9/7", &m), &sub_files);
     assert_null(route_of(r, "orders://cafe/7", NULL));
     hyi_router_destroy(r);
+}
+
+static void fast_regex_agrees_with_pcre2(void **st)
+{
+    (void)st;
+    static const char *const fast[] = {"\\d", "\\d+", "\\d{4}", "\\d{2,3}", "\\d{2,}",
+                                       "\\w*", "[a-z0-9-]+", "[-a]?", "[a-]{1,2}",
+                                       "[\\d_]+", "[A-F0-9]{2}", "\\w{0}"};
+    static const char *const slow[] = {"[^a]", ".+", "\\d+?", "\\d++", "a|b", "\\s+",
+                                       "[[:alpha:]]", "[]a]", "\\d{,3}", "a", "\\d{3",
+                                       "[a-z", "[z-a]", "(\\d)"};
+    static const char *const inputs[] = {"1", "12", "123", "1234", "12345", "abc", "a-b",
+                                         "AB", "_", "\xc3\xa9", "a1", "-", "1a", "aa-", "FF"};
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    for (size_t i = 0; i < sizeof fast / sizeof fast[0]; i++) {
+        hyi_fastrx f;
+        if (!hyi_fastrx_compile(fast[i], strlen(fast[i]), &f))
+            fail_msg("\"%s\" should take the fast path", fast[i]);
+        int ec;
+        PCRE2_SIZE eo;
+        pcre2_code *code = pcre2_compile((PCRE2_SPTR)fast[i], strlen(fast[i]),
+                                         PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF, &ec,
+                                         &eo, NULL);
+        assert_non_null(code);
+        for (size_t k = 0; k < sizeof inputs / sizeof inputs[0]; k++) {
+            size_t n = strlen(inputs[k]);
+            bool want = pcre2_match(code, (PCRE2_SPTR)inputs[k], n, 0, 0, md, NULL) >= 0;
+            if (hyi_fastrx_match(&f, inputs[k], n) != want)
+                fail_msg("\"%s\" on \"%s\": PCRE2 says %d", fast[i], inputs[k], want);
+        }
+        pcre2_code_free(code);
+    }
+    for (size_t i = 0; i < sizeof slow / sizeof slow[0]; i++) {
+        hyi_fastrx f;
+        if (hyi_fastrx_compile(slow[i], strlen(slow[i]), &f))
+            fail_msg("\"%s\" must be left to PCRE2", slow[i]);
+    }
+    pcre2_match_data_free(md);
 }
 
 /* ------------------------------------------------------------------ registration */
@@ -985,6 +1024,7 @@ int main(void)
         cmocka_unit_test(pattern_regex_is_utf8_aware),
         cmocka_unit_test(pattern_catastrophic_regex_gives_no_match_not_a_hang),
         cmocka_unit_test(pattern_unicode_static_segment),
+        cmocka_unit_test(fast_regex_agrees_with_pcre2),
         cmocka_unit_test(duplicate_pattern_is_eexist),
         cmocka_unit_test(params_differing_only_in_name_are_duplicates),
         cmocka_unit_test(route_for_unknown_subsystem_is_enoent),
