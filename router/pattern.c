@@ -124,10 +124,13 @@ static int compile_regex(const char *pattern, hyi_pseg *sg, hyi_route_error *err
             snprintf((char *)buf, sizeof buf, "PCRE2 error %d", ecode);
         return bad(err, pattern, (long)(sg->off + eoff), "regex error: %s", (char *)buf);
     }
-    sg->jit = pcre2_jit_compile(sg->code, PCRE2_JIT_COMPLETE) == 0;
+    /* A simple class needs no engine at match time; the PCRE2 compile above
+     * still validated it. Otherwise JIT, or the interpreter if JIT fails. */
     hyi_fastrx f;
     if (hyi_fastrx_compile(pattern + sg->off, sg->len, &f) && (sg->fast = malloc(sizeof f)))
-        *sg->fast = f; /* without memory, PCRE2 still does it */
+        *sg->fast = f;
+    else
+        sg->jit = pcre2_jit_compile(sg->code, PCRE2_JIT_COMPLETE) == 0;
     return 0;
 }
 

@@ -1,17 +1,19 @@
 /* Building a subsystem's immutable compiled table from its route records.
  *
- * The table is a trie in flat arrays: nodes; one open-addressing hash of every
- * static edge keyed by (parent node, segment bytes), so wide nodes cost nothing
- * extra; per node a run of regex edges (in the order their first route was
- * registered), one {param} child, one * child, and the routes that end or whose
- * ** starts there. Fully static routes also go in a hash of their whole text:
- * such a route beats everything else on its path, so one lookup settles it.
+ * The table is a trie in flat arrays: nodes; static edges, a lone static
+ * child inline in its node and the children of wider nodes in one
+ * open-addressing hash keyed by (parent node, segment bytes), so a node with
+ * 10,000 children is one probe; per node a run of regex edges (in the order
+ * their first route was registered), one {param} child, one * child, and the
+ * routes that end or whose ** starts there. Fully static routes also go in a
+ * hash of their whole text: such a route beats everything else on its path,
+ * so one lookup settles it.
  *
  * Edges are identified by shape: {a} and {b} at the same position are the same
  * edge, as are {a:\d+} and {b:\d+} (same regex source). Two routes that differ
  * only in parameter names therefore end at the same node; the second is a
- * duplicate (HY_EEXIST). Keys and regex code are borrowed from the records,
- * which outlive every table built from them. */
+ * duplicate (HY_EEXIST). Long keys and regex code are borrowed from the
+ * records, which outlive every table built from them. */
 #include <stdlib.h>
 
 #include "router_int.h"
