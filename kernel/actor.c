@@ -35,7 +35,6 @@ static uint64_t key_hash(const hyi_subsys *sub, const char *key, size_t len)
 int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len,
                   uint64_t hash, hyi_actor **out)
 {
-    (void)k;
     hyi_actor *a = malloc(sizeof *a + key_len + 1);
     if (!a)
         return HY_ENOMEM;
@@ -48,6 +47,13 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
     a->state = NULL;
     a->key_hash = hash;
     a->table_next = NULL;
+    /* relaxed: ids need only be unique */
+    a->id = atomic_fetch_add_explicit(&k->next_actor_id, 1, memory_order_relaxed);
+    /* relaxed: not shared yet (as scheduled above) */
+    atomic_store_explicit(&a->depth, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->stopped, 0, memory_order_relaxed);
+    a->restarts_in_window = 0;
+    a->restart_window_start_ms = 0;
     if (key_len)
         memcpy(a->key, key, key_len);
     a->key[key_len] = '\0';
@@ -70,7 +76,7 @@ void hyi_actor_free(hy_kernel *k, hyi_actor *actor)
 {
     hyi_mpsc_node *n;
     while ((n = hyi_mpscq_pop(&actor->mailbox)) != NULL)
-        hyi_pool_release(k->pool, HYI_MSG_OF(n));
+        hyi_msg_release(k, HYI_MSG_OF(n));
     if (actor->sub->state_free && actor->state)
         actor->sub->state_free(actor->sub->udata, actor->state);
     free(actor);

@@ -83,6 +83,50 @@ typedef struct hy_kernel hy_kernel; /* one running kernel: workers, routes, pool
 typedef struct hy_ctx hy_ctx;       /* what a handler knows about its actor */
 typedef struct hy_msg hy_msg;       /* a message, as a handler reads it */
 
+/* What a send into a full mailbox does. */
+typedef enum hy_overflow {
+    HY_OVERFLOW_FAIL = 0,     /* the send returns HY_EFULL; nothing is queued */
+    HY_OVERFLOW_BLOCK,        /* the sender waits for room (block_timeout_ms, then
+                                 HY_EFULL); from inside a handler it acts as FAIL,
+                                 so a worker never blocks */
+    HY_OVERFLOW_DROP_OLDEST,  /* the send succeeds; the oldest queued message is
+                                 dropped (dead letter HY_DEAD_DROPPED) */
+    HY_OVERFLOW_DROP_NEWEST,  /* the send succeeds; the new message is dropped
+                                 (dead letter HY_DEAD_DROPPED) */
+} hy_overflow;
+
+/* Why a message was not handled: X(NAME, text). The first three are messages
+ * a send accepted (counted in hy_stats.sent), so once the kernel is idle
+ * sent == handled + FAILED + DROPPED + STOPPED. The others were never accepted:
+ * refused at send time (the sender also got the error), or a reply nobody
+ * waited for any more. */
+#define HY_DEAD_TABLE(X)                                                       \
+    X(FAILED,     "its handler returned an error")                            \
+    X(DROPPED,    "dropped by its mailbox's overflow policy")                 \
+    X(STOPPED,    "its actor was stopped by supervision")                     \
+    X(NOROUTE,    "no route matched its path (refused at send)")              \
+    X(FULL,       "its mailbox was full (refused at send)")                   \
+    X(LATE_REPLY, "a reply that arrived after its asker gave up")
+
+typedef enum hy_dead_reason {
+#define HY_DEAD_ENUM_ROW(name, text) HY_DEAD_##name,
+    HY_DEAD_TABLE(HY_DEAD_ENUM_ROW)
+#undef HY_DEAD_ENUM_ROW
+    HY_DEAD__COUNT
+} hy_dead_reason;
+
+/* Text for a dead-letter reason. */
+HY_API const char *hy_dead_reason_str(int reason);
+
+/* A message that was not handled: its path and payload (valid during the call
+ * only) and why. */
+typedef void (*hy_dead_letter_fn)(void *udata, const char *path, size_t path_len,
+                                  const void *payload, size_t len, hy_dead_reason reason);
+/* A failure escalated by a subsystem: its name, the actor's key (NULL for the
+ * subsystem's own actor) and the handler's error. */
+typedef void (*hy_escalate_fn)(void *udata, const char *subsystem, const char *key,
+                               size_t key_len, int err);
+
 /* Configuration. A zeroed hy_config (or NULL) gives good defaults. */
 typedef struct hy_config {
     unsigned workers;      /* worker threads; 0: the number of online CPUs */
@@ -92,6 +136,19 @@ typedef struct hy_config {
                               Past it, sends fail with HY_ENOMEM */
     size_t max_payload;    /* largest payload accepted; 0: 64 KiB; at most
                               HY_MAX_PAYLOAD. Larger sends fail with HY_ETOOBIG */
+
+    /* Default mailbox bound for subsystems that set none: 0 = unbounded. */
+    uint32_t mailbox_capacity;
+    hy_overflow overflow;          /* what a send into a full mailbox does */
+    int block_timeout_ms;          /* HY_OVERFLOW_BLOCK: longest wait; 0: 1000 */
+
+    /* Every message that is not handled ends here (if set), on the thread where
+     * it happened (a worker or a sender): keep it short and thread-safe. It may
+     * not send. Whether set or not, each is counted by reason in hy_stats. */
+    hy_dead_letter_fn dead_letter;
+    /* A subsystem with HY_SUPERVISE_ESCALATE reports its failures here. */
+    hy_escalate_fn escalate;
+    void *udata;                   /* given to dead_letter and escalate */
 } hy_config;
 
 /* The largest max_payload a kernel accepts (the pool's largest object less a
@@ -146,6 +203,17 @@ typedef struct hy_route {
                            its own actor, created by its first message */
 } hy_route;
 
+/* Supervision strategies, for a handler that returns an error. */
+typedef enum hy_supervision {
+    HY_SUPERVISE_RESUME = 0,  /* go on with the next message */
+    HY_SUPERVISE_RESTART,     /* free the actor's state and make it anew with
+                                 state_init; queued messages are kept, in order */
+    HY_SUPERVISE_STOP,        /* stop the actor: queued and later messages are
+                                 dead letters (HY_DEAD_STOPPED); sends to it
+                                 return HY_ESTOPPED */
+    HY_SUPERVISE_ESCALATE,    /* call hy_config.escalate, then go on */
+} hy_supervision;
+
 typedef struct hy_subsystem_def {
     const hy_route *routes;
     size_t nroutes;
@@ -154,8 +222,20 @@ typedef struct hy_subsystem_def {
      * a keyed actor at its first message; key is NULL/0 for the former). A
      * non-zero return refuses the actor: its message counts as failed. */
     int (*state_init)(void *udata, const char *key, size_t key_len, void **state);
-    /* Optional: free a state, when the kernel closes. */
+    /* Optional: free a state, when the kernel closes or an actor restarts. */
     void (*state_free)(void *udata, void *state);
+
+    /* Mailbox bound of each of this subsystem's actors; 0 takes hy_config's. */
+    uint32_t mailbox_capacity;
+    hy_overflow overflow;          /* used when mailbox_capacity != 0 */
+    int block_timeout_ms;          /* 0 takes hy_config's */
+
+    /* What a handler's failure (a non-zero return) does. Every failed message
+     * is a dead letter (HY_DEAD_FAILED) whatever the strategy. */
+    hy_supervision strategy;
+    uint32_t max_restarts;         /* HY_SUPERVISE_RESTART: more than this many */
+    uint32_t restart_window_ms;    /* restarts within this window stop the actor;
+                                      0: 5 restarts per 1000 ms */
 } hy_subsystem_def;
 
 /* Register a subsystem and its routes. The kernel copies name, patterns and
@@ -207,8 +287,65 @@ HY_API void hy_set_state(hy_ctx *ctx, void *state);
 /* A keyed actor's key (NULL for a subsystem's actor); len may be NULL. */
 HY_API const char *hy_actor_key(hy_ctx *ctx, size_t *len);
 HY_API void *hy_route_udata(hy_ctx *ctx);
+/* The running actor's id: unique within the kernel, never 0. */
+HY_API uint64_t hy_self(hy_ctx *ctx);
 HY_API void *hy_subsystem_udata(hy_ctx *ctx);
 HY_API hy_kernel *hy_ctx_kernel(hy_ctx *ctx);
+
+/* Message metadata, set by the kernel at send time. */
+/* Unique per kernel process run; never 0. */
+HY_API uint64_t hy_msg_id(const hy_msg *msg);
+/* The id of the message that started a chain: a message sent by a handler
+ * inherits the trace id of the message it is handling; any other gets its own. */
+HY_API uint64_t hy_msg_trace_id(const hy_msg *msg);
+/* When it was sent, in CLOCK_MONOTONIC nanoseconds. */
+HY_API uint64_t hy_msg_sent_ns(const hy_msg *msg);
+/* The actor that sent it (its hy_self), or 0 when sent from outside a handler. */
+HY_API uint64_t hy_msg_sender(const hy_msg *msg);
+
+/* ---------------------------------------------------------------- ask / reply */
+
+/* Send a request and wait for its reply, from a thread outside the kernel.
+ * On 0, *reply is a malloc'd copy of the reply's payload (free it with
+ * hy_free; NULL when the reply was empty) and *reply_len its length.
+ * Errors: those of hy_send; HY_ETIMEDOUT (no reply within timeout_ms; a reply
+ * that comes later is dropped and counted as HY_DEAD_LATE_REPLY); HY_ENOENT
+ * (the handler finished without replying); HY_EHANDLER (the handler failed);
+ * HY_EINVAL from inside a handler (a worker must not wait: use hy_ask_async). */
+HY_API int hy_ask(hy_kernel *k, const char *path, const void *payload, size_t len,
+                  void **reply, size_t *reply_len, int timeout_ms);
+
+/* From inside a handler: send a request whose reply arrives as an ordinary
+ * message at reply_to (a path this kernel routes). Errors as hy_send. */
+HY_API int hy_ask_async(hy_ctx *ctx, const char *path, const void *payload, size_t len,
+                        const char *reply_to);
+
+/* Reply to the message being handled: to its hy_ask caller or its reply_to
+ * path. HY_ENOENT when it carries no reply address; HY_EEXIST when already
+ * replied to; otherwise as hy_send. */
+HY_API int hy_reply(hy_ctx *ctx, const void *payload, size_t len);
+
+/* Free memory the kernel gave the caller (hy_ask's reply). NULL is fine. */
+HY_API void hy_free(void *p);
+
+/* ---------------------------------------------------------------- publish / subscribe */
+
+/* Subscribe a handler to every published path that matches pattern, a full
+ * path pattern with the route syntax (orders://item/{id}, or orders:// followed by two stars).
+ * Each subscription is its own actor: its handler runs one message at a time.
+ * *id (may be NULL) names it for hy_unsubscribe. HY_EBADPATTERN, HY_ENOMEM,
+ * HY_ECLOSED. */
+HY_API int hy_subscribe(hy_kernel *k, const char *pattern, hy_handler handler, void *udata,
+                        uint64_t *id);
+/* HY_ENOENT when no such subscription. Messages already queued to it are still
+ * handled. */
+HY_API int hy_unsubscribe(hy_kernel *k, uint64_t id);
+/* Deliver to every subscription whose pattern matches path: one copy of the
+ * payload shared by all of them. *delivered (may be NULL) is how many.
+ * Publishing to no subscriber is not an error. HY_EBADPATH, HY_ETOOBIG,
+ * HY_ENOMEM, HY_ECLOSED. */
+HY_API int hy_publish(hy_kernel *k, const char *path, const void *payload, size_t len,
+                      size_t *delivered);
 
 /* ---------------------------------------------------------------- inspection */
 
@@ -231,9 +368,12 @@ HY_API int hy_match(hy_kernel *k, const char *path, hy_match_result *out);
 
 typedef struct hy_stats {
     uint64_t sent;          /* messages accepted by a send */
-    uint64_t handled;       /* handlers run (including those that failed) */
+    uint64_t handled;       /* handlers that ran and returned 0 */
     uint64_t failed;        /* handlers that returned an error */
-    uint64_t queued;        /* accepted and not yet handled */
+    uint64_t queued;        /* accepted, neither handled nor a dead letter yet */
+    uint64_t dead[HY_DEAD__COUNT]; /* dead letters by hy_dead_reason */
+    uint64_t restarts;      /* actor restarts by supervision */
+    uint64_t stopped;       /* actors stopped by supervision */
     uint64_t subsystems;
     uint64_t actors;        /* live actors: one per subsystem plus keyed ones */
     uint64_t steals;        /* actors a worker took from another's deque */
@@ -253,6 +393,7 @@ HY_API int hy_kernel_stats(hy_kernel *k, hy_stats *out);
 
 typedef struct hy_subsystem_stats {
     uint64_t sent, handled, failed;
+    uint64_t dead;    /* dead letters among the messages it accepted */
     uint64_t queued;  /* mailbox depth summed over the subsystem's actors */
     uint64_t actors;
 } hy_subsystem_stats;

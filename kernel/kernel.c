@@ -31,7 +31,12 @@ static int apply_config(hy_kernel *k, const hy_config *cfg, unsigned *workers)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         c.workers = n > 0 ? (unsigned)(n < 1024 ? n : 1024) : 1;
     }
+    if (c.overflow > HY_OVERFLOW_DROP_NEWEST)
+        return hyi_fail(HY_EINVAL, "overflow = %d is not a hy_overflow", (int)c.overflow);
+    if (c.block_timeout_ms <= 0)
+        c.block_timeout_ms = HYI_DEFAULT_BLOCK_TIMEOUT_MS;
     *workers = c.workers;
+    k->config = c;
     k->batch = c.batch ? c.batch : HYI_DEFAULT_BATCH;
     k->max_payload = c.max_payload ? c.max_payload : HYI_DEFAULT_MAX_PAYLOAD;
     return hyi_pool_create(&k->pool, c.pool_cap_bytes);
@@ -47,6 +52,10 @@ int hy_kernel_open(hy_kernel **out, const hy_config *config)
     if (!k)
         return HY_ENOMEM;
     memset(k, 0, sizeof *k);
+    k->clock_origin_tsc = hyi_clock_ticks();
+    k->clock_origin_ns = now_ns();
+    /* relaxed: k is not shared yet */
+    atomic_store_explicit(&k->next_actor_id, 1, memory_order_relaxed);
     unsigned workers = 0;
     int rc = apply_config(k, config, &workers);
     if (rc == 0)
@@ -73,16 +82,20 @@ int hy_kernel_open(hy_kernel **out, const hy_config *config)
     return 0;
 }
 
-/* Every message sent so far has been handled. handled is summed first, with
- * acquire: a handler's own sends were counted in `sent` before its message was
- * counted in `handled`, so they are included in the sum of sent read after. */
+/* Every message sent so far has been handled or dead-lettered. Those are
+ * summed first, with acquire: a handler's own sends were counted in `sent`
+ * before its message was counted as handled (or dead), so they are included in
+ * the sum of sent read after. */
 static bool quiescent(hy_kernel *k)
 {
     uint64_t handled = 0, sent = 0;
     pthread_mutex_lock(&k->registry_lock);
-    for (hyi_subsys *s = k->subsystems; s; s = s->next)
-        /* acquire: pairs with the release add at the end of a turn */
+    for (hyi_subsys *s = k->subsystems; s; s = s->next) {
+        /* acquire: pairs with the release adds at the end of a turn and in
+         * hyi_dead_letter_msg */
         handled += atomic_load_explicit(&s->handled, memory_order_acquire);
+        handled += atomic_load_explicit(&s->dead, memory_order_acquire);
+    }
     for (hyi_subsys *s = k->subsystems; s; s = s->next)
         /* relaxed: ordered after the acquire loads above */
         sent += atomic_load_explicit(&s->sent, memory_order_relaxed);
@@ -171,20 +184,27 @@ int hy_kernel_stats(hy_kernel *k, hy_stats *out)
         return hyi_fail(HY_EINVAL, "hy_kernel_stats: NULL argument");
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&k->registry_lock);
+    uint64_t dead_accepted = 0;
     for (hyi_subsys *s = k->subsystems; s; s = s->next) {
         out->subsystems++;
         out->sent += load_relaxed(&s->sent);
         out->handled += load_relaxed(&s->handled);
         out->failed += load_relaxed(&s->failed);
+        dead_accepted += load_relaxed(&s->dead);
         out->actors += 1 + load_relaxed(&s->keyed_actors);
     }
+    for (int r = 0; r < HY_DEAD__COUNT; r++)
+        out->dead[r] = load_relaxed(&k->dead[r]);
+    out->restarts = load_relaxed(&k->restarts);
+    out->stopped = load_relaxed(&k->stopped);
     for (unsigned i = 0; i < k->nworkers; i++) {
         out->steals += load_relaxed(&k->workers[i].steals);
         out->parks += load_relaxed(&k->workers[i].parks);
     }
     out->workers = k->nworkers;
     pthread_mutex_unlock(&k->registry_lock);
-    out->queued = out->sent > out->handled ? out->sent - out->handled : 0;
+    uint64_t done = out->handled + dead_accepted;
+    out->queued = out->sent > done ? out->sent - done : 0;
     hyi_pool_stats ps;
     hyi_pool_get_stats(k->pool, &ps);
     out->pool_created = ps.created;
@@ -208,7 +228,9 @@ int hy_subsystem_stats_get(hy_kernel *k, const char *name, hy_subsystem_stats *o
         out->sent = load_relaxed(&s->sent);
         out->handled = load_relaxed(&s->handled);
         out->failed = load_relaxed(&s->failed);
-        out->queued = out->sent > out->handled ? out->sent - out->handled : 0;
+        out->dead = load_relaxed(&s->dead);
+        uint64_t done = out->handled + out->dead;
+        out->queued = out->sent > done ? out->sent - done : 0;
         out->actors = 1 + load_relaxed(&s->keyed_actors);
         rc = 0;
         break;

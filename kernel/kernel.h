@@ -26,6 +26,7 @@
 
 #define HYI_DEFAULT_BATCH       64
 #define HYI_DEFAULT_MAX_PAYLOAD ((size_t)64 << 10)
+#define HYI_DEFAULT_BLOCK_TIMEOUT_MS 1000
 
 typedef struct hyi_subsys hyi_subsys;
 typedef struct hyi_actor hyi_actor;
@@ -44,28 +45,59 @@ typedef struct hyi_route_binding {
     struct hyi_route_binding *next; /* the kernel's list of every route, for close */
 } hyi_route_binding;
 
-/* A message. One pooled block: this header, nparams slices, the path and its
- * NUL, then the payload at a 16-byte boundary. */
+/* A message. One pooled block: this 64-byte header, nparams slices, the path
+ * and its NUL, then the payload at a 16-byte boundary (then, for a request
+ * made with hy_ask_async, the reply-to path and its NUL). The rare parts hang
+ * off `ext`, named by flags, so the common message stays one header. */
+enum {
+    HYI_MSG_SHARED = 1,   /* ext: the body (a hy_msg) this publish envelope shares */
+    HYI_MSG_ASKER = 2,    /* ext: the hyi_asker of a hy_ask */
+    HYI_MSG_REPLY_TO = 4, /* the reply-to path follows the payload */
+    HYI_MSG_REPLIED = 8,  /* hy_reply was called while handling it */
+    HYI_MSG_FAILED = 16,  /* its handler returned an error */
+};
+
+typedef struct hyi_asker hyi_asker;
+
 struct hy_msg {
     hyi_mpsc_node link;         /* mailbox link: intrusive, no allocation */
     hyi_route_binding *route;
+    uint64_t id;
+    uint64_t trace_id;
+    uint64_t sent_tsc;          /* hyi_clock ticks; hy_msg_sent_ns converts */
+    uint64_t sender;            /* actor id, 0 from outside the kernel */
+    void *ext;
     uint32_t payload_len;
     uint16_t path_len;
     uint8_t nparams;
-    uint8_t payload_off;        /* from the start of the message, in 16-byte units */
+    uint8_t flags;
     hyi_slice params[];
 };
 
 #define HYI_MSG_OF(node) ((hy_msg *)((char *)(node) - offsetof(hy_msg, link)))
 
+static inline size_t hyi_msg_payload_off(uint32_t nparams, size_t path_len)
+{
+    size_t head = offsetof(hy_msg, params) + nparams * sizeof(hyi_slice) + path_len + 1;
+    return (head + 15) & ~(size_t)15;
+}
+
+/* The message that holds path and payload: a publish envelope's shared body. */
+static inline const hy_msg *hyi_msg_body(const hy_msg *m)
+{
+    return (m->flags & HYI_MSG_SHARED) ? (const hy_msg *)m->ext : m;
+}
+
 static inline const char *hyi_msg_path(const hy_msg *m)
 {
-    return (const char *)&m->params[m->nparams];
+    const hy_msg *b = hyi_msg_body(m);
+    return (const char *)&b->params[b->nparams];
 }
 
 static inline const void *hyi_msg_payload(const hy_msg *m)
 {
-    return (const char *)m + (size_t)m->payload_off * 16;
+    const hy_msg *b = hyi_msg_body(m);
+    return (const char *)b + hyi_msg_payload_off(b->nparams, b->path_len);
 }
 
 /* An actor: a mailbox, a flag that says whether it is scheduled, its state. A
@@ -80,6 +112,15 @@ struct hyi_actor {
     hyi_mpsc_node inject_link;  /* link in the kernel's inject queue */
     hyi_subsys *sub;
     void *state;
+    uint64_t id;
+    /* Bounded mailboxes only: messages pushed and not yet taken. Senders add
+     * before they push; the worker subtracts as it takes. */
+    _Atomic int64_t depth;
+    /* Set by supervision (on the worker), read by senders: stopped actors
+     * refuse messages. */
+    _Atomic uint32_t stopped;
+    uint32_t restarts_in_window;
+    uint64_t restart_window_start_ms;
     uint64_t key_hash;
     hyi_actor *table_next;      /* chain in the actor table's bucket */
     char key[];                 /* key_len bytes and a NUL */
@@ -91,6 +132,7 @@ struct hyi_subsys {
     HY_CACHE_ALIGNED _Atomic uint64_t sent;
     HY_CACHE_ALIGNED _Atomic uint64_t handled;
     _Atomic uint64_t failed;
+    _Atomic uint64_t dead;      /* accepted messages that became dead letters */
     _Atomic uint64_t keyed_actors;
     HY_CACHE_ALIGNED hy_kernel *k;
     void *udata;
@@ -98,6 +140,12 @@ struct hyi_subsys {
     void (*state_free)(void *udata, void *state);
     hyi_actor *actor;           /* the subsystem's own actor */
     hyi_subsys *next;           /* the kernel's list, newest first */
+    uint32_t capacity;          /* mailbox bound per actor, 0 = none */
+    hy_overflow overflow;
+    int block_timeout_ms;
+    hy_supervision strategy;
+    uint32_t max_restarts;
+    uint32_t restart_window_ms;
     char name[HYI_NAME_MAX + 1];
 };
 
@@ -129,6 +177,14 @@ struct hy_kernel {
     hyi_router *router;
     unsigned batch;
     size_t max_payload;
+    hy_config config;           /* as given, for the defaults subsystems take */
+    uint64_t clock_origin_tsc;  /* hyi_clock_ns converts from here */
+    uint64_t clock_origin_ns;
+    _Atomic uint64_t next_actor_id;
+    /* relaxed counters: statistics only */
+    _Atomic uint64_t dead[HY_DEAD__COUNT];
+    _Atomic uint64_t restarts;
+    _Atomic uint64_t stopped;
 
     /* Sends check `closed` inside a router read section, so shutdown can set it
      * and then wait out every send already past the check. */
@@ -160,6 +216,33 @@ struct hy_kernel {
 
 /* The worker the calling thread is, if it is one of k's; NULL otherwise. */
 hyi_worker *hyi_current_worker(hy_kernel *k);
+/* The message and actor this thread's handler is running, if any (worker.c). */
+const hy_msg *hyi_current_msg(hy_kernel *k, hyi_actor **actor);
+/* The message a handler context is handling (worker.c). */
+hy_msg *hyi_ctx_msg(hy_ctx *ctx);
+
+/* message.c: build, stamp and release messages. */
+hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
+                    const char *path, size_t path_len, const void *payload, size_t len,
+                    const char *reply_to);
+void hyi_msg_release(hy_kernel *k, hy_msg *msg);
+/* ask.c: attach a hy_ask waiter to its request (takes a reference). */
+void hyi_ask_attach(hy_msg *msg, hyi_asker *asker);
+/* ask.c: a request made by hy_ask is released (handled, or a dead letter). */
+void hyi_ask_released(hy_kernel *k, hy_msg *msg);
+/* pubsub.c: a publish envelope is released; the last frees the shared body. */
+void hyi_publish_released(hy_kernel *k, hy_msg *msg);
+/* Ticks for a message's send time (cheap); hyi_clock_ns converts. */
+uint64_t hyi_clock_ticks(void);
+uint64_t hyi_clock_ns(hy_kernel *k, uint64_t ticks);
+
+/* failure.c: dead letters and supervision. */
+void hyi_dead_letter(hy_kernel *k, const char *path, size_t path_len, const void *payload,
+                     size_t len, hy_dead_reason reason);
+/* A message accepted by its actor's subsystem that will not be handled. */
+void hyi_dead_letter_msg(hy_kernel *k, hy_msg *msg, hy_dead_reason reason);
+/* A handler returned err: dead-letter its message and apply the strategy. */
+void hyi_supervise(hy_kernel *k, hyi_actor *actor, hy_msg *msg, int err);
 
 /* subsystem.c */
 void hyi_route_binding_free(hyi_route_binding *r);
@@ -182,6 +265,11 @@ int hyi_actor_get(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
 /* Call fn on every keyed actor; no concurrent use of the table. */
 void hyi_actor_table_each(hy_kernel *k, void (*fn)(hy_kernel *, hyi_actor *));
 void hyi_actor_table_free(hy_kernel *k);
+
+/* send.c: hy_send with an optional reply-to path (hy_ask_async) or asker
+ * (hy_ask) attached to the message. */
+int hyi_send(hy_kernel *k, const char *path, const void *payload, size_t len,
+             const char *reply_to, hyi_asker *asker);
 
 /* send.c: push a chain of messages (already linked first..last, all for this
  * actor) and schedule the actor if it was idle. The one place where a message

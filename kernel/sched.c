@@ -11,13 +11,12 @@
  * only when somebody is actually asleep. */
 #include <errno.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "futex.h"
 #include "kernel.h"
 
 /* Spin rounds before parking: long enough to catch the next message of a
@@ -30,16 +29,6 @@ hyi_worker *hyi_current_worker(hy_kernel *k)
 {
     hyi_worker *w = tl_worker;
     return (w && w->k == k) ? w : NULL;
-}
-
-static void futex_wait(_Atomic uint32_t *addr, uint32_t expected)
-{
-    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
-}
-
-static void futex_wake(_Atomic uint32_t *addr, int count)
-{
-    syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
 }
 
 static void cpu_relax(void)
@@ -59,7 +48,7 @@ static void wake_if_sleeping(hy_kernel *k, uint32_t sleepers)
         return;
     /* release: a woken worker that reads the new value sees the work too. */
     atomic_fetch_add_explicit(&k->wake_seq, 1, memory_order_release);
-    futex_wake(&k->wake_seq, 1);
+    hyi_futex_wake(&k->wake_seq, 1);
 }
 
 /* After a seq_cst publication (the inject queue's exchange): a seq_cst load of
@@ -74,7 +63,7 @@ static void wake_all(hy_kernel *k)
 {
     /* release: pairs with park()'s acquire load of wake_seq. */
     atomic_fetch_add_explicit(&k->wake_seq, 1, memory_order_release);
-    futex_wake(&k->wake_seq, INT_MAX);
+    hyi_futex_wake(&k->wake_seq, INT_MAX);
 }
 
 static void inject_push(hy_kernel *k, hyi_actor *actor)
@@ -196,7 +185,7 @@ static void park(hyi_worker *w)
         atomic_store_explicit(&w->parks,
                               atomic_load_explicit(&w->parks, memory_order_relaxed) + 1,
                               memory_order_relaxed);
-        futex_wait(&k->wake_seq, seq);
+        hyi_futex_wait(&k->wake_seq, seq, NULL);
     }
     /* relaxed: only the count matters; no data is published through it */
     atomic_fetch_sub_explicit(&k->sleepers, 1, memory_order_relaxed);

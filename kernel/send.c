@@ -2,45 +2,14 @@
  *
  * A send validates and routes the path (the router does both in one pass),
  * takes one pooled object for the whole message, copies path and payload into
- * it, finds the actor, and delivers. Everything a send reads of the kernel is
- * either immutable after registration or atomic, and the whole send runs inside
- * a router read section so hy_kernel_shutdown can wait it out. */
+ * it, finds the actor, asks a bounded mailbox for room, and delivers.
+ * Everything a send reads of the kernel is either immutable after registration
+ * or atomic, and the whole send runs inside a router read section so
+ * hy_kernel_shutdown can wait it out. */
 #include <string.h>
+#include <time.h>
 
 #include "kernel.h"
-
-static size_t msg_size(uint32_t nparams, size_t path_len, size_t payload_len,
-                       size_t *payload_off)
-{
-    size_t head = offsetof(hy_msg, params) + nparams * sizeof(hyi_slice) + path_len + 1;
-    *payload_off = (head + 15) & ~(size_t)15;
-    return *payload_off + payload_len;
-}
-
-/* Build the message for a matched route; NULL when the pool refuses. */
-static hy_msg *msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
-                         const char *path, size_t path_len, const void *payload,
-                         size_t len)
-{
-    size_t payload_off;
-    size_t size = msg_size(m->nparams, path_len, len, &payload_off);
-    hy_msg *msg = hyi_pool_acquire(k->pool, size);
-    if (HY_UNLIKELY(!msg))
-        return NULL;
-    msg->route = route;
-    msg->payload_len = (uint32_t)len;
-    msg->path_len = (uint16_t)path_len;
-    msg->nparams = (uint8_t)m->nparams;
-    msg->payload_off = (uint8_t)(payload_off / 16);
-    for (uint32_t i = 0; i < m->nparams; i++)
-        msg->params[i] = m->params[i];
-    char *p = (char *)&msg->params[m->nparams];
-    memcpy(p, path, path_len);
-    p[path_len] = '\0';
-    if (len)
-        memcpy((char *)msg + payload_off, payload, len);
-    return msg;
-}
 
 /* The actor a message for this route goes to. */
 static int route_actor(hy_kernel *k, hyi_route_binding *route, const hy_msg *msg,
@@ -89,18 +58,19 @@ static bool kernel_closed(hy_kernel *k)
     return atomic_load_explicit(&k->closed, memory_order_seq_cst) != 0;
 }
 
-/* Build the message for a matched path and find its actor; the caller
- * delivers. On failure nothing is left allocated. */
+/* Build the message for a matched path and find its actor; the caller admits
+ * and delivers. On failure nothing is left allocated. */
 static int place(hy_kernel *k, const hyi_match *m, const char *path, size_t path_len,
-                 const void *payload, size_t len, hy_msg **msg_out, hyi_actor **actor_out)
+                 const void *payload, size_t len, const char *reply_to, hy_msg **msg_out,
+                 hyi_actor **actor_out)
 {
     hyi_route_binding *route = m->route;
-    hy_msg *msg = msg_build(k, route, m, path, path_len, payload, len);
+    hy_msg *msg = hyi_msg_new(k, route, m, path, path_len, payload, len, reply_to);
     if (HY_UNLIKELY(!msg))
         return hyi_fail(HY_ENOMEM, "message pool at its cap");
     int rc = route_actor(k, route, msg, actor_out);
     if (HY_UNLIKELY(rc != 0)) {
-        hyi_pool_release(k->pool, msg);
+        hyi_msg_release(k, msg);
         /* relaxed: a statistic */
         atomic_fetch_add_explicit(&route->sub->failed, 1, memory_order_relaxed);
         return rc;
@@ -109,17 +79,105 @@ static int place(hy_kernel *k, const hyi_match *m, const char *path, size_t path
     return 0;
 }
 
-static int match(hy_kernel *k, const char *path, size_t path_len, hyi_match *m)
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* HY_OVERFLOW_BLOCK: wait (polling with a growing pause) until the mailbox has
+ * room, then take it. A sender waits, never a worker. */
+static int wait_for_room(hyi_actor *a, int64_t capacity, int timeout_ms)
+{
+    uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
+    long pause_ns = 1000;
+    for (;;) {
+        /* relaxed: a hint; the fetch_add below decides */
+        if (atomic_load_explicit(&a->depth, memory_order_relaxed) < capacity) {
+            /* relaxed: the count only bounds the mailbox; the push orders the
+             * message itself */
+            if (atomic_fetch_add_explicit(&a->depth, 1, memory_order_relaxed) < capacity)
+                return 0;
+            atomic_fetch_sub_explicit(&a->depth, 1, memory_order_relaxed);
+        }
+        if (now_ns() >= deadline)
+            return hyi_fail(HY_EFULL, "mailbox of '%s' stayed full for %d ms", a->sub->name,
+                            timeout_ms);
+        struct timespec ts = {0, pause_ns};
+        nanosleep(&ts, NULL);
+        if (pause_ns < 1000000)
+            pause_ns *= 2;
+    }
+}
+
+enum { ADMIT = 0, ADMIT_DROP = 1 };
+
+/* Room in the actor's mailbox for one message: ADMIT, ADMIT_DROP (taken and
+ * dropped by the drop-newest policy), HY_EFULL or HY_ESTOPPED. Unbounded
+ * mailboxes cost one relaxed load of the stopped flag. */
+static int admit(hy_kernel *k, hyi_actor *a)
+{
+    hyi_subsys *sub = a->sub;
+    /* relaxed: a stop racing with this send is caught by the worker, which
+     * dead-letters what reaches a stopped actor */
+    if (HY_UNLIKELY(atomic_load_explicit(&a->stopped, memory_order_relaxed)))
+        return hyi_fail(HY_ESTOPPED, "an actor of '%s' was stopped by supervision", sub->name);
+    if (HY_LIKELY(sub->capacity == 0))
+        return ADMIT;
+    int64_t cap = sub->capacity;
+    /* relaxed: as in wait_for_room */
+    if (atomic_fetch_add_explicit(&a->depth, 1, memory_order_relaxed) < cap)
+        return ADMIT;
+    if (sub->overflow == HY_OVERFLOW_DROP_OLDEST)
+        return ADMIT; /* the worker drops from the old end while over */
+    /* No room: give the slot back. relaxed: as above */
+    atomic_fetch_sub_explicit(&a->depth, 1, memory_order_relaxed);
+    if (sub->overflow == HY_OVERFLOW_DROP_NEWEST)
+        return ADMIT_DROP;
+    if (sub->overflow == HY_OVERFLOW_BLOCK && !hyi_current_worker(k))
+        return wait_for_room(a, cap, sub->block_timeout_ms);
+    /* FAIL, and BLOCK inside a handler: a worker never waits */
+    return hyi_fail(HY_EFULL, "mailbox of '%s' is full (%u)", sub->name, sub->capacity);
+}
+
+/* Admit and deliver one message, or account for why not. */
+static int admit_and_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
+{
+    int rc = admit(k, actor);
+    if (HY_LIKELY(rc == ADMIT)) {
+        hyi_deliver(k, actor, msg, msg, 1);
+        return 0;
+    }
+    if (rc == ADMIT_DROP) {
+        /* Accepted by policy and dropped at once: sent, and a dead letter. */
+        atomic_fetch_add_explicit(&actor->sub->sent, 1, memory_order_relaxed);
+        hyi_dead_letter_msg(k, msg, HY_DEAD_DROPPED);
+        hyi_msg_release(k, msg);
+        return 0;
+    }
+    if (rc == HY_EFULL)
+        hyi_dead_letter(k, hyi_msg_path(msg), msg->path_len, hyi_msg_payload(msg),
+                        msg->payload_len, HY_DEAD_FULL);
+    hyi_msg_release(k, msg);
+    return rc;
+}
+
+static int match(hy_kernel *k, const char *path, size_t path_len, const void *payload,
+                 size_t len, hyi_match *m)
 {
     int rc = hyi_router_match(k->router, path, path_len, m);
-    if (HY_UNLIKELY(rc == HY_ENOROUTE))
-        return m->subsystem
+    if (HY_LIKELY(rc != HY_ENOROUTE))
+        return rc;
+    hyi_dead_letter(k, path, path_len, payload, len, HY_DEAD_NOROUTE);
+    return m->subsystem
                    ? hyi_fail(rc, "no route of its subsystem matches '%.*s'", (int)path_len, path)
                    : hyi_fail(rc, "no subsystem for path '%.*s'", (int)path_len, path);
     return rc;
 }
 
-int hy_send(hy_kernel *k, const char *path, const void *payload, size_t len)
+int hyi_send(hy_kernel *k, const char *path, const void *payload, size_t len,
+             const char *reply_to, hyi_asker *asker)
 {
     size_t path_len;
     int rc = check_send_args(k, path, payload, len, &path_len);
@@ -135,13 +193,21 @@ int hy_send(hy_kernel *k, const char *path, const void *payload, size_t len)
     hyi_match m;
     hy_msg *msg;
     hyi_actor *actor;
-    rc = match(k, path, path_len, &m);
+    rc = match(k, path, path_len, payload, len, &m);
     if (HY_LIKELY(rc == 0))
-        rc = place(k, &m, path, path_len, payload, len, &msg, &actor);
-    if (HY_LIKELY(rc == 0))
-        hyi_deliver(k, actor, msg, msg, 1);
+        rc = place(k, &m, path, path_len, payload, len, reply_to, &msg, &actor);
+    if (HY_LIKELY(rc == 0)) {
+        if (HY_UNLIKELY(asker != NULL))
+            hyi_ask_attach(msg, asker);
+        rc = admit_and_deliver(k, actor, msg);
+    }
     hyi_router_read_exit(k->router);
     return rc;
+}
+
+int hy_send(hy_kernel *k, const char *path, const void *payload, size_t len)
+{
+    return hyi_send(k, path, payload, len, NULL, NULL);
 }
 
 /* hy_send_batch keeps one open chain per destination actor, in first-seen
@@ -208,7 +274,7 @@ int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *acc
         bool same = last_path && path_len == last_len &&
                     (it->path == last_path || memcmp(it->path, last_path, path_len) == 0);
         if (!same) {
-            rc = match(k, it->path, path_len, &m);
+            rc = match(k, it->path, path_len, it->payload, it->len, &m);
             if (rc != 0)
                 break;
             last_path = it->path;
@@ -216,9 +282,17 @@ int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *acc
         }
         hy_msg *msg;
         hyi_actor *actor;
-        rc = place(k, &m, it->path, path_len, it->payload, it->len, &msg, &actor);
+        rc = place(k, &m, it->path, path_len, it->payload, it->len, NULL, &msg, &actor);
         if (rc != 0)
             break;
+        /* Bounded or stopped actors take messages one at a time, through the
+         * same admission as hy_send. relaxed: as in admit() */
+        if (actor->sub->capacity || atomic_load_explicit(&actor->stopped, memory_order_relaxed)) {
+            rc = admit_and_deliver(k, actor, msg);
+            if (rc != 0)
+                break;
+            continue;
+        }
         chain_add(k, chains, &nchains, actor, msg);
     }
     flush_chains(k, chains, &nchains);

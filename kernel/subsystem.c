@@ -25,6 +25,8 @@ static int check_def(const char *name, const hy_subsystem_def *def)
         return hyi_fail(HY_EINVAL, "hy_subsystem_register: NULL name, def or routes");
     if (strcmp(name, "kernel") == 0)
         return hyi_fail(HY_EEXIST, "subsystem name 'kernel' is reserved");
+    if (def->overflow > HY_OVERFLOW_DROP_NEWEST || def->strategy > HY_SUPERVISE_ESCALATE)
+        return hyi_fail(HY_EINVAL, "subsystem '%s': overflow or strategy out of range", name);
     for (size_t i = 0; i < def->nroutes; i++)
         if (!def->routes[i].pattern || !def->routes[i].handler)
             return hyi_fail(HY_EINVAL, "route %zu of '%s' has no pattern or no handler", i,
@@ -91,11 +93,20 @@ static hyi_subsys *subsys_new(hy_kernel *k, const char *name, const hy_subsystem
     sub->udata = def->udata;
     sub->state_init = def->state_init;
     sub->state_free = def->state_free;
+    const hy_config *c = &k->config;
+    sub->capacity = def->mailbox_capacity ? def->mailbox_capacity : c->mailbox_capacity;
+    sub->overflow = def->mailbox_capacity ? def->overflow : c->overflow;
+    sub->block_timeout_ms = def->block_timeout_ms > 0 ? def->block_timeout_ms
+                                                      : c->block_timeout_ms;
+    sub->strategy = def->strategy;
+    sub->max_restarts = def->max_restarts;
+    sub->restart_window_ms = def->restart_window_ms;
     strncpy(sub->name, name, HYI_NAME_MAX);
     return sub;
 }
 
-/* Publish the subsystem and its routes; withdraw all of it on failure. */
+/* Publish the subsystem, then all its routes in one all-or-none rebuild;
+ * withdraw the subsystem if the routes are refused. */
 static int publish(hy_kernel *k, hyi_subsys *sub, hyi_route_binding **b, size_t n)
 {
     int rc = hyi_router_add_subsystem(k->router, sub->name, sub);
@@ -105,26 +116,26 @@ static int publish(hy_kernel *k, hyi_subsys *sub, hyi_route_binding **b, size_t 
         return hyi_fail(rc, "bad subsystem name '%s': want [a-z][a-z0-9_-]{0,63}", sub->name);
     if (rc != 0)
         return rc;
-    size_t added = 0;
-    for (; added < n; added++) {
-        hyi_route_error err;
-        rc = hyi_router_add_route(k->router, sub->name, b[added]->pattern, b[added], &err);
-        if (rc == HY_EEXIST)
-            rc = hyi_fail(rc, "pattern '%s' of '%s' duplicates an earlier route",
-                          b[added]->pattern, sub->name);
-        else if (rc == HY_EBADPATTERN)
-            rc = hyi_fail(rc, "pattern '%s' of '%s': %s (at byte %ld)", b[added]->pattern,
-                          sub->name, err.message, err.offset);
-        if (rc != 0)
-            break;
-    }
+    hyi_route_spec *specs = calloc(n ? n : 1, sizeof *specs);
+    if (!specs)
+        rc = HY_ENOMEM;
+    for (size_t i = 0; specs && i < n; i++)
+        specs[i] = (hyi_route_spec){b[i]->pattern, b[i]};
+    hyi_route_error err;
+    size_t at = 0;
     if (rc == 0)
-        return 0;
-    while (added-- > 0)
-        hyi_router_remove_route(k->router, sub->name, b[added]->pattern);
-    /* The router waits out any sender that matched in between, so the caller
-     * may free what these routes point to once this returns. */
-    hyi_router_remove_subsystem(k->router, sub->name);
+        rc = hyi_router_add_routes(k->router, sub->name, specs, n, &err, &at);
+    free(specs);
+    if (rc == HY_EEXIST)
+        rc = hyi_fail(rc, "pattern '%s' of '%s' duplicates an earlier route", b[at]->pattern,
+                      sub->name);
+    else if (rc == HY_EBADPATTERN)
+        rc = hyi_fail(rc, "pattern '%s' of '%s': %s (at byte %ld)", b[at]->pattern, sub->name,
+                      err.message, err.offset);
+    if (rc != 0)
+        /* The router waits out any sender that matched in between, so the
+         * caller may free what these routes point to once this returns. */
+        hyi_router_remove_subsystem(k->router, sub->name);
     return rc;
 }
 

@@ -12,17 +12,62 @@
 struct hy_ctx {
     hy_kernel *k;
     hyi_actor *actor;
-    const hy_msg *msg;
+    hy_msg *msg;
 };
 
-static void count_turn(hyi_subsys *sub, uint64_t handled, uint64_t failed)
+/* The handler this thread is running, for the metadata of what it sends. */
+static _Thread_local hy_ctx *tl_running;
+
+const hy_msg *hyi_current_msg(hy_kernel *k, hyi_actor **actor)
 {
-    if (failed)
-        /* relaxed: a statistic; nothing is published through it */
-        atomic_fetch_add_explicit(&sub->failed, failed, memory_order_relaxed);
+    hy_ctx *c = tl_running;
+    if (!c || c->k != k)
+        return NULL;
+    *actor = c->actor;
+    return c->msg;
+}
+
+static void count_handled(hyi_subsys *sub, uint64_t handled)
+{
     /* release: hy_kernel_drain reads handled (acquire) before sent, so the
      * sends these handlers made are counted in sent by then. */
     atomic_fetch_add_explicit(&sub->handled, handled, memory_order_release);
+}
+
+/* A message taken from a bounded mailbox: false when the drop-oldest policy
+ * says it is one of the excess (it is then a dead letter). */
+static bool keep_after_bound(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
+{
+    hyi_subsys *sub = actor->sub;
+    /* relaxed: only the count matters (see admit() in send.c) */
+    int64_t before = atomic_fetch_sub_explicit(&actor->depth, 1, memory_order_relaxed);
+    if (before <= (int64_t)sub->capacity || sub->overflow != HY_OVERFLOW_DROP_OLDEST)
+        return true;
+    hyi_dead_letter_msg(k, msg, HY_DEAD_DROPPED);
+    return false;
+}
+
+/* Hand one message to its handler (or to the dead letters). True if handled. */
+static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg)
+{
+    hyi_actor *actor = ctx->actor;
+    if (actor->sub->capacity && !keep_after_bound(k, actor, msg))
+        return false;
+    /* relaxed: written by this worker (supervision) or seen late by design */
+    if (HY_UNLIKELY(atomic_load_explicit(&actor->stopped, memory_order_relaxed))) {
+        hyi_dead_letter_msg(k, msg, HY_DEAD_STOPPED);
+        return false;
+    }
+    ctx->msg = msg;
+    tl_running = ctx;
+    int rc = msg->route->handler(ctx, msg);
+    tl_running = NULL;
+    if (HY_UNLIKELY(rc != 0)) {
+        msg->flags |= HYI_MSG_FAILED;
+        hyi_supervise(k, actor, msg, rc);
+        return false;
+    }
+    return true;
 }
 
 /* Put a still-busy actor behind the others: straight on if nothing else is
@@ -53,23 +98,21 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
     hyi_subsys *sub = actor->sub;
     hy_ctx ctx = {.k = k, .actor = actor};
     for (;;) {
-        uint64_t handled = 0, failed = 0;
-        while (handled < k->batch) {
+        unsigned taken = 0;
+        uint64_t handled = 0;
+        for (; taken < k->batch; taken++) {
             hyi_mpsc_node *node = hyi_mpscq_pop(&actor->mailbox);
             if (!node)
                 break;
             hy_msg *msg = HYI_MSG_OF(node);
-            ctx.msg = msg;
-            if (msg->route->handler(&ctx, msg) != 0)
-                failed++;
-            hyi_pool_release(k->pool, msg);
-            handled++;
+            handled += handle(k, &ctx, msg);
+            hyi_msg_release(k, msg);
         }
         if (handled)
-            count_turn(sub, handled, failed);
+            count_handled(sub, handled);
         /* Still ours with work left: a full turn, a push half done (its node
          * not linked yet), or a message that arrived as we gave it up. */
-        bool more = handled == k->batch || !hyi_mpscq_consumed(&actor->mailbox) ||
+        bool more = taken == k->batch || !hyi_mpscq_consumed(&actor->mailbox) ||
                     release_or_reclaim(actor);
         if (!more)
             return;
@@ -78,20 +121,6 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
             return;
         }
     }
-}
-
-const char *hy_msg_path(const hy_msg *msg, size_t *len)
-{
-    if (len)
-        *len = msg->path_len;
-    return hyi_msg_path(msg);
-}
-
-const void *hy_msg_payload(const hy_msg *msg, size_t *len)
-{
-    if (len)
-        *len = msg->payload_len;
-    return hyi_msg_payload(msg);
 }
 
 const char *hy_param(hy_ctx *ctx, const char *name, size_t *len)
@@ -127,6 +156,16 @@ const char *hy_actor_key(hy_ctx *ctx, size_t *len)
     if (len)
         *len = keyed ? a->key_len : 0;
     return keyed ? a->key : NULL;
+}
+
+hy_msg *hyi_ctx_msg(hy_ctx *ctx)
+{
+    return ctx->msg;
+}
+
+uint64_t hy_self(hy_ctx *ctx)
+{
+    return ctx->actor->id;
 }
 
 void *hy_route_udata(hy_ctx *ctx)

@@ -1,0 +1,195 @@
+/* Ask and reply.
+ *
+ * hy_ask (a thread outside the kernel waits for an answer) pairs the request
+ * with a small asker record shared, by reference count, between the waiting
+ * thread and the request message. The record's state word is also the futex
+ * the asker sleeps on. Whoever moves the state away from WAITING first decides
+ * the outcome: the handler's reply, the request's release without a reply, or
+ * the asker's timeout. So a late reply can never reach another asker (each has
+ * its own record), and is counted as a dead letter instead of delivered.
+ *
+ * hy_ask_async (a handler asks another actor) carries a reply-to path in the
+ * request; hy_reply then simply sends to it. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "futex.h"
+#include "kernel.h"
+
+enum { ASK_WAITING, ASK_REPLIED, ASK_NO_REPLY, ASK_FAILED, ASK_ABANDONED };
+
+struct hyi_asker {
+    _Atomic uint32_t state;
+    _Atomic uint32_t refs;
+    void *reply;
+    size_t reply_len;
+};
+
+static void asker_unref(hyi_asker *a)
+{
+    /* acq_rel: the last owner sees every write the others made */
+    if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1) {
+        /* acquire (by the RMW above): a reply nobody took is ours to free */
+        if (atomic_load_explicit(&a->state, memory_order_relaxed) == ASK_ABANDONED)
+            free(a->reply);
+        free(a);
+    }
+}
+
+/* Move WAITING -> to; true if this caller decided the outcome. */
+static bool asker_settle(hyi_asker *a, uint32_t to)
+{
+    uint32_t waiting = ASK_WAITING;
+    /* release: the reply fields written before are visible to the asker that
+     * acquires the new state; acquire on failure is not needed (we only learn
+     * someone else settled it) */
+    if (!atomic_compare_exchange_strong_explicit(&a->state, &waiting, to, memory_order_release,
+                                                 memory_order_relaxed))
+        return false;
+    hyi_futex_wake(&a->state, 1);
+    return true;
+}
+
+void hyi_ask_attach(hy_msg *msg, hyi_asker *asker)
+{
+    /* relaxed: the message is not shared yet; its delivery publishes this */
+    atomic_fetch_add_explicit(&asker->refs, 1, memory_order_relaxed);
+    msg->ext = asker;
+    msg->flags |= HYI_MSG_ASKER;
+}
+
+void hyi_ask_released(hy_kernel *k, hy_msg *msg)
+{
+    (void)k;
+    hyi_asker *a = msg->ext;
+    asker_settle(a, (msg->flags & HYI_MSG_FAILED) ? ASK_FAILED : ASK_NO_REPLY);
+    asker_unref(a);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Sleep until the state leaves WAITING or the deadline passes. */
+static uint32_t asker_wait(hyi_asker *a, int timeout_ms)
+{
+    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)timeout_ms * 1000000u;
+    for (;;) {
+        /* acquire: pairs with asker_settle's release */
+        uint32_t st = atomic_load_explicit(&a->state, memory_order_acquire);
+        if (st != ASK_WAITING)
+            return st;
+        uint64_t now = now_ns();
+        if (now >= deadline)
+            return ASK_WAITING;
+        uint64_t left = deadline - now;
+        struct timespec ts = {(time_t)(left / 1000000000u), (long)(left % 1000000000u)};
+        hyi_futex_wait(&a->state, ASK_WAITING, timeout_ms < 0 ? NULL : &ts);
+    }
+}
+
+int hy_ask(hy_kernel *k, const char *path, const void *payload, size_t len, void **reply,
+           size_t *reply_len, int timeout_ms)
+{
+    if (!k || !reply)
+        return hyi_fail(HY_EINVAL, "hy_ask: NULL kernel or reply");
+    *reply = NULL;
+    if (reply_len)
+        *reply_len = 0;
+    if (hyi_current_worker(k))
+        return hyi_fail(HY_EINVAL, "hy_ask from a handler would block a worker; use hy_ask_async");
+    hyi_asker *a = calloc(1, sizeof *a);
+    if (!a)
+        return HY_ENOMEM;
+    /* relaxed: not shared until the request is sent */
+    atomic_store_explicit(&a->refs, 1, memory_order_relaxed);
+    atomic_store_explicit(&a->state, ASK_WAITING, memory_order_relaxed);
+    int rc = hyi_send(k, path, payload, len, NULL, a);
+    if (rc == 0) {
+        uint32_t st = asker_wait(a, timeout_ms);
+        /* The timeout and a reply may race: the CAS decides. */
+        if (st == ASK_WAITING && asker_settle(a, ASK_ABANDONED))
+            rc = hyi_fail(HY_ETIMEDOUT, "no reply from '%s' within %d ms", path, timeout_ms);
+        else
+            /* acquire: the outcome another thread settled, with its reply */
+            st = atomic_load_explicit(&a->state, memory_order_acquire);
+        if (rc == 0 && st == ASK_REPLIED) {
+            *reply = a->reply;
+            if (reply_len)
+                *reply_len = a->reply_len;
+            a->reply = NULL;
+        } else if (rc == 0 && st == ASK_FAILED) {
+            rc = hyi_fail(HY_EHANDLER, "the handler of '%s' failed", path);
+        } else if (rc == 0) {
+            rc = hyi_fail(HY_ENOENT, "the handler of '%s' sent no reply", path);
+        }
+    }
+    asker_unref(a);
+    return rc;
+}
+
+int hy_ask_async(hy_ctx *ctx, const char *path, const void *payload, size_t len,
+                 const char *reply_to)
+{
+    if (!ctx || !reply_to)
+        return hyi_fail(HY_EINVAL, "hy_ask_async: NULL context or reply_to");
+    int rc = hyi_path_check(reply_to, strnlen(reply_to, HYI_PATH_MAX + 1));
+    if (rc != 0)
+        return hyi_fail(rc, "reply_to '%s' is not a valid path", reply_to);
+    return hyi_send(hy_ctx_kernel(ctx), path, payload, len, reply_to, NULL);
+}
+
+/* Hand a reply to the asker; counted as a dead letter if it gave up. */
+static int reply_to_asker(hy_kernel *k, hy_msg *msg, const void *payload, size_t len)
+{
+    hyi_asker *a = msg->ext;
+    void *copy = NULL;
+    if (len) {
+        copy = malloc(len);
+        if (!copy)
+            return HY_ENOMEM;
+        memcpy(copy, payload, len);
+    }
+    a->reply = copy;
+    a->reply_len = len;
+    if (!asker_settle(a, ASK_REPLIED)) {
+        a->reply = NULL;
+        free(copy);
+        const hy_msg *body = hyi_msg_body(msg);
+        hyi_dead_letter(k, hyi_msg_path(msg), body->path_len, payload, len,
+                        HY_DEAD_LATE_REPLY);
+    }
+    return 0;
+}
+
+int hy_reply(hy_ctx *ctx, const void *payload, size_t len)
+{
+    if (!ctx || (!payload && len))
+        return hyi_fail(HY_EINVAL, "hy_reply: NULL context or payload");
+    hy_msg *msg = hyi_ctx_msg(ctx);
+    hy_kernel *k = hy_ctx_kernel(ctx);
+    if (msg->flags & HYI_MSG_REPLIED)
+        return hyi_fail(HY_EEXIST, "this message was already replied to");
+    int rc;
+    if (msg->flags & HYI_MSG_ASKER) {
+        rc = reply_to_asker(k, msg, payload, len);
+    } else if (msg->flags & HYI_MSG_REPLY_TO) {
+        const hy_msg *body = hyi_msg_body(msg);
+        const char *reply_to = (const char *)hyi_msg_payload(msg) + body->payload_len;
+        rc = hyi_send(k, reply_to, payload, len, NULL, NULL);
+    } else {
+        return hyi_fail(HY_ENOENT, "this message carries no reply address");
+    }
+    if (rc == 0)
+        msg->flags |= HYI_MSG_REPLIED;
+    return rc;
+}
+
+void hy_free(void *p)
+{
+    free(p);
+}
