@@ -99,26 +99,31 @@ void hyi_supervise(hy_kernel *k, hyi_actor *actor, hy_msg *msg, int err)
     hyi_subsys *sub = actor->sub;
     /* relaxed: a statistic */
     atomic_fetch_add_explicit(&sub->failed, 1, memory_order_relaxed);
-    hyi_dead_letter_msg(k, msg, HY_DEAD_FAILED);
     switch (sub->strategy) {
     case HY_SUPERVISE_RESTART:
         if (restart_allowed(sub, actor))
             restart_actor(k, actor);
         else
             stop_actor(k, actor);
-        return;
+        break;
     case HY_SUPERVISE_STOP:
         stop_actor(k, actor);
-        return;
+        break;
     case HY_SUPERVISE_ESCALATE:
         if (k->config.escalate) {
             bool keyed = actor != sub->actor;
             k->config.escalate(k->config.udata, sub->name, keyed ? actor->key : NULL,
                                keyed ? actor->key_len : 0, err);
         }
-        return;
+        break;
     case HY_SUPERVISE_RESUME:
     default:
-        return;
+        break;
     }
+    /* Last: counting the dead letter (a release add) is what lets
+     * hy_kernel_drain return, so the strategy's work (escalate callback,
+     * state_free/state_init of a restart, the stop flag) must be done by
+     * then. Counted first, a drain could return while escalate was still
+     * running or a restart was half done. */
+    hyi_dead_letter_msg(k, msg, HY_DEAD_FAILED);
 }

@@ -72,7 +72,11 @@ int hy_kernel_open(hy_kernel **out, const hy_config *config)
         return rc;
     }
     pthread_mutex_init(&k->registry_lock, NULL);
-    rc = hyi_sched_start(k, workers);
+    rc = hyi_kernel_routes_init(k);
+    if (rc == 0)
+        rc = hyi_pubsub_init(k);
+    if (rc == 0)
+        rc = hyi_sched_start(k, workers);
     if (rc != 0) {
         k->shut_down = true; /* no workers left to stop */
         hy_kernel_close(k);
@@ -156,6 +160,7 @@ void hy_kernel_close(hy_kernel *k)
     if (!k)
         return;
     hy_kernel_shutdown(k);
+    hyi_pubsub_free(k);
     hyi_actor_table_free(k);
     for (hyi_subsys *s = k->subsystems, *next; s; s = next) {
         next = s->next;
@@ -186,12 +191,15 @@ int hy_kernel_stats(hy_kernel *k, hy_stats *out)
     pthread_mutex_lock(&k->registry_lock);
     uint64_t dead_accepted = 0;
     for (hyi_subsys *s = k->subsystems; s; s = s->next) {
-        out->subsystems++;
+        /* The internal "kernel" subsystem's messages count, but not it nor
+         * its service actor: only its subscription actors (keyed_actors). */
+        bool internal = s == k->kernel_sub;
+        out->subsystems += !internal;
         out->sent += load_relaxed(&s->sent);
         out->handled += load_relaxed(&s->handled);
         out->failed += load_relaxed(&s->failed);
         dead_accepted += load_relaxed(&s->dead);
-        out->actors += 1 + load_relaxed(&s->keyed_actors);
+        out->actors += !internal + load_relaxed(&s->keyed_actors);
     }
     for (int r = 0; r < HY_DEAD__COUNT; r++)
         out->dead[r] = load_relaxed(&k->dead[r]);

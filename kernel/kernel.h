@@ -31,6 +31,7 @@
 typedef struct hyi_subsys hyi_subsys;
 typedef struct hyi_actor hyi_actor;
 typedef struct hyi_worker hyi_worker;
+typedef struct hyi_pubsub hyi_pubsub;
 
 /* A registered route: immutable once published to the router, freed at close
  * (a removed route may still be referenced by queued messages). */
@@ -192,9 +193,12 @@ struct hy_kernel {
     _Atomic int stopping;
 
     /* Actors scheduled from outside any worker. Producers are any thread; the
-     * consumer is whichever worker holds inject_lock. */
+     * consumer is whichever worker holds inject_lock. The queue's head alone
+     * cannot say "empty" to others (a node may wait before the re-parked
+     * stub), so `inject_pending` counts actors pushed and not yet taken. */
     HY_CACHE_ALIGNED hyi_mpscq inject;
     HY_CACHE_ALIGNED atomic_flag inject_lock;
+    _Atomic int32_t inject_pending;
 
     /* Parking: an event count. A worker announces itself in `sleepers`, checks
      * for work once more, then waits on `wake_seq`; a waker that sees a sleeper
@@ -210,6 +214,11 @@ struct hy_kernel {
     uint64_t nsubsystems;
     hyi_route_binding *routes;
     bool shut_down;
+    /* The internal "kernel" subsystem (kernel_routes.c): serves kernel://
+     * routes, and every subscription's actor belongs to it, so drain and stats
+     * count published messages. On `subsystems`; set once at open. */
+    hyi_subsys *kernel_sub;
+    hyi_pubsub *pubsub;            /* pubsub.c: the subscriptions */
 
     hyi_actor_segment segments[HYI_ACTOR_SEGMENTS];
 };
@@ -246,11 +255,25 @@ void hyi_supervise(hy_kernel *k, hyi_actor *actor, hy_msg *msg, int err);
 
 /* subsystem.c */
 void hyi_route_binding_free(hyi_route_binding *r);
+/* Register a subsystem of the kernel's own (no reserved-name check; mailboxes
+ * unbounded, so deliveries need no admission). *out is the subsystem. */
+int hyi_subsystem_register_internal(hy_kernel *k, const char *name,
+                                    const hy_subsystem_def *def, hyi_subsys **out);
+
+/* kernel_routes.c: register the "kernel" subsystem (k->kernel_sub) and its
+ * kernel://stats, kernel://routes, kernel://actors routes. At open. */
+int hyi_kernel_routes_init(hy_kernel *k);
+/* pubsub.c: at open (after hyi_kernel_routes_init), and at close once no
+ * worker runs (frees every subscription, live or not). */
+int hyi_pubsub_init(hy_kernel *k);
+void hyi_pubsub_free(hy_kernel *k);
 
 /* sched.c */
 int hyi_sched_start(hy_kernel *k, unsigned nworkers);
 void hyi_sched_stop(hy_kernel *k);
 void hyi_schedule(hy_kernel *k, hyi_actor *actor);
+/* Actors wait in the inject queue (a heuristic for fairness decisions). */
+bool hyi_inject_waiting(hy_kernel *k);
 /* Re-queue an actor that used up its turn behind everything already waiting. */
 void hyi_schedule_yielded(hy_kernel *k, hyi_actor *actor);
 

@@ -187,8 +187,11 @@ static inline hyi_mpsc_node *hyi_mpscq_pop(hyi_mpscq *q)
  * message is stranded in an unscheduled mailbox. is_empty is the two checks
  * at once, for a consumer that holds the queue throughout.
  *
- * From another thread q->tail must not be read (it is a plain field); use
- * hyi_mpscq_head_at_stub() or hyi_mpscq_maybe_empty() there. */
+ * From another thread q->tail must not be read (it is a plain field), and
+ * head alone cannot tell "empty": after the consumer re-parks the stub behind a
+ * node pushed meanwhile, head == stub while that node still waits. A queue
+ * that other threads must see as non-empty needs a count beside it (the
+ * kernel's inject queue keeps one). */
 static inline bool hyi_mpscq_is_empty(hyi_mpscq *q)
 {
     /* seq_cst: as in hyi_mpscq_head_at_stub. Any node other than the
@@ -207,20 +210,12 @@ static inline bool hyi_mpscq_consumed(const hyi_mpscq *q)
     return q->tail == &q->stub;
 }
 
-/* Any thread: no node has been pushed behind the stub. seq_cst: the load half
- * of the turn-end handshake described at hyi_mpscq_is_empty. */
+/* Any thread: no node has been pushed behind the stub. Means "empty" only
+ * together with hyi_mpscq_consumed() seen by the consumer (see is_empty).
+ * seq_cst: the load half of the turn-end handshake described at is_empty. */
 static inline bool hyi_mpscq_head_at_stub(hyi_mpscq *q)
 {
     return atomic_load_explicit(&q->head, memory_order_seq_cst) == &q->stub;
-}
-
-/* Any thread, approximate: false means something is queued or being pushed;
- * true means probably empty (a node may still be queued before the stub, e.g.
- * while the consumer returns the last message). For stats and heuristics only. */
-static inline bool hyi_mpscq_maybe_empty(hyi_mpscq *q)
-{
-    /* relaxed: a snapshot for heuristics; no data is read through it. */
-    return atomic_load_explicit(&q->head, memory_order_relaxed) == &q->stub;
 }
 
 #endif /* HYI_MPSCQ_H */

@@ -51,9 +51,9 @@ static void wake_if_sleeping(hy_kernel *k, uint32_t sleepers)
     hyi_futex_wake(&k->wake_seq, 1);
 }
 
-/* After a seq_cst publication (the inject queue's exchange): a seq_cst load of
- * sleepers pairs with park()'s seq_cst increment and its seq_cst look at the
- * inject queue, so either we see the sleeper or it sees the work. */
+/* After a seq_cst publication (inject_pending's increment): a seq_cst load of
+ * sleepers pairs with park()'s seq_cst increment and its seq_cst load of
+ * inject_pending, so either we see the sleeper or it sees the work. */
 static void wake_one_after_inject(hy_kernel *k)
 {
     wake_if_sleeping(k, atomic_load_explicit(&k->sleepers, memory_order_seq_cst));
@@ -69,14 +69,16 @@ static void wake_all(hy_kernel *k)
 static void inject_push(hy_kernel *k, hyi_actor *actor)
 {
     hyi_mpscq_push(&k->inject, &actor->inject_link);
+    /* seq_cst: counted only once linked (so a reader that sees it can pop it),
+     * and the first half of the Dekker pair with park() */
+    atomic_fetch_add_explicit(&k->inject_pending, 1, memory_order_seq_cst);
 }
 
 static hyi_actor *inject_pop(hy_kernel *k)
 {
-    /* Only the lock holder may read the consumer side; a cheap look first. A
-     * false "empty" here is harmless: it only happens while another worker
-     * is popping the node in question. */
-    if (hyi_mpscq_maybe_empty(&k->inject))
+    /* relaxed: a cheap look; park() re-checks with seq_cst before sleeping.
+     * It may dip below 0 for a moment (a pop before its push is counted). */
+    if (atomic_load_explicit(&k->inject_pending, memory_order_relaxed) <= 0)
         return NULL;
     /* acquire: the pop below reads what the previous holder's pops left. */
     if (atomic_flag_test_and_set_explicit(&k->inject_lock, memory_order_acquire))
@@ -85,8 +87,16 @@ static hyi_actor *inject_pop(hy_kernel *k)
     /* release: publishes our consumer-side updates to the next holder. */
     atomic_flag_clear_explicit(&k->inject_lock, memory_order_release);
     if (!n)
-        return NULL;
+        return NULL; /* a push still being linked: pending stays up, retry */
+    /* relaxed: a count; the pop itself took the node */
+    atomic_fetch_sub_explicit(&k->inject_pending, 1, memory_order_relaxed);
     return (hyi_actor *)((char *)n - offsetof(hyi_actor, inject_link));
+}
+
+bool hyi_inject_waiting(hy_kernel *k)
+{
+    /* relaxed: a fairness heuristic */
+    return atomic_load_explicit(&k->inject_pending, memory_order_relaxed) > 0;
 }
 
 void hyi_schedule(hy_kernel *k, hyi_actor *actor)
@@ -159,12 +169,13 @@ static hyi_actor *find_work(hyi_worker *w)
     return a;
 }
 
-/* park()'s last look, after its seq_cst increment of sleepers. The inject
- * head is loaded seq_cst (the pair of wake_one_after_inject); the deques may be
- * read relaxed because a pusher's RMW on sleepers synchronises with ours. */
+/* park()'s last look, after its seq_cst increment of sleepers. inject_pending
+ * is loaded seq_cst (the pair of inject_push + wake_one_after_inject); the
+ * deques may be read relaxed because a pusher's RMW on sleepers synchronises
+ * with ours. */
 static bool work_visible(hy_kernel *k)
 {
-    if (atomic_load_explicit(&k->inject.head, memory_order_seq_cst) != &k->inject.stub)
+    if (atomic_load_explicit(&k->inject_pending, memory_order_seq_cst) > 0)
         return true;
     for (unsigned i = 0; i < k->nworkers; i++)
         if (hyi_deque_size_approx(&k->workers[i].deque) > 0)
@@ -226,6 +237,8 @@ int hyi_sched_start(hy_kernel *k, unsigned nworkers)
 {
     hyi_mpscq_init(&k->inject);
     atomic_flag_clear(&k->inject_lock);
+    /* relaxed: no worker runs yet; thread creation publishes it */
+    atomic_store_explicit(&k->inject_pending, 0, memory_order_relaxed);
     k->workers = calloc(nworkers, sizeof *k->workers);
     if (!k->workers)
         return HY_ENOMEM;

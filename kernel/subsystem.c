@@ -139,13 +139,12 @@ static int publish(hy_kernel *k, hyi_subsys *sub, hyi_route_binding **b, size_t 
     return rc;
 }
 
-int hy_subsystem_register(hy_kernel *k, const char *name, const hy_subsystem_def *def)
+/* Registration proper, once the definition is checked. internal: the kernel's
+ * own subsystem, whose mailboxes stay unbounded whatever hy_config says. */
+static int register_subsystem(hy_kernel *k, const char *name, const hy_subsystem_def *def,
+                              bool internal, hyi_subsys **out)
 {
-    if (!k)
-        return hyi_fail(HY_EINVAL, "hy_subsystem_register: NULL kernel");
-    int rc = check_def(name, def);
-    if (rc != 0)
-        return rc;
+    int rc = 0;
     if (strlen(name) > HYI_NAME_MAX)
         return hyi_fail(HY_EINVAL, "subsystem name '%s' is longer than %d bytes", name,
                         HYI_NAME_MAX);
@@ -156,6 +155,8 @@ int hy_subsystem_register(hy_kernel *k, const char *name, const hy_subsystem_def
         free(b);
         return HY_ENOMEM;
     }
+    if (internal)
+        sub->capacity = 0;
     for (size_t i = 0; rc == 0 && i < def->nroutes; i++)
         rc = binding_new(sub, &def->routes[i], &b[i]);
     if (rc == 0)
@@ -186,7 +187,25 @@ int hy_subsystem_register(hy_kernel *k, const char *name, const hy_subsystem_def
         return rc;
     }
     free(b);
+    if (out)
+        *out = sub;
     return 0;
+}
+
+int hy_subsystem_register(hy_kernel *k, const char *name, const hy_subsystem_def *def)
+{
+    if (!k)
+        return hyi_fail(HY_EINVAL, "hy_subsystem_register: NULL kernel");
+    int rc = check_def(name, def);
+    if (rc != 0)
+        return rc;
+    return register_subsystem(k, name, def, false, NULL);
+}
+
+int hyi_subsystem_register_internal(hy_kernel *k, const char *name,
+                                    const hy_subsystem_def *def, hyi_subsys **out)
+{
+    return register_subsystem(k, name, def, true, out);
 }
 
 int hy_match(hy_kernel *k, const char *path, hy_match_result *out)

@@ -74,7 +74,7 @@ static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg)
  * waiting for this worker, else through the inject queue (FIFO). */
 static bool others_waiting(hyi_worker *w)
 {
-    return hyi_deque_size_approx(&w->deque) > 0 || !hyi_mpscq_maybe_empty(&w->k->inject);
+    return hyi_deque_size_approx(&w->deque) > 0 || hyi_inject_waiting(w->k);
 }
 
 /* The mailbox is empty as far as this worker can see: give the actor up, then

@@ -53,7 +53,6 @@ static void new_queue_is_empty_and_pop_returns_null(void **state)
     hyi_mpscq q;
     hyi_mpscq_init(&q);
     assert_true(hyi_mpscq_is_empty(&q));
-    assert_true(hyi_mpscq_maybe_empty(&q));
     assert_null(hyi_mpscq_pop(&q));
     assert_null(hyi_mpscq_pop(&q));
     assert_true(hyi_mpscq_is_empty(&q));
