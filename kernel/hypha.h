@@ -95,15 +95,16 @@ typedef enum hy_overflow {
                                  (dead letter HY_DEAD_DROPPED) */
 } hy_overflow;
 
-/* Why a message was not handled: X(NAME, text). The first three are messages
+/* Why a message was not handled: X(NAME, text). The first four are messages
  * a send accepted (counted in hy_stats.sent), so once the kernel is idle
- * sent == handled + FAILED + DROPPED + STOPPED. The others were never accepted:
+ * sent == handled + FAILED + DROPPED + STOPPED + JOURNAL. The others were never accepted:
  * refused at send time (the sender also got the error), or a reply nobody
  * waited for any more. */
 #define HY_DEAD_TABLE(X)                                                       \
     X(FAILED,     "its handler returned an error")                            \
     X(DROPPED,    "dropped by its mailbox's overflow policy")                 \
     X(STOPPED,    "its actor was stopped by supervision")                     \
+    X(JOURNAL,    "its persistent subsystem's journal failed to write it")    \
     X(NOROUTE,    "no route matched its path (refused at send)")              \
     X(FULL,       "its mailbox was full (refused at send)")                   \
     X(LATE_REPLY, "a reply that arrived after its asker gave up")
@@ -127,6 +128,19 @@ typedef void (*hy_dead_letter_fn)(void *udata, const char *path, size_t path_len
 typedef void (*hy_escalate_fn)(void *udata, const char *subsystem, const char *key,
                                size_t key_len, int err);
 
+/* How hard a persistent subsystem's journal holds on to a message before its
+ * handler runs (see hy_config.journal_path). */
+typedef enum hy_durability {
+    HY_DURABILITY_SYNC = 0, /* default: each group commit is fsync'd; an
+                               acknowledged message survives kill -9 and power loss */
+    HY_DURABILITY_NOSYNC,   /* committed to the OS page cache: survives kill -9 of
+                               the process, the last commits may be lost on an OS
+                               crash or power loss */
+    HY_DURABILITY_OFF,      /* written through a writable map, never flushed:
+                               survives kill -9; an OS crash may leave the journal
+                               inconsistent (and a full disk may raise SIGBUS) */
+} hy_durability;
+
 /* Configuration. A zeroed hy_config (or NULL) gives good defaults. */
 typedef struct hy_config {
     unsigned workers;      /* worker threads; 0: the number of online CPUs */
@@ -149,15 +163,31 @@ typedef struct hy_config {
     /* A subsystem with HY_SUPERVISE_ESCALATE reports its failures here. */
     hy_escalate_fn escalate;
     void *udata;                   /* given to dead_letter and escalate */
+
+    /* Persistence (DESIGN.md section 4). journal_path: the directory of the
+     * kernel's LMDB journal, created (0750) if missing, its parent must exist;
+     * NULL: no journal, and persistent subsystems are refused. */
+    const char *journal_path;
+    hy_durability durability;
+    size_t journal_map_size;       /* initial map size; 0: 64 MiB */
+    size_t journal_map_max;        /* the map grows (doubling) up to this cap;
+                                      0: 1 TiB. At the cap, persistent sends fail
+                                      with HY_EMAPFULL (see hy_send) */
+    uint32_t snapshot_every;       /* the kernel snapshots a persistent actor (with
+                                      its subsystem's state_save) every this many
+                                      handled messages; 0: 1000 */
 } hy_config;
 
 /* The largest max_payload a kernel accepts (the pool's largest object less a
  * message's header and path). */
 #define HY_MAX_PAYLOAD ((size_t)1 << 19)
 
-/* Start a kernel: its pool, router and worker threads.
+/* Start a kernel: its pool, router, journal (when journal_path is set) and
+ * worker threads.
  * Returns 0, HY_EINVAL (out NULL, a config value out of range), HY_ENOMEM or
- * HY_ESYS (a thread could not be started). */
+ * HY_ESYS (a thread could not be started); when the journal cannot be opened,
+ * its error (HY_EPERM, HY_ECORRUPT, HY_EREADERS, HY_EDISKFULL, HY_EJOURNAL),
+ * with hy_errdetail() naming the path and LMDB's message. */
 HY_API int hy_kernel_open(hy_kernel **out, const hy_config *config);
 
 /* Wait until every message sent so far has been handled, including the messages
@@ -173,8 +203,9 @@ HY_API int hy_kernel_drain(hy_kernel *k, int timeout_ms);
 HY_API int hy_kernel_shutdown(hy_kernel *k);
 
 /* Shut down (as hy_kernel_shutdown) if not done yet, then free everything the
- * kernel holds, actors' states through their subsystem's state_free. No other
- * thread may use k during or after this call. k may be NULL. */
+ * kernel holds, actors' states through their subsystem's state_free, and close
+ * the journal (every submitted entry written first). No other thread may use k
+ * during or after this call. k may be NULL. */
 HY_API void hy_kernel_close(hy_kernel *k);
 
 /* ---------------------------------------------------------------- subsystems */
@@ -220,7 +251,10 @@ typedef struct hy_subsystem_def {
     void *udata;        /* hy_subsystem_udata(ctx) gives it back */
     /* Optional: make a new actor's state (the subsystem's actor at registration,
      * a keyed actor at its first message; key is NULL/0 for the former). A
-     * non-zero return refuses the actor: its message counts as failed. */
+     * non-zero return refuses the actor: its message counts as failed and the
+     * send returns HY_EHANDLER. For a keyed actor it runs on the sending
+     * thread, in the middle of that send: it may send, but must not register
+     * subsystems or subscribe (those wait for sends under way to finish). */
     int (*state_init)(void *udata, const char *key, size_t key_len, void **state);
     /* Optional: free a state, when the kernel closes or an actor restarts. */
     void (*state_free)(void *udata, void *state);
@@ -236,12 +270,43 @@ typedef struct hy_subsystem_def {
     uint32_t max_restarts;         /* HY_SUPERVISE_RESTART: more than this many */
     uint32_t restart_window_ms;    /* restarts within this window stop the actor;
                                       0: 5 restarts per 1000 ms */
+
+    /* Persistence (needs hy_config.journal_path). A persistent subsystem's
+     * messages are written to the journal (group commit) before their handler
+     * runs: a message acknowledged by hy_send_durable is never lost and never
+     * applied twice. Each actor (the subsystem's own, and each keyed one) is
+     * rebuilt when it is created (at registration, or at a key's first
+     * message): its latest snapshot through state_load, then every later
+     * journal entry through its route's handler, in journal order, with
+     * hy_is_replaying() true and every send suppressed. Handlers must be
+     * deterministic in the state and the message for this to rebuild it.
+     * A replay's failed handler counts as failed (a RESTART strategy makes the
+     * state anew, as it did live); the overflow policy DROP_OLDEST is refused
+     * (it drops journaled messages unhandled, which a replay would apply). */
+    int persistent;
+    /* Optional (both or neither): the kernel snapshots each actor every
+     * hy_config.snapshot_every handled messages. state_save serialises state
+     * into *bytes (malloc'd by the callback, freed by the kernel with free)
+     * and *len; state_load makes a state from those bytes (key NULL/0 for the
+     * subsystem's actor); the state state_init made is freed with state_free
+     * first. A non-zero return: save skips this snapshot (counted); load fails
+     * the actor's creation (HY_EHANDLER). Without them an actor is rebuilt
+     * from its whole journal. */
+    int (*state_save)(void *udata, void *state, void **bytes, size_t *len);
+    int (*state_load)(void *udata, const char *key, size_t key_len, const void *bytes,
+                      size_t len, void **state);
 } hy_subsystem_def;
 
 /* Register a subsystem and its routes. The kernel copies name, patterns and
- * keys; def may go away after the call. Safe while messages flow.
+ * keys; def may go away after the call. Safe while messages flow. A persistent
+ * subsystem's own actor is recovered from the journal here, before its routes
+ * are published.
  * Returns 0, HY_EINVAL (bad name: [a-z][a-z0-9_-]{0,63}; a route without a
- * handler; a key that is not a capture of its pattern), HY_EEXIST (name taken,
+ * handler; a key that is not a capture of its pattern; persistent without a
+ * journal, with DROP_OLDEST, or with only one of state_save/state_load),
+ * a journal error of the recovery (HY_EREADERS, HY_EJOURNAL, HY_EHANDLER from
+ * state_load; a corrupt entry does not fail it, see hy_stats.journal_corrupt),
+ * HY_EEXIST (name taken,
  * "kernel" is reserved; or a duplicate pattern), HY_EBADPATTERN (with
  * hy_errdetail() naming the pattern, the byte offset and the reason),
  * HY_ENOMEM, HY_ECLOSED. On error nothing is registered. */
@@ -251,11 +316,32 @@ HY_API int hy_subsystem_register(hy_kernel *k, const char *name,
 /* ---------------------------------------------------------------- sending */
 
 /* Send a message to a path. The payload is copied; the call does not wait for
- * the handler. Returns 0 once the message is in its actor's mailbox, or
+ * the handler. Returns 0 once the message is in its actor's mailbox (for a
+ * persistent subsystem: queued for the journal, and put in the mailbox once
+ * durable; if the journal then fails, it is a dead letter HY_DEAD_JOURNAL), or
  * HY_EBADPATH, HY_ENOROUTE, HY_ETOOBIG, HY_ENOMEM (pool cap), HY_ECLOSED,
- * HY_EINVAL (NULL path, or NULL payload with len > 0). From inside a handler the
- * woken actor runs on the same worker (locality). */
+ * HY_EINVAL (NULL path, or NULL payload with len > 0), HY_EFULL, HY_ESTOPPED,
+ * HY_EMAPFULL (persistent subsystem: the journal reached journal_map_max; from
+ * then on, until the kernel is reopened, its persistent sends are refused at
+ * once while non-persistent subsystems go on), or the error of a keyed
+ * persistent actor's recovery. From inside a handler the woken actor runs on
+ * the same worker (locality). A send made by a replaying handler (see
+ * hy_is_replaying) returns 0 and sends nothing; so do hy_send_batch,
+ * hy_publish, hy_ask_async and hy_reply. */
 HY_API int hy_send(hy_kernel *k, const char *path, const void *payload, size_t len);
+
+/* hy_send to a persistent subsystem, telling the sender when the message is
+ * durable: on_durable(udata, 0) once its journal entry is committed (under
+ * HY_DURABILITY_SYNC: fsync'd), before its handler runs, or on_durable(udata,
+ * err) when it will not be (the journal's error, e.g. HY_EMAPFULL or
+ * HY_EDISKFULL; HY_EFULL when the DROP_NEWEST policy dropped it). Called
+ * exactly once when this returns 0, never otherwise; on the journal's thread
+ * (or this one for a drop): keep it short, it may not call into the kernel.
+ * on_durable may be NULL. Errors as hy_send, and HY_EINVAL when the path's
+ * subsystem is not persistent (nothing is sent: a durability promise the
+ * kernel cannot keep is refused rather than faked). */
+HY_API int hy_send_durable(hy_kernel *k, const char *path, const void *payload, size_t len,
+                           void (*on_durable)(void *udata, int status), void *udata);
 
 typedef struct hy_send_item {
     const char *path;
@@ -264,9 +350,14 @@ typedef struct hy_send_item {
 } hy_send_item;
 
 /* Send n messages: one route lookup per distinct path in a run of equal paths,
- * one mailbox push per destination actor, one wake-up per actor. Messages are
- * accepted in order until the first that fails; *accepted (may be NULL) is how
- * many were, and the return value is the first error (0 if all went). */
+ * one mailbox push per destination actor, one wake-up per actor; the messages
+ * to persistent subsystems are submitted to the journal together at the end
+ * and land in one group commit. Messages are accepted in order until the first
+ * that fails; *accepted (may be NULL) is how many were, and the return value
+ * is the first error (0 if all went). Should the journal refuse the final
+ * submission (HY_ENOMEM, HY_ESYS: rare), *accepted stops before the batch's
+ * first persistent message, though messages after it to non-persistent
+ * subsystems were delivered. */
 HY_API int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n,
                          size_t *accepted);
 
@@ -280,6 +371,12 @@ HY_API const void *hy_msg_payload(const hy_msg *msg, size_t *len);
  * wildcards), as a slice of the path: NOT NUL-terminated; *len is its length.
  * NULL when the route has no such capture. */
 HY_API const char *hy_param(hy_ctx *ctx, const char *name, size_t *len);
+
+/* Non-zero when the handler is replaying a journal entry to rebuild a
+ * persistent actor's state (see hy_subsystem_def.persistent), not handling a
+ * live message. Replay runs on the thread that creates the actor (a sender's,
+ * or the registering one), with exclusive access to the actor. */
+HY_API int hy_is_replaying(hy_ctx *ctx);
 
 /* The actor's state: set by state_init or by the handler, kept across messages. */
 HY_API void *hy_state(hy_ctx *ctx);
@@ -385,6 +482,20 @@ typedef struct hy_stats {
     uint64_t pool_peak;
     uint64_t pool_bytes_reserved;
     double pool_reuse_rate;
+
+    /* The journal (all 0 without hy_config.journal_path). */
+    uint64_t journal_commits;        /* successful write transactions */
+    uint64_t journal_entries;        /* entries committed */
+    uint64_t journal_bytes;          /* key + value bytes committed */
+    uint64_t journal_batch_p50;      /* median entries per group commit (recent) */
+    uint64_t journal_failed_commits; /* write transactions that failed */
+    uint64_t journal_replayed;       /* entries replayed into actors at recovery */
+    uint64_t journal_replay_skipped; /* entries (or snapshots) not applied because
+                                        they name another actor (an id collision) */
+    uint64_t journal_corrupt;        /* recoveries stopped early by a corrupt entry */
+    uint64_t snapshots;              /* snapshots saved by the kernel */
+    uint64_t snapshot_failures;      /* state_save or the journal refused one */
+    uint64_t replay_suppressed;      /* sends made by replaying handlers, dropped */
 } hy_stats;
 
 /* Kernel-wide figures. Counters are read without stopping the kernel, so under

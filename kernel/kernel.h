@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "deque.h"
 #include "hy_common.h"
@@ -32,6 +33,7 @@ typedef struct hyi_subsys hyi_subsys;
 typedef struct hyi_actor hyi_actor;
 typedef struct hyi_worker hyi_worker;
 typedef struct hyi_pubsub hyi_pubsub;
+typedef struct hyi_persist hyi_persist;
 
 /* A registered route: immutable once published to the router, freed at close
  * (a removed route may still be referenced by queued messages). */
@@ -101,6 +103,32 @@ static inline const void *hyi_msg_payload(const hy_msg *m)
     return (const char *)b + hyi_msg_payload_off(b->nparams, b->path_len);
 }
 
+/* The tail of a message to a persistent subsystem (persistent.c): message.c
+ * reserves it after the payload (and reply-to path), 8-byte aligned, so a
+ * journaled message needs no allocation besides its own block. Between submit
+ * and completion only the journal thread touches it; `seq` is then read by the
+ * worker that handles the message (the mailbox push orders it). */
+typedef struct hyi_durable {
+    hyi_actor *actor;                        /* where it goes once durable */
+    void (*on_durable)(void *udata, int status); /* hy_send_durable's, or NULL */
+    void *udata;
+    uint64_t seq;                            /* its journal sequence */
+} hyi_durable;
+
+static inline size_t hyi_durable_off(size_t payload_end)
+{
+    return (payload_end + 7) & ~(size_t)7;
+}
+
+/* A persistent subsystem's message's trailer (never a publish envelope). */
+static inline hyi_durable *hyi_msg_durable(hy_msg *m)
+{
+    size_t end = hyi_msg_payload_off(m->nparams, m->path_len) + m->payload_len;
+    if (m->flags & HYI_MSG_REPLY_TO)
+        end += strlen((const char *)m + end) + 1;
+    return (hyi_durable *)((char *)m + hyi_durable_off(end));
+}
+
 /* An actor: a mailbox, a flag that says whether it is scheduled, its state. A
  * subsystem's own actor has no key; a keyed actor carries its key inline. */
 struct hyi_actor {
@@ -124,6 +152,13 @@ struct hyi_actor {
     uint64_t restart_window_start_ms;
     uint64_t key_hash;
     hyi_actor *table_next;      /* chain in the actor table's bucket */
+    /* Persistent subsystems (persistent.c): the actor's journal key, stable
+     * across runs (a hash of subsystem and key); the sequence of the last
+     * entry applied to its state and the messages handled since its last
+     * snapshot. Worker-owned once the actor is published. */
+    uint64_t journal_id;
+    uint64_t journal_seq;
+    uint32_t since_snapshot;
     char key[];                 /* key_len bytes and a NUL */
 };
 
@@ -147,6 +182,13 @@ struct hyi_subsys {
     hy_supervision strategy;
     uint32_t max_restarts;
     uint32_t restart_window_ms;
+    /* Persistent subsystems (persistent.c): a router holding only this
+     * subsystem's routes, to replay journal entries without the kernel's. */
+    bool persistent;
+    int (*state_save)(void *udata, void *state, void **bytes, size_t *len);
+    int (*state_load)(void *udata, const char *key, size_t key_len, const void *bytes,
+                      size_t len, void **state);
+    hyi_router *replay_router;
     char name[HYI_NAME_MAX + 1];
 };
 
@@ -219,14 +261,32 @@ struct hy_kernel {
      * count published messages. On `subsystems`; set once at open. */
     hyi_subsys *kernel_sub;
     hyi_pubsub *pubsub;            /* pubsub.c: the subscriptions */
+    hyi_persist *persist;          /* persistent.c: the journal; NULL without */
 
     hyi_actor_segment segments[HYI_ACTOR_SEGMENTS];
 };
 
 /* The worker the calling thread is, if it is one of k's; NULL otherwise. */
 hyi_worker *hyi_current_worker(hy_kernel *k);
-/* The message and actor this thread's handler is running, if any (worker.c). */
-const hy_msg *hyi_current_msg(hy_kernel *k, hyi_actor **actor);
+/* What a handler knows: its kernel, actor and message. */
+struct hy_ctx {
+    hy_kernel *k;
+    hyi_actor *actor;
+    hy_msg *msg;
+};
+
+/* The handler context this thread is running, if any (set by worker.c). */
+extern _Thread_local hy_ctx *hyi_running;
+
+/* The message and actor this thread's handler for k is running, if any. */
+static inline const hy_msg *hyi_current_msg(hy_kernel *k, hyi_actor **actor)
+{
+    hy_ctx *c = hyi_running;
+    if (!c || c->k != k)
+        return NULL;
+    *actor = c->actor;
+    return c->msg;
+}
 /* The message a handler context is handling (worker.c). */
 hy_msg *hyi_ctx_msg(hy_ctx *ctx);
 
@@ -294,11 +354,63 @@ void hyi_actor_table_free(hy_kernel *k);
 int hyi_send(hy_kernel *k, const char *path, const void *payload, size_t len,
              const char *reply_to, hyi_asker *asker);
 
+/* send.c: hyi_send for hy_send_durable: on_durable as documented there. */
+int hyi_send_durable(hy_kernel *k, const char *path, const void *payload, size_t len,
+                     void (*on_durable)(void *udata, int status), void *udata);
+
 /* send.c: push a chain of messages (already linked first..last, all for this
  * actor) and schedule the actor if it was idle. The one place where a message
- * reaches an actor, so remote or journaled delivery fits here later. */
+ * reaches an actor: journaled messages come here too, from the journal's
+ * completion. n is how many to count in the subsystem's `sent`: 0 for
+ * journaled ones, counted when they were submitted (so drain waits for them
+ * while they are in the journal's queue). */
 void hyi_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last,
                  uint64_t n);
+
+/* worker.c: run msg's handler as actor, outside a worker's turn: a replay of
+ * a journal entry (replay true: hy_is_replaying, sends suppressed). The
+ * caller has exclusive access to the actor. Returns the handler's result. */
+int hyi_run_handler(hy_kernel *k, hyi_actor *actor, hy_msg *msg, bool replay);
+/* worker.c: non-zero while this thread runs a replaying handler. */
+extern _Thread_local unsigned hyi_tl_replaying;
+
+/* persistent.c: the journal and persistent subsystems (DESIGN.md section 4). */
+/* At open / close (close: after the workers stopped; flushes first). */
+int hyi_persist_open(hy_kernel *k);
+void hyi_persist_close(hy_kernel *k);
+/* Registration: check def and build the subsystem's replay router, before
+ * its actor is made; _free undoes it when registration fails. */
+int hyi_persist_subsys_init(hy_kernel *k, hyi_subsys *sub, const hy_subsystem_def *def,
+                            hyi_route_binding *const *routes, size_t n);
+void hyi_persist_subsys_free(hyi_subsys *sub);
+/* actor.c: a new persistent actor, not yet published: set its journal id and
+ * rebuild its state (snapshot, then replay). */
+int hyi_persist_recover(hy_kernel *k, hyi_actor *actor);
+/* send.c: before admission: fill msg's trailer; HY_EMAPFULL when the journal
+ * is known full, HY_EINVAL for on_durable to a non-persistent subsystem. */
+int hyi_persist_prepare(hy_kernel *k, hyi_actor *actor, hy_msg *msg,
+                        void (*on_durable)(void *, int), void *udata);
+/* send.c: an admitted message: counted as sent and queued for the journal.
+ * On error the message is released and nothing is counted. */
+int hyi_persist_submit(hy_kernel *k, hyi_actor *actor, hy_msg *msg);
+/* send.c: n admitted messages (hy_send_batch) in one group commit; all or
+ * none as hyi_persist_submit. */
+int hyi_persist_submit_batch(hy_kernel *k, hy_msg **msgs, size_t n);
+/* send.c: an admitted persistent message the DROP_NEWEST policy dropped. */
+void hyi_persist_dropped(hy_msg *msg);
+/* A send from a replaying handler: counted, and 0 returned. */
+int hyi_persist_suppressed(hy_kernel *k);
+/* worker.c: msg was handled (or failed) by its persistent actor. */
+void hyi_persist_applied(hy_kernel *k, hyi_actor *actor, hy_msg *msg);
+/* kernel.c: the journal's figures. */
+void hyi_persist_stats(hy_kernel *k, hy_stats *out);
+
+/* A send made by a replaying handler is suppressed (0, nothing sent). */
+#define HYI_SUPPRESS_IF_REPLAYING(k)                 \
+    do {                                             \
+        if (HY_UNLIKELY(hyi_tl_replaying))           \
+            return hyi_persist_suppressed(k);        \
+    } while (0)
 
 /* worker.c: run up to `batch` messages of a scheduled actor. */
 void hyi_actor_run(hyi_worker *w, hyi_actor *actor);

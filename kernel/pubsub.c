@@ -19,7 +19,12 @@
  * a mutex) publish a new array and wait out the readers of the old one with the
  * router's epoch before freeing it. So once hy_unsubscribe returns, no publish
  * delivers to that subscription any more. A subscription itself, live or not,
- * is freed at kernel close: messages already queued to it are still handled. */
+ * is freed at kernel close: messages already queued to it are still handled.
+ *
+ * Subscription mailboxes are unbounded (the "kernel" subsystem takes no
+ * hy_config bound), so a publish never waits or drops; a subscriber whose
+ * handler fails is counted under "kernel" (failed, dead FAILED) and goes on.
+ * On HY_ENOMEM midway, *delivered still says how many got the message. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,8 +216,8 @@ int hy_subscribe(hy_kernel *k, const char *pattern, hy_handler handler, void *ud
         return rc;
     hyi_pubsub *ps = k->pubsub;
     pthread_mutex_lock(&ps->lock);
-    /* relaxed: a subscription that slips in while the kernel closes is
-     * harmless (publish checks `closed` itself); close waits for us anyway */
+    /* relaxed: a subscribe racing shutdown may still slip in; harmless, since
+     * publish checks `closed` itself and close frees every subscription */
     if (atomic_load_explicit(&k->closed, memory_order_relaxed)) {
         pthread_mutex_unlock(&ps->lock);
         subscription_free(k, s);

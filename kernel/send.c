@@ -176,6 +176,48 @@ static int match(hy_kernel *k, const char *path, size_t path_len, const void *pa
     return rc;
 }
 
+/* The last path this thread routed, and the match it got. A sender usually
+ * sends to the same path many times in a row; while the bytes and the
+ * router's generation are the same, routing would give the same answer. */
+#define ROUTE_CACHE_PATH 96
+
+typedef struct route_cache {
+    const hy_kernel *k;
+    uint64_t generation;
+    size_t len;
+    hyi_match m;
+    char path[ROUTE_CACHE_PATH];
+} route_cache;
+
+static _Thread_local route_cache tl_route;
+
+/* The match for path: the cached one, or a fresh one (then cached). Call inside
+ * a read section. The result is valid only until this thread's next send (a
+ * state_init callback may send): read it before calling out. */
+static int match_cached(hy_kernel *k, const char *path, size_t path_len, const void *payload,
+                        size_t len, const hyi_match **out)
+{
+    route_cache *c = &tl_route;
+    uint64_t generation = hyi_router_generation(k->router);
+    if (c->k == k && c->len == path_len && c->generation == generation &&
+        memcmp(c->path, path, path_len) == 0) {
+        *out = &c->m;
+        return 0;
+    }
+    c->k = NULL; /* invalid until refilled */
+    int rc = match(k, path, path_len, payload, len, &c->m);
+    if (rc != 0)
+        return rc;
+    if (path_len <= ROUTE_CACHE_PATH) {
+        memcpy(c->path, path, path_len);
+        c->len = path_len;
+        c->generation = generation;
+        c->k = k;
+    }
+    *out = &c->m;
+    return 0;
+}
+
 int hyi_send(hy_kernel *k, const char *path, const void *payload, size_t len,
              const char *reply_to, hyi_asker *asker)
 {
@@ -190,12 +232,12 @@ int hyi_send(hy_kernel *k, const char *path, const void *payload, size_t len,
         hyi_router_read_exit(k->router);
         return HY_ECLOSED;
     }
-    hyi_match m;
+    const hyi_match *m;
     hy_msg *msg;
     hyi_actor *actor;
-    rc = match(k, path, path_len, payload, len, &m);
+    rc = match_cached(k, path, path_len, payload, len, &m);
     if (HY_LIKELY(rc == 0))
-        rc = place(k, &m, path, path_len, payload, len, reply_to, &msg, &actor);
+        rc = place(k, m, path, path_len, payload, len, reply_to, &msg, &actor);
     if (HY_LIKELY(rc == 0)) {
         if (HY_UNLIKELY(asker != NULL))
             hyi_ask_attach(msg, asker);

@@ -9,23 +9,7 @@
 
 #include "kernel.h"
 
-struct hy_ctx {
-    hy_kernel *k;
-    hyi_actor *actor;
-    hy_msg *msg;
-};
-
-/* The handler this thread is running, for the metadata of what it sends. */
-static _Thread_local hy_ctx *tl_running;
-
-const hy_msg *hyi_current_msg(hy_kernel *k, hyi_actor **actor)
-{
-    hy_ctx *c = tl_running;
-    if (!c || c->k != k)
-        return NULL;
-    *actor = c->actor;
-    return c->msg;
-}
+_Thread_local hy_ctx *hyi_running;
 
 static void count_handled(hyi_subsys *sub, uint64_t handled)
 {
@@ -47,6 +31,13 @@ static bool keep_after_bound(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
     return false;
 }
 
+static inline void prefetch_message(const hyi_mpsc_node *node)
+{
+    const hy_msg *next = HYI_MSG_OF(node);
+    __builtin_prefetch(next);
+    __builtin_prefetch((const char *)next + HY_CACHE_LINE);
+}
+
 /* Hand one message to its handler (or to the dead letters). True if handled. */
 static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg)
 {
@@ -59,9 +50,9 @@ static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg)
         return false;
     }
     ctx->msg = msg;
-    tl_running = ctx;
+    hyi_running = ctx;
     int rc = msg->route->handler(ctx, msg);
-    tl_running = NULL;
+    hyi_running = NULL;
     if (HY_UNLIKELY(rc != 0)) {
         msg->flags |= HYI_MSG_FAILED;
         hyi_supervise(k, actor, msg, rc);
@@ -105,6 +96,10 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
             if (!node)
                 break;
             hy_msg *msg = HYI_MSG_OF(node);
+            /* The next message was written on the sender's core: start
+             * fetching both its lines now, so the miss overlaps this handler
+             * instead of following it. */
+            prefetch_message(actor->mailbox.tail);
             handled += handle(k, &ctx, msg);
             hyi_msg_release(k, msg);
         }

@@ -45,8 +45,13 @@ typedef struct snap {
     subtab *slot[];
 } snap;
 
+/* Generations come from one process-wide counter, so no two tables, even of
+ * routers created at the same address, ever share a number. */
+static _Atomic uint64_t generation_source = 1;
+
 struct hyi_router {
     _Atomic(snap *) cur;
+    _Atomic uint64_t generation; /* changes with every published table */
     pthread_mutex_t lock;  /* serializes writers */
     uint64_t next_seq;
 };
@@ -98,8 +103,20 @@ static void publish(hyi_router *r, snap *s)
     snap *old = atomic_load_explicit(&r->cur, memory_order_relaxed);
     /* seq_cst: S1 of epoch.c's argument; also releases the new tables. */
     atomic_store_explicit(&r->cur, s, memory_order_seq_cst);
+    /* seq_cst (both): after the swap and before the wait below, so a reader
+     * that still sees the old generation inside its section is one that
+     * synchronize waits for, and a cached match stays usable until it exits. */
+    atomic_store_explicit(&r->generation,
+                          atomic_fetch_add_explicit(&generation_source, 1, memory_order_seq_cst),
+                          memory_order_seq_cst);
     hyi_epoch_synchronize();
     free(old);
+}
+
+uint64_t hyi_router_generation(hyi_router *r)
+{
+    /* seq_cst: ordered after the caller's section entry (see publish) */
+    return atomic_load_explicit(&r->generation, memory_order_seq_cst);
 }
 
 static void subtab_free(subtab *st, bool with_src)
@@ -127,6 +144,9 @@ int hyi_router_create(hyi_router **out)
     }
     s->mask = 7;
     atomic_init(&r->cur, s);
+    /* relaxed: uniqueness is all that matters; r is published by the caller */
+    atomic_init(&r->generation,
+                atomic_fetch_add_explicit(&generation_source, 1, memory_order_relaxed));
     r->next_seq = 1;
     *out = r;
     return 0;

@@ -118,6 +118,13 @@ void hyi_router_read_exit(hyi_router *r);
  * after it returns and by every section it did not wait for. */
 void hyi_router_synchronize(hyi_router *r);
 
+/* The current table's generation: it changes with every change to any route
+ * or subsystem, and no two tables (of any router in the process) share one.
+ * Read inside a read section, it lets a caller reuse a match it made at the
+ * same generation until the section ends: a writer that changed the table
+ * afterwards still waits for the section before freeing anything. */
+uint64_t hyi_router_generation(hyi_router *r);
+
 /* Remove a subsystem and all its routes. HY_ENOENT if it is not registered.
  * Its udata and its routes' udata are the caller's once this returns. */
 int hyi_router_remove_subsystem(hyi_router *r, const char *name);
