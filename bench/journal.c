@@ -13,9 +13,18 @@
  *   recovery                          read_from over 1 M entries (entries/s)
  *   snapshot                          save / load of a 1 KB state, nosync:
  *                                     p50/p99 latency
- * Kernel-level persistent scenarios (a persistent subsystem's "static" route,
- * "keyed" actors) belong in the scenario table below once the kernel uses the
- * journal; they share the temp-dir and reporting helpers here.
+ *   static / keyed                    the kernel end to end: one thread sends
+ *                                     64-byte messages (hy_send) to a persistent
+ *                                     subsystem's one actor ("static") or to
+ *                                     1000 keyed actors ("keyed"); the clock stops
+ *                                     when drain says all were handled, each
+ *                                     after its entry was durable. Under sync
+ *                                     and nosync, in alternating rounds with the
+ *                                     raw LMDB baseline of the same durability;
+ *                                     medians; reports the ratio to it, the
+ *                                     commit batch p50 and bytes per message on
+ *                                     disk ("persistent-static-sync" against
+ *                                     "raw-lmdb-sync" is issue 6's target ratio)
  *
  * Every scenario works in its own directory under /tmp, removed afterwards. */
 #include <errno.h>
@@ -415,6 +424,117 @@ out:
     return ret;
 }
 
+/* ---------------------------------------------------------------- kernel level */
+
+static _Atomic uint64_t k_handled;
+
+static int k_handler(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)ctx, (void)msg;
+    /* relaxed: read after hy_kernel_drain, which orders it */
+    atomic_fetch_add_explicit(&k_handled, 1, memory_order_relaxed);
+    return 0;
+}
+
+#define KEYED_ACTORS 1000
+
+static int kernel_round(const bench_opts *o, bool sync, bool keyed, uint64_t n, result *res)
+{
+    tmpdir t;
+    if (tmp_make(&t))
+        return -1;
+    hy_config cfg = {.workers = o->workers, .journal_path = t.env,
+                     .durability = sync ? HY_DURABILITY_SYNC : HY_DURABILITY_NOSYNC,
+                     .journal_map_size = (size_t)1 << 30};
+    hy_kernel *k = NULL;
+    int ret = -1;
+    char (*paths)[32] = malloc(KEYED_ACTORS * sizeof *paths);
+    static const hy_route routes[] = {
+        {.pattern = "static", .handler = k_handler},
+        {.pattern = "acct/{id}", .handler = k_handler, .key = "id"},
+    };
+    hy_subsystem_def def = {.routes = routes, .nroutes = 2, .persistent = 1};
+    if (!paths || hy_kernel_open(&k, &cfg) || hy_subsystem_register(k, "bench", &def)) {
+        fprintf(stderr, "journal bench: kernel: %s\n", hy_errdetail());
+        goto out;
+    }
+    for (int i = 0; i < KEYED_ACTORS; i++)
+        snprintf(paths[i], sizeof paths[i], "bench://acct/%d", i);
+    unsigned char payload[PAYLOAD];
+    memset(payload, 0x5a, sizeof payload);
+    atomic_store(&k_handled, 0);
+    const char *label = keyed ? "persistent-keyed" : "persistent-static";
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; i < n; i++) {
+        const char *path = keyed ? paths[i % KEYED_ACTORS] : "bench://static";
+        if (hy_send(k, path, payload, sizeof payload)) {
+            fprintf(stderr, "journal bench: send: %s\n", hy_errdetail());
+            goto out;
+        }
+        if ((i & 0xffff) == 0)
+            bench_progress(label, i, n);
+    }
+    if (hy_kernel_drain(k, -1))
+        goto out;
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
+    bench_progress(label, n, n);
+    hy_stats st;
+    hy_kernel_stats(k, &st);
+    if (atomic_load(&k_handled) != n || st.journal_entries != n) {
+        fprintf(stderr, "journal bench: %s: %llu handled, %llu journaled of %llu\n", label,
+                (unsigned long long)atomic_load(&k_handled),
+                (unsigned long long)st.journal_entries, (unsigned long long)n);
+        goto out;
+    }
+    hy_kernel_close(k);
+    k = NULL;
+    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), st.journal_batch_p50};
+    ret = 0;
+out:
+    hy_kernel_close(k);
+    free(paths);
+    tmp_remove(&t);
+    return ret;
+}
+
+/* Alternating rounds of raw LMDB and the kernel at one durability; medians. */
+static int run_kernel(const bench_opts *o, bool keyed, bool sync)
+{
+    uint64_t n = o->messages ? o->messages : sync ? 200000 : 500000;
+    double raw_rate[ROUNDS], rate[ROUNDS], secs[ROUNDS], bpm[ROUNDS], p50[ROUNDS];
+    for (int r = 0; r < ROUNDS; r++) {
+        result a = {0}, b = {0};
+        if (raw_round(sync, n, &a) || kernel_round(o, sync, keyed, n, &b))
+            return -1;
+        raw_rate[r] = a.rate;
+        rate[r] = b.rate;
+        secs[r] = b.seconds;
+        bpm[r] = (double)b.bytes_on_disk / (double)n;
+        p50[r] = (double)b.batch_p50;
+    }
+    double raw_med = median3(raw_rate, ROUNDS), med = median3(rate, ROUNDS);
+    char extra[256], name[48];
+    snprintf(extra, sizeof extra,
+             "\"messages\":%llu,\"payload_bytes\":%d,\"actors\":%d,\"raw_lmdb_%s\":%.0f,"
+             "\"ratio_to_raw\":%.3f,\"batch_p50\":%.0f,\"bytes_per_msg\":%.1f,\"rounds\":%d",
+             (unsigned long long)n, PAYLOAD, keyed ? KEYED_ACTORS : 1, sync ? "sync" : "nosync",
+             raw_med, med / raw_med, median3(p50, ROUNDS), median3(bpm, ROUNDS), ROUNDS);
+    snprintf(name, sizeof name, "persistent-%s-%s", keyed ? "keyed" : "static",
+             sync ? "sync" : "nosync");
+    bench_report(o, "journal", name, "msgs_per_s", med, median3(secs, ROUNDS), extra);
+    return 0;
+}
+
+static int sc_static(const bench_opts *o)
+{
+    return run_kernel(o, false, true) | run_kernel(o, false, false);
+}
+
+static int sc_keyed(const bench_opts *o)
+{
+    return run_kernel(o, true, true) | run_kernel(o, true, false);
+}
+
 /* ---------------------------------------------------------------- the family */
 
 static const struct scenario {
@@ -430,7 +550,8 @@ static const struct scenario {
     {"nosync", sc_pair_nosync, true}, /* raw-lmdb-nosync + group-commit-nosync */
     {"recovery", sc_recovery, true},
     {"snapshot", sc_snapshot, true},
-    /* kernel-level persistent scenarios ("static", "keyed") go here */
+    {"static", sc_static, true}, /* persistent-static-sync and -nosync */
+    {"keyed", sc_keyed, true},   /* persistent-keyed-sync and -nosync */
 };
 
 static int bench_journal(const bench_opts *o)

@@ -66,6 +66,16 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
                             sub->name, rc);
         }
     }
+    a->journal_id = a->journal_seq = 0;
+    a->since_snapshot = 0;
+    /* A persistent actor is rebuilt from the journal before anyone sees it. */
+    if (HY_UNLIKELY(sub->persistent)) {
+        int rc = hyi_persist_recover(k, a, key != NULL);
+        if (rc != 0) {
+            hyi_actor_free(k, a);
+            return rc;
+        }
+    }
     *out = a;
     return 0;
 }

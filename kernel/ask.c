@@ -100,7 +100,8 @@ int hy_ask(hy_kernel *k, const char *path, const void *payload, size_t len, void
     *reply = NULL;
     if (reply_len)
         *reply_len = 0;
-    if (hyi_current_worker(k))
+    /* hyi_running: a handler replaying a journal entry, off the workers */
+    if (hyi_current_worker(k) || hyi_running)
         return hyi_fail(HY_EINVAL, "hy_ask from a handler would block a worker; use hy_ask_async");
     hyi_asker *a = calloc(1, sizeof *a);
     if (!a)
@@ -172,6 +173,8 @@ int hy_reply(hy_ctx *ctx, const void *payload, size_t len)
         return hyi_fail(HY_EINVAL, "hy_reply: NULL context or payload");
     hy_msg *msg = hyi_ctx_msg(ctx);
     hy_kernel *k = hy_ctx_kernel(ctx);
+    if (HY_UNLIKELY(ctx->replaying)) /* persistent.c: the reply was sent live */
+        return hyi_persist_suppressed(k);
     if (msg->flags & HYI_MSG_REPLIED)
         return hyi_fail(HY_EEXIST, "this message was already replied to");
     int rc;

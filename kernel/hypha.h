@@ -90,7 +90,9 @@ typedef enum hy_overflow {
                                  HY_EFULL); from inside a handler it acts as FAIL,
                                  so a worker never blocks */
     HY_OVERFLOW_DROP_OLDEST,  /* the send succeeds; the oldest queued message is
-                                 dropped (dead letter HY_DEAD_DROPPED) */
+                                 dropped (dead letter HY_DEAD_DROPPED) when the
+                                 worker reaches it: a stalled actor's mailbox
+                                 still grows, up to the pool cap */
     HY_OVERFLOW_DROP_NEWEST,  /* the send succeeds; the new message is dropped
                                  (dead letter HY_DEAD_DROPPED) */
 } hy_overflow;
@@ -239,9 +241,10 @@ typedef enum hy_supervision {
     HY_SUPERVISE_RESUME = 0,  /* go on with the next message */
     HY_SUPERVISE_RESTART,     /* free the actor's state and make it anew with
                                  state_init; queued messages are kept, in order */
-    HY_SUPERVISE_STOP,        /* stop the actor: queued and later messages are
-                                 dead letters (HY_DEAD_STOPPED); sends to it
-                                 return HY_ESTOPPED */
+    HY_SUPERVISE_STOP,        /* stop the actor: messages already queued become
+                                 dead letters (HY_DEAD_STOPPED); later sends to
+                                 it are refused with HY_ESTOPPED (the sender
+                                 has the error; they are not dead letters) */
     HY_SUPERVISE_ESCALATE,    /* call hy_config.escalate, then go on */
 } hy_supervision;
 
@@ -268,8 +271,10 @@ typedef struct hy_subsystem_def {
      * is a dead letter (HY_DEAD_FAILED) whatever the strategy. */
     hy_supervision strategy;
     uint32_t max_restarts;         /* HY_SUPERVISE_RESTART: more than this many */
-    uint32_t restart_window_ms;    /* restarts within this window stop the actor;
-                                      0: 5 restarts per 1000 ms */
+    uint32_t restart_window_ms;    /* restarts within one window stop the actor;
+                                      0: 5 restarts per 1000 ms. Windows are
+                                      fixed (a new one starts with the first
+                                      restart after the last one ended) */
 
     /* Persistence (needs hy_config.journal_path). A persistent subsystem's
      * messages are written to the journal (group commit) before their handler
@@ -288,10 +293,10 @@ typedef struct hy_subsystem_def {
      * hy_config.snapshot_every handled messages. state_save serialises state
      * into *bytes (malloc'd by the callback, freed by the kernel with free)
      * and *len; state_load makes a state from those bytes (key NULL/0 for the
-     * subsystem's actor); the state state_init made is freed with state_free
-     * first. A non-zero return: save skips this snapshot (counted); load fails
-     * the actor's creation (HY_EHANDLER). Without them an actor is rebuilt
-     * from its whole journal. */
+     * subsystem's actor), after which the state state_init made is freed with
+     * state_free. A non-zero return: save skips this snapshot (counted); load
+     * fails the actor's creation (HY_EHANDLER). Without them an actor is
+     * rebuilt from its whole journal. */
     int (*state_save)(void *udata, void *state, void **bytes, size_t *len);
     int (*state_load)(void *udata, const char *key, size_t key_len, const void *bytes,
                       size_t len, void **state);
@@ -407,7 +412,8 @@ HY_API uint64_t hy_msg_sender(const hy_msg *msg);
  * hy_free; NULL when the reply was empty) and *reply_len its length.
  * Errors: those of hy_send; HY_ETIMEDOUT (no reply within timeout_ms; a reply
  * that comes later is dropped and counted as HY_DEAD_LATE_REPLY); HY_ENOENT
- * (the handler finished without replying); HY_EHANDLER (the handler failed);
+ * (the handler finished without replying, or the request became a dead letter
+ * before a handler ran: dropped or stopped); HY_EHANDLER (the handler failed);
  * HY_EINVAL from inside a handler (a worker must not wait: use hy_ask_async). */
 HY_API int hy_ask(hy_kernel *k, const char *path, const void *payload, size_t len,
                   void **reply, size_t *reply_len, int timeout_ms);
@@ -418,8 +424,9 @@ HY_API int hy_ask_async(hy_ctx *ctx, const char *path, const void *payload, size
                         const char *reply_to);
 
 /* Reply to the message being handled: to its hy_ask caller or its reply_to
- * path. HY_ENOENT when it carries no reply address; HY_EEXIST when already
- * replied to; otherwise as hy_send. */
+ * path. 0 also when the hy_ask caller has already given up (the reply is then
+ * counted as HY_DEAD_LATE_REPLY). HY_ENOENT when it carries no reply address;
+ * HY_EEXIST when already replied to; otherwise as hy_send. */
 HY_API int hy_reply(hy_ctx *ctx, const void *payload, size_t len);
 
 /* Free memory the kernel gave the caller (hy_ask's reply). NULL is fine. */
@@ -440,7 +447,8 @@ HY_API int hy_unsubscribe(hy_kernel *k, uint64_t id);
 /* Deliver to every subscription whose pattern matches path: one copy of the
  * payload shared by all of them. *delivered (may be NULL) is how many.
  * Publishing to no subscriber is not an error. HY_EBADPATH, HY_ETOOBIG,
- * HY_ENOMEM, HY_ECLOSED. */
+ * HY_ECLOSED; HY_ENOMEM when the pool refuses part way, with *delivered
+ * saying how many subscribers did get it. */
 HY_API int hy_publish(hy_kernel *k, const char *path, const void *payload, size_t len,
                       size_t *delivered);
 

@@ -72,7 +72,9 @@ int hy_kernel_open(hy_kernel **out, const hy_config *config)
         return rc;
     }
     pthread_mutex_init(&k->registry_lock, NULL);
-    rc = hyi_kernel_routes_init(k);
+    rc = hyi_persist_open(k);
+    if (rc == 0)
+        rc = hyi_kernel_routes_init(k);
     if (rc == 0)
         rc = hyi_pubsub_init(k);
     if (rc == 0)
@@ -160,6 +162,7 @@ void hy_kernel_close(hy_kernel *k)
     if (!k)
         return;
     hy_kernel_shutdown(k);
+    hyi_persist_close(k); /* no worker runs; every completion has run after it */
     hyi_pubsub_free(k);
     hyi_actor_table_free(k);
     for (hyi_subsys *s = k->subsystems, *next; s; s = next) {
@@ -221,6 +224,7 @@ int hy_kernel_stats(hy_kernel *k, hy_stats *out)
     out->pool_peak = ps.peak_in_use;
     out->pool_bytes_reserved = ps.bytes_reserved;
     out->pool_reuse_rate = ps.reuse_rate;
+    hyi_persist_stats(k, out);
     return 0;
 }
 

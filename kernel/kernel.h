@@ -273,6 +273,7 @@ struct hy_ctx {
     hy_kernel *k;
     hyi_actor *actor;
     hy_msg *msg;
+    bool replaying;     /* a journal entry rebuilding the actor (persistent.c) */
 };
 
 /* The handler context this thread is running, if any (set by worker.c). */
@@ -371,8 +372,6 @@ void hyi_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last,
  * a journal entry (replay true: hy_is_replaying, sends suppressed). The
  * caller has exclusive access to the actor. Returns the handler's result. */
 int hyi_run_handler(hy_kernel *k, hyi_actor *actor, hy_msg *msg, bool replay);
-/* worker.c: non-zero while this thread runs a replaying handler. */
-extern _Thread_local unsigned hyi_tl_replaying;
 
 /* persistent.c: the journal and persistent subsystems (DESIGN.md section 4). */
 /* At open / close (close: after the workers stopped; flushes first). */
@@ -385,10 +384,10 @@ int hyi_persist_subsys_init(hy_kernel *k, hyi_subsys *sub, const hy_subsystem_de
 void hyi_persist_subsys_free(hyi_subsys *sub);
 /* actor.c: a new persistent actor, not yet published: set its journal id and
  * rebuild its state (snapshot, then replay). */
-int hyi_persist_recover(hy_kernel *k, hyi_actor *actor);
+int hyi_persist_recover(hy_kernel *k, hyi_actor *actor, bool keyed);
 /* send.c: before admission: fill msg's trailer; HY_EMAPFULL when the journal
- * is known full, HY_EINVAL for on_durable to a non-persistent subsystem. */
-int hyi_persist_prepare(hy_kernel *k, hyi_actor *actor, hy_msg *msg,
+ * is known full, HY_EINVAL for a durable send to a non-persistent subsystem. */
+int hyi_persist_prepare(hy_kernel *k, hyi_actor *actor, hy_msg *msg, bool durable,
                         void (*on_durable)(void *, int), void *udata);
 /* send.c: an admitted message: counted as sent and queued for the journal.
  * On error the message is released and nothing is counted. */
@@ -406,10 +405,10 @@ void hyi_persist_applied(hy_kernel *k, hyi_actor *actor, hy_msg *msg);
 void hyi_persist_stats(hy_kernel *k, hy_stats *out);
 
 /* A send made by a replaying handler is suppressed (0, nothing sent). */
-#define HYI_SUPPRESS_IF_REPLAYING(k)                 \
-    do {                                             \
-        if (HY_UNLIKELY(hyi_tl_replaying))           \
-            return hyi_persist_suppressed(k);        \
+#define HYI_SUPPRESS_IF_REPLAYING(k)                              \
+    do {                                                          \
+        if (HY_UNLIKELY(hyi_running && hyi_running->replaying))   \
+            return hyi_persist_suppressed(k);                     \
     } while (0)
 
 /* worker.c: run up to `batch` messages of a scheduled actor. */

@@ -71,7 +71,11 @@ hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
     size_t nparams = m ? m->nparams : 0;
     size_t payload_off = hyi_msg_payload_off((uint32_t)nparams, path_len);
     size_t reply_len = reply_to ? strlen(reply_to) + 1 : 0;
-    hy_msg *msg = hyi_pool_acquire(k->pool, payload_off + len + reply_len);
+    size_t size = payload_off + len + reply_len;
+    /* A persistent subsystem's message carries its journal trailer. */
+    if (HY_UNLIKELY(route && route->sub->persistent))
+        size = hyi_durable_off(size) + sizeof(hyi_durable);
+    hy_msg *msg = hyi_pool_acquire(k->pool, size);
     if (HY_UNLIKELY(!msg))
         return NULL;
     msg->route = route;

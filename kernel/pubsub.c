@@ -381,6 +381,7 @@ int hy_publish(hy_kernel *k, const char *path, const void *payload, size_t len,
     size_t n = 0;
     if (delivered)
         *delivered = 0;
+    HYI_SUPPRESS_IF_REPLAYING(k); /* persistent.c: a replaying handler's publish */
     if (!k || !path || (!payload && len))
         return hyi_fail(HY_EINVAL, "hy_publish: NULL kernel, path or payload");
     if (len > k->max_payload)

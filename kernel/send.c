@@ -6,6 +6,7 @@
  * Everything a send reads of the kernel is either immutable after registration
  * or atomic, and the whole send runs inside a router read section so
  * hy_kernel_shutdown can wait it out. */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -27,8 +28,10 @@ void hyi_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last, ui
 {
     /* relaxed: drain compares sent with handled; handled's release/acquire
      * pair carries the ordering it needs, and `sent` only has to be counted
-     * before the message can be handled, which the push below ensures. */
-    atomic_fetch_add_explicit(&actor->sub->sent, n, memory_order_relaxed);
+     * before the message can be handled, which the push below ensures.
+     * n is 0 for journaled messages: counted at submit (persistent.c). */
+    if (HY_LIKELY(n))
+        atomic_fetch_add_explicit(&actor->sub->sent, n, memory_order_relaxed);
     bool was_empty = hyi_mpscq_push_chain(&actor->mailbox, &first->link, &last->link);
     /* Only a push into an empty mailbox can find the actor unscheduled (see
      * mpscq.h); then the flag decides who schedules it. seq_cst: the other
@@ -70,9 +73,9 @@ static int place(hy_kernel *k, const hyi_match *m, const char *path, size_t path
         return hyi_fail(HY_ENOMEM, "message pool at its cap");
     int rc = route_actor(k, route, msg, actor_out);
     if (HY_UNLIKELY(rc != 0)) {
+        /* state_init refused the actor: the sender gets the error; no handler
+         * ran, so it is neither `failed` nor a dead letter. */
         hyi_msg_release(k, msg);
-        /* relaxed: a statistic */
-        atomic_fetch_add_explicit(&route->sub->failed, 1, memory_order_relaxed);
         return rc;
     }
     *msg_out = msg;
@@ -141,17 +144,18 @@ static int admit(hy_kernel *k, hyi_actor *a)
     return hyi_fail(HY_EFULL, "mailbox of '%s' is full (%u)", sub->name, sub->capacity);
 }
 
-/* Admit and deliver one message, or account for why not. */
-static int admit_and_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
+/* Admit one message: 1 when the caller may deliver it, 0 when the policy
+ * took it and dropped it, or an error (the message is released). */
+static int admit_msg(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
 {
     int rc = admit(k, actor);
-    if (HY_LIKELY(rc == ADMIT)) {
-        hyi_deliver(k, actor, msg, msg, 1);
-        return 0;
-    }
+    if (HY_LIKELY(rc == ADMIT))
+        return 1;
     if (rc == ADMIT_DROP) {
         /* Accepted by policy and dropped at once: sent, and a dead letter. */
         atomic_fetch_add_explicit(&actor->sub->sent, 1, memory_order_relaxed);
+        if (HY_UNLIKELY(actor->sub->persistent))
+            hyi_persist_dropped(msg);
         hyi_dead_letter_msg(k, msg, HY_DEAD_DROPPED);
         hyi_msg_release(k, msg);
         return 0;
@@ -161,6 +165,19 @@ static int admit_and_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
                         msg->payload_len, HY_DEAD_FULL);
     hyi_msg_release(k, msg);
     return rc;
+}
+
+/* Admit and deliver one message (a persistent subsystem's: journal it, it
+ * is delivered once durable), or account for why not. */
+static int admit_and_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
+{
+    int rc = admit_msg(k, actor, msg);
+    if (HY_UNLIKELY(rc != 1))
+        return rc;
+    if (HY_UNLIKELY(actor->sub->persistent))
+        return hyi_persist_submit(k, actor, msg);
+    hyi_deliver(k, actor, msg, msg, 1);
+    return 0;
 }
 
 static int match(hy_kernel *k, const char *path, size_t path_len, const void *payload,
@@ -218,9 +235,12 @@ static int match_cached(hy_kernel *k, const char *path, size_t path_len, const v
     return 0;
 }
 
-int hyi_send(hy_kernel *k, const char *path, const void *payload, size_t len,
-             const char *reply_to, hyi_asker *asker)
+/* hyi_send, and hy_send_durable when durable is set. */
+static int send_one(hy_kernel *k, const char *path, const void *payload, size_t len,
+                    const char *reply_to, hyi_asker *asker, bool durable,
+                    void (*on_durable)(void *, int), void *udata)
 {
+    HYI_SUPPRESS_IF_REPLAYING(k);
     size_t path_len;
     int rc = check_send_args(k, path, payload, len, &path_len);
     if (HY_UNLIKELY(rc != 0))
@@ -238,6 +258,11 @@ int hyi_send(hy_kernel *k, const char *path, const void *payload, size_t len,
     rc = match_cached(k, path, path_len, payload, len, &m);
     if (HY_LIKELY(rc == 0))
         rc = place(k, m, path, path_len, payload, len, reply_to, &msg, &actor);
+    if (HY_UNLIKELY(rc == 0 && (durable || actor->sub->persistent))) {
+        rc = hyi_persist_prepare(k, actor, msg, durable, on_durable, udata);
+        if (rc != 0)
+            hyi_msg_release(k, msg);
+    }
     if (HY_LIKELY(rc == 0)) {
         if (HY_UNLIKELY(asker != NULL))
             hyi_ask_attach(msg, asker);
@@ -245,6 +270,18 @@ int hyi_send(hy_kernel *k, const char *path, const void *payload, size_t len,
     }
     hyi_router_read_exit(k->router);
     return rc;
+}
+
+int hyi_send(hy_kernel *k, const char *path, const void *payload, size_t len,
+             const char *reply_to, hyi_asker *asker)
+{
+    return send_one(k, path, payload, len, reply_to, asker, false, NULL, NULL);
+}
+
+int hyi_send_durable(hy_kernel *k, const char *path, const void *payload, size_t len,
+                     void (*on_durable)(void *udata, int status), void *udata)
+{
+    return send_one(k, path, payload, len, NULL, NULL, true, on_durable, udata);
 }
 
 int hy_send(hy_kernel *k, const char *path, const void *payload, size_t len)
@@ -286,12 +323,59 @@ static void chain_add(hy_kernel *k, chain *chains, unsigned *nchains, hyi_actor 
     chains[(*nchains)++] = (chain){actor, msg, msg, 1};
 }
 
+/* The messages of a batch that go to persistent subsystems, submitted to
+ * the journal together at the end (one group commit). */
+typedef struct journal_group {
+    hy_msg **msgs;
+    size_t n, first_item; /* first_item: the batch index of msgs[0] */
+    hy_msg *inline_msgs[32];
+} journal_group;
+
+/* Room for one more (before admission, so a failure leaves nothing to undo). */
+static int group_reserve(journal_group *g, size_t batch_n)
+{
+    if (g->n < HY_ARRAY_LEN(g->inline_msgs) || g->msgs != g->inline_msgs)
+        return 0;
+    hy_msg **m = malloc(batch_n * sizeof *m);
+    if (!m)
+        return hyi_fail(HY_ENOMEM, "hy_send_batch: no memory for the journal group");
+    memcpy(m, g->msgs, g->n * sizeof *m);
+    g->msgs = m;
+    return 0;
+}
+
+/* Admit a persistent message into the group; 0 or an error (released). */
+static int group_add(hy_kernel *k, journal_group *g, hyi_actor *actor, hy_msg *msg,
+                     size_t item, size_t batch_n)
+{
+    int rc = hyi_persist_prepare(k, actor, msg, false, NULL, NULL);
+    if (rc == 0)
+        rc = group_reserve(g, batch_n);
+    if (rc != 0) {
+        hyi_msg_release(k, msg);
+        return rc;
+    }
+    rc = admit_msg(k, actor, msg);
+    if (rc != 1)
+        return rc;
+    if (g->n == 0)
+        g->first_item = item;
+    g->msgs[g->n++] = msg;
+    return 0;
+}
+
 int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *accepted)
 {
     size_t done = 0;
     int rc = 0;
     if (accepted)
         *accepted = 0;
+    if (HY_UNLIKELY(hyi_running && hyi_running->replaying)) {
+        /* persistent.c: as it went live, without sending anything */
+        if (accepted)
+            *accepted = n;
+        return hyi_persist_suppressed(k);
+    }
     if (!k || (n && !items))
         return hyi_fail(HY_EINVAL, "hy_send_batch: NULL kernel or items");
     rc = hyi_router_read_enter(k->router);
@@ -303,6 +387,9 @@ int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *acc
     }
     chain chains[BATCH_CHAINS];
     unsigned nchains = 0;
+    journal_group group;
+    group.msgs = group.inline_msgs;
+    group.n = group.first_item = 0;
     /* The last route looked up, reused while the path repeats. */
     const char *last_path = NULL;
     size_t last_len = 0;
@@ -327,6 +414,12 @@ int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *acc
         rc = place(k, &m, it->path, path_len, it->payload, it->len, NULL, &msg, &actor);
         if (rc != 0)
             break;
+        if (HY_UNLIKELY(actor->sub->persistent)) {
+            rc = group_add(k, &group, actor, msg, done, n);
+            if (rc != 0)
+                break;
+            continue;
+        }
         /* Bounded or stopped actors take messages one at a time, through the
          * same admission as hy_send. relaxed: as in admit() */
         if (actor->sub->capacity || atomic_load_explicit(&actor->stopped, memory_order_relaxed)) {
@@ -338,6 +431,13 @@ int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *acc
         chain_add(k, chains, &nchains, actor, msg);
     }
     flush_chains(k, chains, &nchains);
+    int jrc = hyi_persist_submit_batch(k, group.msgs, group.n);
+    if (HY_UNLIKELY(jrc != 0)) {
+        done = group.first_item;
+        rc = jrc;
+    }
+    if (group.msgs != group.inline_msgs)
+        free(group.msgs);
     hyi_router_read_exit(k->router);
     if (accepted)
         *accepted = done;

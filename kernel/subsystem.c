@@ -159,6 +159,9 @@ static int register_subsystem(hy_kernel *k, const char *name, const hy_subsystem
         sub->capacity = 0;
     for (size_t i = 0; rc == 0 && i < def->nroutes; i++)
         rc = binding_new(sub, &def->routes[i], &b[i]);
+    /* persistent.c: before the actor, which is recovered from the journal */
+    if (rc == 0 && def->persistent)
+        rc = hyi_persist_subsys_init(k, sub, def, b, def->nroutes);
     if (rc == 0)
         rc = hyi_actor_new(k, sub, NULL, 0, 0, &sub->actor);
 
@@ -182,6 +185,7 @@ static int register_subsystem(hy_kernel *k, const char *name, const hy_subsystem
     if (rc != 0) {
         if (sub->actor)
             hyi_actor_free(k, sub->actor);
+        hyi_persist_subsys_free(sub);
         free(sub);
         bindings_free(b, def->nroutes);
         return rc;

@@ -56,9 +56,29 @@ static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg)
     if (HY_UNLIKELY(rc != 0)) {
         msg->flags |= HYI_MSG_FAILED;
         hyi_supervise(k, actor, msg, rc);
-        return false;
     }
-    return true;
+    /* A journaled message counts as applied, failed or not (as it will be
+     * when replayed), after supervision made its change to the state. */
+    if (HY_UNLIKELY(actor->sub->persistent))
+        hyi_persist_applied(k, actor, msg);
+    return rc == 0;
+}
+
+int hyi_run_handler(hy_kernel *k, hyi_actor *actor, hy_msg *msg, bool replay)
+{
+    hy_ctx ctx = {.k = k, .actor = actor, .msg = msg, .replaying = replay};
+    /* A replay may start inside a live handler (its send made a keyed actor):
+     * put that handler's context back afterwards. */
+    hy_ctx *outer = hyi_running;
+    hyi_running = &ctx;
+    int rc = msg->route->handler(&ctx, msg);
+    hyi_running = outer;
+    return rc;
+}
+
+int hy_is_replaying(hy_ctx *ctx)
+{
+    return ctx && ctx->replaying;
 }
 
 /* Put a still-busy actor behind the others: straight on if nothing else is
@@ -146,8 +166,10 @@ void hy_set_state(hy_ctx *ctx, void *state)
 
 const char *hy_actor_key(hy_ctx *ctx, size_t *len)
 {
+    /* Only keyed actors have a key: not a subsystem's own actor, nor a
+     * subscription's (both have key_len 0; keys are never empty). */
     hyi_actor *a = ctx->actor;
-    bool keyed = a != a->sub->actor;
+    bool keyed = a->key_len > 0;
     if (len)
         *len = keyed ? a->key_len : 0;
     return keyed ? a->key : NULL;

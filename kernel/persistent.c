@@ -1,0 +1,521 @@
+/* Persistent subsystems: the kernel's side of the journal (DESIGN.md §4).
+ *
+ * A message to a persistent subsystem goes, after admission, to the journal's
+ * group-commit writer (persist/commit.c) instead of the mailbox. The writer
+ * commits a batch (fsync under HY_DURABILITY_SYNC) and calls each message's
+ * completion, in submission order: it stores the entry's sequence in the
+ * message's trailer (hyi_durable, kernel.h), tells the sender (on_durable),
+ * and only then hands the message to hyi_deliver. So a handler runs only on a
+ * durable message, and an actor's mailbox order is its journal order. A
+ * message the journal fails to write is a dead letter (HY_DEAD_JOURNAL).
+ *
+ * Accounting: a journaled message is counted in `sent` when it is submitted
+ * (hyi_deliver then counts nothing), so hy_kernel_drain waits for it while it
+ * is in the journal's queue, and sent == handled + dead still holds.
+ *
+ * Actor ids: the journal key of an actor is a 64-bit FNV-1a hash of
+ * "subsystem\0key" (key empty for the subsystem's own actor), stable across
+ * runs. Two actors collide with probability about n^2 / 2^65 for n actors
+ * (3e-8 for a million). A collision would mix two actors' entries under one
+ * key, so recovery checks each entry: its path must match one of the
+ * subsystem's routes and, for a keyed actor, capture exactly the actor's key
+ * (for the subsystem's actor, match a route without a key); an entry that
+ * does not is skipped and counted (journal_replay_skipped). Snapshots carry
+ * "subsystem\0key" before the state bytes and are checked the same way.
+ *
+ * Recovery runs when the actor is made, before anyone else can see it (a
+ * keyed actor before it enters the actor table, the subsystem's actor before
+ * its routes are published): latest snapshot through state_load, then each
+ * later entry through its route's handler (hyi_run_handler, replaying), on
+ * the creating thread. Entries are matched with the subsystem's own replay
+ * router (its routes only), so recovery never depends on the kernel's routing
+ * table nor runs a router writer inside a sender's read section. A corrupt
+ * entry stops the replay at the last good one (HY_ECORRUPT in hy_errdetail(),
+ * journal_corrupt counted); the actor starts with what was recovered and,
+ * when it can be snapshotted, is snapshotted at once so the corrupt tail is
+ * dropped and later entries replay cleanly next time.
+ *
+ * Snapshots: after snapshot_every handled messages the worker saves the
+ * actor's state (state_save) covering the sequence of the last message it
+ * handled (its trailer's seq: messages are handled in sequence order). The
+ * journal's retention (truncate covered entries) then applies.
+ *
+ * Map full: once a commit fails with HY_EMAPFULL (the map is at
+ * journal_map_max), persistent sends are refused at once with HY_EMAPFULL
+ * until the kernel is reopened; non-persistent subsystems are unaffected. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "journal.h"
+#include "kernel.h"
+
+#define DEFAULT_SNAPSHOT_EVERY 1000
+
+struct hyi_persist {
+    hyi_journal *j;
+    uint32_t snapshot_every;
+    /* 0, or HY_EMAPFULL once a commit hit the map cap. relaxed: a hint that
+     * turns later sends away early; a send that misses it still gets the
+     * journal's own error through its completion. */
+    _Atomic int refused;
+    /* relaxed counters: statistics only */
+    _Atomic uint64_t replayed, replay_skipped, corrupt, snapshots, snapshot_failures,
+        suppressed;
+};
+
+/* ---------------------------------------------------------------- open / close */
+
+int hyi_persist_open(hy_kernel *k)
+{
+    const hy_config *c = &k->config;
+    if (!c->journal_path)
+        return 0;
+    if (c->durability > HY_DURABILITY_OFF)
+        return hyi_fail(HY_EINVAL, "durability = %d is not a hy_durability", (int)c->durability);
+    hyi_persist *p = calloc(1, sizeof *p);
+    if (!p)
+        return HY_ENOMEM;
+    static const hyi_durability dur[] = {
+        [HY_DURABILITY_SYNC] = HYI_DUR_SYNC,
+        [HY_DURABILITY_NOSYNC] = HYI_DUR_NOSYNC,
+        [HY_DURABILITY_OFF] = HYI_DUR_OFF,
+    };
+    hyi_journal_config jc = {
+        .path = c->journal_path,
+        .map_size = c->journal_map_size,
+        .map_size_max = c->journal_map_max,
+        .durability = dur[c->durability],
+    };
+    int rc = hyi_journal_open(&p->j, &jc);
+    if (rc != 0) {
+        free(p);
+        char why[512];
+        snprintf(why, sizeof why, "%s", hy_errdetail());
+        return hyi_fail(rc, "hy_kernel_open: journal_path '%s': %s", c->journal_path, why);
+    }
+    p->snapshot_every = c->snapshot_every ? c->snapshot_every : DEFAULT_SNAPSHOT_EVERY;
+    k->persist = p;
+    return 0;
+}
+
+void hyi_persist_close(hy_kernel *k)
+{
+    /* Subsystems registered before a journal failure still own a router. */
+    for (hyi_subsys *s = k->subsystems; s; s = s->next)
+        hyi_persist_subsys_free(s);
+    hyi_persist *p = k->persist;
+    if (!p)
+        return;
+    hyi_journal_close(p->j); /* flushes: every completion has run */
+    free(p);
+    k->persist = NULL;
+}
+
+/* ---------------------------------------------------------------- registration */
+
+int hyi_persist_subsys_init(hy_kernel *k, hyi_subsys *sub, const hy_subsystem_def *def,
+                            hyi_route_binding *const *routes, size_t n)
+{
+    /* Patterns were parsed already (binding_new); what the replay router can
+     * still refuse is what the kernel's would refuse at publish: a bad name
+     * or a duplicate pattern, reported here the same way. */
+    if (!def->persistent)
+        return 0;
+    if (!k->persist)
+        return hyi_fail(HY_EINVAL,
+                        "subsystem '%s' is persistent but the kernel has no journal "
+                        "(hy_config.journal_path)", sub->name);
+    if (!def->state_save != !def->state_load)
+        return hyi_fail(HY_EINVAL, "subsystem '%s': state_save and state_load go together",
+                        sub->name);
+    if (sub->capacity && sub->overflow == HY_OVERFLOW_DROP_OLDEST)
+        return hyi_fail(HY_EINVAL,
+                        "subsystem '%s' is persistent: DROP_OLDEST would drop journaled "
+                        "messages unhandled", sub->name);
+    sub->persistent = true;
+    sub->state_save = def->state_save;
+    sub->state_load = def->state_load;
+    hyi_route_spec *specs = calloc(n ? n : 1, sizeof *specs);
+    int rc = specs ? hyi_router_create(&sub->replay_router) : HY_ENOMEM;
+    if (rc == 0)
+        rc = hyi_router_add_subsystem(sub->replay_router, sub->name, sub);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        specs[i] = (hyi_route_spec){routes[i]->pattern, routes[i]};
+    size_t at = n;
+    if (rc == 0)
+        rc = hyi_router_add_routes(sub->replay_router, sub->name, specs, n, NULL, &at);
+    free(specs);
+    if (rc != 0)
+        hyi_persist_subsys_free(sub);
+    if (rc == HY_EEXIST && at < n)
+        return hyi_fail(rc, "pattern '%s' of '%s' duplicates an earlier route",
+                        routes[at]->pattern, sub->name);
+    if (rc == HY_EINVAL)
+        return hyi_fail(rc, "bad subsystem name '%s': want [a-z][a-z0-9_-]{0,63}", sub->name);
+    return rc;
+}
+
+void hyi_persist_subsys_free(hyi_subsys *sub)
+{
+    if (sub->replay_router)
+        hyi_router_destroy(sub->replay_router);
+    sub->replay_router = NULL;
+}
+
+/* ---------------------------------------------------------------- actor ids */
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *b = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* An actor's identity: "subsystem\0key" for a keyed actor, "subsystem" for
+ * the subsystem's own (so an empty key, which a ** capture allows, is still
+ * another actor). Returns its length, 0 if it does not fit cap. */
+static size_t actor_ident(const hyi_actor *a, bool keyed, unsigned char *out, size_t cap)
+{
+    size_t nlen = strlen(a->sub->name), len = nlen + (keyed ? 1 + a->key_len : 0);
+    if (len > cap || len > 0xffff)
+        return 0;
+    memcpy(out, a->sub->name, nlen);
+    if (keyed) {
+        out[nlen] = '\0';
+        memcpy(out + nlen + 1, a->key, a->key_len);
+    }
+    return len;
+}
+
+/* Big enough for any identity: a name and a key no longer than a path. */
+#define IDENT_MAX (HYI_NAME_MAX + 1 + HYI_PATH_MAX)
+
+/* ---------------------------------------------------------------- recovery */
+
+typedef struct recovery {
+    hy_kernel *k;
+    hyi_actor *a;
+    bool keyed;
+    uint64_t replayed;
+    size_t ilen;
+    unsigned char ident[IDENT_MAX];
+} recovery;
+
+static void count(_Atomic uint64_t *c, uint64_t n)
+{
+    /* relaxed: a statistic */
+    atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static int on_snapshot(void *user, uint64_t id, uint64_t seq, const void *state, size_t len)
+{
+    (void)id, (void)seq;
+    recovery *r = user;
+    hyi_actor *a = r->a;
+    hyi_subsys *sub = a->sub;
+    size_t ilen = r->ilen;
+    const unsigned char *b = state;
+    /* A snapshot we cannot check (or of another actor) is not applied. */
+    if (!ilen || len < 2 || (size_t)(b[0] | b[1] << 8) != ilen || len < 2 + ilen ||
+        memcmp(b + 2, r->ident, ilen) != 0 || !sub->state_load) {
+        count(&r->k->persist->replay_skipped, 1);
+        return 0;
+    }
+    void *fresh = NULL;
+    int rc = sub->state_load(sub->udata, r->keyed ? a->key : NULL, r->keyed ? a->key_len : 0,
+                             b + 2 + ilen, len - 2 - ilen, &fresh);
+    if (rc != 0)
+        return hyi_fail(HY_EHANDLER, "state_load of '%s' refused a snapshot (%d)", sub->name,
+                        rc);
+    if (sub->state_free && a->state)
+        sub->state_free(sub->udata, a->state);
+    a->state = fresh;
+    return 0;
+}
+
+/* Does this match address actor a? */
+static bool belongs(const recovery *r, const hyi_match *m, const char *path)
+{
+    const hyi_route_binding *b = m->route;
+    if (!b || b->sub != r->a->sub)
+        return false;
+    if (!r->keyed)
+        return b->key_index < 0;
+    if (b->key_index < 0)
+        return false;
+    hyi_slice s = m->params[b->key_index];
+    return s.len == r->a->key_len && memcmp(path + s.off, r->a->key, s.len) == 0;
+}
+
+static void restart_state(hyi_actor *a, bool keyed)
+{
+    hyi_subsys *sub = a->sub;
+    if (sub->state_free && a->state)
+        sub->state_free(sub->udata, a->state);
+    a->state = NULL;
+    if (sub->state_init)
+        sub->state_init(sub->udata, keyed ? a->key : NULL, keyed ? a->key_len : 0, &a->state);
+}
+
+static int on_entry(void *user, const hyi_journal_entry *e)
+{
+    recovery *r = user;
+    hyi_subsys *sub = r->a->sub;
+    hyi_match m;
+    if (e->path_len > HYI_PATH_MAX ||
+        hyi_router_match(sub->replay_router, e->path, e->path_len, &m) != 0 ||
+        !belongs(r, &m, e->path)) {
+        count(&r->k->persist->replay_skipped, 1);
+        return 0;
+    }
+    hy_msg *msg = hyi_msg_new(r->k, m.route, &m, e->path, e->path_len, e->payload,
+                              e->payload_len, NULL);
+    if (!msg)
+        return hyi_fail(HY_ENOMEM, "replay of '%s': message pool at its cap", sub->name);
+    int rc = hyi_run_handler(r->k, r->a, msg, true);
+    hyi_msg_release(r->k, msg);
+    if (rc != 0) {
+        /* relaxed: a statistic */
+        atomic_fetch_add_explicit(&sub->failed, 1, memory_order_relaxed);
+        if (sub->strategy == HY_SUPERVISE_RESTART)
+            restart_state(r->a, r->keyed);
+    }
+    r->replayed++;
+    return 0;
+}
+
+static void snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq);
+
+int hyi_persist_recover(hy_kernel *k, hyi_actor *a, bool keyed)
+{
+    hyi_persist *p = k->persist;
+    recovery *r = malloc(sizeof *r); /* the identity buffer is large for a stack */
+    if (!r)
+        return HY_ENOMEM;
+    r->k = k;
+    r->a = a;
+    r->keyed = keyed;
+    r->replayed = 0;
+    r->ilen = actor_ident(a, keyed, r->ident, sizeof r->ident);
+    a->journal_id = fnv1a(0xcbf29ce484222325ull, r->ident, r->ilen);
+    uint64_t last = 0;
+    int rc = hyi_journal_recover(p->j, a->journal_id, on_snapshot, on_entry, r, &last);
+    count(&p->replayed, r->replayed);
+    a->journal_seq = last;
+    a->since_snapshot = (uint32_t)(r->replayed < UINT32_MAX ? r->replayed : UINT32_MAX);
+    free(r);
+    if (rc == HY_ECORRUPT) {
+        count(&p->corrupt, 1);
+        char why[400];
+        snprintf(why, sizeof why, "%s", hy_errdetail());
+        uint64_t high = 0;
+        /* Keep what was recovered as the truth: a snapshot at the highest
+         * sequence drops the corrupt tail (see the top of this file). */
+        if (a->sub->state_save && hyi_journal_highest(p->j, a->journal_id, &high) == 0 &&
+            high > last)
+            snapshot(k, a, keyed, high);
+        hyi_fail(HY_ECORRUPT, "subsystem '%s' key '%.*s': replay stopped after seq %llu: %s",
+                 a->sub->name, (int)(a->key_len < 64 ? a->key_len : 64), a->key,
+                 (unsigned long long)last, why);
+        return 0; /* the actor starts with the state recovered so far */
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------- sending */
+
+int hyi_persist_suppressed(hy_kernel *k)
+{
+    if (k && k->persist)
+        count(&k->persist->suppressed, 1);
+    return 0;
+}
+
+int hyi_persist_prepare(hy_kernel *k, hyi_actor *a, hy_msg *msg, bool durable,
+                        void (*on_durable)(void *, int), void *udata)
+{
+    if (!a->sub->persistent)
+        return durable ? hyi_fail(HY_EINVAL, "hy_send_durable: subsystem '%s' is not persistent",
+                                  a->sub->name)
+                       : 0;
+    hyi_persist *p = k->persist;
+    /* relaxed: see `refused` */
+    if (HY_UNLIKELY(atomic_load_explicit(&p->refused, memory_order_relaxed)))
+        return hyi_fail(HY_EMAPFULL,
+                        "journal '%s' reached its map cap (journal_map_max); persistent "
+                        "sends are refused until the kernel is reopened",
+                        hyi_journal_path(p->j));
+    hyi_durable *d = hyi_msg_durable(msg);
+    *d = (hyi_durable){a, on_durable, udata, 0};
+    return 0;
+}
+
+/* Undo admission of a message that never reaches the mailbox. */
+static void unadmit(hyi_actor *a)
+{
+    if (a->sub->capacity)
+        /* relaxed: the count only bounds the mailbox (see admit() in send.c) */
+        atomic_fetch_sub_explicit(&a->depth, 1, memory_order_relaxed);
+}
+
+/* The journal's completion, on its writer thread, in submission order. */
+static void committed(void *user, uint64_t id, uint64_t seq, int status)
+{
+    (void)id;
+    hy_msg *msg = user;
+    hyi_durable *d = hyi_msg_durable(msg);
+    hyi_actor *a = d->actor;
+    hy_kernel *k = a->sub->k;
+    if (HY_LIKELY(status == 0)) {
+        d->seq = seq;
+        /* First the sender, then the handler: by the time drain sees the
+         * message handled, its on_durable has returned. */
+        if (d->on_durable)
+            d->on_durable(d->udata, 0);
+        hyi_deliver(k, a, msg, msg, 0);
+        return;
+    }
+    if (status == HY_EMAPFULL)
+        /* relaxed: see `refused` */
+        atomic_store_explicit(&k->persist->refused, HY_EMAPFULL, memory_order_relaxed);
+    unadmit(a);
+    if (d->on_durable)
+        d->on_durable(d->udata, status);
+    msg->flags |= HYI_MSG_FAILED; /* an asker learns HY_EHANDLER */
+    hyi_dead_letter_msg(k, msg, HY_DEAD_JOURNAL);
+    hyi_msg_release(k, msg);
+}
+
+static hyi_journal_rec rec_of(hy_msg *msg)
+{
+    hyi_durable *d = hyi_msg_durable(msg);
+    return (hyi_journal_rec){
+        .actor = d->actor->journal_id,
+        .path = hyi_msg_path(msg),
+        .path_len = msg->path_len,
+        .payload = hyi_msg_payload(msg),
+        .payload_len = msg->payload_len,
+    };
+}
+
+int hyi_persist_submit(hy_kernel *k, hyi_actor *a, hy_msg *msg)
+{
+    /* relaxed: counted before the message can be handled, which the journal's
+     * queue lock and the mailbox push order (as in hyi_deliver) */
+    atomic_fetch_add_explicit(&a->sub->sent, 1, memory_order_relaxed);
+    hyi_journal_rec rec = rec_of(msg);
+    int rc = hyi_journal_submit(k->persist->j, &rec, committed, msg);
+    if (HY_UNLIKELY(rc != 0)) {
+        /* relaxed: as above; drain can only have seen it as not yet done */
+        atomic_fetch_sub_explicit(&a->sub->sent, 1, memory_order_relaxed);
+        unadmit(a);
+        hyi_msg_release(k, msg);
+    }
+    return rc;
+}
+
+int hyi_persist_submit_batch(hy_kernel *k, hy_msg **msgs, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (n == 1)
+        return hyi_persist_submit(k, hyi_msg_durable(msgs[0])->actor, msgs[0]);
+    hyi_journal_rec *recs = malloc(n * sizeof *recs);
+    int rc = recs ? 0 : HY_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        hyi_actor *a = hyi_msg_durable(msgs[i])->actor;
+        /* relaxed: as in hyi_persist_submit */
+        atomic_fetch_add_explicit(&a->sub->sent, 1, memory_order_relaxed);
+        if (recs)
+            recs[i] = rec_of(msgs[i]);
+    }
+    if (rc == 0)
+        rc = hyi_journal_submit_batch(k->persist->j, recs, n, committed, (void *const *)msgs);
+    free(recs);
+    if (HY_UNLIKELY(rc != 0)) {
+        for (size_t i = 0; i < n; i++) {
+            hyi_actor *a = hyi_msg_durable(msgs[i])->actor;
+            /* relaxed: as in hyi_persist_submit */
+            atomic_fetch_sub_explicit(&a->sub->sent, 1, memory_order_relaxed);
+            unadmit(a);
+            hyi_msg_release(k, msgs[i]);
+        }
+    }
+    return rc;
+}
+
+void hyi_persist_dropped(hy_msg *msg)
+{
+    hyi_durable *d = hyi_msg_durable(msg);
+    if (d->on_durable)
+        d->on_durable(d->udata, HY_EFULL);
+}
+
+int hy_send_durable(hy_kernel *k, const char *path, const void *payload, size_t len,
+                    void (*on_durable)(void *udata, int status), void *udata)
+{
+    return hyi_send_durable(k, path, payload, len, on_durable, udata);
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+static void snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq)
+{
+    hyi_persist *p = k->persist;
+    hyi_subsys *sub = a->sub;
+    void *bytes = NULL;
+    size_t len = 0;
+    unsigned char *buf = NULL;
+    int rc = sub->state_save(sub->udata, a->state, &bytes, &len);
+    if (rc == 0) {
+        rc = -1;
+        buf = malloc(2 + IDENT_MAX + len);
+    }
+    size_t ilen = buf ? actor_ident(a, keyed, buf + 2, IDENT_MAX) : 0;
+    if (ilen) {
+        buf[0] = (unsigned char)ilen;
+        buf[1] = (unsigned char)(ilen >> 8);
+        if (len)
+            memcpy(buf + 2 + ilen, bytes, len);
+        rc = hyi_snapshot_save(p->j, a->journal_id, seq, buf, 2 + ilen + len);
+    }
+    free(buf);
+    free(bytes);
+    count(rc == 0 ? &p->snapshots : &p->snapshot_failures, 1);
+    if (rc == 0)
+        a->since_snapshot = 0;
+}
+
+void hyi_persist_applied(hy_kernel *k, hyi_actor *a, hy_msg *msg)
+{
+    a->journal_seq = hyi_msg_durable(msg)->seq;
+    if (++a->since_snapshot >= k->persist->snapshot_every && a->sub->state_save)
+        snapshot(k, a, a != a->sub->actor, a->journal_seq);
+}
+
+/* ---------------------------------------------------------------- stats */
+
+void hyi_persist_stats(hy_kernel *k, hy_stats *out)
+{
+    hyi_persist *p = k->persist;
+    if (!p)
+        return;
+    hyi_journal_stats js;
+    hyi_journal_get_stats(p->j, &js);
+    out->journal_commits = js.commits;
+    out->journal_entries = js.entries;
+    out->journal_bytes = js.bytes;
+    out->journal_batch_p50 = js.batch_p50;
+    out->journal_failed_commits = js.failed_commits;
+    /* relaxed: statistics */
+    out->journal_replayed = atomic_load_explicit(&p->replayed, memory_order_relaxed);
+    out->journal_replay_skipped = atomic_load_explicit(&p->replay_skipped, memory_order_relaxed);
+    out->journal_corrupt = atomic_load_explicit(&p->corrupt, memory_order_relaxed);
+    out->snapshots = atomic_load_explicit(&p->snapshots, memory_order_relaxed);
+    out->snapshot_failures = atomic_load_explicit(&p->snapshot_failures, memory_order_relaxed);
+    out->replay_suppressed = atomic_load_explicit(&p->suppressed, memory_order_relaxed);
+}

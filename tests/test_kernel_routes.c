@@ -1,0 +1,371 @@
+/* The kernel's own routes through the public API: kernel://stats,
+ * kernel://routes and kernel://actors answer hy_ask with JSON that is valid
+ * and carries the right figures; the name "kernel" stays reserved. Each test
+ * opens its own kernel. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hypha.h"
+
+static hy_kernel *open_kernel(unsigned workers)
+{
+    hy_kernel *k = NULL;
+    hy_config cfg = {.workers = workers};
+    assert_int_equal(hy_kernel_open(&k, &cfg), 0);
+    return k;
+}
+
+static int ok_handler(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)ctx;
+    (void)msg;
+    return 0;
+}
+
+static void register_routes(hy_kernel *k, const char *name, const char *const *patterns,
+                            size_t n, const char *key)
+{
+    hy_route r[8];
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++)
+        r[i] = (hy_route){.pattern = patterns[i], .handler = ok_handler, .key = key};
+    hy_subsystem_def def = {.routes = r, .nroutes = n};
+    int rc = hy_subsystem_register(k, name, &def);
+    if (rc != 0)
+        fail_msg("register %s: %s: %s", name, hy_strerror(rc), hy_errdetail());
+}
+
+/* ------------------------------------------------------------ a small JSON check */
+
+/* A strict-enough recursive-descent validator: objects, arrays, strings with
+ * escapes, numbers, true/false/null; no control characters inside strings. */
+static const char *json_value(const char *p);
+
+static const char *json_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')
+        p++;
+    return p;
+}
+
+static const char *json_string(const char *p)
+{
+    if (*p++ != '"')
+        return NULL;
+    for (; *p != '"'; p++) {
+        if ((unsigned char)*p < 0x20)
+            return NULL;
+        if (*p == '\\') {
+            p++;
+            if (*p == 'u') {
+                for (int i = 1; i <= 4; i++)
+                    if (!strchr("0123456789abcdefABCDEF", p[i]) || !p[i])
+                        return NULL;
+                p += 4;
+            } else if (!*p || !strchr("\"\\/bfnrt", *p)) {
+                return NULL;
+            }
+        }
+    }
+    return p + 1;
+}
+
+static const char *json_number(const char *p)
+{
+    char *end;
+    strtod(p, &end);
+    return end == p ? NULL : end;
+}
+
+static const char *json_seq(const char *p, char close, bool keys)
+{
+    p = json_ws(p + 1);
+    if (*p == close)
+        return p + 1;
+    for (;;) {
+        if (keys) {
+            p = json_string(json_ws(p));
+            if (!p || *(p = json_ws(p)) != ':')
+                return NULL;
+            p++;
+        }
+        p = json_value(p);
+        if (!p)
+            return NULL;
+        p = json_ws(p);
+        if (*p == close)
+            return p + 1;
+        if (*p++ != ',')
+            return NULL;
+    }
+}
+
+static const char *json_value(const char *p)
+{
+    p = json_ws(p);
+    switch (*p) {
+    case '{': return json_seq(p, '}', true);
+    case '[': return json_seq(p, ']', false);
+    case '"': return json_string(p);
+    case 't': return strncmp(p, "true", 4) ? NULL : p + 4;
+    case 'f': return strncmp(p, "false", 5) ? NULL : p + 5;
+    case 'n': return strncmp(p, "null", 4) ? NULL : p + 4;
+    default: return json_number(p);
+    }
+}
+
+static bool json_valid(const char *s)
+{
+    const char *end = json_value(s);
+    return end && *json_ws(end) == '\0';
+}
+
+/* Ask a kernel route; the reply as a NUL-terminated string the caller frees,
+ * checked to be valid JSON. */
+static char *ask_json(hy_kernel *k, const char *path)
+{
+    void *reply = NULL;
+    size_t len = 0;
+    int rc = hy_ask(k, path, NULL, 0, &reply, &len, 10000);
+    if (rc != 0)
+        fail_msg("ask %s: %s: %s", path, hy_strerror(rc), hy_errdetail());
+    char *s = malloc(len + 1);
+    assert_non_null(s);
+    memcpy(s, reply, len);
+    s[len] = '\0';
+    hy_free(reply);
+    if (!json_valid(s))
+        fail_msg("%s answered invalid JSON: %s", path, s);
+    return s;
+}
+
+/* The number after "key": in json (searched from `from`), or -1. */
+static long long json_num(const char *from, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *at = strstr(from, pat);
+    long long v = -1;
+    if (at)
+        sscanf(at + strlen(pat), "%lld", &v);
+    return v;
+}
+
+/* The per-subsystem object of `name` in a kernel://stats or actors reply. */
+static const char *subsystem_entry(const char *json, const char *name)
+{
+    char pat[96];
+    snprintf(pat, sizeof pat, "{\"name\":\"%s\",", name);
+    const char *at = strstr(json, pat);
+    if (!at)
+        fail_msg("no entry for '%s' in %s", name, json);
+    return at;
+}
+
+/* ------------------------------------------------------------ kernel://stats */
+
+#define SENDS 100
+
+static void stats_reports_sends_and_handled(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(2);
+    static const char *const patterns[] = {"item/{id}"};
+    register_routes(k, "orders", patterns, 1, NULL);
+    for (int i = 0; i < SENDS; i++)
+        assert_int_equal(hy_send(k, "orders://item/7", NULL, 0), 0);
+    assert_int_equal(hy_kernel_drain(k, 10000), 0);
+    char *json = ask_json(k, "kernel://stats");
+    const char *orders = subsystem_entry(json, "orders");
+    assert_int_equal(json_num(orders, "sent"), SENDS);
+    assert_int_equal(json_num(orders, "handled"), SENDS);
+    assert_int_equal(json_num(orders, "failed"), 0);
+    assert_int_equal(json_num(orders, "queued"), 0);
+    assert_int_equal(json_num(orders, "actors"), 1);
+    /* Totals: the stats request itself is sent and being handled. */
+    assert_int_equal(json_num(json, "sent"), SENDS + 1);
+    assert_int_equal(json_num(json, "handled"), SENDS);
+    assert_int_equal(json_num(json, "queued"), 1);
+    assert_int_equal(json_num(json, "subsystems"), 1);
+    assert_int_equal(json_num(json, "workers"), 2);
+    assert_true(json_num(json, "created") > 0); /* pool figures are there */
+    assert_non_null(strstr(json, "\"reuse_rate\":"));
+    free(json);
+    hy_kernel_close(k);
+}
+
+static void stats_counts_dead_letters_by_reason_name(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(2);
+    static const char *const patterns[] = {"item/{id}"};
+    register_routes(k, "orders", patterns, 1, NULL);
+    assert_int_equal(hy_send(k, "orders://nothing/here", NULL, 0), HY_ENOROUTE);
+    assert_int_equal(hy_send(k, "nosuch://x", NULL, 0), HY_ENOROUTE);
+    assert_int_equal(hy_kernel_drain(k, 10000), 0);
+    char *json = ask_json(k, "kernel://stats");
+    const char *dead = strstr(json, "\"dead\":{");
+    assert_non_null(dead);
+    assert_int_equal(json_num(dead, "noroute"), 2);
+    assert_int_equal(json_num(dead, "failed"), 0);
+    assert_int_equal(json_num(dead, "late_reply"), 0);
+    free(json);
+    hy_kernel_close(k);
+}
+
+/* ------------------------------------------------------------ kernel://routes */
+
+static void routes_lists_registered_patterns_in_order(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(2);
+    static const char *const orders[] = {"item/{id:\\d+}", "create", "files/**"};
+    static const char *const users[] = {"", "{name}/profile"};
+    register_routes(k, "orders", orders, 3, NULL);
+    register_routes(k, "users", users, 2, NULL);
+    char *json = ask_json(k, "kernel://routes");
+    /* The regex's backslash is escaped in JSON. */
+    assert_non_null(strstr(json, "{\"name\":\"orders\",\"routes\":"
+                                 "[\"item/{id:\\\\d+}\",\"create\",\"files/**\"]}"));
+    assert_non_null(strstr(json, "{\"name\":\"users\",\"routes\":[\"\",\"{name}/profile\"]}"));
+    assert_non_null(strstr(json, "{\"name\":\"kernel\",\"routes\":"
+                                 "[\"stats\",\"routes\",\"actors\"]}"));
+    free(json);
+    hy_kernel_close(k);
+}
+
+static void routes_escapes_quotes_in_patterns(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(1);
+    static const char *const patterns[] = {"say/\"hi\"", "{q:[\"x]+}"};
+    register_routes(k, "echo", patterns, 2, NULL);
+    char *json = ask_json(k, "kernel://routes"); /* checked valid JSON */
+    assert_non_null(strstr(json, "\"say/\\\"hi\\\"\""));
+    assert_non_null(strstr(json, "\"{q:[\\\"x]+}\""));
+    free(json);
+    hy_kernel_close(k);
+}
+
+/* ------------------------------------------------------------ kernel://actors */
+
+static void actors_counts_keyed_actors_per_subsystem(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(2);
+    static const char *const keyed[] = {"item/{id}"};
+    static const char *const plain[] = {"ping"};
+    register_routes(k, "orders", keyed, 1, "id");
+    register_routes(k, "misc", plain, 1, NULL);
+    char path[64];
+    for (int i = 0; i < 10; i++) {
+        snprintf(path, sizeof path, "orders://item/%d", i);
+        assert_int_equal(hy_send(k, path, NULL, 0), 0);
+        assert_int_equal(hy_send(k, path, NULL, 0), 0); /* same key, same actor */
+    }
+    assert_int_equal(hy_kernel_drain(k, 10000), 0);
+    char *json = ask_json(k, "kernel://actors");
+    const char *orders = subsystem_entry(json, "orders");
+    assert_int_equal(json_num(orders, "actors"), 11);
+    assert_int_equal(json_num(orders, "keyed"), 10);
+    assert_int_equal(json_num(subsystem_entry(json, "misc"), "actors"), 1);
+    assert_int_equal(json_num(subsystem_entry(json, "kernel"), "actors"), 1);
+    assert_int_equal(json_num(strstr(json, "\"total\""), "total"), 13);
+    free(json);
+    hy_kernel_close(k);
+}
+
+static void actors_counts_subscriptions_under_kernel(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(2);
+    uint64_t id;
+    assert_int_equal(hy_subscribe(k, "news://a", ok_handler, NULL, &id), 0);
+    assert_int_equal(hy_subscribe(k, "news://b", ok_handler, NULL, NULL), 0);
+    assert_int_equal(hy_unsubscribe(k, id), 0);
+    char *json = ask_json(k, "kernel://actors");
+    const char *kern = subsystem_entry(json, "kernel");
+    assert_int_equal(json_num(kern, "keyed"), 1);
+    assert_int_equal(json_num(kern, "actors"), 2);
+    free(json);
+    hy_kernel_close(k);
+}
+
+/* ------------------------------------------------------------ the subsystem */
+
+static void registering_kernel_is_still_refused(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(1);
+    hy_route r = {.pattern = "stats", .handler = ok_handler};
+    hy_subsystem_def def = {.routes = &r, .nroutes = 1};
+    assert_int_equal(hy_subsystem_register(k, "kernel", &def), HY_EEXIST);
+    assert_non_null(strstr(hy_errdetail(), "reserved"));
+    hy_kernel_close(k);
+}
+
+static void kernel_routes_resolve_like_any_route(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(1);
+    hy_match_result m;
+    assert_int_equal(hy_match(k, "kernel://stats", &m), 0);
+    assert_string_equal(m.subsystem, "kernel");
+    assert_string_equal(m.pattern, "stats");
+    assert_int_equal(hy_match(k, "kernel://nothing", &m), HY_ENOROUTE);
+    void *reply = NULL;
+    assert_int_equal(hy_ask(k, "kernel://nothing", NULL, 0, &reply, NULL, 1000), HY_ENOROUTE);
+    assert_null(reply);
+    hy_kernel_close(k);
+}
+
+static void fresh_kernel_counts_no_subsystems_or_actors(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(1);
+    hy_stats st;
+    assert_int_equal(hy_kernel_stats(k, &st), 0);
+    assert_int_equal(st.subsystems, 0); /* the internal one is not counted */
+    assert_int_equal(st.actors, 0);
+    assert_int_equal(st.sent, 0);
+    hy_kernel_close(k);
+}
+
+static void plain_send_to_a_kernel_route_is_handled(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(1);
+    assert_int_equal(hy_send(k, "kernel://stats", NULL, 0), 0);
+    assert_int_equal(hy_kernel_drain(k, 10000), 0);
+    hy_subsystem_stats ss;
+    assert_int_equal(hy_subsystem_stats_get(k, "kernel", &ss), 0);
+    assert_int_equal(ss.sent, 1);
+    assert_int_equal(ss.handled, 1); /* nobody to answer is not a failure */
+    assert_int_equal(ss.failed, 0);
+    hy_kernel_close(k);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(stats_reports_sends_and_handled),
+        cmocka_unit_test(stats_counts_dead_letters_by_reason_name),
+        cmocka_unit_test(routes_lists_registered_patterns_in_order),
+        cmocka_unit_test(routes_escapes_quotes_in_patterns),
+        cmocka_unit_test(actors_counts_keyed_actors_per_subsystem),
+        cmocka_unit_test(actors_counts_subscriptions_under_kernel),
+        cmocka_unit_test(registering_kernel_is_still_refused),
+        cmocka_unit_test(kernel_routes_resolve_like_any_route),
+        cmocka_unit_test(fresh_kernel_counts_no_subsystems_or_actors),
+        cmocka_unit_test(plain_send_to_a_kernel_route_is_handled),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

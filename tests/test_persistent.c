@@ -1,0 +1,552 @@
+/* Persistent subsystems in the kernel (issue 6, DESIGN.md §4): messages are
+ * journaled before their handler runs, actors are rebuilt from snapshot and
+ * journal when they are made, replaying handlers cannot send, and a full
+ * journal stops persistent sends without stopping the rest of the kernel.
+ *
+ * Each test works in a fresh mkdtemp directory under /tmp, removed by its
+ * teardown. The "counter" subsystem keeps an int64 per actor: "add" adds the
+ * payload (or 1), "fail" fails without touching it, "fwd" adds 1 and sends to
+ * the non-persistent "sink", "get" replies with the value; keyed actors live
+ * under "acct/{id}/...". */
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <lmdb.h>
+
+#include "hypha.h"
+
+#define HY_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---------------------------------------------------------------- fixture */
+
+typedef struct fixture {
+    char dir[32];
+    char env[64];
+} fixture;
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    strcpy(f->dir, "/tmp/hy-pers-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->env, sizeof f->env, "%s/env", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the counter */
+
+/* What the handlers saw; reset per kernel. */
+static struct {
+    _Atomic int replayed_calls;  /* handler calls with hy_is_replaying */
+    _Atomic int live_calls;
+    _Atomic int fwd_send_rc_nonzero;
+    _Atomic int sink_got;
+} seen;
+
+static int64_t *counter(hy_ctx *ctx)
+{
+    return hy_state(ctx);
+}
+
+static void note(hy_ctx *ctx)
+{
+    if (hy_is_replaying(ctx))
+        atomic_fetch_add(&seen.replayed_calls, 1);
+    else
+        atomic_fetch_add(&seen.live_calls, 1);
+}
+
+static int on_add(hy_ctx *ctx, const hy_msg *msg)
+{
+    note(ctx);
+    size_t len;
+    const void *p = hy_msg_payload(msg, &len);
+    int64_t by = 1;
+    if (len == sizeof by)
+        memcpy(&by, p, sizeof by);
+    *counter(ctx) += by;
+    return 0;
+}
+
+static int on_fail(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)msg;
+    note(ctx);
+    return -1; /* and leaves the state alone */
+}
+
+static int on_fwd(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)msg;
+    note(ctx);
+    *counter(ctx) += 1;
+    if (hy_send(hy_ctx_kernel(ctx), "sink://x", "s", 1) != 0)
+        atomic_fetch_add(&seen.fwd_send_rc_nonzero, 1);
+    return 0;
+}
+
+static int on_get(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)msg;
+    int64_t v = *counter(ctx);
+    int rc = hy_reply(ctx, &v, sizeof v);
+    return hy_is_replaying(ctx) || rc == 0 ? 0 : rc;
+}
+
+static int on_sink(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)ctx, (void)msg;
+    atomic_fetch_add(&seen.sink_got, 1);
+    return 0;
+}
+
+static int c_init(void *udata, const char *key, size_t key_len, void **state)
+{
+    (void)udata, (void)key, (void)key_len;
+    *state = calloc(1, sizeof(int64_t));
+    return *state ? 0 : -1;
+}
+
+static void c_free(void *udata, void *state)
+{
+    (void)udata;
+    free(state);
+}
+
+static int c_save(void *udata, void *state, void **bytes, size_t *len)
+{
+    (void)udata;
+    *bytes = malloc(sizeof(int64_t));
+    memcpy(*bytes, state, sizeof(int64_t));
+    *len = sizeof(int64_t);
+    return 0;
+}
+
+static int c_load(void *udata, const char *key, size_t key_len, const void *bytes, size_t len,
+                  void **state)
+{
+    (void)udata, (void)key, (void)key_len;
+    if (len != sizeof(int64_t))
+        return -1;
+    *state = malloc(len);
+    memcpy(*state, bytes, len);
+    return 0;
+}
+
+static const hy_route counter_routes[] = {
+    {.pattern = "add", .handler = on_add},
+    {.pattern = "fail", .handler = on_fail},
+    {.pattern = "fwd", .handler = on_fwd},
+    {.pattern = "get", .handler = on_get},
+    {.pattern = "acct/{id}/add", .handler = on_add, .key = "id"},
+    {.pattern = "acct/{id}/get", .handler = on_get, .key = "id"},
+};
+
+static hy_kernel *open_kernel(const fixture *f, uint32_t snapshot_every, bool snapshots)
+{
+    memset(&seen, 0, sizeof seen);
+    hy_config cfg = {.workers = 2, .journal_path = f->env,
+                     .durability = HY_DURABILITY_NOSYNC, .snapshot_every = snapshot_every};
+    hy_kernel *k;
+    int rc = hy_kernel_open(&k, &cfg);
+    if (rc)
+        fail_msg("open: %s: %s", hy_err_name(rc), hy_errdetail());
+    hy_subsystem_def def = {.routes = counter_routes, .nroutes = HY_ARRAY_LEN(counter_routes),
+                            .state_init = c_init, .state_free = c_free,
+                            .persistent = 1,
+                            .state_save = snapshots ? c_save : NULL,
+                            .state_load = snapshots ? c_load : NULL};
+    rc = hy_subsystem_register(k, "counter", &def);
+    if (rc)
+        fail_msg("register: %s: %s", hy_err_name(rc), hy_errdetail());
+    static const hy_route sink_routes[] = {{.pattern = "x", .handler = on_sink}};
+    hy_subsystem_def sink = {.routes = sink_routes, .nroutes = 1};
+    assert_int_equal(hy_subsystem_register(k, "sink", &sink), 0);
+    return k;
+}
+
+static int64_t get(hy_kernel *k, const char *path)
+{
+    void *reply = NULL;
+    size_t len = 0;
+    int rc = hy_ask(k, path, NULL, 0, &reply, &len, 5000);
+    if (rc)
+        fail_msg("ask %s: %s: %s", path, hy_err_name(rc), hy_errdetail());
+    assert_int_equal(len, sizeof(int64_t));
+    int64_t v;
+    memcpy(&v, reply, sizeof v);
+    hy_free(reply);
+    return v;
+}
+
+static void send_ok(hy_kernel *k, const char *path)
+{
+    int rc = hy_send(k, path, NULL, 0);
+    if (rc)
+        fail_msg("send %s: %s: %s", path, hy_err_name(rc), hy_errdetail());
+}
+
+static hy_stats stats(hy_kernel *k)
+{
+    hy_stats s;
+    assert_int_equal(hy_kernel_stats(k, &s), 0);
+    return s;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_counter_snapshot_then_reopen_gives_one(void **state)
+{
+    fixture *f = *state;
+    hy_kernel *k = open_kernel(f, 1, true);
+    send_ok(k, "counter://add");
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    assert_true(stats(k).snapshots >= 1);
+    hy_kernel_close(k);
+
+    k = open_kernel(f, 1, true);
+    assert_int_equal(get(k, "counter://get"), 1);
+    /* The snapshot covered the add: nothing to replay but the state. */
+    assert_int_equal(seen.replayed_calls, 0);
+    hy_kernel_close(k);
+}
+
+static void test_two_increments_without_snapshot_replay_on_reopen(void **state)
+{
+    fixture *f = *state;
+    hy_kernel *k = open_kernel(f, 1000, true);
+    send_ok(k, "counter://add");
+    send_ok(k, "counter://add");
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    assert_int_equal(stats(k).snapshots, 0);
+    hy_kernel_close(k);
+
+    k = open_kernel(f, 1000, true);
+    assert_int_equal(seen.replayed_calls, 2);
+    assert_int_equal(stats(k).journal_replayed, 2);
+    assert_int_equal(get(k, "counter://get"), 2);
+    hy_kernel_close(k);
+}
+
+static void test_failing_message_leaves_state_unchanged(void **state)
+{
+    fixture *f = *state;
+    hy_kernel *k = open_kernel(f, 1000, false);
+    send_ok(k, "counter://add");
+    send_ok(k, "counter://fail");
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    assert_int_equal(get(k, "counter://get"), 1);
+    hy_subsystem_stats ss;
+    assert_int_equal(hy_subsystem_stats_get(k, "counter", &ss), 0);
+    assert_int_equal(ss.failed, 1);
+    hy_kernel_close(k);
+
+    k = open_kernel(f, 1000, false);
+    assert_int_equal(get(k, "counter://get"), 1);
+    /* The failing entry was replayed, failed again, and changed nothing. */
+    assert_int_equal(hy_subsystem_stats_get(k, "counter", &ss), 0);
+    assert_int_equal(ss.failed, 1);
+    hy_kernel_close(k);
+}
+
+static void test_replaying_handlers_see_the_flag_and_cannot_send(void **state)
+{
+    fixture *f = *state;
+    hy_kernel *k = open_kernel(f, 1000, false);
+    send_ok(k, "counter://fwd");
+    send_ok(k, "counter://fwd");
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    assert_int_equal(seen.sink_got, 2);
+    assert_int_equal(seen.replayed_calls, 0);
+    assert_int_equal(stats(k).replay_suppressed, 0);
+    hy_kernel_close(k);
+
+    k = open_kernel(f, 1000, false);
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    assert_int_equal(seen.replayed_calls, 2);
+    assert_int_equal(seen.live_calls, 0);
+    assert_int_equal(seen.sink_got, 0);            /* nothing re-sent */
+    assert_int_equal(seen.fwd_send_rc_nonzero, 0); /* hy_send said 0 */
+    assert_int_equal(stats(k).replay_suppressed, 2);
+    assert_int_equal(get(k, "counter://get"), 2);
+    hy_kernel_close(k);
+}
+
+static void test_keyed_persistent_actors_are_isolated(void **state)
+{
+    fixture *f = *state;
+    hy_kernel *k = open_kernel(f, 1000, true);
+    for (int i = 0; i < 3; i++)
+        send_ok(k, "counter://acct/a/add");
+    send_ok(k, "counter://acct/b/add");
+    int64_t ten = 10;
+    assert_int_equal(hy_send(k, "counter://add", &ten, sizeof ten), 0);
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    hy_kernel_close(k);
+
+    k = open_kernel(f, 1000, true);
+    assert_int_equal(get(k, "counter://acct/a/get"), 3);
+    assert_int_equal(get(k, "counter://acct/b/get"), 1);
+    assert_int_equal(get(k, "counter://acct/c/get"), 0);
+    assert_int_equal(get(k, "counter://get"), 10);
+    assert_int_equal(stats(k).journal_replay_skipped, 0);
+    hy_kernel_close(k);
+}
+
+#define DURABLE_N 200
+
+static _Atomic int durable_calls[DURABLE_N];
+static _Atomic int durable_bad_status;
+
+static void on_durable(void *udata, int status)
+{
+    atomic_fetch_add(&durable_calls[(uintptr_t)udata], 1);
+    if (status != 0)
+        atomic_fetch_add(&durable_bad_status, 1);
+}
+
+static void test_send_durable_calls_back_once_per_message(void **state)
+{
+    fixture *f = *state;
+    hy_kernel *k = open_kernel(f, 1000, false);
+    for (uintptr_t i = 0; i < DURABLE_N; i++) {
+        atomic_store(&durable_calls[i], 0);
+        int rc = hy_send_durable(k, i % 2 ? "counter://add" : "counter://acct/z/add", NULL, 0,
+                                 on_durable, (void *)i);
+        assert_int_equal(rc, 0);
+    }
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    for (int i = 0; i < DURABLE_N; i++)
+        assert_int_equal(atomic_load(&durable_calls[i]), 1);
+    assert_int_equal(atomic_load(&durable_bad_status), 0);
+    assert_int_equal(get(k, "counter://get"), DURABLE_N / 2);
+    assert_int_equal(get(k, "counter://acct/z/get"), DURABLE_N / 2);
+    /* No durability promise for a non-persistent subsystem. */
+    assert_int_equal(hy_send_durable(k, "sink://x", NULL, 0, on_durable, NULL), HY_EINVAL);
+    assert_non_null(strstr(hy_errdetail(), "not persistent"));
+    hy_kernel_close(k);
+}
+
+static void test_batch_to_persistent_subsystem_is_one_commit(void **state)
+{
+    fixture *f = *state;
+    hy_kernel *k = open_kernel(f, 1000, false);
+    hy_send_item items[25];
+    for (int i = 0; i < 25; i++)
+        items[i] = (hy_send_item){.path = i % 5 ? "counter://add" : "counter://acct/q/add"};
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    hy_stats before = stats(k);
+    size_t accepted = 0;
+    assert_int_equal(hy_send_batch(k, items, 25, &accepted), 0);
+    assert_int_equal(accepted, 25);
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    hy_stats after = stats(k);
+    assert_int_equal(after.journal_commits - before.journal_commits, 1);
+    assert_int_equal(after.journal_entries - before.journal_entries, 25);
+    assert_int_equal(get(k, "counter://get"), 20);
+    assert_int_equal(get(k, "counter://acct/q/get"), 5);
+    hy_kernel_close(k);
+}
+
+static void test_unusable_journal_path_fails_open_naming_it(void **state)
+{
+    fixture *f = *state;
+    /* A regular file where the journal's parent directory should be. */
+    char file[64], path[96];
+    snprintf(file, sizeof file, "%s/file", f->dir);
+    int fd = open(file, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(path, sizeof path, "%s/env", file);
+    hy_config cfg = {.workers = 1, .journal_path = path};
+    hy_kernel *k = (hy_kernel *)1;
+    int rc = hy_kernel_open(&k, &cfg);
+    assert_true(rc < 0);
+    assert_null(k);
+    assert_non_null(strstr(hy_errdetail(), path));
+}
+
+static void test_persistent_subsystem_without_journal_is_refused(void **state)
+{
+    (void)state;
+    hy_kernel *k;
+    hy_config cfg = {.workers = 1};
+    assert_int_equal(hy_kernel_open(&k, &cfg), 0);
+    hy_subsystem_def def = {.routes = counter_routes, .nroutes = 1, .persistent = 1};
+    assert_int_equal(hy_subsystem_register(k, "counter", &def), HY_EINVAL);
+    assert_non_null(strstr(hy_errdetail(), "journal"));
+    assert_int_equal(hy_send(k, "counter://add", NULL, 0), HY_ENOROUTE);
+    hy_kernel_close(k);
+}
+
+static _Atomic int mapfull_seen;
+
+static void on_durable_status(void *udata, int status)
+{
+    (void)udata;
+    if (status == HY_EMAPFULL)
+        atomic_fetch_add(&mapfull_seen, 1);
+}
+
+static void test_map_cap_fails_persistent_sends_only(void **state)
+{
+    fixture *f = *state;
+    memset(&seen, 0, sizeof seen);
+    atomic_store(&mapfull_seen, 0);
+    hy_config cfg = {.workers = 2, .journal_path = f->env, .durability = HY_DURABILITY_NOSYNC,
+                     .journal_map_size = 256 << 10, .journal_map_max = 256 << 10};
+    hy_kernel *k;
+    assert_int_equal(hy_kernel_open(&k, &cfg), 0);
+    hy_subsystem_def def = {.routes = counter_routes, .nroutes = 1, .state_init = c_init,
+                            .state_free = c_free, .persistent = 1};
+    assert_int_equal(hy_subsystem_register(k, "counter", &def), 0);
+    static const hy_route sink_routes[] = {{.pattern = "x", .handler = on_sink}};
+    hy_subsystem_def sink = {.routes = sink_routes, .nroutes = 1};
+    assert_int_equal(hy_subsystem_register(k, "sink", &sink), 0);
+
+    static char big[8192];
+    int rc = 0, sent = 0;
+    for (int i = 0; i < 1000 && rc == 0; i++) {
+        rc = hy_send_durable(k, "counter://add", big, sizeof big, on_durable_status, NULL);
+        if (rc == 0)
+            sent++;
+        if (i % 8 == 7)
+            assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    }
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    assert_true(atomic_load(&mapfull_seen) > 0);
+    /* From now on the send itself says so. */
+    assert_int_equal(hy_send(k, "counter://add", big, sizeof big), HY_EMAPFULL);
+    assert_non_null(strstr(hy_errdetail(), "map"));
+    hy_stats s = stats(k);
+    assert_true(s.dead[HY_DEAD_JOURNAL] > 0);
+    assert_int_equal(s.queued, 0);
+    /* The rest of the kernel goes on. */
+    assert_int_equal(hy_send(k, "sink://x", NULL, 0), 0);
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    assert_int_equal(seen.sink_got, 1);
+    assert_true(sent > 0);
+    hy_kernel_close(k);
+}
+
+/* Flip the last byte of the value of (actor, seq) in the journal, behind
+ * the kernel's back. */
+static void corrupt_entry(const char *env_path, uint64_t actor, uint64_t seq)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+    assert_int_equal(mdb_env_open(env, env_path, 0, 0640), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "journal", 0, &dbi), 0);
+    unsigned char kb[16];
+    for (int i = 7; i >= 0; i--, actor >>= 8, seq >>= 8) {
+        kb[i] = (unsigned char)actor;
+        kb[8 + i] = (unsigned char)seq;
+    }
+    MDB_val key = {sizeof kb, kb}, val;
+    assert_int_equal(mdb_get(txn, dbi, &key, &val), 0);
+    unsigned char *copy = malloc(val.mv_size);
+    memcpy(copy, val.mv_data, val.mv_size);
+    copy[val.mv_size - 1] ^= 0xff;
+    MDB_val nv = {val.mv_size, copy};
+    assert_int_equal(mdb_put(txn, dbi, &key, &nv, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    free(copy);
+}
+
+/* The journal id of a subsystem's own actor: FNV-1a 64 of its name. */
+static uint64_t subsystem_actor_id(const char *name)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *name; name++) {
+        h ^= (unsigned char)*name;
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static void test_corrupt_entry_stops_replay_at_last_good(void **state)
+{
+    fixture *f = *state;
+    hy_kernel *k = open_kernel(f, 1000, true);
+    for (int i = 0; i < 3; i++)
+        send_ok(k, "counter://add");
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    hy_kernel_close(k);
+    corrupt_entry(f->env, subsystem_actor_id("counter"), 2);
+
+    /* Replay applies entry 1, stops at 2, says so, and the actor runs. */
+    memset(&seen, 0, sizeof seen);
+    hy_config cfg = {.workers = 2, .journal_path = f->env,
+                     .durability = HY_DURABILITY_NOSYNC, .snapshot_every = 1000};
+    assert_int_equal(hy_kernel_open(&k, &cfg), 0);
+    hy_subsystem_def def = {.routes = counter_routes, .nroutes = HY_ARRAY_LEN(counter_routes),
+                            .state_init = c_init, .state_free = c_free, .persistent = 1,
+                            .state_save = c_save, .state_load = c_load};
+    assert_int_equal(hy_subsystem_register(k, "counter", &def), 0);
+    assert_non_null(strstr(hy_errdetail(), "replay stopped after seq 1"));
+    assert_int_equal(stats(k).journal_corrupt, 1);
+    assert_int_equal(seen.replayed_calls, 1);
+    assert_int_equal(get(k, "counter://get"), 1);
+    send_ok(k, "counter://add");
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    hy_kernel_close(k);
+
+    /* The recovered state was snapshotted over the corrupt tail: the next
+     * run starts clean and keeps the later add. */
+    k = open_kernel(f, 1000, true);
+    assert_int_equal(stats(k).journal_corrupt, 0);
+    assert_int_equal(get(k, "counter://get"), 2);
+    hy_kernel_close(k);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+        T(test_counter_snapshot_then_reopen_gives_one),
+        T(test_two_increments_without_snapshot_replay_on_reopen),
+        T(test_failing_message_leaves_state_unchanged),
+        T(test_replaying_handlers_see_the_flag_and_cannot_send),
+        T(test_keyed_persistent_actors_are_isolated),
+        T(test_send_durable_calls_back_once_per_message),
+        T(test_batch_to_persistent_subsystem_is_one_commit),
+        T(test_unusable_journal_path_fails_open_naming_it),
+        T(test_persistent_subsystem_without_journal_is_refused),
+        T(test_map_cap_fails_persistent_sends_only),
+        T(test_corrupt_entry_stops_replay_at_last_good),
+#undef T
+    };
+    return cmocka_run_group_tests_name("persistent", tests, NULL, NULL);
+}
