@@ -291,7 +291,19 @@ static inline const hy_msg *hyi_current_msg(hy_kernel *k, hyi_actor **actor)
 /* The message a handler context is handling (worker.c). */
 hy_msg *hyi_ctx_msg(hy_ctx *ctx);
 
-/* message.c: build, stamp and release messages. */
+/* message.c: build, stamp and release messages. A stamp is what every message
+ * sent at one moment by one thread shares: the time, and the trace and sender
+ * of the handler running (if any). A batch takes it once. */
+typedef struct hyi_stamp {
+    uint64_t ticks;
+    uint64_t trace_id; /* 0: each message starts its own trace */
+    uint64_t sender;
+} hyi_stamp;
+
+void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp);
+hy_msg *hyi_msg_new_stamped(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
+                            const char *path, size_t path_len, const void *payload,
+                            size_t len, const char *reply_to, const hyi_stamp *stamp);
 hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
                     const char *path, size_t path_len, const void *payload, size_t len,
                     const char *reply_to);

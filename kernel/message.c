@@ -64,15 +64,25 @@ uint64_t hyi_clock_ns(hy_kernel *k, uint64_t ticks)
 #endif
 }
 
-hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
-                    const char *path, size_t path_len, const void *payload, size_t len,
-                    const char *reply_to)
+void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
+{
+    stamp->ticks = hyi_clock_ticks();
+    hyi_actor *current_actor = NULL;
+    const hy_msg *current = hyi_current_msg(k, &current_actor);
+    stamp->trace_id = current ? current->trace_id : 0;
+    stamp->sender = current_actor ? current_actor->id : 0;
+}
+
+hy_msg *hyi_msg_new_stamped(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
+                            const char *path, size_t path_len, const void *payload,
+                            size_t len, const char *reply_to, const hyi_stamp *stamp)
 {
     size_t nparams = m ? m->nparams : 0;
     size_t payload_off = hyi_msg_payload_off((uint32_t)nparams, path_len);
     size_t reply_len = reply_to ? strlen(reply_to) + 1 : 0;
     size_t size = payload_off + len + reply_len;
-    /* A persistent subsystem's message carries its journal trailer. */
+    /* A persistent subsystem's message carries its journal trailer
+     * (hyi_durable, persistent.c). */
     if (HY_UNLIKELY(route && route->sub->persistent))
         size = hyi_durable_off(size) + sizeof(hyi_durable);
     hy_msg *msg = hyi_pool_acquire(k->pool, size);
@@ -80,11 +90,9 @@ hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
         return NULL;
     msg->route = route;
     msg->id = next_message_id();
-    msg->sent_tsc = hyi_clock_ticks();
-    hyi_actor *current_actor = NULL;
-    const hy_msg *current = hyi_current_msg(k, &current_actor);
-    msg->trace_id = current ? current->trace_id : msg->id;
-    msg->sender = current_actor ? current_actor->id : 0;
+    msg->sent_tsc = stamp->ticks;
+    msg->trace_id = stamp->trace_id ? stamp->trace_id : msg->id;
+    msg->sender = stamp->sender;
     msg->ext = NULL;
     msg->payload_len = (uint32_t)len;
     msg->path_len = (uint16_t)path_len;
@@ -100,6 +108,15 @@ hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
     if (reply_len)
         memcpy((char *)msg + payload_off + len, reply_to, reply_len);
     return msg;
+}
+
+hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
+                    const char *path, size_t path_len, const void *payload, size_t len,
+                    const char *reply_to)
+{
+    hyi_stamp stamp;
+    hyi_stamp_take(k, &stamp);
+    return hyi_msg_new_stamped(k, route, m, path, path_len, payload, len, reply_to, &stamp);
 }
 
 void hyi_msg_release(hy_kernel *k, hy_msg *msg)

@@ -64,11 +64,12 @@ static bool kernel_closed(hy_kernel *k)
 /* Build the message for a matched path and find its actor; the caller admits
  * and delivers. On failure nothing is left allocated. */
 static int place(hy_kernel *k, const hyi_match *m, const char *path, size_t path_len,
-                 const void *payload, size_t len, const char *reply_to, hy_msg **msg_out,
-                 hyi_actor **actor_out)
+                 const void *payload, size_t len, const char *reply_to,
+                 const hyi_stamp *stamp, hy_msg **msg_out, hyi_actor **actor_out)
 {
     hyi_route_binding *route = m->route;
-    hy_msg *msg = hyi_msg_new(k, route, m, path, path_len, payload, len, reply_to);
+    hy_msg *msg =
+        hyi_msg_new_stamped(k, route, m, path, path_len, payload, len, reply_to, stamp);
     if (HY_UNLIKELY(!msg))
         return hyi_fail(HY_ENOMEM, "message pool at its cap");
     int rc = route_actor(k, route, msg, actor_out);
@@ -256,8 +257,10 @@ static int send_one(hy_kernel *k, const char *path, const void *payload, size_t 
     hy_msg *msg;
     hyi_actor *actor;
     rc = match_cached(k, path, path_len, payload, len, &m);
+    hyi_stamp stamp;
+    hyi_stamp_take(k, &stamp);
     if (HY_LIKELY(rc == 0))
-        rc = place(k, m, path, path_len, payload, len, reply_to, &msg, &actor);
+        rc = place(k, m, path, path_len, payload, len, reply_to, &stamp, &msg, &actor);
     if (HY_UNLIKELY(rc == 0 && (durable || actor->sub->persistent))) {
         rc = hyi_persist_prepare(k, actor, msg, durable, on_durable, udata);
         if (rc != 0)
@@ -387,6 +390,8 @@ int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *acc
     }
     chain chains[BATCH_CHAINS];
     unsigned nchains = 0;
+    hyi_stamp stamp; /* one moment for the whole batch */
+    hyi_stamp_take(k, &stamp);
     journal_group group;
     group.msgs = group.inline_msgs;
     group.n = group.first_item = 0;
@@ -411,7 +416,8 @@ int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *acc
         }
         hy_msg *msg;
         hyi_actor *actor;
-        rc = place(k, &m, it->path, path_len, it->payload, it->len, NULL, &msg, &actor);
+        rc = place(k, &m, it->path, path_len, it->payload, it->len, NULL, &stamp, &msg,
+                   &actor);
         if (rc != 0)
             break;
         if (HY_UNLIKELY(actor->sub->persistent)) {
