@@ -1,10 +1,10 @@
-/* Messages: building one from a send, stamping its metadata, releasing it, and
- * the handler's accessors.
+/* Messages: their metadata stamp and clock, releasing them, and the handler's
+ * accessors. (Building one, hyi_msg_new_stamped, lives in send.c beside its
+ * hot caller so the compiler can inline it there.)
  *
- * Metadata costs little on the hot path: ids come from a per-thread block of a
- * global counter (one atomic add per 2^20 messages), the trace id and sender
- * from the thread's running handler, the timestamp from the TSC (a few ns;
- * converted to nanoseconds only when read). */
+ * Metadata costs little on the hot path: the trace id and sender come from the
+ * thread's running handler, the timestamp from the TSC (a few ns; converted to
+ * nanoseconds only when read), and a batch takes one stamp for all. */
 #include <string.h>
 #include <time.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -12,22 +12,6 @@
 #endif
 
 #include "kernel.h"
-
-#define ID_BLOCK ((uint64_t)1 << 20)
-
-/* Starts at one block so that no id is 0. */
-static _Atomic uint64_t next_id_block = ID_BLOCK;
-static _Thread_local uint64_t tl_next_id, tl_id_end;
-
-static uint64_t next_message_id(void)
-{
-    if (HY_UNLIKELY(tl_next_id == tl_id_end)) {
-        /* relaxed: only uniqueness matters, which the RMW gives */
-        tl_next_id = atomic_fetch_add_explicit(&next_id_block, ID_BLOCK, memory_order_relaxed);
-        tl_id_end = tl_next_id + ID_BLOCK;
-    }
-    return tl_next_id++;
-}
 
 static uint64_t monotonic_ns(void)
 {
@@ -71,43 +55,6 @@ void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
     const hy_msg *current = hyi_current_msg(k, &current_actor);
     stamp->trace_id = current ? current->trace_id : 0;
     stamp->sender = current_actor ? current_actor->id : 0;
-}
-
-hy_msg *hyi_msg_new_stamped(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
-                            const char *path, size_t path_len, const void *payload,
-                            size_t len, const char *reply_to, const hyi_stamp *stamp)
-{
-    size_t nparams = m ? m->nparams : 0;
-    size_t payload_off = hyi_msg_payload_off((uint32_t)nparams, path_len);
-    size_t reply_len = reply_to ? strlen(reply_to) + 1 : 0;
-    size_t size = payload_off + len + reply_len;
-    /* A persistent subsystem's message carries its journal trailer
-     * (hyi_durable, persistent.c). */
-    if (HY_UNLIKELY(route && route->sub->persistent))
-        size = hyi_durable_off(size) + sizeof(hyi_durable);
-    hy_msg *msg = hyi_pool_acquire(k->pool, size);
-    if (HY_UNLIKELY(!msg))
-        return NULL;
-    msg->route = route;
-    msg->id = next_message_id();
-    msg->sent_tsc = stamp->ticks;
-    msg->trace_id = stamp->trace_id ? stamp->trace_id : msg->id;
-    msg->sender = stamp->sender;
-    msg->ext = NULL;
-    msg->payload_len = (uint32_t)len;
-    msg->path_len = (uint16_t)path_len;
-    msg->nparams = (uint8_t)nparams;
-    msg->flags = reply_to ? HYI_MSG_REPLY_TO : 0;
-    for (size_t i = 0; i < nparams; i++)
-        msg->params[i] = m->params[i];
-    char *p = (char *)&msg->params[nparams];
-    memcpy(p, path, path_len);
-    p[path_len] = '\0';
-    if (len)
-        memcpy((char *)msg + payload_off, payload, len);
-    if (reply_len)
-        memcpy((char *)msg + payload_off + len, reply_to, reply_len);
-    return msg;
 }
 
 hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,

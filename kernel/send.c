@@ -12,6 +12,71 @@
 
 #include "kernel.h"
 
+/* Message ids: a per-thread block of a global counter, one atomic add per 2^20
+ * messages. */
+#define ID_BLOCK ((uint64_t)1 << 20)
+
+/* Starts at one block so that no id is 0. */
+static _Atomic uint64_t next_id_block = ID_BLOCK;
+static _Thread_local uint64_t tl_next_id, tl_id_end;
+
+static uint64_t next_message_id(void)
+{
+    if (HY_UNLIKELY(tl_next_id == tl_id_end)) {
+        /* relaxed: only uniqueness matters, which the RMW gives */
+        tl_next_id = atomic_fetch_add_explicit(&next_id_block, ID_BLOCK, memory_order_relaxed);
+        tl_id_end = tl_next_id + ID_BLOCK;
+    }
+    return tl_next_id++;
+}
+
+/* Build a message: one pooled block (see kernel.h for the layout). Inlined
+ * into place(), the send path; hyi_msg_new_stamped is the same for others. */
+static inline __attribute__((always_inline)) hy_msg *
+msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m, const char *path,
+          size_t path_len, const void *payload, size_t len, const char *reply_to,
+          const hyi_stamp *stamp)
+{
+    size_t nparams = m ? m->nparams : 0;
+    size_t payload_off = hyi_msg_payload_off((uint32_t)nparams, path_len);
+    size_t reply_len = reply_to ? strlen(reply_to) + 1 : 0;
+    size_t size = payload_off + len + reply_len;
+    /* A persistent subsystem's message carries its journal trailer
+     * (hyi_durable, persistent.c). */
+    if (HY_UNLIKELY(route && route->sub->persistent))
+        size = hyi_durable_off(size) + sizeof(hyi_durable);
+    hy_msg *msg = hyi_pool_acquire(k->pool, size);
+    if (HY_UNLIKELY(!msg))
+        return NULL;
+    msg->route = route;
+    msg->id = next_message_id();
+    msg->sent_tsc = stamp->ticks;
+    msg->trace_id = stamp->trace_id ? stamp->trace_id : msg->id;
+    msg->sender = stamp->sender;
+    msg->ext = NULL;
+    msg->payload_len = (uint32_t)len;
+    msg->path_len = (uint16_t)path_len;
+    msg->nparams = (uint8_t)nparams;
+    msg->flags = reply_to ? HYI_MSG_REPLY_TO : 0;
+    for (size_t i = 0; i < nparams; i++)
+        msg->params[i] = m->params[i];
+    char *p = (char *)&msg->params[nparams];
+    memcpy(p, path, path_len);
+    p[path_len] = '\0';
+    if (len)
+        memcpy((char *)msg + payload_off, payload, len);
+    if (reply_len)
+        memcpy((char *)msg + payload_off + len, reply_to, reply_len);
+    return msg;
+}
+
+hy_msg *hyi_msg_new_stamped(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
+                            const char *path, size_t path_len, const void *payload,
+                            size_t len, const char *reply_to, const hyi_stamp *stamp)
+{
+    return msg_build(k, route, m, path, path_len, payload, len, reply_to, stamp);
+}
+
 /* The actor a message for this route goes to. */
 static int route_actor(hy_kernel *k, hyi_route_binding *route, const hy_msg *msg,
                        hyi_actor **out)
@@ -68,8 +133,7 @@ static int place(hy_kernel *k, const hyi_match *m, const char *path, size_t path
                  const hyi_stamp *stamp, hy_msg **msg_out, hyi_actor **actor_out)
 {
     hyi_route_binding *route = m->route;
-    hy_msg *msg =
-        hyi_msg_new_stamped(k, route, m, path, path_len, payload, len, reply_to, stamp);
+    hy_msg *msg = msg_build(k, route, m, path, path_len, payload, len, reply_to, stamp);
     if (HY_UNLIKELY(!msg))
         return hyi_fail(HY_ENOMEM, "message pool at its cap");
     int rc = route_actor(k, route, msg, actor_out);

@@ -38,11 +38,13 @@ static inline void prefetch_message(const hyi_mpsc_node *node)
     __builtin_prefetch((const char *)next + HY_CACHE_LINE);
 }
 
-/* Hand one message to its handler (or to the dead letters). True if handled. */
-static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg)
+/* Hand one message to its handler (or to the dead letters). True if handled.
+ * `extras`: the subsystem has a bounded mailbox or a journal (decided once per
+ * turn, so a plain subsystem's messages skip both checks). */
+static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg, bool extras)
 {
     hyi_actor *actor = ctx->actor;
-    if (actor->sub->capacity && !keep_after_bound(k, actor, msg))
+    if (HY_UNLIKELY(extras) && actor->sub->capacity && !keep_after_bound(k, actor, msg))
         return false;
     /* relaxed: written by this worker (supervision) or seen late by design */
     if (HY_UNLIKELY(atomic_load_explicit(&actor->stopped, memory_order_relaxed))) {
@@ -59,7 +61,7 @@ static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg)
     }
     /* A journaled message counts as applied, failed or not (as it will be
      * when replayed), after supervision made its change to the state. */
-    if (HY_UNLIKELY(actor->sub->persistent))
+    if (HY_UNLIKELY(extras) && actor->sub->persistent)
         hyi_persist_applied(k, actor, msg);
     return rc == 0;
 }
@@ -108,6 +110,7 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
     hy_kernel *k = w->k;
     hyi_subsys *sub = actor->sub;
     hy_ctx ctx = {.k = k, .actor = actor};
+    const bool extras = sub->capacity != 0 || sub->persistent;
     for (;;) {
         unsigned taken = 0;
         uint64_t handled = 0;
@@ -120,7 +123,7 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
              * fetching both its lines now, so the miss overlaps this handler
              * instead of following it. */
             prefetch_message(actor->mailbox.tail);
-            handled += handle(k, &ctx, msg);
+            handled += handle(k, &ctx, msg, extras);
             hyi_msg_release(k, msg);
         }
         if (handled)
