@@ -360,6 +360,32 @@ static void registration_errors_name_the_problem(void **state)
     hy_kernel_close(k);
 }
 
+/* hy_send reuses a thread's last route while the table is unchanged: a path
+ * that failed must route once its subsystem exists, and a cached path must
+ * keep routing correctly across registrations. */
+static void route_reuse_follows_registrations(void **state)
+{
+    (void)state;
+    counter a = {0}, b = {0};
+    hy_kernel *k = open_kernel(1);
+    assert_int_equal(hy_send(k, "late://in", NULL, 0), HY_ENOROUTE);
+    assert_int_equal(hy_send(k, "late://in", NULL, 0), HY_ENOROUTE);
+    register_route(k, "late", "in", count_only, NULL, &a);
+    assert_int_equal(hy_send(k, "late://in", NULL, 0), 0);
+    register_route(k, "other", "in", count_only, NULL, &b);
+    assert_int_equal(hy_send(k, "late://in", NULL, 0), 0);
+    assert_int_equal(hy_send(k, "other://in", NULL, 0), 0);
+    assert_int_equal(hy_send(k, "late://in", NULL, 0), 0);
+    assert_int_equal(hy_kernel_drain(k, 10000), 0);
+    assert_int_equal(atomic_load(&a.n), 3);
+    assert_int_equal(atomic_load(&b.n), 1);
+    hy_kernel_close(k);
+    /* A new kernel, possibly at the same address: nothing carries over. */
+    k = open_kernel(1);
+    assert_int_equal(hy_send(k, "late://in", NULL, 0), HY_ENOROUTE);
+    hy_kernel_close(k);
+}
+
 static void match_reports_route_and_params(void **state)
 {
     (void)state;
@@ -812,6 +838,7 @@ int main(void)
         cmocka_unit_test(pool_cap_gives_enomem_not_a_crash),
         cmocka_unit_test(registration_errors_name_the_problem),
         cmocka_unit_test(match_reports_route_and_params),
+        cmocka_unit_test(route_reuse_follows_registrations),
         cmocka_unit_test(failing_handler_is_counted),
         cmocka_unit_test(batch_keeps_order_per_actor_and_reports_accepted),
         cmocka_unit_test(batch_stops_at_first_error),
