@@ -33,33 +33,35 @@ struct hyi_pending {
 
 /* ---------------------------------------------------------------- the writer */
 
-struct batch_arg {
+/* The batch being written: a list of pending entries. */
+struct batch_it {
     hyi_pending *head;
+    hyi_pending *p;
 };
+
+static bool batch_next(void *it, hyi_journal_rec *rec, uint64_t **seq)
+{
+    struct batch_it *b = it;
+    hyi_pending *p = b->p;
+    if (!p)
+        return false;
+    *rec = (hyi_journal_rec){.actor = p->actor,
+                             .flags = p->flags,
+                             .timestamp_ns = p->timestamp_ns,
+                             .path = (const char *)p->data,
+                             .path_len = p->path_len,
+                             .payload = p->data + p->path_len,
+                             .payload_len = p->payload_len};
+    *seq = &p->seq;
+    b->p = p->next;
+    return true;
+}
 
 static int batch_op(hyi_wtxn *w, void *arg)
 {
-    struct batch_arg *a = arg;
-    MDB_cursor *c;
-    unsigned char last[HYI_KEY_LEN];
-    int rc = mdb_cursor_open(w->txn, w->j->db_journal, &c);
-    if (rc)
-        return rc;
-    if ((rc = hyi_journal_last_key(c, last)) != 0)
-        goto out;
-    uint64_t now = hyi_wall_ns();
-    for (hyi_pending *p = a->head; p; p = p->next) {
-        if ((rc = hyi_seq_next(w, p->actor, &p->seq)) != 0)
-            goto out;
-        rc = hyi_entry_put(w, c, last, p->actor, p->seq,
-                           p->timestamp_ns ? p->timestamp_ns : now, p->flags, p->data,
-                           p->path_len, p->data + p->path_len, p->payload_len);
-        if (rc)
-            goto out;
-    }
-out:
-    mdb_cursor_close(c);
-    return rc;
+    struct batch_it *b = arg;
+    b->p = b->head; /* an op runs again after the map grows */
+    return hyi_entries_put(w, batch_next, b);
 }
 
 static void record_batch(hyi_journal *j, size_t n)
@@ -106,7 +108,7 @@ static void *writer_main(void *arg)
             }
             rest = tail->next;
             tail->next = NULL;
-            struct batch_arg a = {head};
+            struct batch_it a = {head, head};
             int rc = hyi_env_write(j, batch_op, &a, "group commit");
             record_batch(j, n);
             for (hyi_pending *p = head, *next; p; p = next) {

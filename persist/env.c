@@ -279,7 +279,8 @@ int hyi_seq_next(hyi_wtxn *w, uint64_t actor, uint64_t *seq)
 
 /* ---------------------------------------------------------------- puts */
 
-int hyi_journal_last_key(MDB_cursor *c, unsigned char last[HYI_KEY_LEN])
+/* The journal DB's last key into last (zeros if empty). LMDB code. */
+static int journal_last_key(MDB_cursor *c, unsigned char last[HYI_KEY_LEN])
 {
     MDB_val k, v;
     int rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
@@ -291,10 +292,12 @@ int hyi_journal_last_key(MDB_cursor *c, unsigned char last[HYI_KEY_LEN])
     return rc;
 }
 
-int hyi_entry_put(hyi_wtxn *w, MDB_cursor *c, unsigned char last[HYI_KEY_LEN],
-                  uint64_t actor, uint64_t seq, uint64_t ts, uint16_t flags,
-                  const void *path, size_t path_len, const void *payload,
-                  size_t payload_len)
+/* Put one entry under (actor, seq) through cursor c, with MDB_APPEND when the
+ * key is past *last (updated). Returns an LMDB code, or HY_EJOURNAL. */
+static int entry_put(hyi_wtxn *w, MDB_cursor *c, unsigned char last[HYI_KEY_LEN],
+                     uint64_t actor, uint64_t seq, uint64_t ts, uint16_t flags,
+                     const void *path, size_t path_len, const void *payload,
+                     size_t payload_len)
 {
     unsigned char kb[HYI_KEY_LEN];
     hyi_key_encode(kb, actor, seq);
@@ -318,6 +321,34 @@ int hyi_entry_put(hyi_wtxn *w, MDB_cursor *c, unsigned char last[HYI_KEY_LEN],
     w->entries++;
     w->bytes += HYI_KEY_LEN + size;
     return 0;
+}
+
+int hyi_entries_put(hyi_wtxn *w, hyi_rec_iter next, void *it)
+{
+    MDB_cursor *c;
+    unsigned char last[HYI_KEY_LEN];
+    int rc = mdb_cursor_open(w->txn, w->j->db_journal, &c);
+    if (rc)
+        return rc;
+    if ((rc = journal_last_key(c, last)) != 0)
+        goto out;
+    uint64_t now = 0; /* one clock read for all entries without a timestamp */
+    hyi_journal_rec r;
+    uint64_t *seq;
+    while (next(it, &r, &seq)) {
+        uint64_t ts = r.timestamp_ns;
+        if (!ts)
+            ts = now ? now : (now = hyi_wall_ns());
+        if ((rc = hyi_seq_next(w, r.actor, seq)) != 0)
+            goto out;
+        rc = entry_put(w, c, last, r.actor, *seq, ts, r.flags, r.path, r.path_len, r.payload,
+                       r.payload_len);
+        if (rc)
+            goto out;
+    }
+out:
+    mdb_cursor_close(c);
+    return rc;
 }
 
 int hyi_truncate_in(hyi_wtxn *w, uint64_t actor, uint64_t limit, uint64_t *removed)

@@ -13,40 +13,29 @@
 
 /* ---------------------------------------------------------------- appends */
 
-struct append_arg {
+struct append_it {
     const hyi_journal_rec *recs;
-    size_t n;
-    uint64_t *seqs;
+    size_t n, i;
+    uint64_t *seqs;   /* may be NULL: then scratch */
+    uint64_t scratch;
 };
+
+static bool append_next(void *p, hyi_journal_rec *rec, uint64_t **seq)
+{
+    struct append_it *a = p;
+    if (a->i == a->n)
+        return false;
+    *rec = a->recs[a->i];
+    *seq = a->seqs ? &a->seqs[a->i] : &a->scratch;
+    a->i++;
+    return true;
+}
 
 static int append_op(hyi_wtxn *w, void *arg)
 {
-    struct append_arg *a = arg;
-    MDB_cursor *c;
-    unsigned char last[HYI_KEY_LEN];
-    int rc = mdb_cursor_open(w->txn, w->j->db_journal, &c);
-    if (rc)
-        return rc;
-    if ((rc = hyi_journal_last_key(c, last)) != 0)
-        goto out;
-    uint64_t now = 0;
-    for (size_t i = 0; i < a->n; i++) {
-        const hyi_journal_rec *r = &a->recs[i];
-        uint64_t seq, ts = r->timestamp_ns;
-        if (!ts)
-            ts = now ? now : (now = hyi_wall_ns());
-        if ((rc = hyi_seq_next(w, r->actor, &seq)) != 0)
-            goto out;
-        rc = hyi_entry_put(w, c, last, r->actor, seq, ts, r->flags, r->path,
-                           r->path_len, r->payload, r->payload_len);
-        if (rc)
-            goto out;
-        if (a->seqs)
-            a->seqs[i] = seq;
-    }
-out:
-    mdb_cursor_close(c);
-    return rc;
+    struct append_it *a = arg;
+    a->i = 0; /* an op runs again after the map grows */
+    return hyi_entries_put(w, append_next, a);
 }
 
 int hyi_journal_append_many(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
@@ -61,7 +50,7 @@ int hyi_journal_append_many(hyi_journal *j, const hyi_journal_rec *recs, size_t 
     }
     if (n == 0)
         return 0;
-    struct append_arg a = {recs, n, seqs_out};
+    struct append_it a = {.recs = recs, .n = n, .seqs = seqs_out};
     return hyi_env_write(j, append_op, &a, "append");
 }
 

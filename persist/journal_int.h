@@ -143,15 +143,15 @@ int hyi_seq_load(hyi_journal *j, MDB_txn *txn, uint64_t actor, uint64_t *seq);
  * recorded in the overlay. */
 int hyi_seq_next(hyi_wtxn *w, uint64_t actor, uint64_t *seq);
 
-/* Within a write op: put one entry under (actor, seq) through cursor c, with
- * MDB_APPEND when the key is past *last (the DB's last key, 16 bytes, updated;
- * all-zero when the DB is empty). Returns an LMDB code. */
-int hyi_entry_put(hyi_wtxn *w, MDB_cursor *c, unsigned char last[HYI_KEY_LEN],
-                  uint64_t actor, uint64_t seq, uint64_t ts, uint16_t flags,
-                  const void *path, size_t path_len, const void *payload,
-                  size_t payload_len);
-/* The journal DB's last key into last (zeros if empty). LMDB code. */
-int hyi_journal_last_key(MDB_cursor *c, unsigned char last[HYI_KEY_LEN]);
+/* Yields the next record to write (false when done) and where its sequence
+ * goes. */
+typedef bool (*hyi_rec_iter)(void *it, hyi_journal_rec *rec, uint64_t **seq);
+/* Within a write op: every record the iterator yields, each under its actor's
+ * next sequence, through one cursor (MDB_APPEND past the DB's last key). A
+ * record without a timestamp gets the write time. LMDB or hypha code. A write
+ * op may run more than once (after the map grows): start the iterator anew in
+ * the op, not before it. */
+int hyi_entries_put(hyi_wtxn *w, hyi_rec_iter next, void *it);
 
 /* Delete actor's entries with seq < limit inside a write op; adds to *removed. */
 int hyi_truncate_in(hyi_wtxn *w, uint64_t actor, uint64_t limit, uint64_t *removed);
