@@ -18,40 +18,9 @@
 #include <unistd.h>
 
 #include "hypha.h"
-
-#define WAIT_MS 10000
+#include "support.h"
 
 /* ------------------------------------------------------------ helpers */
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Wait until *v >= want, at most WAIT_MS. */
-static bool wait_for(_Atomic int *v, int want)
-{
-    uint64_t deadline = mono_ns() + (uint64_t)WAIT_MS * 1000000u;
-    while (atomic_load(v) < want) {
-        if (mono_ns() > deadline)
-            return false;
-        usleep(200);
-    }
-    return true;
-}
-
-typedef struct gate {
-    _Atomic int entered;
-    _Atomic int open;
-} gate;
-
-static void gate_pass(gate *g)
-{
-    atomic_fetch_add(&g->entered, 1);
-    wait_for(&g->open, 1);
-}
 
 /* Dead letters by reason, and the last one's payload. */
 typedef struct dl_log {

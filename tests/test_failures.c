@@ -21,16 +21,8 @@
 #include <unistd.h>
 
 #include "hypha.h"
+#include "support.h"
 
-#define WAIT_MS 10000
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
 #ifdef SANITIZED
 #define STRESS_PER_THREAD 25000u
 #else
@@ -38,42 +30,6 @@
 #endif
 
 /* ------------------------------------------------------------ helpers */
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Wait until *v >= want, at most WAIT_MS. */
-static bool wait_for(_Atomic int *v, int want)
-{
-    uint64_t deadline = mono_ns() + (uint64_t)WAIT_MS * 1000000u;
-    while (atomic_load(v) < want) {
-        if (mono_ns() > deadline)
-            return false;
-        usleep(200);
-    }
-    return true;
-}
-
-/* A handler stops at a gate until the test opens it (or WAIT_MS passes). */
-typedef struct gate {
-    _Atomic int entered;
-    _Atomic int open;
-} gate;
-
-static void gate_pass(gate *g)
-{
-    atomic_fetch_add(&g->entered, 1);
-    wait_for(&g->open, 1);
-}
-
-static void gate_open(gate *g)
-{
-    atomic_store(&g->open, 1);
-}
 
 /* Everything the dead_letter callback saw. */
 #define DL_MAX 64

@@ -16,17 +16,13 @@
 #include <unistd.h>
 
 #include "hypha.h"
+#include "support.h"
 
 /* Sanitizers slow everything 5-20x; the stress sizes shrink under them so the
  * suite stays within CI's budget. The logic checked is the same. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#ifdef SANITIZED
 #define STRESS_MESSAGES 1000000u
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define STRESS_MESSAGES 1000000u
-#endif
-#endif
-#ifndef STRESS_MESSAGES
+#else
 #define STRESS_MESSAGES 10000000u
 #endif
 

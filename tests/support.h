@@ -1,0 +1,61 @@
+/* What several test programs share: a monotonic clock, bounded waits, gates
+ * that hold a handler until the test opens them, and whether a sanitizer is on
+ * (stress sizes shrink under one). Header-only, since each test program is a
+ * single .c file. Every wait is bounded (WAIT_MS), so a bug fails a test
+ * instead of hanging it. */
+#ifndef HY_TEST_SUPPORT_H
+#define HY_TEST_SUPPORT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WAIT_MS 10000
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+
+static inline uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Wait until *v >= want, at most WAIT_MS; false if it never got there. */
+static inline bool wait_for(_Atomic int *v, int want)
+{
+    uint64_t deadline = mono_ns() + (uint64_t)WAIT_MS * 1000000u;
+    while (atomic_load(v) < want) {
+        if (mono_ns() > deadline)
+            return false;
+        usleep(200);
+    }
+    return true;
+}
+
+/* A handler stops at a gate until the test opens it (or WAIT_MS passes). */
+typedef struct gate {
+    _Atomic int entered;
+    _Atomic int open;
+} gate;
+
+static inline void gate_pass(gate *g)
+{
+    atomic_fetch_add(&g->entered, 1);
+    wait_for(&g->open, 1);
+}
+
+static inline void gate_open(gate *g)
+{
+    atomic_store(&g->open, 1);
+}
+
+#endif
