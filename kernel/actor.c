@@ -8,7 +8,13 @@
  * a lookup locks one segment for a few dozen instructions, so senders to
  * different keys rarely meet, and a segment grows by itself (doubling) without
  * stopping the others. The high bits of the hash pick the segment, the low
- * bits the bucket. */
+ * bits the bucket.
+ *
+ * Passivation (passivate.c) removes actors through the same locks: it marks an
+ * actor (`passivating`) under its segment lock, and takes it out only if the
+ * mark is still there. A sender that finds a marked actor clears the mark,
+ * which calls the passivation off, and uses the actor as usual: the lookup
+ * costs one more load, made under the lock it already holds. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,14 +41,16 @@ static uint64_t key_hash(const hyi_subsys *sub, const char *key, size_t len)
 int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len,
                   uint64_t hash, hyi_actor **out)
 {
-    hyi_actor *a = malloc(sizeof *a + key_len + 1);
+    if (key_len > UINT16_MAX)
+        return hyi_fail(HY_EINVAL, "key of %zu bytes", key_len);
+    hyi_actor *a = malloc(HYI_ACTOR_SIZE(key_len));
     if (!a)
         return HY_ENOMEM;
     hyi_mpscq_init(&a->mailbox);
     /* relaxed: the actor is not shared yet; publishing it (table insert under
      * a mutex, or registration) orders this. */
     atomic_store_explicit(&a->scheduled, 0, memory_order_relaxed);
-    a->key_len = (uint32_t)key_len;
+    a->key_len = (uint16_t)key_len;
     a->sub = sub;
     a->state = NULL;
     a->key_hash = hash;
@@ -68,6 +76,12 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
     }
     a->journal_id = a->journal_seq = 0;
     a->since_snapshot = 0;
+    /* relaxed: not shared yet (as scheduled above); the clock is a hint */
+    atomic_store_explicit(&a->last_active_ms,
+                          atomic_load_explicit(&k->coarse_ms, memory_order_relaxed),
+                          memory_order_relaxed);
+    atomic_store_explicit(&a->in_journal, 0, memory_order_relaxed);
+    a->passivating = 0;
     /* A persistent actor is rebuilt from the journal before anyone sees it. */
     if (HY_UNLIKELY(sub->persistent)) {
         int rc = hyi_persist_recover(k, a, key != NULL);
@@ -121,11 +135,12 @@ static hyi_actor *segment_find(hyi_actor_segment *s, hyi_subsys *sub, const char
     return NULL;
 }
 
-/* Double the buckets when the chains average more than one actor. If the
- * allocation fails the table just stays denser: still correct. */
-static void segment_grow(hyi_actor_segment *s)
+/* Rehash a segment into n buckets (a power of two): doubled when the chains
+ * average more than one actor, halved (down to the initial count) when
+ * passivation left them mostly empty. If the allocation fails the table just
+ * keeps its size: still correct. */
+static void segment_resize(hyi_actor_segment *s, size_t n)
 {
-    size_t n = s->nbuckets * 2;
     hyi_actor **b = calloc(n, sizeof *b);
     if (!b)
         return;
@@ -143,42 +158,99 @@ static void segment_grow(hyi_actor_segment *s)
     s->nbuckets = n;
 }
 
+/* Under s->lock: a sender found `a`. A mark means the passivation thread means
+ * to passivate it; clearing the mark calls that off (see the top). */
+static inline hyi_actor *claim_found(hyi_actor *a)
+{
+    if (HY_UNLIKELY(a && a->passivating))
+        a->passivating = 0;
+    return a;
+}
+
 int hyi_actor_get(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len,
                   hyi_actor **out)
 {
     uint64_t hash = key_hash(sub, key, key_len);
     hyi_actor_segment *s = segment_of(k, hash);
     pthread_mutex_lock(&s->lock);
-    hyi_actor *a = segment_find(s, sub, key, key_len, hash);
+    hyi_actor *a = claim_found(segment_find(s, sub, key, key_len, hash));
+    uint64_t removals = s->removals;
     pthread_mutex_unlock(&s->lock);
     if (HY_LIKELY(a != NULL)) {
         *out = a;
         return 0;
     }
-    /* First message to this key. state_init is user code: run it outside the
-     * lock, then insert unless another sender won the race. */
-    hyi_actor *fresh;
-    int rc = hyi_actor_new(k, sub, key, key_len, hash, &fresh);
-    if (rc != 0)
-        return rc;
+    for (;;) {
+        /* First message to this key (or the first since its passivation).
+         * state_init and recovery are user code and I/O: run them outside the
+         * lock, then insert unless another sender won the race. */
+        hyi_actor *fresh;
+        uint64_t t0 = hyi_clock_ticks();
+        int rc = hyi_actor_new(k, sub, key, key_len, hash, &fresh);
+        if (rc != 0)
+            return rc;
+        uint64_t took = hyi_clock_ticks() - t0;
+        uint64_t active = 0;
+        pthread_mutex_lock(&s->lock);
+        a = claim_found(segment_find(s, sub, key, key_len, hash));
+        bool stale = !a && s->removals != removals;
+        if (!a && !stale) {
+            hyi_actor **bucket = &s->buckets[hash & (s->nbuckets - 1)];
+            fresh->table_next = *bucket;
+            *bucket = fresh;
+            if (++s->count > s->nbuckets)
+                segment_resize(s, s->nbuckets * 2);
+            /* relaxed: a statistic (and the cap's trigger, a hint) */
+            active = atomic_fetch_add_explicit(&sub->keyed_actors, 1, memory_order_relaxed) + 1;
+            a = fresh;
+            fresh = NULL;
+        }
+        removals = s->removals;
+        pthread_mutex_unlock(&s->lock);
+        if (fresh)
+            hyi_actor_free(k, fresh);
+        if (stale)
+            continue; /* an actor of this segment was passivated meanwhile: its
+                         key's saved state may be newer than what we loaded */
+        if (active)
+            hyi_janitor_activated(k, sub, took, active);
+        *out = a;
+        return 0;
+    }
+}
+
+void hyi_actor_unmark(hy_kernel *k, hyi_actor *a)
+{
+    hyi_actor_segment *s = segment_of(k, a->key_hash);
     pthread_mutex_lock(&s->lock);
-    a = segment_find(s, sub, key, key_len, hash);
-    if (!a) {
-        hyi_actor **bucket = &s->buckets[hash & (s->nbuckets - 1)];
-        fresh->table_next = *bucket;
-        *bucket = fresh;
-        if (++s->count > s->nbuckets)
-            segment_grow(s);
-        /* relaxed: a statistic */
-        atomic_fetch_add_explicit(&sub->keyed_actors, 1, memory_order_relaxed);
-        a = fresh;
-        fresh = NULL;
+    a->passivating = 0;
+    pthread_mutex_unlock(&s->lock);
+}
+
+bool hyi_actor_remove_marked(hy_kernel *k, hyi_actor *a)
+{
+    hyi_actor_segment *s = segment_of(k, a->key_hash);
+    bool removed = false;
+    pthread_mutex_lock(&s->lock);
+    if (a->passivating) {
+        hyi_actor **p = &s->buckets[a->key_hash & (s->nbuckets - 1)];
+        while (*p && *p != a)
+            p = &(*p)->table_next;
+        if (*p) {
+            *p = a->table_next;
+            a->table_next = NULL;
+            s->count--;
+            s->removals++;
+            if (s->nbuckets > INITIAL_BUCKETS && s->count < s->nbuckets / 4)
+                segment_resize(s, s->nbuckets / 2);
+            /* relaxed: a statistic */
+            atomic_fetch_sub_explicit(&a->sub->keyed_actors, 1, memory_order_relaxed);
+            removed = true;
+        }
+        a->passivating = 0;
     }
     pthread_mutex_unlock(&s->lock);
-    if (fresh)
-        hyi_actor_free(k, fresh);
-    *out = a;
-    return 0;
+    return removed;
 }
 
 void hyi_actor_table_each(hy_kernel *k, void (*fn)(hy_kernel *, hyi_actor *))

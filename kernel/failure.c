@@ -70,8 +70,8 @@ static bool restart_allowed(const hyi_subsys *sub, hyi_actor *actor)
     uint32_t max = sub->max_restarts ? sub->max_restarts : DEFAULT_MAX_RESTARTS;
     uint32_t window = sub->restart_window_ms ? sub->restart_window_ms
                                              : DEFAULT_RESTART_WINDOW_MS;
-    uint64_t now = now_ms();
-    if (now - actor->restart_window_start_ms >= window) {
+    uint32_t now = (uint32_t)now_ms(); /* wraps: compared by difference */
+    if ((uint32_t)(now - actor->restart_window_start_ms) >= window) {
         actor->restart_window_start_ms = now;
         actor->restarts_in_window = 0;
     }

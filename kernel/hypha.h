@@ -178,6 +178,23 @@ typedef struct hy_config {
     uint32_t snapshot_every;       /* the kernel snapshots a persistent actor (with
                                       its subsystem's state_save) every this many
                                       handled messages; 0: 1000 */
+
+    /* Passivation of keyed actors (DESIGN.md section 5): the defaults of every
+     * subsystem that can passivate (see hy_subsystem_def.passivate). A keyed
+     * actor with no message for about idle_timeout_ms is passivated (the sweep
+     * is coarse: it runs every quarter of the timeout, at least every 10 ms, so
+     * an actor may go that much early or late); 0: never for idleness. When
+     * a subsystem has more than max_active_actors active keyed actors, the
+     * least recently used are passivated until it has no more; 0: no cap. When
+     * pool_cap_bytes is set and the pool holds more than 90% of it, most of
+     * it in live messages, the least recently used eighth of those
+     * subsystems' actors is passivated at each sweep too. (That relieves the
+     * process, not the pool: actors live outside it, and only actors without
+     * queued messages are passivated.)
+     * A background thread (one per kernel) does it, started once some
+     * subsystem can passivate. */
+    uint32_t idle_timeout_ms;
+    uint64_t max_active_actors;
 } hy_config;
 
 /* The largest max_payload a kernel accepts (the pool's largest object less a
@@ -253,7 +270,8 @@ typedef struct hy_subsystem_def {
     size_t nroutes;
     void *udata;        /* hy_subsystem_udata(ctx) gives it back */
     /* Optional: make a new actor's state (the subsystem's actor at registration,
-     * a keyed actor at its first message; key is NULL/0 for the former). A
+     * a keyed actor at each activation: its first message, and the first after
+     * each passivation; key is NULL/0 for the former). A
      * non-zero return refuses the actor: its message counts as failed and the
      * send returns HY_EHANDLER. For a keyed actor it runs on the sending
      * thread, in the middle of that send: it may send, but must not register
@@ -300,7 +318,44 @@ typedef struct hy_subsystem_def {
     int (*state_save)(void *udata, void *state, void **bytes, size_t *len);
     int (*state_load)(void *udata, const char *key, size_t key_len, const void *bytes,
                       size_t len, void **state);
+
+    /* Passivation (DESIGN.md section 5). Keyed actors are virtual: one is
+     * made (activated) by the first message to its key, and may be passivated
+     * when idle or over the cap (hy_config's idle_timeout_ms and
+     * max_active_actors; these two override them, 0 takes the config's,
+     * UINT32_MAX / UINT64_MAX turn the policy off for this subsystem). A
+     * passivated actor costs no memory; the next message to its key activates
+     * it again, and a message that arrives while it is being passivated is
+     * delivered (in order per sender) to it or to its next activation: nothing
+     * is lost, reordered or handled twice. Passivation never runs while the
+     * actor has queued messages or is running; a subsystem's own actor and
+     * subscriptions are never passivated; nor is an actor stopped by
+     * supervision (it keeps refusing messages).
+     *
+     * Only a subsystem that can keep its actors' state passivates them:
+     *  - a persistent one: the kernel snapshots the state (state_save; not if
+     *    nothing was applied since the last snapshot) and frees it; activation
+     *    is the usual recovery (snapshot, then journal replay). Without
+     *    state_save the actor is rebuilt from its whole journal;
+     *  - any other one that sets passivate: it is called with the actor's key
+     *    and state, on the kernel's passivation thread, to save the state
+     *    wherever the subsystem keeps it (it must not free nor change it);
+     *    0 means saved: the kernel then frees the state with state_free and
+     *    the actor. Activation calls state_init, which loads what passivate
+     *    saved. Stateless actors can use hy_passivate_discard.
+     * A non-zero return of passivate, or a snapshot that fails (state_save's
+     * refusal or the journal's error), keeps the actor active with its state
+     * and counts it (hy_stats.passivate_failed); it is tried again later.
+     * passivate is not called for persistent subsystems. It may run just
+     * before a message calls the passivation off: the actor then goes on with
+     * its state, and a later passivation calls passivate again. */
+    uint32_t idle_timeout_ms;
+    uint64_t max_active_actors;
+    int (*passivate)(void *udata, const char *key, size_t key_len, void *state);
 } hy_subsystem_def;
+
+/* A passivate callback for actors whose state need not be kept: returns 0. */
+HY_API int hy_passivate_discard(void *udata, const char *key, size_t key_len, void *state);
 
 /* Register a subsystem and its routes. The kernel copies name, patterns and
  * keys; def may go away after the call. Safe while messages flow. A persistent
@@ -314,7 +369,9 @@ typedef struct hy_subsystem_def {
  * HY_EEXIST (name taken,
  * "kernel" is reserved; or a duplicate pattern), HY_EBADPATTERN (with
  * hy_errdetail() naming the pattern, the byte offset and the reason),
- * HY_ENOMEM, HY_ECLOSED. On error nothing is registered. */
+ * HY_ENOMEM, HY_ECLOSED, HY_ESYS (the first subsystem that can passivate
+ * starts the passivation thread, which failed). On error nothing is
+ * registered. */
 HY_API int hy_subsystem_register(hy_kernel *k, const char *name,
                                  const hy_subsystem_def *def);
 
@@ -504,6 +561,20 @@ typedef struct hy_stats {
     uint64_t snapshots;              /* snapshots saved by the kernel */
     uint64_t snapshot_failures;      /* state_save or the journal refused one */
     uint64_t replay_suppressed;      /* sends made by replaying handlers, dropped */
+
+    /* Passivation of keyed actors (see hy_subsystem_def.passivate). */
+    uint64_t actors_active;          /* keyed actors active now (of subsystems;
+                                        subscriptions are not keyed actors) */
+    uint64_t activations;            /* keyed actors made: first message to a key,
+                                        or the first after its passivation */
+    uint64_t passivations;           /* keyed actors passivated, in total */
+    uint64_t passivate_failed;       /* passivations refused by passivate or by a
+                                        failed snapshot: the actor stayed active */
+    uint64_t passivate_aborted;      /* passivations called off because a message
+                                        arrived meanwhile */
+    uint64_t activation_p50_ns;      /* time to make a keyed actor (state_init, or
+                                        recovery), over the last 1024 activations */
+    uint64_t activation_p99_ns;
 } hy_stats;
 
 /* Kernel-wide figures. Counters are read without stopping the kernel, so under
@@ -514,7 +585,8 @@ typedef struct hy_subsystem_stats {
     uint64_t sent, handled, failed;
     uint64_t dead;    /* dead letters among the messages it accepted */
     uint64_t queued;  /* mailbox depth summed over the subsystem's actors */
-    uint64_t actors;
+    uint64_t actors;  /* its own actor plus its active keyed actors */
+    uint64_t activations, passivations; /* of its keyed actors, as in hy_stats */
 } hy_subsystem_stats;
 
 /* Returns 0, HY_ENOENT (no such subsystem) or HY_EINVAL. */

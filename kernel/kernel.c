@@ -3,8 +3,8 @@
  * Shutdown is the one delicate step: sends may be under way on other threads.
  * It sets `closed` (new sends see it and return HY_ECLOSED), waits for every
  * router read section that began before (each send runs inside one, so the
- * sends that missed the flag have finished their push), drains, and only then
- * stops the workers. */
+ * sends that missed the flag have finished their push), drains, stops the
+ * passivation thread, and only then stops the workers. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -62,7 +62,10 @@ int hy_kernel_open(hy_kernel **out, const hy_config *config)
         rc = hyi_router_create(&k->router);
     if (rc == 0)
         rc = hyi_actor_table_init(k);
+    if (rc == 0)
+        rc = hyi_janitor_init(k);
     if (rc != 0) {
+        hyi_janitor_free(k);
         hyi_actor_table_free(k);
         if (k->router)
             hyi_router_destroy(k->router);
@@ -147,6 +150,10 @@ int hy_kernel_shutdown(hy_kernel *k)
         return 0;
     hyi_router_synchronize(k->router);
     hy_kernel_drain(k, -1);
+    /* Passivation ends before the workers: it may hand actors back to them,
+     * and frees what it passivated once they pass quiescent points. No
+     * registration can start it any more (closed is set under registry_lock). */
+    hyi_janitor_stop(k);
     hyi_sched_stop(k);
     return 0;
 }
@@ -165,6 +172,7 @@ void hy_kernel_close(hy_kernel *k)
     hyi_persist_close(k); /* no worker runs; every completion has run after it */
     hyi_pubsub_free(k);
     hyi_actor_table_free(k);
+    hyi_janitor_free(k);
     for (hyi_subsys *s = k->subsystems, *next; s; s = next) {
         next = s->next;
         free_subsystem_actor(k, s);
@@ -203,6 +211,8 @@ int hy_kernel_stats(hy_kernel *k, hy_stats *out)
         out->failed += load_relaxed(&s->failed);
         dead_accepted += load_relaxed(&s->dead);
         out->actors += !internal + load_relaxed(&s->keyed_actors);
+        if (!internal)
+            out->actors_active += load_relaxed(&s->keyed_actors);
     }
     for (int r = 0; r < HY_DEAD__COUNT; r++)
         out->dead[r] = load_relaxed(&k->dead[r]);
@@ -225,6 +235,7 @@ int hy_kernel_stats(hy_kernel *k, hy_stats *out)
     out->pool_bytes_reserved = ps.bytes_reserved;
     out->pool_reuse_rate = ps.reuse_rate;
     hyi_persist_stats(k, out);
+    hyi_janitor_stats(k, out);
     return 0;
 }
 
@@ -244,6 +255,8 @@ int hy_subsystem_stats_get(hy_kernel *k, const char *name, hy_subsystem_stats *o
         uint64_t done = out->handled + out->dead;
         out->queued = out->sent > done ? out->sent - done : 0;
         out->actors = 1 + load_relaxed(&s->keyed_actors);
+        out->activations = load_relaxed(&s->activations);
+        out->passivations = load_relaxed(&s->passivations);
         rc = 0;
         break;
     }

@@ -34,6 +34,7 @@ typedef struct hyi_actor hyi_actor;
 typedef struct hyi_worker hyi_worker;
 typedef struct hyi_pubsub hyi_pubsub;
 typedef struct hyi_persist hyi_persist;
+typedef struct hyi_janitor hyi_janitor;
 
 /* A registered route: immutable once published to the router, freed at close
  * (a removed route may still be referenced by queued messages). */
@@ -137,7 +138,11 @@ struct hyi_actor {
      * schedule it until a worker finds its mailbox empty: an actor is in at
      * most one deque or inject queue at a time. */
     _Atomic uint32_t scheduled;
-    uint32_t key_len;
+    uint16_t key_len;           /* a capture's length: at most a path's */
+    /* 1 while the passivation thread means to passivate this actor. Under the
+     * actor's table segment lock only: a sender that finds it set clears it,
+     * which calls the passivation off (passivate.c). */
+    uint8_t passivating;
     hyi_mpsc_node inject_link;  /* link in the kernel's inject queue */
     hyi_subsys *sub;
     void *state;
@@ -149,7 +154,10 @@ struct hyi_actor {
      * refuse messages. */
     _Atomic uint32_t stopped;
     uint32_t restarts_in_window;
-    uint64_t restart_window_start_ms;
+    uint32_t restart_window_start_ms; /* low 32 bits of a monotonic ms clock */
+    /* Messages to this (persistent) actor in the journal's queue, not yet in
+     * its mailbox: passivation waits for 0 (persistent.c keeps it). */
+    _Atomic uint32_t in_journal;
     uint64_t key_hash;
     hyi_actor *table_next;      /* chain in the actor table's bucket */
     /* Persistent subsystems (persistent.c): the actor's journal key, stable
@@ -159,8 +167,16 @@ struct hyi_actor {
     uint64_t journal_id;
     uint64_t journal_seq;
     uint32_t since_snapshot;
-    char key[];                 /* key_len bytes and a NUL */
+    /* Passivation (passivate.c). The kernel's coarse clock (k->coarse_ms) when
+     * a turn of this actor last ended: stored by the worker once per turn. */
+    _Atomic uint32_t last_active_ms;
+    char key[];                 /* key_len bytes and a NUL; an actor is allocated
+                                   up to its key only (HYI_ACTOR_SIZE) */
 };
+
+/* An actor's allocation: the struct up to its key, the key and a NUL (the
+ * struct's tail padding is not needed: 8 bytes fewer for short keys). */
+#define HYI_ACTOR_SIZE(key_len) (offsetof(hyi_actor, key) + (key_len) + 1)
 
 /* A subsystem. Its counters sit on their own cache lines: senders bump `sent`,
  * workers bump `handled` once per turn, and neither should slow the other. */
@@ -189,6 +205,16 @@ struct hyi_subsys {
     int (*state_load)(void *udata, const char *key, size_t key_len, const void *bytes,
                       size_t len, void **state);
     hyi_router *replay_router;
+    /* Passivation (passivate.c): fixed at registration. can_passivate: the
+     * subsystem keeps state across passivation (persistent, or passivate set)
+     * and has a policy; 0 for a policy means none. */
+    bool can_passivate;
+    uint32_t idle_timeout_ms;
+    uint64_t max_active;
+    int (*passivate)(void *udata, const char *key, size_t key_len, void *state);
+    int jan_slot;               /* the passivation thread's own (this round's index) */
+    /* relaxed counters: statistics only */
+    _Atomic uint64_t activations, passivations;
     char name[HYI_NAME_MAX + 1];
 };
 
@@ -202,6 +228,9 @@ typedef struct hyi_actor_segment {
     hyi_actor **buckets;
     size_t nbuckets;            /* a power of two */
     size_t count;
+    /* Actors passivated out of this segment: a sender that made an actor
+     * while this changed makes it again (its state may predate a save). */
+    uint64_t removals;
 } hyi_actor_segment;
 
 struct hyi_worker {
@@ -213,6 +242,11 @@ struct hyi_worker {
     /* Written only by this worker (relaxed stores), summed by hy_kernel_stats. */
     _Atomic uint64_t steals;
     _Atomic uint64_t parks;
+    /* Quiescent points for the passivation thread (sched.c): `quiescent`
+     * counts actor turns ended (this worker holds no actor between them);
+     * `parked` is 1 while it sleeps. Written only by this worker. */
+    _Atomic uint64_t quiescent;
+    _Atomic uint32_t parked;
 };
 
 struct hy_kernel {
@@ -262,6 +296,12 @@ struct hy_kernel {
     hyi_subsys *kernel_sub;
     hyi_pubsub *pubsub;            /* pubsub.c: the subscriptions */
     hyi_persist *persist;          /* persistent.c: the journal; NULL without */
+    hyi_janitor *janitor;          /* passivate.c: always made at open; its thread
+                                      starts once a subsystem can passivate */
+    /* ms since open, updated by the passivation thread at each sweep (0
+     * without it); workers stamp actors with it. relaxed everywhere: a clock
+     * that may lag, read for ages only. */
+    _Atomic uint32_t coarse_ms;
 
     hyi_actor_segment segments[HYI_ACTOR_SEGMENTS];
 };
@@ -425,5 +465,36 @@ void hyi_persist_stats(hy_kernel *k, hy_stats *out);
 
 /* worker.c: run up to `batch` messages of a scheduled actor. */
 void hyi_actor_run(hyi_worker *w, hyi_actor *actor);
+/* worker.c: give up an actor whose scheduled flag the caller holds and whose
+ * mailbox it has consumed, with the end-of-turn handshake; schedules it if a
+ * message arrived meanwhile. */
+void hyi_actor_release(hy_kernel *k, hyi_actor *actor);
+
+/* sched.c: quiescent points of the workers. A snapshot taken after a claim
+ * (the CAS of an actor's scheduled flag) is quiesced once every worker has
+ * ended a turn or parked since: no worker still touches that actor. snap has
+ * k->nworkers entries. */
+void hyi_sched_qs_snapshot(hy_kernel *k, uint64_t *snap);
+bool hyi_sched_quiesced(hy_kernel *k, const uint64_t *snap);
+
+/* passivate.c: the passivation thread (DESIGN.md section 5). */
+int hyi_janitor_init(hy_kernel *k);            /* at open: state, no thread */
+int hyi_janitor_start(hy_kernel *k);           /* idempotent; registry_lock held */
+void hyi_janitor_stop(hy_kernel *k);           /* shutdown, before the workers */
+void hyi_janitor_free(hy_kernel *k);           /* close */
+/* Set a subsystem's policy from its def and the config (registration). */
+void hyi_passivation_setup(hy_kernel *k, hyi_subsys *sub, const hy_subsystem_def *def);
+/* actor.c: a keyed actor was made in `ticks` (hyi_clock_ticks) and published;
+ * active: its subsystem's count of them now. */
+void hyi_janitor_activated(hy_kernel *k, hyi_subsys *sub, uint64_t ticks, uint64_t active);
+void hyi_janitor_stats(hy_kernel *k, hy_stats *out);
+
+/* actor.c, for passivate.c: clear a mark (a passivation called off), and take
+ * a still-marked actor out of the table (false: a sender called it off). */
+void hyi_actor_unmark(hy_kernel *k, hyi_actor *actor);
+bool hyi_actor_remove_marked(hy_kernel *k, hyi_actor *actor);
+/* persistent.c: save a persistent actor's state before passivation (a
+ * snapshot, when anything was applied since the last); 0 or the error. */
+int hyi_persist_passivate(hy_kernel *k, hyi_actor *actor);
 
 #endif

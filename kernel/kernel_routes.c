@@ -239,8 +239,17 @@ static int actors_route(hy_ctx *ctx, const hy_msg *msg)
         total += 1 + keyed;
         jb_printf(&b, "%s{\"name\":", sub != k->subsystems ? "," : "");
         jb_str(&b, sub->name);
-        jb_printf(&b, ",\"actors\":%llu,\"keyed\":%llu}", (unsigned long long)(1 + keyed),
-                  (unsigned long long)keyed);
+        /* keyed: active keyed actors (the kernel's: subscriptions);
+         * activations and passivations of keyed actors so far */
+        jb_printf(&b,
+                  ",\"actors\":%llu,\"keyed\":%llu,\"active\":%llu,\"activations\":%llu,"
+                  "\"passivations\":%llu,\"idle_timeout_ms\":%u,\"max_active\":%llu}",
+                  (unsigned long long)(1 + keyed), (unsigned long long)keyed,
+                  (unsigned long long)keyed,
+                  (unsigned long long)load_relaxed(&sub->activations),
+                  (unsigned long long)load_relaxed(&sub->passivations),
+                  sub->can_passivate ? sub->idle_timeout_ms : 0,
+                  (unsigned long long)(sub->can_passivate ? sub->max_active : 0));
     }
     pthread_mutex_unlock(&k->registry_lock);
     jb_printf(&b, "],\"total\":%llu}", (unsigned long long)total);

@@ -40,6 +40,12 @@
  * handled (its trailer's seq: messages are handled in sequence order). The
  * journal's retention (truncate covered entries) then applies.
  *
+ * Passivation (passivate.c): a keyed actor is passivated only when no message
+ * of it waits in the journal's queue (in_journal, counted from submit to the
+ * end of the completion, whose delivery is its last use of the actor), with
+ * a snapshot of its state when anything was applied since the last one
+ * (hyi_persist_passivate); its next activation is an ordinary recovery.
+ *
  * Map full: once a commit fails with HY_EMAPFULL (the map is at
  * journal_map_max), persistent sends are refused at once with HY_EMAPFULL
  * until the kernel is reopened; non-persistent subsystems are unaffected. */
@@ -288,7 +294,7 @@ static int on_entry(void *user, const hyi_journal_entry *e)
     return 0;
 }
 
-static void snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq);
+static int snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq);
 
 int hyi_persist_recover(hy_kernel *k, hyi_actor *a, bool keyed)
 {
@@ -362,6 +368,23 @@ static void unadmit(hyi_actor *a)
         atomic_fetch_sub_explicit(&a->depth, 1, memory_order_relaxed);
 }
 
+/* A message of a is in the journal's queue (inside the sender's read
+ * section, so passivation's synchronize sees it), then no longer. */
+static void entered_journal(hyi_actor *a)
+{
+    /* relaxed: the sender's read section orders it before passivation's look
+     * (which follows a synchronize) */
+    atomic_fetch_add_explicit(&a->in_journal, 1, memory_order_relaxed);
+}
+
+static void left_journal(hyi_actor *a)
+{
+    /* release: the delivery (the push into the mailbox) happens before a
+     * passivation that reads the count (acquire) and then frees the actor.
+     * This is the completion's last use of a. */
+    atomic_fetch_sub_explicit(&a->in_journal, 1, memory_order_release);
+}
+
 /* The journal's completion, on its writer thread, in submission order. */
 static void committed(void *user, uint64_t id, uint64_t seq, int status)
 {
@@ -377,6 +400,7 @@ static void committed(void *user, uint64_t id, uint64_t seq, int status)
         if (d->on_durable)
             d->on_durable(d->udata, 0);
         hyi_deliver(k, a, msg, msg, 0);
+        left_journal(a);
         return;
     }
     if (status == HY_EMAPFULL)
@@ -388,6 +412,7 @@ static void committed(void *user, uint64_t id, uint64_t seq, int status)
     msg->flags |= HYI_MSG_FAILED; /* an asker learns HY_EHANDLER */
     hyi_dead_letter_msg(k, msg, HY_DEAD_JOURNAL);
     hyi_msg_release(k, msg);
+    left_journal(a);
 }
 
 static hyi_journal_rec rec_of(hy_msg *msg)
@@ -407,12 +432,14 @@ int hyi_persist_submit(hy_kernel *k, hyi_actor *a, hy_msg *msg)
     /* relaxed: counted before the message can be handled, which the journal's
      * queue lock and the mailbox push order (as in hyi_deliver) */
     atomic_fetch_add_explicit(&a->sub->sent, 1, memory_order_relaxed);
+    entered_journal(a);
     hyi_journal_rec rec = rec_of(msg);
     int rc = hyi_journal_submit(k->persist->j, &rec, committed, msg);
     if (HY_UNLIKELY(rc != 0)) {
         /* relaxed: as above; drain can only have seen it as not yet done */
         atomic_fetch_sub_explicit(&a->sub->sent, 1, memory_order_relaxed);
         unadmit(a);
+        left_journal(a);
         hyi_msg_release(k, msg);
     }
     return rc;
@@ -430,6 +457,7 @@ int hyi_persist_submit_batch(hy_kernel *k, hy_msg **msgs, size_t n)
         hyi_actor *a = hyi_msg_durable(msgs[i])->actor;
         /* relaxed: as in hyi_persist_submit */
         atomic_fetch_add_explicit(&a->sub->sent, 1, memory_order_relaxed);
+        entered_journal(a);
         if (recs)
             recs[i] = rec_of(msgs[i]);
     }
@@ -442,6 +470,7 @@ int hyi_persist_submit_batch(hy_kernel *k, hy_msg **msgs, size_t n)
             /* relaxed: as in hyi_persist_submit */
             atomic_fetch_sub_explicit(&a->sub->sent, 1, memory_order_relaxed);
             unadmit(a);
+            left_journal(a);
             hyi_msg_release(k, msgs[i]);
         }
     }
@@ -463,7 +492,7 @@ int hy_send_durable(hy_kernel *k, const char *path, const void *payload, size_t 
 
 /* ---------------------------------------------------------------- snapshots */
 
-static void snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq)
+static int snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq)
 {
     hyi_persist *p = k->persist;
     hyi_subsys *sub = a->sub;
@@ -488,6 +517,18 @@ static void snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq)
     count(rc == 0 ? &p->snapshots : &p->snapshot_failures, 1);
     if (rc == 0)
         a->since_snapshot = 0;
+    return rc;
+}
+
+int hyi_persist_passivate(hy_kernel *k, hyi_actor *a)
+{
+    /* Nothing applied since the last snapshot (or none ever, and no entry):
+     * recovery rebuilds this state as it is. Without state_save the whole
+     * journal rebuilds it. */
+    if (!a->sub->state_save || a->since_snapshot == 0)
+        return 0;
+    int rc = snapshot(k, a, true, a->journal_seq);
+    return rc < 0 ? rc : rc ? HY_EHANDLER : 0;
 }
 
 void hyi_persist_applied(hy_kernel *k, hyi_actor *a, hy_msg *msg)

@@ -196,7 +196,13 @@ static void park(hyi_worker *w)
         atomic_store_explicit(&w->parks,
                               atomic_load_explicit(&w->parks, memory_order_relaxed) + 1,
                               memory_order_relaxed);
+        /* release: a quiescent point (hyi_sched_quiesced acquires it): this
+         * worker's accesses to the actors it ran happen before. */
+        atomic_store_explicit(&w->parked, 1, memory_order_release);
         hyi_futex_wait(&k->wake_seq, seq, NULL);
+        /* relaxed: only this worker's later turns follow, and they end in
+         * quiescent points of their own */
+        atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
     }
     /* relaxed: only the count matters; no data is published through it */
     atomic_fetch_sub_explicit(&k->sleepers, 1, memory_order_relaxed);
@@ -213,6 +219,12 @@ static void *worker_main(void *arg)
         if (a) {
             idle = 0;
             hyi_actor_run(w, a);
+            /* release: a quiescent point (see hyi_sched_quiesced): the turn's
+             * last touches of the actor happen before. Only this thread
+             * writes it, so a relaxed load for the increment. */
+            atomic_store_explicit(&w->quiescent,
+                                  atomic_load_explicit(&w->quiescent, memory_order_relaxed) + 1,
+                                  memory_order_release);
             continue;
         }
         /* acquire: pairs with hyi_sched_stop's release store */
@@ -231,6 +243,26 @@ static void *worker_main(void *arg)
     }
     tl_worker = NULL;
     return NULL;
+}
+
+void hyi_sched_qs_snapshot(hy_kernel *k, uint64_t *snap)
+{
+    for (unsigned i = 0; i < k->nworkers; i++)
+        /* acquire: as in hyi_sched_quiesced */
+        snap[i] = atomic_load_explicit(&k->workers[i].quiescent, memory_order_acquire);
+}
+
+bool hyi_sched_quiesced(hy_kernel *k, const uint64_t *snap)
+{
+    for (unsigned i = 0; i < k->nworkers; i++) {
+        hyi_worker *w = &k->workers[i];
+        /* acquire: pairs with the worker's release stores, so what it did to
+         * an actor before that point happens before the caller frees it. */
+        if (atomic_load_explicit(&w->quiescent, memory_order_acquire) == snap[i] &&
+            !atomic_load_explicit(&w->parked, memory_order_acquire))
+            return false;
+    }
+    return true;
 }
 
 int hyi_sched_start(hy_kernel *k, unsigned nworkers)

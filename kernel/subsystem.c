@@ -101,6 +101,7 @@ static hyi_subsys *subsys_new(hy_kernel *k, const char *name, const hy_subsystem
     sub->strategy = def->strategy;
     sub->max_restarts = def->max_restarts;
     sub->restart_window_ms = def->restart_window_ms;
+    hyi_passivation_setup(k, sub, def);
     strncpy(sub->name, name, HYI_NAME_MAX);
     return sub;
 }
@@ -155,8 +156,10 @@ static int register_subsystem(hy_kernel *k, const char *name, const hy_subsystem
         free(b);
         return HY_ENOMEM;
     }
-    if (internal)
+    if (internal) {
         sub->capacity = 0;
+        sub->can_passivate = false; /* subscriptions are not keyed actors */
+    }
     for (size_t i = 0; rc == 0 && i < def->nroutes; i++)
         rc = binding_new(sub, &def->routes[i], &b[i]);
     /* persistent.c: before the actor, which is recovered from the journal */
@@ -170,6 +173,10 @@ static int register_subsystem(hy_kernel *k, const char *name, const hy_subsystem
      * the same lock */
     if (rc == 0 && atomic_load_explicit(&k->closed, memory_order_relaxed))
         rc = HY_ECLOSED;
+    /* passivate.c: the first subsystem that can passivate starts its thread
+     * (under registry_lock, so shutdown cannot miss it) */
+    if (rc == 0 && sub->can_passivate)
+        rc = hyi_janitor_start(k);
     if (rc == 0)
         rc = publish(k, sub, b, def->nroutes);
     if (rc == 0) {

@@ -105,6 +105,12 @@ static bool release_or_reclaim(hyi_actor *actor)
     return !atomic_exchange_explicit(&actor->scheduled, 1, memory_order_seq_cst);
 }
 
+void hyi_actor_release(hy_kernel *k, hyi_actor *actor)
+{
+    if (release_or_reclaim(actor))
+        hyi_schedule(k, actor);
+}
+
 void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
 {
     hy_kernel *k = w->k;
@@ -128,6 +134,12 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
         }
         if (handled)
             count_handled(sub, handled);
+        /* The turn's end, for idle passivation: a copy of the kernel's coarse
+         * clock, once per turn rather than per message. relaxed: an age hint,
+         * read by the passivation thread under no ordering. */
+        atomic_store_explicit(&actor->last_active_ms,
+                              atomic_load_explicit(&k->coarse_ms, memory_order_relaxed),
+                              memory_order_relaxed);
         /* Still ours with work left: a full turn, a push half done (its node
          * not linked yet), or a message that arrived as we gave it up. */
         bool more = taken == k->batch || !hyi_mpscq_consumed(&actor->mailbox) ||
