@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "deque.h"
 #include "hy_common.h"
@@ -270,11 +271,12 @@ struct hy_kernel {
 
     /* Actors scheduled from outside any worker. Producers are any thread; the
      * consumer is whichever worker holds inject_lock. The queue's head alone
-     * cannot say "empty" to others (a node may wait before the re-parked
-     * stub), so `inject_pending` counts actors pushed and not yet taken. */
+     * cannot say "empty" to others: a node may wait before a stub that the
+     * last consumer re-parked. Only the lock holder can see that, so before
+     * unlocking it writes `inject_more`: whether anything is left. */
     HY_CACHE_ALIGNED hyi_mpscq inject;
     HY_CACHE_ALIGNED atomic_flag inject_lock;
-    _Atomic int32_t inject_pending;
+    _Atomic uint32_t inject_more;
 
     /* Parking: an event count. A worker announces itself in `sleepers`, checks
      * for work once more, then waits on `wake_seq`; a waker that sees a sleeper
@@ -340,7 +342,27 @@ typedef struct hyi_stamp {
     uint64_t sender;
 } hyi_stamp;
 
-void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp);
+/* Ticks for a message's send time: the TSC where there is one (a few ns),
+ * else CLOCK_MONOTONIC ns; hyi_clock_ns converts. */
+static inline uint64_t hyi_clock_ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_ia32_rdtsc();
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+#endif
+}
+
+static inline void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
+{
+    stamp->ticks = hyi_clock_ticks();
+    hyi_actor *current_actor = NULL;
+    const hy_msg *current = hyi_current_msg(k, &current_actor);
+    stamp->trace_id = current ? current->trace_id : 0;
+    stamp->sender = current_actor ? current_actor->id : 0;
+}
 hy_msg *hyi_msg_new_stamped(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
                             const char *path, size_t path_len, const void *payload,
                             size_t len, const char *reply_to, const hyi_stamp *stamp);
@@ -354,8 +376,6 @@ void hyi_ask_attach(hy_msg *msg, hyi_asker *asker);
 void hyi_ask_released(hy_kernel *k, hy_msg *msg);
 /* pubsub.c: a publish envelope is released; the last frees the shared body. */
 void hyi_publish_released(hy_kernel *k, hy_msg *msg);
-/* Ticks for a message's send time (cheap); hyi_clock_ns converts. */
-uint64_t hyi_clock_ticks(void);
 uint64_t hyi_clock_ns(hy_kernel *k, uint64_t ticks);
 
 /* failure.c: dead letters and supervision. */

@@ -20,15 +20,6 @@ static uint64_t monotonic_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-uint64_t hyi_clock_ticks(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    return __rdtsc();
-#else
-    return monotonic_ns();
-#endif
-}
-
 /* Ticks to CLOCK_MONOTONIC ns, calibrated against the pair taken at kernel open
  * and a pair taken now: no start-up calibration delay, and the longer the
  * kernel has run, the better the ratio. */
@@ -46,15 +37,6 @@ uint64_t hyi_clock_ns(hy_kernel *k, uint64_t ticks)
     (void)k;
     return ticks;
 #endif
-}
-
-void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
-{
-    stamp->ticks = hyi_clock_ticks();
-    hyi_actor *current_actor = NULL;
-    const hy_msg *current = hyi_current_msg(k, &current_actor);
-    stamp->trace_id = current ? current->trace_id : 0;
-    stamp->sender = current_actor ? current_actor->id : 0;
 }
 
 hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,

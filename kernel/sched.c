@@ -51,9 +51,9 @@ static void wake_if_sleeping(hy_kernel *k, uint32_t sleepers)
     hyi_futex_wake(&k->wake_seq, 1);
 }
 
-/* After a seq_cst publication (inject_pending's increment): a seq_cst load of
- * sleepers pairs with park()'s seq_cst increment and its seq_cst load of
- * inject_pending, so either we see the sleeper or it sees the work. */
+/* After a seq_cst publication (the inject push's exchange): a seq_cst load of
+ * sleepers pairs with park()'s seq_cst increment and its seq_cst look at the
+ * inject queue, so either we see the sleeper or it sees the work. */
 static void wake_one_after_inject(hy_kernel *k)
 {
     wake_if_sleeping(k, atomic_load_explicit(&k->sleepers, memory_order_seq_cst));
@@ -68,35 +68,43 @@ static void wake_all(hy_kernel *k)
 
 static void inject_push(hy_kernel *k, hyi_actor *actor)
 {
+    /* The push's seq_cst exchange of head is the first half of the Dekker
+     * pair with park(): a parked-to-be worker sees head != stub. */
     hyi_mpscq_push(&k->inject, &actor->inject_link);
-    /* seq_cst: counted only once linked (so a reader that sees it can pop it),
-     * and the first half of the Dekker pair with park() */
-    atomic_fetch_add_explicit(&k->inject_pending, 1, memory_order_seq_cst);
+}
+
+/* Anything in the inject queue? head != stub says a push happened since the
+ * stub was last parked; inject_more covers a node waiting before the stub.
+ * `order`: relaxed for a cheap look, seq_cst for park()'s last look. */
+static bool inject_nonempty(hy_kernel *k, memory_order order)
+{
+    return atomic_load_explicit(&k->inject.head, order) != &k->inject.stub ||
+           atomic_load_explicit(&k->inject_more, order) != 0;
 }
 
 static hyi_actor *inject_pop(hy_kernel *k)
 {
-    /* relaxed: a cheap look; park() re-checks with seq_cst before sleeping.
-     * It may dip below 0 for a moment (a pop before its push is counted). */
-    if (atomic_load_explicit(&k->inject_pending, memory_order_relaxed) <= 0)
+    if (!inject_nonempty(k, memory_order_relaxed))
         return NULL;
     /* acquire: the pop below reads what the previous holder's pops left. */
     if (atomic_flag_test_and_set_explicit(&k->inject_lock, memory_order_acquire))
         return NULL; /* another worker is taking from it; look elsewhere */
     hyi_mpsc_node *n = hyi_mpscq_pop(&k->inject);
+    /* The holder sees the queue exactly. A worker that leaves a node behind
+     * the stub (more = 1) looks again itself before it can park, so the node
+     * is never stranded. seq_cst: read by park()'s seq_cst last look. */
+    atomic_store_explicit(&k->inject_more, !hyi_mpscq_is_empty(&k->inject),
+                          memory_order_seq_cst);
     /* release: publishes our consumer-side updates to the next holder. */
     atomic_flag_clear_explicit(&k->inject_lock, memory_order_release);
     if (!n)
-        return NULL; /* a push still being linked: pending stays up, retry */
-    /* relaxed: a count; the pop itself took the node */
-    atomic_fetch_sub_explicit(&k->inject_pending, 1, memory_order_relaxed);
+        return NULL; /* a push still being linked: head != stub, retry */
     return (hyi_actor *)((char *)n - offsetof(hyi_actor, inject_link));
 }
 
 bool hyi_inject_waiting(hy_kernel *k)
 {
-    /* relaxed: a fairness heuristic */
-    return atomic_load_explicit(&k->inject_pending, memory_order_relaxed) > 0;
+    return inject_nonempty(k, memory_order_relaxed);
 }
 
 void hyi_schedule(hy_kernel *k, hyi_actor *actor)
@@ -169,13 +177,13 @@ static hyi_actor *find_work(hyi_worker *w)
     return a;
 }
 
-/* park()'s last look, after its seq_cst increment of sleepers. inject_pending
- * is loaded seq_cst (the pair of inject_push + wake_one_after_inject); the
+/* park()'s last look, after its seq_cst increment of sleepers. The inject
+ * queue is read seq_cst (the pair of inject_push + wake_one_after_inject); the
  * deques may be read relaxed because a pusher's RMW on sleepers synchronises
  * with ours. */
 static bool work_visible(hy_kernel *k)
 {
-    if (atomic_load_explicit(&k->inject_pending, memory_order_seq_cst) > 0)
+    if (inject_nonempty(k, memory_order_seq_cst))
         return true;
     for (unsigned i = 0; i < k->nworkers; i++)
         if (hyi_deque_size_approx(&k->workers[i].deque) > 0)
@@ -270,7 +278,7 @@ int hyi_sched_start(hy_kernel *k, unsigned nworkers)
     hyi_mpscq_init(&k->inject);
     atomic_flag_clear(&k->inject_lock);
     /* relaxed: no worker runs yet; thread creation publishes it */
-    atomic_store_explicit(&k->inject_pending, 0, memory_order_relaxed);
+    atomic_store_explicit(&k->inject_more, 0, memory_order_relaxed);
     k->workers = calloc(nworkers, sizeof *k->workers);
     if (!k->workers)
         return HY_ENOMEM;

@@ -106,7 +106,8 @@ void hyi_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last, ui
         hyi_schedule(k, actor);
 }
 
-static int check_send_args(hy_kernel *k, const char *path, const void *payload,
+static inline __attribute__((always_inline)) int
+check_send_args(hy_kernel *k, const char *path, const void *payload,
                            size_t len, size_t *path_len)
 {
     if (HY_UNLIKELY(!k || !path || (!payload && len)))
@@ -119,7 +120,7 @@ static int check_send_args(hy_kernel *k, const char *path, const void *payload,
     return 0;
 }
 
-static bool kernel_closed(hy_kernel *k)
+static inline __attribute__((always_inline)) bool kernel_closed(hy_kernel *k)
 {
     /* seq_cst: ordered after our read-section entry, so a shutdown that set
      * closed and then synchronised either waits for us or is seen here. */
@@ -128,7 +129,8 @@ static bool kernel_closed(hy_kernel *k)
 
 /* Build the message for a matched path and find its actor; the caller admits
  * and delivers. On failure nothing is left allocated. */
-static int place(hy_kernel *k, const hyi_match *m, const char *path, size_t path_len,
+static inline __attribute__((always_inline)) int
+place(hy_kernel *k, const hyi_match *m, const char *path, size_t path_len,
                  const void *payload, size_t len, const char *reply_to,
                  const hyi_stamp *stamp, hy_msg **msg_out, hyi_actor **actor_out)
 {
@@ -184,7 +186,7 @@ enum { ADMIT = 0, ADMIT_DROP = 1 };
 /* Room in the actor's mailbox for one message: ADMIT, ADMIT_DROP (taken and
  * dropped by the drop-newest policy), HY_EFULL or HY_ESTOPPED. Unbounded
  * mailboxes cost one relaxed load of the stopped flag. */
-static int admit(hy_kernel *k, hyi_actor *a)
+static inline __attribute__((always_inline)) int admit(hy_kernel *k, hyi_actor *a)
 {
     hyi_subsys *sub = a->sub;
     /* relaxed: a stop racing with this send is caught by the worker, which
@@ -211,7 +213,8 @@ static int admit(hy_kernel *k, hyi_actor *a)
 
 /* Admit one message: 1 when the caller may deliver it, 0 when the policy
  * took it and dropped it, or an error (the message is released). */
-static int admit_msg(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
+static inline __attribute__((always_inline)) int
+admit_msg(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
 {
     int rc = admit(k, actor);
     if (HY_LIKELY(rc == ADMIT))
@@ -234,7 +237,8 @@ static int admit_msg(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
 
 /* Admit and deliver one message (a persistent subsystem's: journal it, it
  * is delivered once durable), or account for why not. */
-static int admit_and_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
+static inline __attribute__((always_inline)) int
+admit_and_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
 {
     int rc = admit_msg(k, actor, msg);
     if (HY_UNLIKELY(rc != 1))
@@ -258,45 +262,85 @@ static int match(hy_kernel *k, const char *path, size_t path_len, const void *pa
     return rc;
 }
 
-/* The last path this thread routed, and the match it got. A sender usually
- * sends to the same path many times in a row; while the bytes and the
- * router's generation are the same, routing would give the same answer. */
+/* The last few paths this thread routed, and the matches they got. A sender
+ * usually repeats a few paths (one, or two for a request and its reply);
+ * while the bytes and the router's generation are the same, routing would give
+ * the same answer. The last 8 bytes of the path reject most other entries
+ * with one compare, so a sender that never repeats pays little. */
+#define ROUTE_CACHE_WAYS 4
 #define ROUTE_CACHE_PATH 96
 
-typedef struct route_cache {
+typedef struct route_entry {
     const hy_kernel *k;
     uint64_t generation;
+    uint64_t tail;   /* the path's last 8 bytes (fewer for short paths) */
     size_t len;
     hyi_match m;
     char path[ROUTE_CACHE_PATH];
-} route_cache;
+} route_entry;
 
-static _Thread_local route_cache tl_route;
+/* A thread whose last ROUTE_MISS_LIMIT lookups all missed (it cycles through
+ * many paths: keyed actors, fan-out) stops using the cache for the next
+ * ROUTE_BYPASS sends, so it pays one branch instead of the misses. */
+#define ROUTE_MISS_LIMIT 64
+#define ROUTE_BYPASS 1024
 
-/* The match for path: the cached one, or a fresh one (then cached). Call inside
+static _Thread_local struct {
+    route_entry way[ROUTE_CACHE_WAYS];
+    unsigned next;      /* round-robin victim */
+    unsigned misses;    /* in a row */
+    unsigned bypass;    /* sends left that skip the cache */
+} tl_routes;
+
+static uint64_t path_tail(const char *path, size_t len)
+{
+    uint64_t t = 0;
+    memcpy(&t, path + (len >= 8 ? len - 8 : 0), len >= 8 ? 8 : len);
+    return t;
+}
+
+/* The match for path: a cached one, or a fresh one (then cached). Call inside
  * a read section. The result is valid only until this thread's next send (a
  * state_init callback may send): read it before calling out. */
 static int match_cached(hy_kernel *k, const char *path, size_t path_len, const void *payload,
                         size_t len, const hyi_match **out)
 {
-    route_cache *c = &tl_route;
-    uint64_t generation = hyi_router_generation(k->router);
-    if (c->k == k && c->len == path_len && c->generation == generation &&
-        memcmp(c->path, path, path_len) == 0) {
-        *out = &c->m;
-        return 0;
+    route_entry *e;
+    if (HY_UNLIKELY(tl_routes.bypass)) {
+        tl_routes.bypass--;
+        e = &tl_routes.way[0];
+        e->k = NULL; /* used as scratch, not as a cache entry */
+        *out = &e->m;
+        return match(k, path, path_len, payload, len, &e->m);
     }
-    c->k = NULL; /* invalid until refilled */
-    int rc = match(k, path, path_len, payload, len, &c->m);
+    uint64_t generation = hyi_router_generation(k->router);
+    uint64_t tail = path_tail(path, path_len);
+    for (unsigned i = 0; i < ROUTE_CACHE_WAYS; i++) {
+        e = &tl_routes.way[i];
+        if (e->tail == tail && e->len == path_len && e->k == k &&
+            e->generation == generation && memcmp(e->path, path, path_len) == 0) {
+            tl_routes.misses = 0;
+            *out = &e->m;
+            return 0;
+        }
+    }
+    if (++tl_routes.misses == ROUTE_MISS_LIMIT) {
+        tl_routes.misses = 0;
+        tl_routes.bypass = ROUTE_BYPASS;
+    }
+    e = &tl_routes.way[tl_routes.next++ % ROUTE_CACHE_WAYS];
+    e->k = NULL; /* invalid until refilled */
+    int rc = match(k, path, path_len, payload, len, &e->m);
     if (rc != 0)
         return rc;
     if (path_len <= ROUTE_CACHE_PATH) {
-        memcpy(c->path, path, path_len);
-        c->len = path_len;
-        c->generation = generation;
-        c->k = k;
+        memcpy(e->path, path, path_len);
+        e->len = path_len;
+        e->tail = tail;
+        e->generation = generation;
+        e->k = k;
     }
-    *out = &c->m;
+    *out = &e->m;
     return 0;
 }
 
@@ -306,7 +350,7 @@ static int send_one(hy_kernel *k, const char *path, const void *payload, size_t 
                     void (*on_durable)(void *, int), void *udata)
 {
     HYI_SUPPRESS_IF_REPLAYING(k);
-    size_t path_len;
+    size_t path_len = 0;
     int rc = check_send_args(k, path, payload, len, &path_len);
     if (HY_UNLIKELY(rc != 0))
         return rc;
@@ -317,8 +361,8 @@ static int send_one(hy_kernel *k, const char *path, const void *payload, size_t 
         hyi_router_read_exit(k->router);
         return HY_ECLOSED;
     }
-    const hyi_match *m;
-    hy_msg *msg;
+    const hyi_match *m = NULL;
+    hy_msg *msg = NULL;
     hyi_actor *actor;
     rc = match_cached(k, path, path_len, payload, len, &m);
     hyi_stamp stamp;
@@ -353,7 +397,7 @@ int hyi_send_durable(hy_kernel *k, const char *path, const void *payload, size_t
 
 int hy_send(hy_kernel *k, const char *path, const void *payload, size_t len)
 {
-    return hyi_send(k, path, payload, len, NULL, NULL);
+    return send_one(k, path, payload, len, NULL, NULL, false, NULL, NULL);
 }
 
 /* hy_send_batch keeps one open chain per destination actor, in first-seen
@@ -465,7 +509,7 @@ int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *acc
     hyi_match m;
     for (; done < n; done++) {
         const hy_send_item *it = &items[done];
-        size_t path_len;
+        size_t path_len = 0;
         rc = check_send_args(k, it->path, it->payload, it->len, &path_len);
         if (rc != 0)
             break;
@@ -478,7 +522,7 @@ int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *acc
             last_path = it->path;
             last_len = path_len;
         }
-        hy_msg *msg;
+        hy_msg *msg = NULL;
         hyi_actor *actor;
         rc = place(k, &m, it->path, path_len, it->payload, it->len, NULL, &stamp, &msg,
                    &actor);
