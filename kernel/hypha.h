@@ -457,7 +457,11 @@ HY_API uint64_t hy_msg_id(const hy_msg *msg);
 /* The id of the message that started a chain: a message sent by a handler
  * inherits the trace id of the message it is handling; any other gets its own. */
 HY_API uint64_t hy_msg_trace_id(const hy_msg *msg);
-/* When it was sent, in CLOCK_MONOTONIC nanoseconds. */
+/* When it was sent, in CLOCK_MONOTONIC nanoseconds, read from the coarse
+ * clock (CLOCK_MONOTONIC_COARSE): its resolution is the system tick, a few ms,
+ * and it may lag CLOCK_MONOTONIC by a few ticks. A fine clock on every send
+ * cost about a third of single-sender throughput where hypha is measured;
+ * time what needs finer grain yourself. */
 HY_API uint64_t hy_msg_sent_ns(const hy_msg *msg);
 /* The actor that sent it (its hy_self), or 0 when sent from outside a handler. */
 HY_API uint64_t hy_msg_sender(const hy_msg *msg);

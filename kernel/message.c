@@ -3,8 +3,8 @@
  * hot caller so the compiler can inline it there.)
  *
  * Metadata costs little on the hot path: the trace id and sender come from the
- * thread's running handler, the timestamp from the TSC (a few ns; converted to
- * nanoseconds only when read), and a batch takes one stamp for all. */
+ * thread's running handler, the send time from the coarse clock (see
+ * hyi_send_time_ns), and a batch takes one stamp for all. */
 #include <string.h>
 #include <time.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -85,7 +85,7 @@ uint64_t hy_msg_trace_id(const hy_msg *msg)
 
 uint64_t hy_msg_sent_ns(const hy_msg *msg)
 {
-    return hyi_clock_ns(msg->route->sub->k, msg->sent_tsc);
+    return msg->sent_ns;
 }
 
 uint64_t hy_msg_sender(const hy_msg *msg)

@@ -91,10 +91,12 @@ static hyi_actor *inject_pop(hy_kernel *k)
         return NULL; /* another worker is taking from it; look elsewhere */
     hyi_mpsc_node *n = hyi_mpscq_pop(&k->inject);
     /* The holder sees the queue exactly. A worker that leaves a node behind
-     * the stub (more = 1) looks again itself before it can park, so the node
-     * is never stranded. seq_cst: read by park()'s seq_cst last look. */
-    atomic_store_explicit(&k->inject_more, !hyi_mpscq_is_empty(&k->inject),
-                          memory_order_seq_cst);
+     * the stub (more = 1) looks again itself before it can park, so no other
+     * thread depends on seeing the flag in time: relaxed, and written only
+     * when it changes, so the common "nothing left" costs a load. */
+    uint32_t more = !hyi_mpscq_is_empty(&k->inject);
+    if (atomic_load_explicit(&k->inject_more, memory_order_relaxed) != more)
+        atomic_store_explicit(&k->inject_more, more, memory_order_relaxed);
     /* release: publishes our consumer-side updates to the next holder. */
     atomic_flag_clear_explicit(&k->inject_lock, memory_order_release);
     if (!n)

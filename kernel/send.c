@@ -50,7 +50,7 @@ msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m, const char
         return NULL;
     msg->route = route;
     msg->id = next_message_id();
-    msg->sent_tsc = stamp->ticks;
+    msg->sent_ns = stamp->sent_ns;
     msg->trace_id = stamp->trace_id ? stamp->trace_id : msg->id;
     msg->sender = stamp->sender;
     msg->ext = NULL;
