@@ -43,7 +43,7 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
 {
     if (key_len > UINT16_MAX)
         return hyi_fail(HY_EINVAL, "key of %zu bytes", key_len);
-    hyi_actor *a = malloc(HYI_ACTOR_SIZE(key_len));
+    hyi_actor *a = aligned_alloc(HY_CACHE_LINE, HYI_ACTOR_SIZE(key_len));
     if (!a)
         return HY_ENOMEM;
     hyi_mpscq_init(&a->mailbox);

@@ -134,50 +134,59 @@ static inline hyi_durable *hyi_msg_durable(hy_msg *m)
 /* An actor: a mailbox, a flag that says whether it is scheduled, its state. A
  * subsystem's own actor has no key; a keyed actor carries its key inline. */
 struct hyi_actor {
-    hyi_mpscq mailbox;
+    /* ---- cache line 0: what senders touch (the actor is 64-byte aligned).
+     * Read-mostly fields beside the mailbox head that every push writes, so a
+     * send costs no line the worker keeps writing. */
+    hyi_subsys *sub;
+    uint64_t key_hash;
+    hyi_actor *table_next;      /* chain in the actor table's bucket */
+    /* Bounded mailboxes only: messages pushed and not yet taken. Senders add
+     * before they push; the worker subtracts as it takes. */
+    _Atomic int64_t depth;
     /* 1 from the moment a sender (or the actor's last run) claims the right to
      * schedule it until a worker finds its mailbox empty: an actor is in at
      * most one deque or inject queue at a time. */
     _Atomic uint32_t scheduled;
+    /* Set by supervision (on the worker), read by senders: stopped actors
+     * refuse messages. */
+    _Atomic uint32_t stopped;
+    /* Messages to this (persistent) actor in the journal's queue, not yet in
+     * its mailbox: passivation waits for 0 (persistent.c keeps it). */
+    _Atomic uint32_t in_journal;
     uint16_t key_len;           /* a capture's length: at most a path's */
     /* 1 while the passivation thread means to passivate this actor. Under the
      * actor's table segment lock only: a sender that finds it set clears it,
      * which calls the passivation off (passivate.c). */
     uint8_t passivating;
-    hyi_mpsc_node inject_link;  /* link in the kernel's inject queue */
-    hyi_subsys *sub;
-    void *state;
+    /* The mailbox: its head (written by every push) ends line 0; its padding
+     * puts the consumer's tail and stub on line 1. */
+    hyi_mpscq mailbox;
+    /* ---- from here on: what the worker that runs the actor writes or reads. */
     uint64_t id;
-    /* Bounded mailboxes only: messages pushed and not yet taken. Senders add
-     * before they push; the worker subtracts as it takes. */
-    _Atomic int64_t depth;
-    /* Set by supervision (on the worker), read by senders: stopped actors
-     * refuse messages. */
-    _Atomic uint32_t stopped;
+    void *state;
+    hyi_mpsc_node inject_link;  /* link in the kernel's inject queue */
     uint32_t restarts_in_window;
     uint32_t restart_window_start_ms; /* low 32 bits of a monotonic ms clock */
-    /* Messages to this (persistent) actor in the journal's queue, not yet in
-     * its mailbox: passivation waits for 0 (persistent.c keeps it). */
-    _Atomic uint32_t in_journal;
-    uint64_t key_hash;
-    hyi_actor *table_next;      /* chain in the actor table's bucket */
-    /* Persistent subsystems (persistent.c): the actor's journal key, stable
-     * across runs (a hash of subsystem and key); the sequence of the last
-     * entry applied to its state and the messages handled since its last
-     * snapshot. Worker-owned once the actor is published. */
-    uint64_t journal_id;
-    uint64_t journal_seq;
-    uint32_t since_snapshot;
     /* Passivation (passivate.c). The kernel's coarse clock (k->coarse_ms) when
      * a turn of this actor last ended: stored by the worker once per turn. */
     _Atomic uint32_t last_active_ms;
+    uint32_t since_snapshot;
+    /* Persistent subsystems (persistent.c): the actor's journal key, stable
+     * across runs (a hash of subsystem and key), and the sequence of the last
+     * entry applied to its state (since_snapshot: messages handled since its
+     * last snapshot). Worker-owned once the actor is published. */
+    uint64_t journal_id;
+    uint64_t journal_seq;
     char key[];                 /* key_len bytes and a NUL; an actor is allocated
                                    up to its key only (HYI_ACTOR_SIZE) */
 };
 
 /* An actor's allocation: the struct up to its key, the key and a NUL (the
  * struct's tail padding is not needed: 8 bytes fewer for short keys). */
-#define HYI_ACTOR_SIZE(key_len) (offsetof(hyi_actor, key) + (key_len) + 1)
+/* Whole cache lines, for aligned_alloc and so no actor shares a line with
+ * another's. */
+#define HYI_ACTOR_SIZE(key_len) \
+    ((offsetof(hyi_actor, key) + (key_len) + 1 + HY_CACHE_LINE - 1) & ~(size_t)(HY_CACHE_LINE - 1))
 
 /* A subsystem. Its counters sit on their own cache lines: senders bump `sent`,
  * workers bump `handled` once per turn, and neither should slow the other. */
