@@ -39,6 +39,8 @@
 
 #include <cmocka.h>
 
+#include "crash.h"
+
 #include "hypha.h"
 
 #define ACTORS 3
@@ -256,74 +258,13 @@ static void child_main(const char *env, const char *ack_path, int ready_fd)
 
 /* ---------------------------------------------------------------- the parent */
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-static char cur_dir[32];
-
-static int remove_cur_dir(void **state)
-{
-    (void)state;
-    if (cur_dir[0])
-        nftw(cur_dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
-    cur_dir[0] = 0;
-    return 0;
-}
-
 /* One round: returns the acks checked; adds the entries recovered. */
 static size_t crash_round(unsigned seed, int round, size_t *recovered)
 {
-    char *dir = strcpy(cur_dir, "/tmp/hy-pcrash-XXXXXX");
-    assert_non_null(mkdtemp(dir));
     char env[64], ack_path[64];
-    snprintf(env, sizeof env, "%s/env", dir);
-    snprintf(ack_path, sizeof ack_path, "%s/acks", dir);
-
-    int ready[2];
-    assert_int_equal(pipe(ready), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(ready[0]);
-        child_main(env, ack_path, ready[1]);
-    }
-    close(ready[1]);
-    /* Every fifth round: a random moment from fork on (it may hit the open);
-     * every fifth plus one: as soon as the child sends; the rest 0..40 ms
-     * after the first acknowledgement. */
-    unsigned r = (seed + (unsigned)round) * 2654435761u;
-    r ^= r >> 15;
-    char c;
-    if (round % 5 != 0 && read(ready[0], &c, 1) != 1)
-        fail_msg("round %d: child died before it was ready", round);
-    if (round % 5 >= 2) {
-        struct stat st;
-        struct timespec tick = {0, 200000};
-        for (int i = 0; i < 25000; i++) { /* at most ~5 s */
-            if (stat(ack_path, &st) == 0 && st.st_size >= (off_t)sizeof(ack))
-                break;
-            nanosleep(&tick, NULL);
-        }
-    }
-    struct timespec d = {0, round % 5 == 1 ? 0 : (long)(r % 40000) * 1000L};
-    if (round % 5 == 0)
-        d.tv_nsec = (long)(r % 20000) * 1000L;
-    nanosleep(&d, NULL);
-    assert_int_equal(kill(pid, SIGKILL), 0);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    close(ready[0]);
-    if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
-        fail_msg("round %d: child ended by itself (status 0x%x)", round, status);
+    int ready;
+    pid_t pid = crash_start("/tmp/hy-pcrash-XXXXXX", env, ack_path, child_main, &ready);
+    crash_kill(pid, ready, round, seed, ack_path, sizeof(ack), 20000);
 
     if (access(env, F_OK) != 0) {
         remove_cur_dir(NULL); /* killed before the journal existed */

@@ -1,0 +1,104 @@
+/* The kill -9 harness the crash tests share: each round makes a fresh
+ * directory, forks a child that writes and acknowledges until it is killed,
+ * kills it with SIGKILL at a moment that depends on the round, and reaps it;
+ * the test then checks what survived. Include after cmocka.h. */
+#ifndef HY_TEST_CRASH_H
+#define HY_TEST_CRASH_H
+
+#include <ftw.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The current round's directory, so a failed assertion (which leaves the
+ * round early) still has it removed by the teardown. */
+static char cur_dir[32];
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(p);
+}
+
+static int remove_cur_dir(void **state)
+{
+    (void)state;
+    if (cur_dir[0])
+        nftw(cur_dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    cur_dir[0] = 0;
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The child: opens what it writes under env, appends each acknowledged record
+ * to acks (write(2), no buffering), says "ready" on ready_fd once it is
+ * writing, and never returns. */
+typedef void (*crash_child_fn)(const char *env, const char *acks, int ready_fd);
+
+/* Start a round: a fresh directory (template such as "/tmp/hy-crash-XXXXXX"),
+ * env and acks paths inside it, the child forked. Returns its pid; *ready_fd
+ * is the read end of its ready pipe. */
+static pid_t crash_start(const char *dir_template, char env[64], char acks[64],
+                         crash_child_fn child, int *ready_fd)
+{
+    char *dir = strcpy(cur_dir, dir_template);
+    assert_non_null(mkdtemp(dir));
+    snprintf(env, 64, "%s/env", dir);
+    snprintf(acks, 64, "%s/acks", dir);
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(ready[0]);
+        child(env, acks, ready[1]);
+    }
+    close(ready[1]);
+    *ready_fd = ready[0];
+    return pid;
+}
+
+/* Kill the child at the round's moment and reap it. Every fifth round at a
+ * random moment from fork on, within early_us (it may hit the open itself);
+ * every fifth plus one as soon as the child is ready; the rest 0..40 ms after
+ * its first acknowledgement (acks reaching ack_size bytes). Waiting on the
+ * child's own progress keeps slow sanitizer builds meaningful too. */
+static void crash_kill(pid_t pid, int ready_fd, int round, unsigned seed, const char *acks,
+                       size_t ack_size, long early_us)
+{
+    unsigned r = (seed + (unsigned)round) * 2654435761u;
+    r ^= r >> 15;
+    char c;
+    if (round % 5 != 0 && read(ready_fd, &c, 1) != 1)
+        fail_msg("round %d: child died before it was ready", round);
+    if (round % 5 >= 2) {
+        struct stat st;
+        struct timespec tick = {0, 200000};
+        for (int i = 0; i < 25000; i++) { /* at most ~5 s */
+            if (stat(acks, &st) == 0 && st.st_size >= (off_t)ack_size)
+                break;
+            nanosleep(&tick, NULL);
+        }
+    }
+    long us = round % 5 == 0 ? (long)(r % (unsigned)early_us) : round % 5 == 1 ? 0 : (long)(r % 40000);
+    struct timespec d = {0, us * 1000L};
+    nanosleep(&d, NULL);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    close(ready_fd); /* only now: an unread pipe must not SIGPIPE the child */
+    if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
+        fail_msg("round %d: child ended by itself (status 0x%x)", round, status);
+}
+
+#endif
