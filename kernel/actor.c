@@ -253,7 +253,8 @@ bool hyi_actor_remove_marked(hy_kernel *k, hyi_actor *a)
     return removed;
 }
 
-void hyi_actor_table_each(hy_kernel *k, void (*fn)(hy_kernel *, hyi_actor *))
+/* Call fn on every keyed actor; no concurrent use of the table. */
+static void actor_table_each(hy_kernel *k, void (*fn)(hy_kernel *, hyi_actor *))
 {
     for (size_t i = 0; i < HYI_ACTOR_SEGMENTS; i++) {
         hyi_actor_segment *s = &k->segments[i];
@@ -270,7 +271,7 @@ void hyi_actor_table_each(hy_kernel *k, void (*fn)(hy_kernel *, hyi_actor *))
 
 void hyi_actor_table_free(hy_kernel *k)
 {
-    hyi_actor_table_each(k, hyi_actor_free);
+    actor_table_each(k, hyi_actor_free);
     for (size_t i = 0; i < HYI_ACTOR_SEGMENTS; i++) {
         if (!k->segments[i].buckets)
             continue;

@@ -408,6 +408,11 @@ void hyi_supervise(hy_kernel *k, hyi_actor *actor, hy_msg *msg, int err);
 
 /* subsystem.c */
 void hyi_route_binding_free(hyi_route_binding *r);
+/* A binding for a parsed pattern: copies of the pattern and its capture
+ * names; key (NULL: none) must name a capture (else HY_EINVAL). */
+int hyi_route_binding_make(hyi_subsys *sub, const char *pattern, const hyi_param_names *names,
+                           hy_handler handler, void *udata, const char *key,
+                           hyi_route_binding **out);
 /* Register a subsystem of the kernel's own (no reserved-name check; mailboxes
  * unbounded, so deliveries need no admission). *out is the subsystem. */
 int hyi_subsystem_register_internal(hy_kernel *k, const char *name,
@@ -438,8 +443,6 @@ int hyi_actor_table_init(hy_kernel *k);
 /* The keyed actor for (sub, key), created on first use. */
 int hyi_actor_get(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len,
                   hyi_actor **out);
-/* Call fn on every keyed actor; no concurrent use of the table. */
-void hyi_actor_table_each(hy_kernel *k, void (*fn)(hy_kernel *, hyi_actor *));
 void hyi_actor_table_free(hy_kernel *k);
 
 /* send.c: hy_send with an optional reply-to path (hy_ask_async) or asker

@@ -115,28 +115,7 @@ static int binding_new(hy_kernel *k, const char *pattern, const char *route, siz
                         err.message, err.offset < 0 ? -1 : err.offset + (long)route_at);
     if (rc != 0)
         return rc;
-    hyi_route_binding *b = calloc(1, sizeof *b);
-    if (!b)
-        return HY_ENOMEM;
-    b->sub = k->kernel_sub;
-    b->handler = handler;
-    b->udata = udata;
-    b->key_index = -1;
-    b->pattern = strdup(pattern);
-    rc = b->pattern ? 0 : HY_ENOMEM;
-    for (uint32_t i = 0; rc == 0 && i < names.n; i++) {
-        b->param_names[i] = strdup(names.name[i]);
-        if (!b->param_names[i])
-            rc = HY_ENOMEM;
-        else
-            b->nparams = i + 1;
-    }
-    if (rc != 0) {
-        hyi_route_binding_free(b);
-        return rc;
-    }
-    *out = b;
-    return 0;
+    return hyi_route_binding_make(k->kernel_sub, pattern, &names, handler, udata, NULL, out);
 }
 
 /* Compile a pattern into a new, not yet live, subscription. */

@@ -34,7 +34,39 @@ static int check_def(const char *name, const hy_subsystem_def *def)
     return 0;
 }
 
-/* Parse one route into a binding (not yet published). */
+int hyi_route_binding_make(hyi_subsys *sub, const char *pattern, const hyi_param_names *names,
+                           hy_handler handler, void *udata, const char *key,
+                           hyi_route_binding **out)
+{
+    hyi_route_binding *r = calloc(1, sizeof *r);
+    if (!r)
+        return HY_ENOMEM;
+    r->sub = sub;
+    r->handler = handler;
+    r->udata = udata;
+    r->key_index = -1;
+    r->pattern = strdup(pattern);
+    int rc = r->pattern ? 0 : HY_ENOMEM;
+    for (uint32_t i = 0; rc == 0 && i < names->n; i++) {
+        r->param_names[i] = strdup(names->name[i]);
+        if (!r->param_names[i])
+            rc = HY_ENOMEM;
+        else
+            r->nparams = i + 1;
+        if (key && strcmp(key, names->name[i]) == 0)
+            r->key_index = (int)i;
+    }
+    if (rc == 0 && key && r->key_index < 0)
+        rc = hyi_fail(HY_EINVAL, "key '%s' is not a capture of pattern '%s'", key, pattern);
+    if (rc != 0) {
+        hyi_route_binding_free(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+/* Parse one route of a definition into a binding (not yet published). */
 static int binding_new(hyi_subsys *sub, const hy_route *def, hyi_route_binding **out)
 {
     hyi_param_names names;
@@ -45,33 +77,8 @@ static int binding_new(hyi_subsys *sub, const hy_route *def, hyi_route_binding *
                         err.message, err.offset);
     if (rc != 0)
         return rc;
-    hyi_route_binding *r = calloc(1, sizeof *r);
-    if (!r)
-        return HY_ENOMEM;
-    r->sub = sub;
-    r->handler = def->handler;
-    r->udata = def->udata;
-    r->key_index = -1;
-    r->pattern = strdup(def->pattern);
-    rc = r->pattern ? 0 : HY_ENOMEM;
-    for (uint32_t i = 0; rc == 0 && i < names.n; i++) {
-        r->param_names[i] = strdup(names.name[i]);
-        if (!r->param_names[i])
-            rc = HY_ENOMEM;
-        else
-            r->nparams = i + 1;
-        if (def->key && strcmp(def->key, names.name[i]) == 0)
-            r->key_index = (int)i;
-    }
-    if (rc == 0 && def->key && r->key_index < 0)
-        rc = hyi_fail(HY_EINVAL, "key '%s' is not a capture of pattern '%s'", def->key,
-                      def->pattern);
-    if (rc != 0) {
-        hyi_route_binding_free(r);
-        return rc;
-    }
-    *out = r;
-    return 0;
+    return hyi_route_binding_make(sub, def->pattern, &names, def->handler, def->udata,
+                                  def->key, out);
 }
 
 static void bindings_free(hyi_route_binding **b, size_t n)
