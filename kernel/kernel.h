@@ -324,6 +324,13 @@ struct hy_ctx {
     hy_kernel *k;
     hyi_actor *actor;
     hy_msg *msg;
+    /* Copies of the actor's line-0 fields, read once per turn: senders write
+     * that line with every push, so a read per message would pull it across
+     * cores each time. Only this worker changes `stopped` while it runs the
+     * actor (supervision), so its copy follows it exactly. */
+    hyi_subsys *sub;
+    uint16_t key_len;
+    bool stopped;
     bool replaying;     /* a journal entry rebuilding the actor (persistent.c) */
 };
 

@@ -31,6 +31,13 @@ static bool keep_after_bound(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
     return false;
 }
 
+static bool actor_stopped(hyi_actor *actor)
+{
+    /* relaxed: written by supervision on the worker running the actor, which
+     * is this thread or one whose turn ended before ours began */
+    return atomic_load_explicit(&actor->stopped, memory_order_relaxed) != 0;
+}
+
 static inline void prefetch_message(const hyi_mpsc_node *node)
 {
     const hy_msg *next = HYI_MSG_OF(node);
@@ -44,10 +51,9 @@ static inline void prefetch_message(const hyi_mpsc_node *node)
 static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg, bool extras)
 {
     hyi_actor *actor = ctx->actor;
-    if (HY_UNLIKELY(extras) && actor->sub->capacity && !keep_after_bound(k, actor, msg))
+    if (HY_UNLIKELY(extras) && ctx->sub->capacity && !keep_after_bound(k, actor, msg))
         return false;
-    /* relaxed: written by this worker (supervision) or seen late by design */
-    if (HY_UNLIKELY(atomic_load_explicit(&actor->stopped, memory_order_relaxed))) {
+    if (HY_UNLIKELY(ctx->stopped)) {
         hyi_dead_letter_msg(k, msg, HY_DEAD_STOPPED);
         return false;
     }
@@ -58,17 +64,24 @@ static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg, bool extras)
     if (HY_UNLIKELY(rc != 0)) {
         msg->flags |= HYI_MSG_FAILED;
         hyi_supervise(k, actor, msg, rc);
+        ctx->stopped = actor_stopped(actor);
     }
     /* A journaled message counts as applied, failed or not (as it will be
      * when replayed), after supervision made its change to the state. */
-    if (HY_UNLIKELY(extras) && actor->sub->persistent)
+    if (HY_UNLIKELY(extras) && ctx->sub->persistent)
         hyi_persist_applied(k, actor, msg);
     return rc == 0;
 }
 
 int hyi_run_handler(hy_kernel *k, hyi_actor *actor, hy_msg *msg, bool replay)
 {
-    hy_ctx ctx = {.k = k, .actor = actor, .msg = msg, .replaying = replay};
+    hy_ctx ctx = {.k = k,
+                  .actor = actor,
+                  .msg = msg,
+                  .sub = actor->sub,
+                  .key_len = actor->key_len,
+                  .stopped = actor_stopped(actor),
+                  .replaying = replay};
     /* A replay may start inside a live handler (its send made a keyed actor):
      * put that handler's context back afterwards. */
     hy_ctx *outer = hyi_running;
@@ -115,7 +128,11 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
 {
     hy_kernel *k = w->k;
     hyi_subsys *sub = actor->sub;
-    hy_ctx ctx = {.k = k, .actor = actor};
+    hy_ctx ctx = {.k = k,
+                  .actor = actor,
+                  .sub = sub,
+                  .key_len = actor->key_len,
+                  .stopped = actor_stopped(actor)};
     const bool extras = sub->capacity != 0 || sub->persistent;
     for (;;) {
         unsigned taken = 0;
@@ -183,11 +200,10 @@ const char *hy_actor_key(hy_ctx *ctx, size_t *len)
 {
     /* Only keyed actors have a key: not a subsystem's own actor, nor a
      * subscription's (both have key_len 0; keys are never empty). */
-    hyi_actor *a = ctx->actor;
-    bool keyed = a->key_len > 0;
+    bool keyed = ctx->key_len > 0;
     if (len)
-        *len = keyed ? a->key_len : 0;
-    return keyed ? a->key : NULL;
+        *len = ctx->key_len;
+    return keyed ? ctx->actor->key : NULL;
 }
 
 hy_msg *hyi_ctx_msg(hy_ctx *ctx)
@@ -207,7 +223,7 @@ void *hy_route_udata(hy_ctx *ctx)
 
 void *hy_subsystem_udata(hy_ctx *ctx)
 {
-    return ctx->actor->sub->udata;
+    return ctx->sub->udata;
 }
 
 hy_kernel *hy_ctx_kernel(hy_ctx *ctx)
