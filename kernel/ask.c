@@ -55,14 +55,14 @@ void hyi_ask_attach(hy_msg *msg, hyi_asker *asker)
 {
     /* relaxed: the message is not shared yet; its delivery publishes this */
     atomic_fetch_add_explicit(&asker->refs, 1, memory_order_relaxed);
-    msg->ext = asker;
+    *hyi_msg_slot(msg) = asker;
     msg->flags |= HYI_MSG_ASKER;
 }
 
 void hyi_ask_released(hy_kernel *k, hy_msg *msg)
 {
     (void)k;
-    hyi_asker *a = msg->ext;
+    hyi_asker *a = *hyi_msg_slot(msg);
     asker_settle(a, (msg->flags & HYI_MSG_FAILED) ? ASK_FAILED : ASK_NO_REPLY);
     asker_unref(a);
 }
@@ -147,7 +147,7 @@ int hy_ask_async(hy_ctx *ctx, const char *path, const void *payload, size_t len,
 /* Hand a reply to the asker; counted as a dead letter if it gave up. */
 static int reply_to_asker(hy_kernel *k, hy_msg *msg, const void *payload, size_t len)
 {
-    hyi_asker *a = msg->ext;
+    hyi_asker *a = *hyi_msg_slot(msg);
     void *copy = NULL;
     if (len) {
         copy = malloc(len);

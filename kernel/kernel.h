@@ -12,6 +12,7 @@
 #ifndef HY_KERNEL_H
 #define HY_KERNEL_H
 
+#include <sched.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -50,16 +51,19 @@ typedef struct hyi_route_binding {
     struct hyi_route_binding *next; /* the kernel's list of every route, for close */
 } hyi_route_binding;
 
-/* A message. One pooled block: this 64-byte header, nparams slices, the path
- * and its NUL, then the payload at a 16-byte boundary (then, for a request
- * made with hy_ask_async, the reply-to path and its NUL). The rare parts hang
- * off `ext`, named by flags, so the common message stays one header. */
+/* A message. One pooled block: this 56-byte header, nparams slices, the path
+ * and its NUL, then the payload at a 16-byte boundary, then the rare parts,
+ * named by flags: for a request made with hy_ask_async, the reply-to path and
+ * its NUL; then, 8-byte aligned, the extension slot (a pointer) and a
+ * persistent subsystem's trailer (hyi_durable). A common message of a short
+ * path and a small payload fits the pool's 112-byte class: two cache lines. */
 enum {
-    HYI_MSG_SHARED = 1,   /* ext: the body (a hy_msg) this publish envelope shares */
-    HYI_MSG_ASKER = 2,    /* ext: the hyi_asker of a hy_ask */
+    HYI_MSG_SHARED = 1,   /* slot: the body (a hy_msg) this publish envelope shares */
+    HYI_MSG_ASKER = 2,    /* slot: the hyi_asker of a hy_ask */
     HYI_MSG_REPLY_TO = 4, /* the reply-to path follows the payload */
     HYI_MSG_REPLIED = 8,  /* hy_reply was called while handling it */
     HYI_MSG_FAILED = 16,  /* its handler returned an error */
+    HYI_MSG_SLOT = 32,    /* it has the extension slot */
 };
 
 typedef struct hyi_asker hyi_asker;
@@ -71,7 +75,6 @@ struct hy_msg {
     uint64_t trace_id;
     uint64_t sent_ns;           /* CLOCK_MONOTONIC_COARSE at send */
     uint64_t sender;            /* actor id, 0 from outside the kernel */
-    void *ext;
     uint32_t payload_len;
     uint16_t path_len;
     uint8_t nparams;
@@ -87,10 +90,31 @@ static inline size_t hyi_msg_payload_off(uint32_t nparams, size_t path_len)
     return (head + 15) & ~(size_t)15;
 }
 
+/* Where a message's rare parts go: the next 8-byte boundary. */
+static inline size_t hyi_msg_tail_off(size_t end)
+{
+    return (end + 7) & ~(size_t)7;
+}
+
+/* The end of a message's own payload and reply-to path. */
+static inline size_t hyi_msg_end(const hy_msg *m)
+{
+    size_t end = hyi_msg_payload_off(m->nparams, m->path_len) + m->payload_len;
+    if (m->flags & HYI_MSG_REPLY_TO)
+        end += strlen((const char *)m + end) + 1;
+    return end;
+}
+
+/* The extension slot of a message built with one (HYI_MSG_SLOT). */
+static inline void **hyi_msg_slot(const hy_msg *m)
+{
+    return (void **)((char *)m + hyi_msg_tail_off(hyi_msg_end(m)));
+}
+
 /* The message that holds path and payload: a publish envelope's shared body. */
 static inline const hy_msg *hyi_msg_body(const hy_msg *m)
 {
-    return (m->flags & HYI_MSG_SHARED) ? (const hy_msg *)m->ext : m;
+    return (m->flags & HYI_MSG_SHARED) ? (const hy_msg *)*hyi_msg_slot(m) : m;
 }
 
 static inline const char *hyi_msg_path(const hy_msg *m)
@@ -117,18 +141,14 @@ typedef struct hyi_durable {
     uint64_t seq;                            /* its journal sequence */
 } hyi_durable;
 
-static inline size_t hyi_durable_off(size_t payload_end)
-{
-    return (payload_end + 7) & ~(size_t)7;
-}
-
-/* A persistent subsystem's message's trailer (never a publish envelope). */
+/* A persistent subsystem's message's trailer (never a publish envelope),
+ * after the extension slot if it has one. */
 static inline hyi_durable *hyi_msg_durable(hy_msg *m)
 {
-    size_t end = hyi_msg_payload_off(m->nparams, m->path_len) + m->payload_len;
-    if (m->flags & HYI_MSG_REPLY_TO)
-        end += strlen((const char *)m + end) + 1;
-    return (hyi_durable *)((char *)m + hyi_durable_off(end));
+    size_t off = hyi_msg_tail_off(hyi_msg_end(m));
+    if (m->flags & HYI_MSG_SLOT)
+        off += sizeof(void *);
+    return (hyi_durable *)((char *)m + off);
 }
 
 /* An actor: a mailbox, a flag that says whether it is scheduled, its state. A
@@ -390,14 +410,18 @@ static inline void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
     stamp->trace_id = current ? current->trace_id : 0;
     stamp->sender = current_actor ? current_actor->id : 0;
 }
+/* reply_to: NULL, or the path to carry after the payload; slot: give the
+ * message an extension slot (NULL until set). */
 hy_msg *hyi_msg_new_stamped(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
                             const char *path, size_t path_len, const void *payload,
-                            size_t len, const char *reply_to, const hyi_stamp *stamp);
+                            size_t len, const char *reply_to, bool slot,
+                            const hyi_stamp *stamp);
 hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
                     const char *path, size_t path_len, const void *payload, size_t len,
-                    const char *reply_to);
+                    const char *reply_to, bool slot);
 void hyi_msg_release(hy_kernel *k, hy_msg *msg);
-/* ask.c: attach a hy_ask waiter to its request (takes a reference). */
+/* ask.c: attach a hy_ask waiter to its request, built with a slot (takes a
+ * reference). */
 void hyi_ask_attach(hy_msg *msg, hyi_asker *asker);
 /* ask.c: a request made by hy_ask is released (handled, or a dead letter). */
 void hyi_ask_released(hy_kernel *k, hy_msg *msg);
@@ -512,6 +536,19 @@ void hyi_persist_stats(hy_kernel *k, hy_stats *out);
         if (HY_UNLIKELY(hyi_running && hyi_running->replaying))   \
             return hyi_persist_suppressed(k);                     \
     } while (0)
+
+/* One round of a spin-wait: tells the core (and a hyperthread sibling) that
+ * this thread is waiting. */
+static inline void hyi_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#else
+    sched_yield();
+#endif
+}
 
 /* worker.c: run up to `batch` messages of a scheduled actor. */
 void hyi_actor_run(hyi_worker *w, hyi_actor *actor);

@@ -41,11 +41,12 @@ uint64_t hyi_clock_ns(hy_kernel *k, uint64_t ticks)
 
 hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
                     const char *path, size_t path_len, const void *payload, size_t len,
-                    const char *reply_to)
+                    const char *reply_to, bool slot)
 {
     hyi_stamp stamp;
     hyi_stamp_take(k, &stamp);
-    return hyi_msg_new_stamped(k, route, m, path, path_len, payload, len, reply_to, &stamp);
+    return hyi_msg_new_stamped(k, route, m, path, path_len, payload, len, reply_to, slot,
+                               &stamp);
 }
 
 void hyi_msg_release(hy_kernel *k, hy_msg *msg)

@@ -210,6 +210,15 @@ static inline bool hyi_mpscq_consumed(const hyi_mpscq *q)
     return q->tail == &q->stub;
 }
 
+/* Consumer only, after hyi_mpscq_consumed(): a push has linked a node behind
+ * the stub since (every push into a consumed queue writes stub.next). A cheap
+ * poll of the consumer's own line while it waits for more. acquire: pairs
+ * with the push's release store, so the pop that follows sees the node. */
+static inline bool hyi_mpscq_refilled(hyi_mpscq *q)
+{
+    return atomic_load_explicit(&q->stub.next, memory_order_acquire) != NULL;
+}
+
 /* Any thread: no node has been pushed behind the stub. Means "empty" only
  * together with hyi_mpscq_consumed() seen by the consumer (see is_empty).
  * seq_cst: the load half of the turn-end handshake described at is_empty. */

@@ -279,7 +279,7 @@ static int on_entry(void *user, const hyi_journal_entry *e)
         return 0;
     }
     hy_msg *msg = hyi_msg_new(r->k, m.route, &m, e->path, e->path_len, e->payload,
-                              e->payload_len, NULL);
+                              e->payload_len, NULL, false);
     if (!msg)
         return hyi_fail(HY_ENOMEM, "replay of '%s': message pool at its cap", sub->name);
     int rc = hyi_run_handler(r->k, r->a, msg, true);

@@ -300,14 +300,14 @@ static void body_unref(hy_kernel *k, hy_msg *b)
 
 void hyi_publish_released(hy_kernel *k, hy_msg *msg)
 {
-    body_unref(k, msg->ext);
+    body_unref(k, *hyi_msg_slot(msg));
 }
 
 /* Build the envelope for one subscription: metadata stamped by hyi_msg_new
  * (an empty path of its own), its captures, and a reference to the body. */
 static hy_msg *envelope_new(hy_kernel *k, subscription *s, const hyi_match *m, hy_msg *body)
 {
-    hy_msg *e = hyi_msg_new(k, s->binding, m, "", 0, NULL, 0, NULL);
+    hy_msg *e = hyi_msg_new(k, s->binding, m, "", 0, NULL, 0, NULL, true);
     if (!e)
         return NULL;
     body_head *h = (body_head *)((char *)body - BODY_HEAD);
@@ -315,7 +315,7 @@ static hy_msg *envelope_new(hy_kernel *k, subscription *s, const hyi_match *m, h
      * meanwhile; the delivery's push publishes the envelope */
     atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
     e->flags |= HYI_MSG_SHARED;
-    e->ext = body;
+    *hyi_msg_slot(e) = body;
     return e;
 }
 

@@ -31,15 +31,6 @@ hyi_worker *hyi_current_worker(hy_kernel *k)
     return (w && w->k == k) ? w : NULL;
 }
 
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#else
-    sched_yield();
-#endif
-}
-
 /* Wake one parked worker if `sleepers` (read as the callers below explain)
  * says there is one. */
 static void wake_if_sleeping(hy_kernel *k, uint32_t sleepers)
@@ -241,7 +232,7 @@ static void *worker_main(void *arg)
         if (atomic_load_explicit(&k->stopping, memory_order_acquire))
             break;
         if (++idle < IDLE_SPINS) {
-            cpu_relax();
+            hyi_cpu_relax();
             continue;
         }
         if (idle == IDLE_SPINS) {

@@ -34,17 +34,20 @@ static uint64_t next_message_id(void)
  * into place(), the send path; hyi_msg_new_stamped is the same for others. */
 static inline __attribute__((always_inline)) hy_msg *
 msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m, const char *path,
-          size_t path_len, const void *payload, size_t len, const char *reply_to,
+          size_t path_len, const void *payload, size_t len, const char *reply_to, bool slot,
           const hyi_stamp *stamp)
 {
     size_t nparams = m ? m->nparams : 0;
     size_t payload_off = hyi_msg_payload_off((uint32_t)nparams, path_len);
     size_t reply_len = reply_to ? strlen(reply_to) + 1 : 0;
-    size_t size = payload_off + len + reply_len;
+    size_t end = payload_off + len + reply_len;
+    size_t size = end;
+    if (HY_UNLIKELY(slot))
+        size = hyi_msg_tail_off(size) + sizeof(void *);
     /* A persistent subsystem's message carries its journal trailer
      * (hyi_durable, persistent.c). */
     if (HY_UNLIKELY(route && route->sub->persistent))
-        size = hyi_durable_off(size) + sizeof(hyi_durable);
+        size = hyi_msg_tail_off(size) + sizeof(hyi_durable);
     hy_msg *msg = hyi_pool_acquire(k->pool, size);
     if (HY_UNLIKELY(!msg))
         return NULL;
@@ -53,11 +56,10 @@ msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m, const char
     msg->sent_ns = stamp->sent_ns;
     msg->trace_id = stamp->trace_id ? stamp->trace_id : msg->id;
     msg->sender = stamp->sender;
-    msg->ext = NULL;
     msg->payload_len = (uint32_t)len;
     msg->path_len = (uint16_t)path_len;
     msg->nparams = (uint8_t)nparams;
-    msg->flags = reply_to ? HYI_MSG_REPLY_TO : 0;
+    msg->flags = (uint8_t)((reply_to ? HYI_MSG_REPLY_TO : 0) | (slot ? HYI_MSG_SLOT : 0));
     for (size_t i = 0; i < nparams; i++)
         msg->params[i] = m->params[i];
     char *p = (char *)&msg->params[nparams];
@@ -67,14 +69,17 @@ msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m, const char
         memcpy((char *)msg + payload_off, payload, len);
     if (reply_len)
         memcpy((char *)msg + payload_off + len, reply_to, reply_len);
+    if (HY_UNLIKELY(slot))
+        *(void **)((char *)msg + hyi_msg_tail_off(end)) = NULL;
     return msg;
 }
 
 hy_msg *hyi_msg_new_stamped(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
                             const char *path, size_t path_len, const void *payload,
-                            size_t len, const char *reply_to, const hyi_stamp *stamp)
+                            size_t len, const char *reply_to, bool slot,
+                            const hyi_stamp *stamp)
 {
-    return msg_build(k, route, m, path, path_len, payload, len, reply_to, stamp);
+    return msg_build(k, route, m, path, path_len, payload, len, reply_to, slot, stamp);
 }
 
 /* The actor a message for this route goes to. */
@@ -96,7 +101,7 @@ void hyi_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last, ui
      * before the message can be handled, which the push below ensures.
      * n is 0 for journaled messages: counted at submit (persistent.c). */
     if (HY_LIKELY(n))
-        atomic_fetch_add_explicit(&actor->sub->sent, n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&first->route->sub->sent, n, memory_order_relaxed);
     bool was_empty = hyi_mpscq_push_chain(&actor->mailbox, &first->link, &last->link);
     /* Only a push into an empty mailbox can find the actor unscheduled (see
      * mpscq.h); then the flag decides who schedules it. seq_cst: the other
@@ -131,11 +136,12 @@ static inline __attribute__((always_inline)) bool kernel_closed(hy_kernel *k)
  * and delivers. On failure nothing is left allocated. */
 static inline __attribute__((always_inline)) int
 place(hy_kernel *k, const hyi_match *m, const char *path, size_t path_len,
-                 const void *payload, size_t len, const char *reply_to,
+                 const void *payload, size_t len, const char *reply_to, bool slot,
                  const hyi_stamp *stamp, hy_msg **msg_out, hyi_actor **actor_out)
 {
     hyi_route_binding *route = m->route;
-    hy_msg *msg = msg_build(k, route, m, path, path_len, payload, len, reply_to, stamp);
+    hy_msg *msg =
+            msg_build(k, route, m, path, path_len, payload, len, reply_to, slot, stamp);
     if (HY_UNLIKELY(!msg))
         return hyi_fail(HY_ENOMEM, "message pool at its cap");
     int rc = route_actor(k, route, msg, actor_out);
@@ -186,9 +192,9 @@ enum { ADMIT = 0, ADMIT_DROP = 1 };
 /* Room in the actor's mailbox for one message: ADMIT, ADMIT_DROP (taken and
  * dropped by the drop-newest policy), HY_EFULL or HY_ESTOPPED. Unbounded
  * mailboxes cost one relaxed load of the stopped flag. */
-static inline __attribute__((always_inline)) int admit(hy_kernel *k, hyi_actor *a)
+static inline __attribute__((always_inline)) int admit(hy_kernel *k, hyi_subsys *sub,
+                                                       hyi_actor *a)
 {
-    hyi_subsys *sub = a->sub;
     /* relaxed: a stop racing with this send is caught by the worker, which
      * dead-letters what reaches a stopped actor */
     if (HY_UNLIKELY(atomic_load_explicit(&a->stopped, memory_order_relaxed)))
@@ -216,13 +222,14 @@ static inline __attribute__((always_inline)) int admit(hy_kernel *k, hyi_actor *
 static inline __attribute__((always_inline)) int
 admit_msg(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
 {
-    int rc = admit(k, actor);
+    hyi_subsys *sub = msg->route->sub;
+    int rc = admit(k, sub, actor);
     if (HY_LIKELY(rc == ADMIT))
         return 1;
     if (rc == ADMIT_DROP) {
         /* Accepted by policy and dropped at once: sent, and a dead letter. */
-        atomic_fetch_add_explicit(&actor->sub->sent, 1, memory_order_relaxed);
-        if (HY_UNLIKELY(actor->sub->persistent))
+        atomic_fetch_add_explicit(&sub->sent, 1, memory_order_relaxed);
+        if (HY_UNLIKELY(sub->persistent))
             hyi_persist_dropped(msg);
         hyi_dead_letter_msg(k, msg, HY_DEAD_DROPPED);
         hyi_msg_release(k, msg);
@@ -243,7 +250,7 @@ admit_and_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
     int rc = admit_msg(k, actor, msg);
     if (HY_UNLIKELY(rc != 1))
         return rc;
-    if (HY_UNLIKELY(actor->sub->persistent))
+    if (HY_UNLIKELY(msg->route->sub->persistent))
         return hyi_persist_submit(k, actor, msg);
     hyi_deliver(k, actor, msg, msg, 1);
     return 0;
@@ -368,8 +375,9 @@ static int send_one(hy_kernel *k, const char *path, const void *payload, size_t 
     hyi_stamp stamp;
     hyi_stamp_take(k, &stamp);
     if (HY_LIKELY(rc == 0))
-        rc = place(k, m, path, path_len, payload, len, reply_to, &stamp, &msg, &actor);
-    if (HY_UNLIKELY(rc == 0 && (durable || actor->sub->persistent))) {
+        rc = place(k, m, path, path_len, payload, len, reply_to, asker != NULL, &stamp, &msg,
+                   &actor);
+    if (HY_UNLIKELY(rc == 0 && (durable || msg->route->sub->persistent))) {
         rc = hyi_persist_prepare(k, actor, msg, durable, on_durable, udata);
         if (rc != 0)
             hyi_msg_release(k, msg);
@@ -524,11 +532,12 @@ int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *acc
         }
         hy_msg *msg = NULL;
         hyi_actor *actor;
-        rc = place(k, &m, it->path, path_len, it->payload, it->len, NULL, &stamp, &msg,
-                   &actor);
+        rc = place(k, &m, it->path, path_len, it->payload, it->len, NULL, false, &stamp,
+                   &msg, &actor);
         if (rc != 0)
             break;
-        if (HY_UNLIKELY(actor->sub->persistent)) {
+        hyi_subsys *sub = msg->route->sub;
+        if (HY_UNLIKELY(sub->persistent)) {
             rc = group_add(k, &group, actor, msg, done, n);
             if (rc != 0)
                 break;
@@ -536,7 +545,7 @@ int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *acc
         }
         /* Bounded or stopped actors take messages one at a time, through the
          * same admission as hy_send. relaxed: as in admit() */
-        if (actor->sub->capacity || atomic_load_explicit(&actor->stopped, memory_order_relaxed)) {
+        if (sub->capacity || atomic_load_explicit(&actor->stopped, memory_order_relaxed)) {
             rc = admit_and_deliver(k, actor, msg);
             if (rc != 0)
                 break;

@@ -1,9 +1,12 @@
 /* The slab object pool (contract in pool.h).
  *
- * What. Seven size classes, 64..4096 usable bytes (powers of two). Every object
- * has a 16-byte header in front of it (state, pool tag, class, usable size), so
- * release needs no lookup and debug builds can catch double and foreign releases.
- * Objects are carved from 64 KiB slabs; requests above 4096 bytes (up to
+ * What. Seven size classes, 48..4080 usable bytes. Every object has a 16-byte
+ * header in front of it (state, pool tag, class, usable size), so release needs
+ * no lookup and debug builds can catch double and foreign releases. Header and
+ * object together are a power of two, 64..4096 bytes, so objects sit on cache
+ * line boundaries and one of 112 bytes spans exactly two lines: an object
+ * written on one core and read on another costs as few line transfers as its
+ * size allows. Objects are carved from 64 KiB slabs; requests above 4080 bytes (up to
  * HYI_POOL_MAX_OBJECT) are single allocations from the allocator (jemalloc in the
  * normal build, the system malloc under HY_POOL_SYSTEM_ALLOC), kept on a list so
  * destroy can free them. Slab and large bytes count against the cap.
@@ -74,8 +77,8 @@
 #endif
 
 #define NCLASS 7
-#define MIN_SHIFT 6                     /* class 0 holds 64 bytes */
-#define MAX_SMALL ((size_t)64 << (NCLASS - 1))
+#define MIN_SHIFT 6                     /* class 0: 64 bytes with its header */
+#define MAX_SMALL (((size_t)64 << (NCLASS - 1)) - sizeof(objhdr))
 #define SLAB_BYTES ((size_t)64 * 1024)
 #define SLAB_HEAD 64                    /* slab header, keeps objects aligned */
 #define MAG_SLOTS 64
@@ -202,11 +205,14 @@ static void die(const char *fmt, ...)
     abort();
 }
 
+/* The class whose objects, header included, are the smallest power of two
+ * that holds size bytes. */
 static inline unsigned size_class(size_t size)
 {
-    if (size <= ((size_t)1 << MIN_SHIFT))
+    size_t stride = size + sizeof(objhdr);
+    if (stride <= ((size_t)1 << MIN_SHIFT))
         return 0;
-    return (unsigned)(64 - __builtin_clzll((unsigned long long)size - 1)) - MIN_SHIFT;
+    return (unsigned)(64 - __builtin_clzll((unsigned long long)stride - 1)) - MIN_SHIFT;
 }
 
 static inline objhdr *hdr_of(const void *obj)
@@ -245,14 +251,12 @@ static void unreserve(hyi_pool *p, size_t bytes)
 /* Slabs and large objects come from here. The normal build links jemalloc, which
  * replaces malloc, so this is jemalloc; under HY_POOL_SYSTEM_ALLOC (sanitizer
  * builds) it is the system allocator, which the sanitizer intercepts. */
+/* Line-aligned, so a slab's objects (SLAB_HEAD, then power-of-two strides)
+ * start on line boundaries. */
 static void *block_alloc(size_t bytes)
 {
-#ifdef HY_POOL_SYSTEM_ALLOC
-    return malloc(bytes);
-#else
     size_t rounded = (bytes + HY_CACHE_LINE - 1) & ~(size_t)(HY_CACHE_LINE - 1);
     return aligned_alloc(HY_CACHE_LINE, rounded);
-#endif
 }
 
 static mag *mag_new(void)
@@ -815,8 +819,8 @@ int hyi_pool_create(hyi_pool **out, size_t cap_bytes)
     for (unsigned c = 0; c < NCLASS; c++) {
         depot *d = &p->depot[c];
         pthread_mutex_init(&d->lock, NULL);
-        d->usable = (uint32_t)1 << (MIN_SHIFT + c);
-        d->stride = d->usable + (uint32_t)sizeof(objhdr);
+        d->stride = (uint32_t)1 << (MIN_SHIFT + c);
+        d->usable = d->stride - (uint32_t)sizeof(objhdr);
         uint32_t n = MAG_BYTES_TARGET / d->usable;
         d->mag_cap = n > MAG_SLOTS ? MAG_SLOTS : n < 8 ? 8 : n;
     }

@@ -42,8 +42,9 @@ int hyi_pool_create(hyi_pool **out, size_t cap_bytes);
 void hyi_pool_destroy(hyi_pool *pool);
 
 /* An object of at least `size` bytes, 16-byte aligned, uninitialised; NULL when
- * size > HYI_POOL_MAX_OBJECT or the cap would be exceeded. Sizes up to 4096 come
- * from the classes 64, 128, ..., 4096 (size 0 gets 64 bytes); larger ones are
+ * size > HYI_POOL_MAX_OBJECT or the cap would be exceeded. Sizes up to 4080 come
+ * from the classes 48, 112, 240, ..., 4080 (2^k bytes less the 16-byte object
+ * header; size 0 gets 48 bytes); larger ones are
  * allocated one by one and given back to the allocator on release. */
 void *hyi_pool_acquire(hyi_pool *pool, size_t size);
 
