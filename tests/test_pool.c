@@ -519,11 +519,12 @@ static void test_released_objects_are_poisoned_under_asan(void **state)
 #else
     hyi_pool *p = open_pool(0);
     char *o = hyi_pool_acquire(p, 200);
+    size_t last = hyi_pool_object_size(o) - 1;
     assert_false(__asan_address_is_poisoned(o));
-    assert_false(__asan_address_is_poisoned(o + 255));
+    assert_false(__asan_address_is_poisoned(o + last));
     hyi_pool_release(p, o);
     assert_true(__asan_address_is_poisoned(o));
-    assert_true(__asan_address_is_poisoned(o + 255));
+    assert_true(__asan_address_is_poisoned(o + last));
     char *again = hyi_pool_acquire(p, 200);
     assert_ptr_equal(again, o);
     assert_false(__asan_address_is_poisoned(o));
