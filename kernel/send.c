@@ -51,6 +51,9 @@ msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m, const char
     hy_msg *msg = hyi_pool_acquire(k->pool, size);
     if (HY_UNLIKELY(!msg))
         return NULL;
+    /* A sender usually sends again soon, into an object a worker released on
+     * its core: fetch that one now, while this message is filled and pushed. */
+    hyi_pool_prefetch_next(k->pool, size);
     msg->route = route;
     msg->id = next_message_id();
     msg->sent_ns = stamp->sent_ns;

@@ -1,12 +1,9 @@
 /* The slab object pool (contract in pool.h).
  *
- * What. Seven size classes, 48..4080 usable bytes. Every object has a 16-byte
- * header in front of it (state, pool tag, class, usable size), so release needs
- * no lookup and debug builds can catch double and foreign releases. Header and
- * object together are a power of two, 64..4096 bytes, so objects sit on cache
- * line boundaries and one of 112 bytes spans exactly two lines: an object
- * written on one core and read on another costs as few line transfers as its
- * size allows. Objects are carved from 64 KiB slabs; requests above 4080 bytes (up to
+ * What. Seven size classes, 64..4096 usable bytes (powers of two). Every object
+ * has a 16-byte header in front of it (state, pool tag, class, usable size), so
+ * release needs no lookup and debug builds can catch double and foreign releases.
+ * Objects are carved from 64 KiB slabs; requests above 4096 bytes (up to
  * HYI_POOL_MAX_OBJECT) are single allocations from the allocator (jemalloc in the
  * normal build, the system malloc under HY_POOL_SYSTEM_ALLOC), kept on a list so
  * destroy can free them. Slab and large bytes count against the cap.
@@ -77,8 +74,8 @@
 #endif
 
 #define NCLASS 7
-#define MIN_SHIFT 6                     /* class 0: 64 bytes with its header */
-#define MAX_SMALL (((size_t)64 << (NCLASS - 1)) - sizeof(objhdr))
+#define MIN_SHIFT 6                     /* class 0 holds 64 bytes */
+#define MAX_SMALL ((size_t)64 << (NCLASS - 1))
 #define SLAB_BYTES ((size_t)64 * 1024)
 #define SLAB_HEAD 64                    /* slab header, keeps objects aligned */
 #define MAG_SLOTS 64
@@ -205,14 +202,11 @@ static void die(const char *fmt, ...)
     abort();
 }
 
-/* The class whose objects, header included, are the smallest power of two
- * that holds size bytes. */
 static inline unsigned size_class(size_t size)
 {
-    size_t stride = size + sizeof(objhdr);
-    if (stride <= ((size_t)1 << MIN_SHIFT))
+    if (size <= ((size_t)1 << MIN_SHIFT))
         return 0;
-    return (unsigned)(64 - __builtin_clzll((unsigned long long)stride - 1)) - MIN_SHIFT;
+    return (unsigned)(64 - __builtin_clzll((unsigned long long)size - 1)) - MIN_SHIFT;
 }
 
 static inline objhdr *hdr_of(const void *obj)
@@ -251,12 +245,14 @@ static void unreserve(hyi_pool *p, size_t bytes)
 /* Slabs and large objects come from here. The normal build links jemalloc, which
  * replaces malloc, so this is jemalloc; under HY_POOL_SYSTEM_ALLOC (sanitizer
  * builds) it is the system allocator, which the sanitizer intercepts. */
-/* Line-aligned, so a slab's objects (SLAB_HEAD, then power-of-two strides)
- * start on line boundaries. */
 static void *block_alloc(size_t bytes)
 {
+#ifdef HY_POOL_SYSTEM_ALLOC
+    return malloc(bytes);
+#else
     size_t rounded = (bytes + HY_CACHE_LINE - 1) & ~(size_t)(HY_CACHE_LINE - 1);
     return aligned_alloc(HY_CACHE_LINE, rounded);
+#endif
 }
 
 static mag *mag_new(void)
@@ -640,22 +636,8 @@ static __attribute__((noinline)) void *acquire_general(hyi_pool *pool, size_t si
     return h + 1;
 }
 
-/* Ask for a line in the state a write needs (a plain prefetch when the CPU
- * lacks PREFETCHW, which then executes as a no-op hint). */
-static inline void prefetch_for_write(const void *p)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __asm__ __volatile__("prefetchw %0" : : "m"(*(const char *)p));
-#else
-    __builtin_prefetch(p, 1, 3);
-#endif
-}
-
 /* The fast path is a leaf: anything unusual tail-calls acquire_general, so
- * this saves no registers. The object after this one is usually the next one
- * this thread fills, and was last written on another core (the consumer that
- * released it): fetching its first two lines for writing now overlaps that
- * transfer with the caller's work instead of stalling its next fill. */
+ * this saves no registers. */
 void *hyi_pool_acquire(hyi_pool *pool, size_t size)
 {
     if (HY_LIKELY(size <= MAX_SMALL && tls_last.id == pool->id)) {
@@ -663,11 +645,6 @@ void *hyi_pool_acquire(hyi_pool *pool, size_t size)
         tc_class *cc = &tc->cls[size_class(size)];
         if (HY_LIKELY(cc->n)) {
             objhdr *h = cc->slot[--cc->n];
-            if (HY_LIKELY(cc->n)) {
-                const char *next = (const char *)cc->slot[cc->n - 1];
-                prefetch_for_write(next);
-                prefetch_for_write(next + HY_CACHE_LINE);
-            }
             count(&tc->reused);
             MARK(h, ST_LIVE);
             UNPOISON(h + 1, h->size);
@@ -675,6 +652,35 @@ void *hyi_pool_acquire(hyi_pool *pool, size_t size)
         }
     }
     return acquire_general(pool, size);
+}
+
+/* Ask for a line in the state a write needs (on x86 CPUs without PREFETCHW
+ * the instruction is a no-op hint). */
+static inline void prefetch_for_write(const char *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ __volatile__("prefetchw %0" : : "m"(*p));
+#else
+    __builtin_prefetch(p, 1, 3);
+#endif
+}
+
+/* Lines fetched at most: a message header, a path and a small payload. */
+#define PREFETCH_MAX_LINES 4
+
+void hyi_pool_prefetch_next(hyi_pool *pool, size_t size)
+{
+    if (size > MAX_SMALL || tls_last.id != pool->id)
+        return;
+    const tc_class *cc = &tls_last.tc->cls[size_class(size)];
+    if (!cc->n)
+        return;
+    /* The header is written by the acquire, then `size` bytes by the caller. */
+    uintptr_t first = (uintptr_t)cc->slot[cc->n - 1];
+    uintptr_t line = first & ~(uintptr_t)(HY_CACHE_LINE - 1);
+    uintptr_t end = first + sizeof(objhdr) + size;
+    for (int i = 0; i < PREFETCH_MAX_LINES && line < end; i++, line += HY_CACHE_LINE)
+        prefetch_for_write((const char *)line);
 }
 
 /* ------------------------------------------------------------------ release */
@@ -838,8 +844,8 @@ int hyi_pool_create(hyi_pool **out, size_t cap_bytes)
     for (unsigned c = 0; c < NCLASS; c++) {
         depot *d = &p->depot[c];
         pthread_mutex_init(&d->lock, NULL);
-        d->stride = (uint32_t)1 << (MIN_SHIFT + c);
-        d->usable = d->stride - (uint32_t)sizeof(objhdr);
+        d->usable = (uint32_t)1 << (MIN_SHIFT + c);
+        d->stride = d->usable + (uint32_t)sizeof(objhdr);
         uint32_t n = MAG_BYTES_TARGET / d->usable;
         d->mag_cap = n > MAG_SLOTS ? MAG_SLOTS : n < 8 ? 8 : n;
     }

@@ -42,11 +42,18 @@ int hyi_pool_create(hyi_pool **out, size_t cap_bytes);
 void hyi_pool_destroy(hyi_pool *pool);
 
 /* An object of at least `size` bytes, 16-byte aligned, uninitialised; NULL when
- * size > HYI_POOL_MAX_OBJECT or the cap would be exceeded. Sizes up to 4080 come
- * from the classes 48, 112, 240, ..., 4080 (2^k bytes less the 16-byte object
- * header; size 0 gets 48 bytes); larger ones are
+ * size > HYI_POOL_MAX_OBJECT or the cap would be exceeded. Sizes up to 4096 come
+ * from the classes 64, 128, ..., 4096 (size 0 gets 64 bytes); larger ones are
  * allocated one by one and given back to the allocator on release. */
 void *hyi_pool_acquire(hyi_pool *pool, size_t size);
+
+/* A hint for a caller that fills what it acquires and acquires again soon:
+ * start fetching, for writing, the lines of the object the calling thread's
+ * next hyi_pool_acquire(pool, size) will return. That object was most likely
+ * released on another core, so the transfer then overlaps the caller's work
+ * instead of stalling its next fill. Changes nothing else: no object is taken
+ * and no count moves. */
+void hyi_pool_prefetch_next(hyi_pool *pool, size_t size);
 
 /* Give an object back; any thread may release any object of this pool. NULL is
  * ignored. Debug builds (no NDEBUG) abort with a message on a double release or

@@ -80,9 +80,8 @@ static void test_object_size_is_the_class_size(void **state)
     (void)state;
     hyi_pool *p = open_pool(0);
     static const struct { size_t ask, got; } cases[] = {
-        {0, 48}, {1, 48}, {48, 48}, {49, 112}, {112, 112}, {113, 240},
-        {300, 496}, {497, 1008}, {1025, 2032}, {4080, 4080}, {4081, 4096},
-        {4097, 4112},
+        {0, 64}, {1, 64}, {64, 64}, {65, 128}, {128, 128}, {129, 256},
+        {300, 512}, {513, 1024}, {1025, 2048}, {4096, 4096}, {4097, 4112},
     };
     for (size_t i = 0; i < HY_ARRAY_LEN(cases); i++) {
         void *o = hyi_pool_acquire(p, cases[i].ask);
@@ -93,21 +92,28 @@ static void test_object_size_is_the_class_size(void **state)
     hyi_pool_destroy(p);
 }
 
-/* A small object and its 16-byte header start a cache line, so one of up to
- * 112 bytes spans exactly two lines. */
-static void test_small_objects_start_their_line_with_their_header(void **state)
+/* The prefetch hint takes nothing and counts nothing: the next acquire gets
+ * the object it would have got, with the same counts, whatever the size. */
+static void test_prefetch_next_changes_nothing_the_pool_hands_out(void **state)
 {
     (void)state;
     hyi_pool *p = open_pool(0);
-    enum { N = 300 };
-    void *objs[N];
-    for (size_t i = 0; i < N; i++) {
-        objs[i] = hyi_pool_acquire(p, (i * 37) % 4081);
-        assert_non_null(objs[i]);
-        assert_int_equal(((uintptr_t)objs[i] - 16) % 64, 0);
-    }
-    for (size_t i = 0; i < N; i++)
-        hyi_pool_release(p, objs[i]);
+    hyi_pool_prefetch_next(p, 100); /* before this thread has a cache */
+    void *a = hyi_pool_acquire(p, 100);
+    void *b = hyi_pool_acquire(p, 100);
+    hyi_pool_release(p, a);
+    hyi_pool_release(p, b);
+    hyi_pool_stats before = stats_of(p);
+    static const size_t sizes[] = {0, 100, 4096, 4097, HYI_POOL_MAX_OBJECT + 1};
+    for (size_t i = 0; i < HY_ARRAY_LEN(sizes); i++)
+        hyi_pool_prefetch_next(p, sizes[i]);
+    hyi_pool_stats after = stats_of(p);
+    assert_int_equal(after.created, before.created);
+    assert_int_equal(after.reused, before.reused);
+    assert_int_equal(after.in_use, 0);
+    /* LIFO: the last released is what the next acquire, hinted or not, gets. */
+    assert_ptr_equal(hyi_pool_acquire(p, 100), b);
+    hyi_pool_release(p, b);
     hyi_pool_destroy(p);
 }
 
@@ -129,7 +135,7 @@ static void test_released_object_is_reused_on_same_thread(void **state)
     void *a = hyi_pool_acquire(p, 100);
     assert_non_null(a);
     hyi_pool_release(p, a);
-    void *b = hyi_pool_acquire(p, 112); /* same class: 112 */
+    void *b = hyi_pool_acquire(p, 120); /* same class: 128 */
     assert_ptr_equal(a, b);
     hyi_pool_stats s = stats_of(p);
     assert_int_equal(s.created, 1);
@@ -580,7 +586,7 @@ static void *producer(void *arg)
 {
     struct pair *pr = arg;
     for (uint64_t i = 0; i < pr->n; i++) {
-        size_t size = 16 + (size_t)(i % 7) * 40; /* classes 48, 112, 240 */
+        size_t size = 16 + (size_t)(i % 7) * 40; /* classes 64, 128, 256 */
         uint64_t *o = hyi_pool_acquire(pr->pool, size);
         if (!o) {
             pr->null++;
@@ -667,7 +673,7 @@ int main(void)
         cmocka_unit_test(test_create_rejects_null_out),
         cmocka_unit_test(test_acquire_gives_aligned_writable_object_of_at_least_size),
         cmocka_unit_test(test_object_size_is_the_class_size),
-        cmocka_unit_test(test_small_objects_start_their_line_with_their_header),
+        cmocka_unit_test(test_prefetch_next_changes_nothing_the_pool_hands_out),
         cmocka_unit_test(test_release_of_null_is_a_no_op),
         cmocka_unit_test(test_released_object_is_reused_on_same_thread),
         cmocka_unit_test(test_stats_count_created_reused_in_use_and_peak),
