@@ -55,8 +55,8 @@ typedef struct hyi_route_binding {
  * and its NUL, then the payload at a 16-byte boundary, then the rare parts,
  * named by flags: for a request made with hy_ask_async, the reply-to path and
  * its NUL; then, 8-byte aligned, the extension slot (a pointer) and a
- * persistent subsystem's trailer (hyi_durable). A common message of a short
- * path and a small payload fits the pool's 112-byte class: two cache lines. */
+ * persistent subsystem's trailer (hyi_durable). Every header byte travels
+ * between cores with each message, so what few messages need stays out of it. */
 enum {
     HYI_MSG_SHARED = 1,   /* slot: the body (a hy_msg) this publish envelope shares */
     HYI_MSG_ASKER = 2,    /* slot: the hyi_asker of a hy_ask */
