@@ -13,9 +13,13 @@
  *   batch     hy_send_batch of 64 -> a static route
  *   multi     one sender per worker -> one static route
  *   pingpong  two actors bouncing one message; msgs_per_s is round trips/s
+ *   full-fail, full-block, full-drop-oldest, full-drop-newest
+ *             one sender into a bounded mailbox kept full by a slow handler,
+ *             under each overflow policy; msgs_per_s counts messages handled
  *   idle      CPU time an idle kernel uses in one second */
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -462,6 +466,120 @@ static int scenario_pingpong(const bench_opts *o, uint64_t n, scenario_result *r
     return rc;
 }
 
+/* full-*: one sender against a handler several times slower, into a mailbox
+ * of FULL_CAPACITY, so the mailbox is full nearly all the time and the policy
+ * decides every send. msgs_per_s counts messages handled; the extra fields say
+ * what happened to every attempt, and the counts must add up. */
+#define FULL_CAPACITY 1024
+#define FULL_HANDLER_ROUNDS 256
+
+static int on_slow(hy_ctx *ctx, const hy_msg *msg)
+{
+    run_state *st = hy_subsystem_udata(ctx);
+    const payload *p = hy_msg_payload(msg, NULL);
+    /* Dropped messages leave gaps; what arrives must still be in send order. */
+    if (p->seq < st->next_seq[0])
+        st->out_of_order++;
+    st->next_seq[0] = p->seq + 1;
+    st->handled++;
+    record_latency(st, p);
+    volatile uint64_t h = p->seq;
+    for (int i = 0; i < FULL_HANDLER_ROUNDS; i++)
+        h = h * 0x9E3779B97F4A7C15ull + (uint64_t)i;
+    return 0;
+}
+
+static int full_scenario(const bench_opts *o, const char *name, hy_overflow policy,
+                         uint64_t n, scenario_result *res)
+{
+    run_state *st = calloc(1, sizeof *st);
+    hy_kernel *k = open_kernel(o);
+    int rc = (st && k) ? 0 : -1;
+    if (rc == 0) {
+        hy_route r = {.pattern = "in", .handler = on_slow};
+        hy_subsystem_def def = {.routes = &r,
+                                .nroutes = 1,
+                                .udata = st,
+                                .mailbox_capacity = FULL_CAPACITY,
+                                .overflow = policy,
+                                .block_timeout_ms = 60000};
+        rc = hy_subsystem_register(k, "full", &def);
+        if (rc != 0)
+            fprintf(stderr, "register full: %s %s\n", hy_strerror(rc), hy_errdetail());
+    }
+    uint64_t accepted = 0, rejected = 0;
+    uint64_t t0 = bench_now_ns();
+    payload p = {0};
+    for (uint64_t i = 0; rc == 0 && i < n; i++) {
+        p.seq = i;
+        p.sent_ns = (i % SAMPLE_EVERY == 0) ? bench_now_ns() : 0;
+        int src;
+        while ((src = hy_send(k, "full://in", &p, sizeof p)) == HY_ENOMEM)
+            sched_yield(); /* the pool is at its cap: let the worker catch up */
+        if (src == 0)
+            accepted++;
+        else if (src == HY_EFULL)
+            rejected++;
+        else {
+            fprintf(stderr, "%s: hy_send: %s %s\n", name, hy_strerror(src), hy_errdetail());
+            rc = -1;
+        }
+    }
+    double send_seconds = (double)(bench_now_ns() - t0) / 1e9;
+    if (rc == 0)
+        rc = hy_kernel_drain(k, 120000);
+    res->seconds = (double)(bench_now_ns() - t0) / 1e9;
+    res->messages = st ? st->handled : 0;
+    hy_stats stats = {0};
+    if (rc == 0)
+        rc = hy_kernel_stats(k, &stats);
+    uint64_t dropped = stats.dead[HY_DEAD_DROPPED];
+    if (rc == 0)
+        rc = check(accepted + rejected == n, name, "an attempt is neither accepted nor refused");
+    if (rc == 0)
+        rc = check(st->handled + dropped == accepted,
+                   name, "accepted messages are neither handled nor dropped");
+    if (rc == 0)
+        rc = check(stats.dead[HY_DEAD_FULL] == rejected, name,
+                   "refused sends and full-mailbox dead letters differ");
+    if (rc == 0)
+        rc = check(st->out_of_order == 0, name, "messages arrived out of order");
+    if (rc == 0)
+        rc = check(policy != HY_OVERFLOW_BLOCK || st->handled == n, name,
+                   "a blocking sender lost a message");
+    if (rc == 0) {
+        char lat[128];
+        latency_fields(st, lat, sizeof lat);
+        snprintf(res->extra, sizeof res->extra,
+                 "%s,\"capacity\":%d,\"attempts\":%" PRIu64 ",\"attempts_per_s\":%.0f,"
+                 "\"accepted\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"dropped\":%" PRIu64,
+                 lat, FULL_CAPACITY, n, (double)n / send_seconds, accepted, rejected, dropped);
+    }
+    hy_kernel_close(k);
+    free(st);
+    return rc;
+}
+
+static int scenario_full_fail(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    return full_scenario(o, "full-fail", HY_OVERFLOW_FAIL, n, res);
+}
+
+static int scenario_full_block(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    return full_scenario(o, "full-block", HY_OVERFLOW_BLOCK, n, res);
+}
+
+static int scenario_full_drop_oldest(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    return full_scenario(o, "full-drop-oldest", HY_OVERFLOW_DROP_OLDEST, n, res);
+}
+
+static int scenario_full_drop_newest(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    return full_scenario(o, "full-drop-newest", HY_OVERFLOW_DROP_NEWEST, n, res);
+}
+
 static int scenario_idle(const bench_opts *o, uint64_t n, scenario_result *res)
 {
     (void)n;
@@ -507,6 +625,10 @@ static const scenario scenarios[] = {
     {"batch", scenario_batch, 10000000},
     {"multi", scenario_multi, 10000000},
     {"pingpong", scenario_pingpong, 1000000},
+    {"full-fail", scenario_full_fail, 1000000},
+    {"full-block", scenario_full_block, 1000000},
+    {"full-drop-oldest", scenario_full_drop_oldest, 1000000},
+    {"full-drop-newest", scenario_full_drop_newest, 1000000},
     {"idle", scenario_idle, 0},
 };
 
@@ -545,4 +667,5 @@ static int bench_throughput(const bench_opts *o)
 }
 
 HY_BENCH_FAMILY(throughput, bench_throughput,
-                "messages/s through the kernel: static param regex fanout keyed batch multi pingpong idle")
+                "messages/s through the kernel: static param regex fanout keyed batch multi pingpong "
+                "full-{fail,block,drop-oldest,drop-newest} idle")
