@@ -12,6 +12,7 @@
  * "/svc3/users/42/posts/7". r3 is used as its README shows, with a match_entry
  * to get captures; the entry is reused and only its captured strings freed. */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,17 @@ static void probe_set(table *t, size_t i, int kind, const char *path, const char
     t->kind[i] = (uint8_t)kind;
 }
 
+/* Route i: the hypha pattern fmt, and r3's, which is the same after a '/'. */
+__attribute__((format(printf, 3, 4))) static void route_set(table *t, size_t i,
+                                                            const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->hy_pat[i], sizeof t->hy_pat[i], fmt, ap);
+    va_end(ap);
+    snprintf(t->r3_pat[i], sizeof t->r3_pat[i], "/%s", t->hy_pat[i]);
+}
+
 /* Table 1: the mix of the brief, one probe per route. */
 static void build_mixed(table *t)
 {
@@ -98,38 +110,30 @@ static void build_mixed(table *t)
     size_t i = 0;
     char path[96], c0[24], c1[24];
     for (int k = 0; k < 250; k++, i++) {
-        snprintf(t->hy_pat[i], 96, "svc%d/users/{id}/posts/{pid}", k);
-        snprintf(t->r3_pat[i], 96, "/svc%d/users/{id}/posts/{pid}", k);
+        route_set(t, i, "svc%d/users/{id}/posts/{pid}", k);
         snprintf(c0, sizeof c0, "%d", 42 + k);
         snprintf(c1, sizeof c1, "%d", 7 * k);
         snprintf(path, sizeof path, "/svc%d/users/%s/posts/%s", k, c0, c1);
         probe_set(t, i, K_PARAM, path, c0, c1);
     }
     for (int k = 0; k < 250; k++, i++) {
-        snprintf(t->hy_pat[i], 96, "svc%d/users/me", k);
-        snprintf(t->r3_pat[i], 96, "/svc%d/users/me", k);
-        snprintf(path, sizeof path, "/svc%d/users/me", k);
-        probe_set(t, i, K_STATIC, path, NULL, NULL);
+        route_set(t, i, "svc%d/users/me", k);
+        probe_set(t, i, K_STATIC, t->r3_pat[i], NULL, NULL);
     }
     for (int k = 0; k < 100; k++, i++) {
-        snprintf(t->hy_pat[i], 96, "arc%d/{year:\\d{4}}/{slug:[a-z0-9-]+}", k);
-        snprintf(t->r3_pat[i], 96, "/arc%d/{year:\\d{4}}/{slug:[a-z0-9-]+}", k);
+        route_set(t, i, "arc%d/{year:\\d{4}}/{slug:[a-z0-9-]+}", k);
         snprintf(c0, sizeof c0, "%d", 1990 + k % 40);
         snprintf(c1, sizeof c1, "hello-world-%d", k);
         snprintf(path, sizeof path, "/arc%d/%s/%s", k, c0, c1);
         probe_set(t, i, K_REGEX, path, c0, c1);
     }
     for (int k = 0; k < 100; k++, i++) {
-        snprintf(t->hy_pat[i], 96, "arc%d/latest", k);
-        snprintf(t->r3_pat[i], 96, "/arc%d/latest", k);
-        snprintf(path, sizeof path, "/arc%d/latest", k);
-        probe_set(t, i, K_STATIC, path, NULL, NULL);
+        route_set(t, i, "arc%d/latest", k);
+        probe_set(t, i, K_STATIC, t->r3_pat[i], NULL, NULL);
     }
     for (int k = 0; k < 300; k++, i++) {
-        snprintf(t->hy_pat[i], 96, "static/%d/a/b/c/file.css", k);
-        snprintf(t->r3_pat[i], 96, "/static/%d/a/b/c/file.css", k);
-        snprintf(path, sizeof path, "/static/%d/a/b/c/file.css", k);
-        probe_set(t, i, K_STATIC, path, NULL, NULL);
+        route_set(t, i, "static/%d/a/b/c/file.css", k);
+        probe_set(t, i, K_STATIC, t->r3_pat[i], NULL, NULL);
     }
 }
 

@@ -35,6 +35,7 @@
 #define FANOUT_SUBSYSTEMS 1000
 #define KEYED_ACTORS 100000
 #define PARAM_PATHS  1000
+#define REGEX_PATHS  100
 
 /* What every message carries: who sent it, its number, and a send time when
  * it is sampled (0 otherwise). */
@@ -266,6 +267,31 @@ static int check(bool ok, const char *scenario, const char *what)
     return ok ? 0 : -1;
 }
 
+/* n paths, fmt formatted with first, first + 1, ...: one block, one free(). */
+#define PATH_MAX_LEN 32
+static const char **numbered_paths(size_t n, const char *fmt, int first)
+{
+    const char **paths = malloc(n * (sizeof *paths + PATH_MAX_LEN));
+    if (!paths)
+        return NULL;
+    char *text = (char *)(paths + n);
+    for (size_t i = 0; i < n; i++) {
+        paths[i] = text + i * PATH_MAX_LEN;
+        snprintf(text + i * PATH_MAX_LEN, PATH_MAX_LEN, fmt, first + (int)i);
+    }
+    return paths;
+}
+
+/* A sender cycling through len destinations sent n messages: each counter
+ * holds base plus its share (the first n % len one more). */
+static bool counts_even(const uint64_t *counts, size_t len, uint64_t n, uint64_t base)
+{
+    for (size_t i = 0; i < len; i++)
+        if (counts[i] != base + n / len + (i < n % len))
+            return false;
+    return true;
+}
+
 /* static, param, regex, batch and multi: senders to one subsystem's actor. */
 static int ordered_scenario(const bench_opts *o, const char *name, const char *pattern,
                             const char *const *paths, size_t npaths, unsigned nsenders,
@@ -301,24 +327,21 @@ static int scenario_static(const bench_opts *o, uint64_t n, scenario_result *res
 
 static int scenario_param(const bench_opts *o, uint64_t n, scenario_result *res)
 {
-    static char buf[PARAM_PATHS][32];
-    static const char *paths[PARAM_PATHS];
-    for (int i = 0; i < PARAM_PATHS; i++) {
-        snprintf(buf[i], sizeof buf[i], "bench://item/%d", i);
-        paths[i] = buf[i];
-    }
-    return ordered_scenario(o, "param", "item/{id}", paths, PARAM_PATHS, 1, 0, n, res);
+    const char **paths = numbered_paths(PARAM_PATHS, "bench://item/%d", 0);
+    int rc = paths ? ordered_scenario(o, "param", "item/{id}", paths, PARAM_PATHS, 1, 0, n, res)
+                   : -1;
+    free(paths);
+    return rc;
 }
 
 static int scenario_regex(const bench_opts *o, uint64_t n, scenario_result *res)
 {
-    static char buf[100][32];
-    static const char *paths[100];
-    for (int i = 0; i < 100; i++) {
-        snprintf(buf[i], sizeof buf[i], "bench://year/%d", 1950 + i);
-        paths[i] = buf[i];
-    }
-    return ordered_scenario(o, "regex", "year/{year:\\d{4}}", paths, 100, 1, 0, n, res);
+    const char **paths = numbered_paths(REGEX_PATHS, "bench://year/%d", 1950);
+    int rc = paths ? ordered_scenario(o, "regex", "year/{year:\\d{4}}", paths, REGEX_PATHS, 1,
+                                      0, n, res)
+                   : -1;
+    free(paths);
+    return rc;
 }
 
 static int scenario_batch(const bench_opts *o, uint64_t n, scenario_result *res)
@@ -344,37 +367,27 @@ static int scenario_fanout(const bench_opts *o, uint64_t n, scenario_result *res
 {
     run_state *st = calloc(1, sizeof *st);
     uint64_t *counts = calloc(FANOUT_SUBSYSTEMS, sizeof *counts);
-    char (*buf)[32] = calloc(FANOUT_SUBSYSTEMS, 32);
-    const char **paths = calloc(FANOUT_SUBSYSTEMS, sizeof *paths);
+    const char **paths = numbered_paths(FANOUT_SUBSYSTEMS, "fan%d://in", 0);
     hy_kernel *k = open_kernel(o);
-    int rc = (st && counts && buf && paths && k) ? 0 : -1;
+    int rc = (st && counts && paths && k) ? 0 : -1;
     if (rc == 0)
         st->per_subsystem = counts;
     for (uintptr_t i = 0; rc == 0 && i < FANOUT_SUBSYSTEMS; i++) {
         char name[32];
         snprintf(name, sizeof name, "fan%u", (unsigned)i);
-        snprintf(buf[i], 32, "fan%u://in", (unsigned)i);
-        paths[i] = buf[i];
         rc = register_one(k, name, "in", on_fanout, NULL, st, (void *)i);
     }
     sender s = {k, 0, n, paths, FANOUT_SUBSYSTEMS, 0, 0};
     if (rc == 0)
         rc = run_senders(k, &s, 1, &res->seconds);
     res->messages = n;
-    uint64_t sum = 0, expected_each = n / FANOUT_SUBSYSTEMS;
-    bool even = true;
-    for (int i = 0; rc == 0 && i < FANOUT_SUBSYSTEMS; i++) {
-        sum += counts[i];
-        uint64_t want = expected_each + ((uint64_t)i < n % FANOUT_SUBSYSTEMS);
-        even &= counts[i] == want;
-    }
     if (rc == 0)
-        rc = check(sum == n && even, "fanout", "a subsystem's count differs from sent");
+        rc = check(counts_even(counts, FANOUT_SUBSYSTEMS, n, 0), "fanout",
+                   "a subsystem's count differs from sent");
     if (rc == 0)
         latency_fields(st, res->extra, sizeof res->extra);
     hy_kernel_close(k);
     free(paths);
-    free(buf);
     free(counts);
     free(st);
     return rc;
@@ -384,13 +397,8 @@ static int scenario_keyed(const bench_opts *o, uint64_t n, scenario_result *res)
 {
     run_state *st = calloc(1, sizeof *st);
     uint64_t *counts = calloc(KEYED_ACTORS, sizeof *counts);
-    char (*buf)[32] = calloc(KEYED_ACTORS, 32);
-    const char **paths = calloc(KEYED_ACTORS, sizeof *paths);
-    int rc = (st && counts && buf && paths) ? 0 : -1;
-    for (int i = 0; rc == 0 && i < KEYED_ACTORS; i++) {
-        snprintf(buf[i], 32, "keyed://item/%d", i);
-        paths[i] = buf[i];
-    }
+    const char **paths = numbered_paths(KEYED_ACTORS, "keyed://item/%d", 0);
+    int rc = (st && counts && paths) ? 0 : -1;
     uint64_t rss_before = bench_rss_bytes();
     hy_kernel *k = rc == 0 ? open_kernel(o) : NULL;
     if (!k)
@@ -408,19 +416,16 @@ static int scenario_keyed(const bench_opts *o, uint64_t n, scenario_result *res)
     hy_stats stats = {0};
     if (k)
         hy_kernel_stats(k, &stats);
-    st->nsamples = 0;
+    if (st)
+        st->nsamples = 0;
     sender s = {k, 0, n, paths, KEYED_ACTORS, 0, 0};
     if (rc == 0)
         rc = run_senders(k, &s, 1, &res->seconds);
     res->messages = n;
-    uint64_t sum = 0;
-    bool even = true;
-    for (int i = 0; rc == 0 && i < KEYED_ACTORS; i++) {
-        sum += counts[i];
-        even &= counts[i] == 1 + n / KEYED_ACTORS + ((uint64_t)i < n % KEYED_ACTORS);
-    }
+    /* 1 each from the warm-up, then the timed run's share */
     if (rc == 0)
-        rc = check(sum == n + KEYED_ACTORS && even, "keyed", "a key's count differs from sent");
+        rc = check(counts_even(counts, KEYED_ACTORS, n, 1), "keyed",
+                   "a key's count differs from sent");
     if (rc == 0)
         rc = check(stats.actors == KEYED_ACTORS + 1, "keyed", "actor count is not one per key");
     if (rc == 0) {
@@ -432,7 +437,6 @@ static int scenario_keyed(const bench_opts *o, uint64_t n, scenario_result *res)
     }
     hy_kernel_close(k);
     free(paths);
-    free(buf);
     free(counts);
     free(st);
     return rc;
