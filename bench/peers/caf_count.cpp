@@ -14,10 +14,10 @@
  *   caf_count [--messages N] [--workers W]     defaults: 10000000, 2 */
 #include <caf/all.hpp>
 
+#include "peer.h"
+
 #include <sys/resource.h>
 
-#include <chrono>
-#include <cerrno>
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
@@ -30,13 +30,6 @@ using go_atom = caf::atom_constant<caf::atom("go")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
 
 constexpr uint64_t batch = 1024;
-
-uint64_t now_ns()
-{
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                     std::chrono::steady_clock::now().time_since_epoch())
-                                     .count());
-}
 
 struct receiver_state {
     uint64_t count = 0;
@@ -67,7 +60,7 @@ caf::behavior sender(caf::event_based_actor *self, caf::actor dst, uint64_t n,
     return {
         [=](go_atom, uint64_t first) {
             if (first == 1)
-                *t0 = now_ns();
+                *t0 = peer_now_ns();
             uint64_t last = first + batch - 1 < n ? first + batch - 1 : n;
             for (uint64_t v = first; v <= last; ++v)
                 self->send(dst, v);
@@ -77,17 +70,6 @@ caf::behavior sender(caf::event_based_actor *self, caf::actor dst, uint64_t n,
                 self->quit();
         },
     };
-}
-
-bool parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = std::strtoull(s, &end, 10);
-    if (errno || end == s || *end || v == 0)
-        return false;
-    *out = v;
-    return true;
 }
 
 uint64_t max_rss_bytes()
@@ -101,18 +83,9 @@ uint64_t max_rss_bytes()
 int main(int argc, char **argv)
 {
     uint64_t n = 10000000, workers = 2;
-    for (int i = 1; i < argc; i++) {
-        if (std::strcmp(argv[i], "--messages") == 0 && i + 1 < argc &&
-            parse_u64(argv[i + 1], &n)) {
-            i++;
-        } else if (std::strcmp(argv[i], "--workers") == 0 && i + 1 < argc &&
-                   parse_u64(argv[i + 1], &workers) && workers <= 1024) {
-            i++;
-        } else {
-            std::fprintf(stderr, "usage: caf_count [--messages N] [--workers W]\n");
-            return 2;
-        }
-    }
+    const peer_opt opts[] = {{"--messages", &n, UINT64_MAX}, {"--workers", &workers, 1024}};
+    if (peer_parse_args(argc, argv, opts, 2, "caf_count [--messages N] [--workers W]") != 0)
+        return 2;
 
     caf::actor_system_config cfg;
     cfg.set("scheduler.max-threads", static_cast<size_t>(workers));
@@ -124,7 +97,7 @@ int main(int argc, char **argv)
     auto tx = sys.spawn(sender, rx, n, &t0);
     self->send(tx, go_atom::value, uint64_t{1});
     self->receive([&](done_atom, uint64_t s) { sum = s; });
-    uint64_t t1 = now_ns();
+    uint64_t t1 = peer_now_ns();
 
     double seconds = static_cast<double>(t1 - t0) / 1e9;
     std::printf("{\"bench\":\"peers\",\"scenario\":\"caf-count\",\"msgs_per_s\":%.0f,"

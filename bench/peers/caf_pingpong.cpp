@@ -11,8 +11,8 @@
  *   caf_pingpong [--messages N] [--workers W]   N round trips; defaults 1000000, 2 */
 #include <caf/all.hpp>
 
-#include <chrono>
-#include <cerrno>
+#include "peer.h"
+
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
@@ -25,13 +25,6 @@ using go_atom = caf::atom_constant<caf::atom("go")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
 using pong_atom = caf::atom_constant<caf::atom("pong")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
-
-uint64_t now_ns()
-{
-    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                     std::chrono::steady_clock::now().time_since_epoch())
-                                     .count());
-}
 
 /* Replies with an explicit send rather than a handler return value, so both
  * directions cost the same plain asynchronous send. */
@@ -57,7 +50,7 @@ caf::behavior ping(caf::stateful_actor<ping_state> *self, caf::actor peer, uint6
 {
     return {
         [=](go_atom) {
-            *t0 = now_ns();
+            *t0 = peer_now_ns();
             self->send(peer, ping_atom::value, uint64_t{1});
         },
         [=](pong_atom, uint64_t v) {
@@ -76,34 +69,14 @@ caf::behavior ping(caf::stateful_actor<ping_state> *self, caf::actor peer, uint6
     };
 }
 
-bool parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = std::strtoull(s, &end, 10);
-    if (errno || end == s || *end || v == 0)
-        return false;
-    *out = v;
-    return true;
-}
-
 } // namespace
 
 int main(int argc, char **argv)
 {
     uint64_t n = 1000000, workers = 2;
-    for (int i = 1; i < argc; i++) {
-        if (std::strcmp(argv[i], "--messages") == 0 && i + 1 < argc &&
-            parse_u64(argv[i + 1], &n)) {
-            i++;
-        } else if (std::strcmp(argv[i], "--workers") == 0 && i + 1 < argc &&
-                   parse_u64(argv[i + 1], &workers) && workers <= 1024) {
-            i++;
-        } else {
-            std::fprintf(stderr, "usage: caf_pingpong [--messages N] [--workers W]\n");
-            return 2;
-        }
-    }
+    const peer_opt opts[] = {{"--messages", &n, UINT64_MAX}, {"--workers", &workers, 1024}};
+    if (peer_parse_args(argc, argv, opts, 2, "caf_pingpong [--messages N] [--workers W]") != 0)
+        return 2;
 
     caf::actor_system_config cfg;
     cfg.set("scheduler.max-threads", static_cast<size_t>(workers));
@@ -115,7 +88,7 @@ int main(int argc, char **argv)
     auto pi = sys.spawn(ping, po, n, caf::actor{self}, &t0);
     self->send(pi, go_atom::value);
     self->receive([&](done_atom, uint64_t v) { trips = v; });
-    uint64_t t1 = now_ns();
+    uint64_t t1 = peer_now_ns();
 
     double seconds = static_cast<double>(t1 - t0) / 1e9;
     std::printf("{\"bench\":\"peers\",\"scenario\":\"caf-pingpong\",\"msgs_per_s\":%.0f,"

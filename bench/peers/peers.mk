@@ -15,11 +15,11 @@ peer-deps:
 	$(call install_missing,$(PEER_DEPS))
 
 # Only caf_core: the peers use local actors, not CAF's network layer (caf_io).
-$(BUILD)/peers/caf_%: bench/peers/caf_%.cpp | peer-deps
+$(BUILD)/peers/caf_%: bench/peers/caf_%.cpp bench/peers/peer.h | peer-deps
 	@mkdir -p $(dir $@)
 	g++ -O2 -std=c++17 -Wall -Wextra -pthread $< -o $@ -lcaf_core
 
-$(BUILD)/peers/zmq_pushpull: bench/peers/zmq_pushpull.c | peer-deps
+$(BUILD)/peers/zmq_pushpull: bench/peers/zmq_pushpull.c bench/peers/peer.h | peer-deps
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 $(WARN) -pthread $< -o $@ -lzmq
 

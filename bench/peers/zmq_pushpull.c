@@ -14,15 +14,15 @@
  * 32 bytes fits ZeroMQ's inline "very small message", so no send allocates.
  *
  *   zmq_pushpull [--messages N] [--hwm H]      defaults: 10000000, 1000 */
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <zmq.h>
+
+#include "peer.h"
 
 #define MSG_BYTES 32
 #define ENDPOINT "inproc://hypha-peer"
@@ -34,13 +34,6 @@ struct run {
     pthread_barrier_t start;
     uint64_t t0, t1; /* each written by one thread, read by main after join */
 };
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void die(const char *what)
 {
@@ -57,7 +50,7 @@ static void *pusher(void *arg)
         die("push socket");
     unsigned char buf[MSG_BYTES] = {0};
     pthread_barrier_wait(&r->start);
-    r->t0 = now_ns();
+    r->t0 = peer_now_ns();
     for (uint64_t i = 0; i < r->n; i++) {
         memcpy(buf, &i, sizeof i);
         if (zmq_send(s, buf, sizeof buf, 0) != MSG_BYTES)
@@ -90,39 +83,19 @@ static void *puller(void *arg)
             exit(1); /* the pusher may be blocked on a full pipe: no join */
         }
     }
-    r->t1 = now_ns();
+    r->t1 = peer_now_ns();
     zmq_close(s);
     return NULL;
-}
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s || *end || v == 0)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 int main(int argc, char **argv)
 {
     struct run r = {.n = 10000000, .hwm = 1000};
-    for (int i = 1; i < argc; i++) {
-        uint64_t v;
-        if (strcmp(argv[i], "--messages") == 0 && i + 1 < argc &&
-            parse_u64(argv[i + 1], &r.n) == 0) {
-            i++;
-        } else if (strcmp(argv[i], "--hwm") == 0 && i + 1 < argc &&
-                   parse_u64(argv[i + 1], &v) == 0 && v <= 1000000000) {
-            r.hwm = (int)v;
-            i++;
-        } else {
-            fprintf(stderr, "usage: zmq_pushpull [--messages N] [--hwm H]\n");
-            return 2;
-        }
-    }
+    uint64_t hwm = (uint64_t)r.hwm;
+    const peer_opt opts[] = {{"--messages", &r.n, UINT64_MAX}, {"--hwm", &hwm, 1000000000}};
+    if (peer_parse_args(argc, argv, opts, 2, "zmq_pushpull [--messages N] [--hwm H]") != 0)
+        return 2;
+    r.hwm = (int)hwm;
 
     if (!(r.ctx = zmq_ctx_new()))
         die("zmq_ctx_new");
