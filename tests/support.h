@@ -9,6 +9,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,6 +58,25 @@ static inline void gate_pass(gate *g)
 static inline void gate_open(gate *g)
 {
     atomic_store(&g->open, 1);
+}
+
+/* state_save and state_load for a state that is one block of `size` bytes:
+ * saved and loaded as a copy; a load of any other length is refused. */
+static inline int state_save_copy(const void *state, size_t size, void **bytes, size_t *len)
+{
+    if (!(*bytes = malloc(size)))
+        return -1;
+    memcpy(*bytes, state, size);
+    *len = size;
+    return 0;
+}
+
+static inline int state_load_copy(const void *bytes, size_t len, size_t size, void **state)
+{
+    if (len != size || !(*state = malloc(size)))
+        return -1;
+    memcpy(*state, bytes, size);
+    return 0;
 }
 
 #endif

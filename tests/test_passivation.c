@@ -31,6 +31,7 @@
 #include <cmocka.h>
 
 #include "hypha.h"
+#include "support.h"
 
 #define HY_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_KEYS 1024
@@ -134,25 +135,14 @@ static int c_save(void *udata, void *state, void **bytes, size_t *len)
     (void)udata;
     if (atomic_load(&fail_saves))
         return -1;
-    *bytes = malloc(sizeof(cstate));
-    if (!*bytes)
-        return -1;
-    memcpy(*bytes, state, sizeof(cstate));
-    *len = sizeof(cstate);
-    return 0;
+    return state_save_copy(state, sizeof(cstate), bytes, len);
 }
 
 static int c_load(void *udata, const char *key, size_t key_len, const void *bytes, size_t len,
                   void **state)
 {
     (void)udata, (void)key, (void)key_len;
-    if (len != sizeof(cstate))
-        return -1;
-    *state = malloc(len);
-    if (!*state)
-        return -1;
-    memcpy(*state, bytes, len);
-    return 0;
+    return state_load_copy(bytes, len, sizeof(cstate), state);
 }
 
 static int p_init(void *udata, const char *key, size_t key_len, void **state)
@@ -252,8 +242,8 @@ static void sleep_ms(long ms)
 }
 
 /* Poll the stats (every ms) until pred holds or timeout_ms passes. */
-static bool wait_for(hy_kernel *k, bool (*pred)(const hy_stats *, uint64_t), uint64_t arg,
-                     long timeout_ms)
+static bool wait_for_stats(hy_kernel *k, bool (*pred)(const hy_stats *, uint64_t), uint64_t arg,
+                           long timeout_ms)
 {
     for (long t = 0; t < timeout_ms; t++) {
         hy_stats s = stats(k);
@@ -288,7 +278,7 @@ static void test_idle_counter_is_passivated_and_restored(void **state)
     for (int i = 0; i < 3; i++)
         send_add(k, 7);
     assert_int_equal(hy_kernel_drain(k, 5000), 0);
-    assert_true(wait_for(k, passivations_at_least, 1, 5000));
+    assert_true(wait_for_stats(k, passivations_at_least, 1, 5000));
     hy_stats s = stats(k);
     assert_int_equal(s.actors_active, 0);
     assert_int_equal(s.activations, 1);
@@ -317,14 +307,14 @@ static void test_lru_cap_keeps_at_most_100_active_and_every_counter_right(void *
             if (round <= key % 3)
                 send_add(k, key);
     assert_int_equal(hy_kernel_drain(k, 10000), 0);
-    assert_true(wait_for(k, active_at_most, 100, 10000));
+    assert_true(wait_for_stats(k, active_at_most, 100, 10000));
     hy_stats s = stats(k);
     assert_true(s.passivations >= KEYS - 100);
     assert_int_equal(s.passivate_failed, 0);
     for (int key = 0; key < KEYS; key++)
         if (get(k, key) != key % 3 + 1)
             fail_msg("key %d: %lld, want %d", key, (long long)get(k, key), key % 3 + 1);
-    assert_true(wait_for(k, active_at_most, 100, 10000));
+    assert_true(wait_for_stats(k, active_at_most, 100, 10000));
     /* kernel://actors lists the subsystem's active count */
     void *reply = NULL;
     size_t len = 0;
@@ -397,7 +387,7 @@ static void test_messages_racing_passivation_arrive_once_in_order(void **state)
     assert_int_equal(atomic_load(&order_errors), 0);
     assert_true(s.passivations > 0);
     /* Everything passivates in the end: then the store holds every key. */
-    assert_true(wait_for(k, active_at_most, 0, 10000));
+    assert_true(wait_for_stats(k, active_at_most, 0, 10000));
     for (int key = 0; key < RACE_KEYS; key++) {
         cstate st;
         uint64_t want = 0;
@@ -428,7 +418,7 @@ static void test_failing_save_keeps_the_actor_active_and_counts_it(void **state)
     for (int i = 0; i < 3; i++)
         send_add(k, 3);
     assert_int_equal(hy_kernel_drain(k, 5000), 0);
-    assert_true(wait_for(k, failures_at_least, 2, 5000));
+    assert_true(wait_for_stats(k, failures_at_least, 2, 5000));
     hy_stats s = stats(k);
     assert_int_equal(s.passivations, 0);
     assert_int_equal(s.actors_active, 1);
@@ -439,7 +429,7 @@ static void test_failing_save_keeps_the_actor_active_and_counts_it(void **state)
     assert_int_equal(get(k, 3), 4);
     /* Once saving works again it passivates, and nothing was lost. */
     atomic_store(&fail_saves, 0);
-    assert_true(wait_for(k, passivations_at_least, 1, 5000));
+    assert_true(wait_for_stats(k, passivations_at_least, 1, 5000));
     assert_int_equal(get(k, 3), 4);
     assert_int_equal(stats(k).activations, 2);
     hy_kernel_close(k);
@@ -483,7 +473,7 @@ static void persistent_child(const char *env, int ready_fd)
             send_add(k, key);
     if (hy_kernel_drain(k, 10000) != 0)
         _exit(2);
-    if (!wait_for(k, active_at_most, 0, 20000))
+    if (!wait_for_stats(k, active_at_most, 0, 20000))
         _exit(3);
     hy_stats s = stats(k);
     if (s.passivations < P_KEYS || s.snapshots < P_KEYS)
@@ -562,7 +552,7 @@ static void test_persistent_messages_racing_passivation_arrive_once_in_order(voi
     hy_stats s = stats(k);
     assert_int_equal(s.sent, s.handled);
     /* Slow runs (TSan) may keep every actor busy until the senders stop. */
-    assert_true(wait_for(k, passivations_at_least, 1, 10000));
+    assert_true(wait_for_stats(k, passivations_at_least, 1, 10000));
     s = stats(k);
     for (int key = 0; key < RACE_KEYS; key++) {
         uint64_t want = 0;
@@ -594,14 +584,14 @@ static void test_persistent_failing_snapshot_keeps_actor(void **state)
     for (int i = 0; i < 3; i++)
         send_add(k, 1);
     assert_int_equal(hy_kernel_drain(k, 5000), 0);
-    assert_true(wait_for(k, failures_at_least, 2, 5000));
+    assert_true(wait_for_stats(k, failures_at_least, 2, 5000));
     hy_stats s = stats(k);
     assert_int_equal(s.passivations, 0);
     assert_int_equal(s.actors_active, 1);
     assert_true(s.snapshot_failures >= 2);
     assert_int_equal(get(k, 1), 3);
     atomic_store(&fail_saves, 0);
-    assert_true(wait_for(k, passivations_at_least, 1, 5000));
+    assert_true(wait_for_stats(k, passivations_at_least, 1, 5000));
     assert_int_equal(get(k, 1), 3);
     hy_kernel_close(k);
     nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
@@ -648,7 +638,7 @@ static void test_pool_pressure_passivates_idle_actors(void **state)
     for (int i = 0; i < 100000 && rc == 0; i++)
         rc = hy_send(k, "blk://b", payload, sizeof payload);
     assert_int_equal(rc, HY_ENOMEM);
-    assert_true(wait_for(k, passivations_at_least, KEYS, 10000));
+    assert_true(wait_for_stats(k, passivations_at_least, KEYS, 10000));
     atomic_store(&blocker_go, 1);
     assert_int_equal(hy_kernel_drain(k, 10000), 0);
     for (int key = 0; key < KEYS; key++)

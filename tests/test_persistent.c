@@ -25,6 +25,7 @@
 #include <lmdb.h>
 
 #include "hypha.h"
+#include "support.h"
 
 #define HY_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -143,21 +144,14 @@ static void c_free(void *udata, void *state)
 static int c_save(void *udata, void *state, void **bytes, size_t *len)
 {
     (void)udata;
-    *bytes = malloc(sizeof(int64_t));
-    memcpy(*bytes, state, sizeof(int64_t));
-    *len = sizeof(int64_t);
-    return 0;
+    return state_save_copy(state, sizeof(int64_t), bytes, len);
 }
 
 static int c_load(void *udata, const char *key, size_t key_len, const void *bytes, size_t len,
                   void **state)
 {
     (void)udata, (void)key, (void)key_len;
-    if (len != sizeof(int64_t))
-        return -1;
-    *state = malloc(len);
-    memcpy(*state, bytes, len);
-    return 0;
+    return state_load_copy(bytes, len, sizeof(int64_t), state);
 }
 
 static const hy_route counter_routes[] = {
