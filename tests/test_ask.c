@@ -19,46 +19,9 @@
 
 #include "hypha.h"
 #include "support.h"
+#include "dead_letters.h"
 
 /* ------------------------------------------------------------ helpers */
-
-/* Dead letters by reason, and the last one's payload. */
-typedef struct dl_log {
-    pthread_mutex_t lock;
-    int by_reason[HY_DEAD__COUNT];
-    char last_payload[64];
-    hy_dead_reason last_reason;
-} dl_log;
-
-static void dl_record(void *udata, const char *path, size_t path_len, const void *payload,
-                      size_t len, hy_dead_reason reason)
-{
-    (void)path;
-    (void)path_len;
-    dl_log *log = udata;
-    pthread_mutex_lock(&log->lock);
-    log->by_reason[reason]++;
-    log->last_reason = reason;
-    snprintf(log->last_payload, sizeof log->last_payload, "%.*s", (int)len,
-             (const char *)payload);
-    pthread_mutex_unlock(&log->lock);
-}
-
-static hy_kernel *open_logged(dl_log *log)
-{
-    memset(log, 0, sizeof *log);
-    pthread_mutex_init(&log->lock, NULL);
-    hy_config cfg = {.workers = 2, .dead_letter = dl_record, .udata = log};
-    hy_kernel *k = NULL;
-    assert_int_equal(hy_kernel_open(&k, &cfg), 0);
-    return k;
-}
-
-static void close_logged(hy_kernel *k, dl_log *log)
-{
-    hy_kernel_close(k);
-    pthread_mutex_destroy(&log->lock);
-}
 
 static void add_route(hy_kernel *k, const char *name, const char *pattern, hy_handler h,
                       void *udata)
@@ -121,7 +84,7 @@ static void ask_returns_the_reply_payload(void **state)
 {
     (void)state;
     dl_log log;
-    hy_kernel *k = open_logged(&log);
+    hy_kernel *k = open_logged(&log, (hy_config){0});
     add_route(k, "svc", "ping", pong, NULL);
     void *reply = (void *)1;
     size_t len = 0;
@@ -130,9 +93,7 @@ static void ask_returns_the_reply_payload(void **state)
     assert_int_equal(len, 10);
     assert_memory_equal(reply, "pong:hello", 10);
     hy_free(reply);
-    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
-    hy_stats s;
-    assert_int_equal(hy_kernel_stats(k, &s), 0);
+    hy_stats s = drained_stats(k);
     assert_int_equal(s.sent, 1);
     assert_int_equal(s.handled, 1);
     close_logged(k, &log);
@@ -142,7 +103,7 @@ static void ask_with_an_empty_reply_gives_null_and_zero(void **state)
 {
     (void)state;
     dl_log log;
-    hy_kernel *k = open_logged(&log);
+    hy_kernel *k = open_logged(&log, (hy_config){0});
     add_route(k, "svc", "empty", empty_reply, NULL);
     void *reply = (void *)1;
     size_t len = 99;
@@ -176,7 +137,7 @@ static void ask_times_out_and_the_late_reply_is_a_dead_letter(void **state)
     (void)state;
     dl_log log;
     slow s = {0};
-    hy_kernel *k = open_logged(&log);
+    hy_kernel *k = open_logged(&log, (hy_config){0});
     add_route(k, "svc", "slow", slow_echo, &s);
     void *reply = (void *)1;
     size_t len = 99;
@@ -195,7 +156,8 @@ static void ask_times_out_and_the_late_reply_is_a_dead_letter(void **state)
                              st.dead[HY_DEAD_STOPPED], 0);
     pthread_mutex_lock(&log.lock);
     assert_int_equal(log.by_reason[HY_DEAD_LATE_REPLY], 1);
-    assert_string_equal(log.last_payload, "slow");
+    assert_int_equal(log.n, 1);
+    assert_string_equal(log.e[0].payload, "slow");
     pthread_mutex_unlock(&log.lock);
     close_logged(k, &log);
 }
@@ -223,7 +185,7 @@ static void late_reply_never_reaches_the_next_asker(void **state)
     (void)state;
     dl_log log;
     slow s = {0};
-    hy_kernel *k = open_logged(&log);
+    hy_kernel *k = open_logged(&log, (hy_config){0});
     add_route(k, "svc", "slow", slow_echo, &s);
     void *reply = NULL;
     assert_int_equal(hy_ask(k, "svc://slow", "slow", 4, &reply, NULL, 50), HY_ETIMEDOUT);
@@ -285,7 +247,7 @@ static void concurrent_asks_each_get_their_own_reply(void **state)
 {
     (void)state;
     dl_log log;
-    hy_kernel *k = open_logged(&log);
+    hy_kernel *k = open_logged(&log, (hy_config){0});
     add_route(k, "svc", "rev", reverse, NULL);
     pthread_t th[5];
     concurrent_arg args[5];
@@ -298,9 +260,7 @@ static void concurrent_asks_each_get_their_own_reply(void **state)
         assert_int_equal(args[i].rc, 0);
         assert_int_equal(atomic_load(&args[i].wrong), 0);
     }
-    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
-    hy_stats s;
-    assert_int_equal(hy_kernel_stats(k, &s), 0);
+    hy_stats s = drained_stats(k);
     assert_int_equal(s.handled, 5 * ASKS_PER_THREAD);
     assert_int_equal(s.dead[HY_DEAD_LATE_REPLY], 0);
     close_logged(k, &log);
@@ -310,7 +270,7 @@ static void ask_without_a_reply_returns_enoent_before_the_timeout(void **state)
 {
     (void)state;
     dl_log log;
-    hy_kernel *k = open_logged(&log);
+    hy_kernel *k = open_logged(&log, (hy_config){0});
     add_route(k, "svc", "mute", no_reply, NULL);
     void *reply = (void *)1;
     uint64_t t0 = mono_ns();
@@ -326,7 +286,7 @@ static void ask_to_a_failing_handler_returns_ehandler(void **state)
 {
     (void)state;
     dl_log log;
-    hy_kernel *k = open_logged(&log);
+    hy_kernel *k = open_logged(&log, (hy_config){0});
     add_route(k, "svc", "bad", fail_without_reply, NULL);
     void *reply = (void *)1;
     uint64_t t0 = mono_ns();
@@ -344,7 +304,7 @@ static void ask_returns_send_errors(void **state)
 {
     (void)state;
     dl_log log;
-    hy_kernel *k = open_logged(&log);
+    hy_kernel *k = open_logged(&log, (hy_config){0});
     add_route(k, "svc", "ping", pong, NULL);
     void *reply = (void *)1;
     assert_int_equal(hy_ask(k, "svc://nothing", "x", 1, &reply, NULL, WAIT_MS), HY_ENOROUTE);
@@ -359,7 +319,7 @@ static void ask_to_a_stopped_actor_returns_estopped(void **state)
 {
     (void)state;
     dl_log log;
-    hy_kernel *k = open_logged(&log);
+    hy_kernel *k = open_logged(&log, (hy_config){0});
     hy_route r = {.pattern = "bad", .handler = fail_without_reply};
     hy_subsystem_def def = {.routes = &r, .nroutes = 1, .strategy = HY_SUPERVISE_STOP};
     assert_int_equal(hy_subsystem_register(k, "svc", &def), 0);
@@ -395,7 +355,7 @@ static void ask_from_a_handler_is_einval(void **state)
     (void)state;
     dl_log log;
     inner_ask ia = {0};
-    hy_kernel *k = open_logged(&log);
+    hy_kernel *k = open_logged(&log, (hy_config){0});
     add_route(k, "svc", "ping", pong, NULL);
     add_route(k, "inner", "go", ask_from_handler, &ia);
     assert_int_equal(hy_send(k, "inner://go", NULL, 0), 0);
@@ -469,7 +429,7 @@ static void ask_async_reply_arrives_as_a_message_at_reply_to(void **state)
     (void)state;
     dl_log log;
     async_log a = {0};
-    hy_kernel *k = open_logged(&log);
+    hy_kernel *k = open_logged(&log, (hy_config){0});
     hy_route front[] = {{.pattern = "start", .handler = front_start},
                         {.pattern = "answer", .handler = front_answer}};
     hy_subsystem_def def = {.routes = front, .nroutes = 2, .udata = &a};
@@ -513,7 +473,7 @@ static void reply_twice_is_eexist_and_the_first_reply_wins(void **state)
     (void)state;
     dl_log log;
     reply_twice_log r = {0};
-    hy_kernel *k = open_logged(&log);
+    hy_kernel *k = open_logged(&log, (hy_config){0});
     add_route(k, "svc", "twice", reply_twice, &r);
     void *reply = NULL;
     size_t len = 0;
@@ -546,7 +506,7 @@ static void reply_to_a_plain_message_is_enoent(void **state)
     (void)state;
     dl_log log;
     plain_reply_log p = {0};
-    hy_kernel *k = open_logged(&log);
+    hy_kernel *k = open_logged(&log, (hy_config){0});
     add_route(k, "svc", "plain", reply_to_plain, &p);
     assert_int_equal(hy_send(k, "svc://plain", NULL, 0), 0);
     assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
@@ -606,7 +566,7 @@ static void message_ids_are_unique_and_nonzero(void **state)
     (void)state;
     memset(&g_ids, 0, sizeof g_ids);
     dl_log log;
-    hy_kernel *k = open_logged(&log);
+    hy_kernel *k = open_logged(&log, (hy_config){0});
     hy_route r[] = {{.pattern = "ext", .handler = record_id},
                     {.pattern = "int", .handler = record_id}};
     hy_subsystem_def def = {.routes = r, .nroutes = 2};
@@ -674,7 +634,7 @@ static int hop_c(hy_ctx *ctx, const hy_msg *msg)
 
 static hy_kernel *open_hops(dl_log *log, hops *h)
 {
-    hy_kernel *k = open_logged(log);
+    hy_kernel *k = open_logged(log, (hy_config){0});
     add_route(k, "a", "x", hop_a, h);
     add_route(k, "b", "x", hop_b, h);
     add_route(k, "c", "x", hop_c, h);

@@ -22,6 +22,7 @@
 
 #include "hypha.h"
 #include "support.h"
+#include "dead_letters.h"
 
 #ifdef SANITIZED
 #define STRESS_PER_THREAD 25000u
@@ -31,97 +32,19 @@
 
 /* ------------------------------------------------------------ helpers */
 
-/* Everything the dead_letter callback saw. */
-#define DL_MAX 64
-
-typedef struct dl_entry {
-    hy_dead_reason reason;
-    char path[64];
-    char payload[64];
-} dl_entry;
-
-typedef struct dl_log {
-    pthread_mutex_t lock;
-    int by_reason[HY_DEAD__COUNT];
-    int n;
-    dl_entry e[DL_MAX];
-    /* escalations */
-    int escalations;
-    char esc_subsystem[64];
-    char esc_key[64];
-    bool esc_key_null;
-    int esc_err;
-} dl_log;
-
-static void dl_record(void *udata, const char *path, size_t path_len, const void *payload,
-                      size_t len, hy_dead_reason reason)
-{
-    dl_log *log = udata;
-    pthread_mutex_lock(&log->lock);
-    log->by_reason[reason]++;
-    if (log->n < DL_MAX) {
-        dl_entry *e = &log->e[log->n];
-        e->reason = reason;
-        snprintf(e->path, sizeof e->path, "%.*s", (int)path_len, path);
-        snprintf(e->payload, sizeof e->payload, "%.*s", (int)len, (const char *)payload);
-    }
-    log->n++;
-    pthread_mutex_unlock(&log->lock);
-}
-
-static void esc_record(void *udata, const char *subsystem, const char *key, size_t key_len,
-                       int err)
-{
-    dl_log *log = udata;
-    /* A slow callback: a drain that returned before supervision finished
-     * would read the log before this records anything. */
-    usleep(20 * 1000);
-    pthread_mutex_lock(&log->lock);
-    log->escalations++;
-    snprintf(log->esc_subsystem, sizeof log->esc_subsystem, "%s", subsystem);
-    log->esc_key_null = key == NULL;
-    snprintf(log->esc_key, sizeof log->esc_key, "%.*s", key ? (int)key_len : 0,
-             key ? key : "");
-    log->esc_err = err;
-    pthread_mutex_unlock(&log->lock);
-}
-
-static void dl_init(dl_log *log)
-{
-    memset(log, 0, sizeof *log);
-    pthread_mutex_init(&log->lock, NULL);
-}
-
-static int dl_count(dl_log *log, hy_dead_reason reason)
-{
-    pthread_mutex_lock(&log->lock);
-    int n = log->by_reason[reason];
-    pthread_mutex_unlock(&log->lock);
-    return n;
-}
-
-/* A kernel whose dead letters and escalations go to log. */
-static hy_kernel *open_logged(dl_log *log, hy_config cfg)
-{
-    dl_init(log);
-    cfg.workers = cfg.workers ? cfg.workers : 2;
-    cfg.dead_letter = dl_record;
-    cfg.escalate = esc_record;
-    cfg.udata = log;
-    hy_kernel *k = NULL;
-    assert_int_equal(hy_kernel_open(&k, &cfg), 0);
-    return k;
-}
-
-static void close_logged(hy_kernel *k, dl_log *log)
-{
-    hy_kernel_close(k);
-    pthread_mutex_destroy(&log->lock);
-}
-
 static int send_str(hy_kernel *k, const char *path, const char *s)
 {
     return hy_send(k, path, s, strlen(s));
+}
+
+/* The bounded-mailbox case of every policy: "1", "2" and "3" fill box://m's
+ * mailbox of 3 (each must be accepted), then "4" meets the policy: its code. */
+static int send_1_2_3_then_4(hy_kernel *k)
+{
+    static const char *const first[] = {"1", "2", "3"};
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(send_str(k, "box://m", first[i]), 0);
+    return send_str(k, "box://m", "4");
 }
 
 /* ------------------------------------------------------------ the recording actor */
@@ -252,10 +175,7 @@ static void fail_policy_refuses_fourth_message_with_efull(void **state)
     hy_kernel *k = open_logged(&log, (hy_config){0});
     register_box(k, "box", &b, (box_opts){.capacity = 3, .overflow = HY_OVERFLOW_FAIL});
     hold_actor(k, "box://m", &b);
-    assert_int_equal(send_str(k, "box://m", "1"), 0);
-    assert_int_equal(send_str(k, "box://m", "2"), 0);
-    assert_int_equal(send_str(k, "box://m", "3"), 0);
-    assert_int_equal(send_str(k, "box://m", "4"), HY_EFULL);
+    assert_int_equal(send_1_2_3_then_4(k), HY_EFULL);
     /* The refusal is a dead letter at once, on the sender's thread. */
     assert_int_equal(dl_count(&log, HY_DEAD_FULL), 1);
     assert_string_equal(log.e[0].payload, "4");
@@ -305,10 +225,7 @@ static void drop_oldest_keeps_newest_and_dead_letters_the_oldest(void **state)
     hy_kernel *k = open_logged(&log, (hy_config){0});
     register_box(k, "box", &b, (box_opts){.capacity = 3, .overflow = HY_OVERFLOW_DROP_OLDEST});
     hold_actor(k, "box://m", &b);
-    assert_int_equal(send_str(k, "box://m", "1"), 0);
-    assert_int_equal(send_str(k, "box://m", "2"), 0);
-    assert_int_equal(send_str(k, "box://m", "3"), 0);
-    assert_int_equal(send_str(k, "box://m", "4"), 0);
+    assert_int_equal(send_1_2_3_then_4(k), 0);
     gate_open(&b.g);
     assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
     const char *want[] = {"2", "3", "4"};
@@ -335,10 +252,7 @@ static void drop_newest_keeps_oldest_and_dead_letters_the_new_one(void **state)
     hy_kernel *k = open_logged(&log, (hy_config){0});
     register_box(k, "box", &b, (box_opts){.capacity = 3, .overflow = HY_OVERFLOW_DROP_NEWEST});
     hold_actor(k, "box://m", &b);
-    assert_int_equal(send_str(k, "box://m", "1"), 0);
-    assert_int_equal(send_str(k, "box://m", "2"), 0);
-    assert_int_equal(send_str(k, "box://m", "3"), 0);
-    assert_int_equal(send_str(k, "box://m", "4"), 0);
+    assert_int_equal(send_1_2_3_then_4(k), 0);
     /* Dropped at the send, before the actor moves on. */
     assert_int_equal(dl_count(&log, HY_DEAD_DROPPED), 1);
     assert_string_equal(log.e[0].payload, "4");
@@ -528,9 +442,7 @@ static void unbounded_by_default(void **state)
     for (int i = 0; i < 1000; i++)
         assert_int_equal(send_str(k, "box://m", "m"), 0);
     gate_open(&b.g);
-    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
-    hy_stats s;
-    assert_int_equal(hy_kernel_stats(k, &s), 0);
+    hy_stats s = drained_stats(k);
     assert_int_equal(s.handled, 1001);
     assert_int_equal(log.n, 0);
     close_logged(k, &log);
@@ -816,9 +728,7 @@ static void dead_letters_are_counted_by_reason(void **state)
     assert_int_equal(send_str(k, "nowhere://m", "n"), HY_ENOROUTE);
     gate_open(&drop.g);
     gate_open(&full.g);
-    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
-    hy_stats s;
-    assert_int_equal(hy_kernel_stats(k, &s), 0);
+    hy_stats s = drained_stats(k);
     assert_int_equal(s.dead[HY_DEAD_FAILED], 2);
     assert_int_equal(s.dead[HY_DEAD_DROPPED], 3);
     assert_int_equal(s.dead[HY_DEAD_STOPPED], 0);
