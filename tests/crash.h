@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -99,6 +100,36 @@ static void crash_kill(pid_t pid, int ready_fd, int round, unsigned seed, const 
     close(ready_fd); /* only now: an unread pipe must not SIGPIPE the child */
     if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
         fail_msg("round %d: child ended by itself (status 0x%x)", round, status);
+}
+
+/* One round: survivors checked, the count of acknowledgements it found
+ * returned; *total grows by what the round recovered in all. */
+typedef size_t (*crash_round_fn)(unsigned seed, int round, size_t *total);
+
+/* Run HY_CRASH_ROUNDS rounds (20 by default) from seed HY_CRASH_SEED (else
+ * time and pid, printed so a failure can be replayed), then check that some
+ * round got as far as an acknowledgement (else the test proved nothing) and
+ * that everything acknowledged was among what was recovered. `what` names
+ * the acknowledged items in the summary line. */
+static void crash_run(const char *label, const char *what, crash_round_fn round_fn)
+{
+    const char *e = getenv("HY_CRASH_ROUNDS");
+    int rounds = e && atoi(e) > 0 ? atoi(e) : 20;
+    e = getenv("HY_CRASH_SEED");
+    unsigned seed = e ? (unsigned)strtoul(e, NULL, 10)
+                      : (unsigned)time(NULL) ^ (unsigned)getpid();
+    printf("%s: %d rounds, HY_CRASH_SEED=%u\n", label, rounds, seed);
+    size_t acks = 0, total = 0;
+    int with_acks = 0;
+    for (int r = 0; r < rounds; r++) {
+        size_t n = round_fn(seed, r, &total);
+        acks += n;
+        with_acks += n > 0;
+    }
+    printf("%s: %d rounds (%d with acks), %zu acknowledged %s, %zu recovered in total\n",
+           label, rounds, with_acks, acks, what, total);
+    assert_true(acks > 0);
+    assert_true(total >= acks);
 }
 
 #endif

@@ -357,24 +357,7 @@ static size_t crash_round(unsigned seed, int round, size_t *recovered)
 static void test_acknowledged_messages_survive_sigkill_once_in_order(void **state)
 {
     (void)state;
-    const char *e = getenv("HY_CRASH_ROUNDS");
-    int rounds = e && atoi(e) > 0 ? atoi(e) : 20;
-    e = getenv("HY_CRASH_SEED");
-    unsigned seed = e ? (unsigned)strtoul(e, NULL, 10)
-                      : (unsigned)time(NULL) ^ (unsigned)getpid();
-    printf("persistent crash: %d rounds, HY_CRASH_SEED=%u\n", rounds, seed);
-    size_t acks = 0, recovered = 0;
-    int with_acks = 0;
-    for (int r = 0; r < rounds; r++) {
-        size_t n = crash_round(seed, r, &recovered);
-        acks += n;
-        with_acks += n > 0;
-    }
-    printf("persistent crash: %d rounds (%d with acks), %zu acknowledged messages all "
-           "recovered exactly once, %zu recovered in total\n", rounds, with_acks, acks,
-           recovered);
-    assert_true(acks > 0); /* proves nothing if no round got that far */
-    assert_true(recovered >= acks);
+    crash_run("persistent crash", "messages all recovered exactly once", crash_round);
 }
 
 int main(void)
