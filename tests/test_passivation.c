@@ -443,6 +443,24 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ft
     return remove(p);
 }
 
+/* A fresh directory for a test's journal; removed with all in it. */
+typedef struct journal_dir {
+    char dir[32];
+    char env[64];
+} journal_dir;
+
+static void journal_dir_make(journal_dir *jd)
+{
+    snprintf(jd->dir, sizeof jd->dir, "/tmp/hy-passiv-XXXXXX");
+    assert_non_null(mkdtemp(jd->dir));
+    snprintf(jd->env, sizeof jd->env, "%s/env", jd->dir);
+}
+
+static void journal_dir_remove(journal_dir *jd)
+{
+    nftw(jd->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
 static hy_kernel *open_persistent(const char *env, uint32_t idle_ms)
 {
     hy_config cfg = {.workers = 2, .journal_path = env, .durability = HY_DURABILITY_NOSYNC,
@@ -494,17 +512,15 @@ static void test_persistent_passivation_survives_kill_9(void **state)
 {
     (void)state;
     reset_store();
-    char dir[] = "/tmp/hy-passiv-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char env[64];
-    snprintf(env, sizeof env, "%s/env", dir);
+    journal_dir jd;
+    journal_dir_make(&jd);
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         close(fds[0]);
-        persistent_child(env, fds[1]);
+        persistent_child(jd.env, fds[1]);
     }
     close(fds[1]);
     char c = 0;
@@ -520,7 +536,7 @@ static void test_persistent_passivation_survives_kill_9(void **state)
 
     /* Reopen without passivation: each actor recovers from its passivation
      * snapshot (plus the journal after it, for the even keys). */
-    hy_kernel *k = open_persistent(env, 0);
+    hy_kernel *k = open_persistent(jd.env, 0);
     for (int key = 0; key < P_KEYS; key++) {
         int64_t want = key + 1 + (key % 2 == 0 ? 2 : 0);
         int64_t got = get(k, key);
@@ -532,7 +548,7 @@ static void test_persistent_passivation_survives_kill_9(void **state)
      * passivated again before the kill) */
     assert_true(s.journal_replayed <= 2 * (P_KEYS / 2));
     hy_kernel_close(k);
-    nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    journal_dir_remove(&jd);
 }
 
 /* The race again on a persistent subsystem: messages also wait in the
@@ -541,11 +557,9 @@ static void test_persistent_messages_racing_passivation_arrive_once_in_order(voi
 {
     (void)state;
     reset_store();
-    char dir[] = "/tmp/hy-passiv-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char env[64];
-    snprintf(env, sizeof env, "%s/env", dir);
-    hy_kernel *k = open_persistent(env, 1);
+    journal_dir jd;
+    journal_dir_make(&jd);
+    hy_kernel *k = open_persistent(jd.env, 1);
     racer r[SENDERS];
     race(k, r, 3000, 8);
     assert_int_equal(hy_kernel_drain(k, 30000), 0);
@@ -568,18 +582,16 @@ static void test_persistent_messages_racing_passivation_arrive_once_in_order(voi
                   (unsigned long long)s.passivations, (unsigned long long)s.passivate_aborted,
                   (unsigned long long)s.activations, (unsigned long long)s.journal_replayed);
     hy_kernel_close(k);
-    nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    journal_dir_remove(&jd);
 }
 
 static void test_persistent_failing_snapshot_keeps_actor(void **state)
 {
     (void)state;
     reset_store();
-    char dir[] = "/tmp/hy-passiv-XXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char env[64];
-    snprintf(env, sizeof env, "%s/env", dir);
-    hy_kernel *k = open_persistent(env, 5);
+    journal_dir jd;
+    journal_dir_make(&jd);
+    hy_kernel *k = open_persistent(jd.env, 5);
     atomic_store(&fail_saves, 1);
     for (int i = 0; i < 3; i++)
         send_add(k, 1);
@@ -594,7 +606,7 @@ static void test_persistent_failing_snapshot_keeps_actor(void **state)
     assert_true(wait_for_stats(k, passivations_at_least, 1, 5000));
     assert_int_equal(get(k, 1), 3);
     hy_kernel_close(k);
-    nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    journal_dir_remove(&jd);
 }
 
 /* ---------------------------------------------------------------- policy */
