@@ -11,8 +11,8 @@
  * not the hot path; an index by subsystem would be the next step if it became
  * one. The path and payload go once into a pooled, reference-counted body; each
  * matching subscription gets a small envelope (its own captures and metadata,
- * flag HYI_MSG_SHARED, ext = the body) delivered with hyi_deliver. The last
- * envelope released frees the body.
+ * flag HYI_MSG_SHARED, its slot holding the body) delivered with hyi_deliver.
+ * The last envelope released frees the body.
  *
  * The live subscriptions are a copy-on-write array: publish reads it inside a
  * router read section without a lock; subscribe and unsubscribe (serialised by
