@@ -27,11 +27,7 @@
  * (segment) and low (bucket) bits are usable. */
 static uint64_t key_hash(const hyi_subsys *sub, const char *key, size_t len)
 {
-    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)(uintptr_t)sub;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 0x100000001b3ull;
-    }
+    uint64_t h = hyi_fnv1a(HYI_FNV1A_SEED ^ (uint64_t)(uintptr_t)sub, key, len);
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
     h ^= h >> 33;

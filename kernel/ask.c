@@ -67,23 +67,16 @@ void hyi_ask_released(hy_kernel *k, hy_msg *msg)
     asker_unref(a);
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Sleep until the state leaves WAITING or the deadline passes. */
 static uint32_t asker_wait(hyi_asker *a, int timeout_ms)
 {
-    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)timeout_ms * 1000000u;
+    uint64_t deadline = hyi_deadline_ns(timeout_ms);
     for (;;) {
         /* acquire: pairs with asker_settle's release */
         uint32_t st = atomic_load_explicit(&a->state, memory_order_acquire);
         if (st != ASK_WAITING)
             return st;
-        uint64_t now = now_ns();
+        uint64_t now = hyi_now_ns();
         if (now >= deadline)
             return ASK_WAITING;
         uint64_t left = deadline - now;

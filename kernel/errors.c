@@ -1,9 +1,10 @@
-/* hy_strerror, hy_err_name and the per-thread error detail, all from the one
- * table in hy_errors.h. */
+/* hy_strerror and hy_err_name from the one table of codes in hypha.h, and
+ * hy_errdetail, the public face of base/'s per-thread detail. */
 #include <stdarg.h>
 #include <stdio.h>
 
 #include "hy_common.h"
+#include "hypha.h"
 
 const char *hy_strerror(int err)
 {
@@ -35,21 +36,9 @@ const char *hy_err_name(int err)
     }
 }
 
-/* Detail text lives per thread, like errno, so concurrent failures never mix. */
-static _Thread_local char errdetail[512];
-
 const char *hy_errdetail(void)
 {
-    return errdetail;
-}
-
-int hyi_fail(int err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errdetail, sizeof errdetail, fmt, ap);
-    va_end(ap);
-    return err;
+    return hyi_errdetail();
 }
 
 unsigned hy_version(void)

@@ -48,13 +48,6 @@ void hyi_dead_letter_msg(hy_kernel *k, hy_msg *msg, hy_dead_reason reason)
     atomic_fetch_add_explicit(&msg->route->sub->dead, 1, memory_order_release);
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void stop_actor(hy_kernel *k, hyi_actor *actor)
 {
     /* relaxed: senders read it as a hint; whatever still reaches the mailbox
@@ -70,7 +63,7 @@ static bool restart_allowed(const hyi_subsys *sub, hyi_actor *actor)
     uint32_t max = sub->max_restarts ? sub->max_restarts : DEFAULT_MAX_RESTARTS;
     uint32_t window = sub->restart_window_ms ? sub->restart_window_ms
                                              : DEFAULT_RESTART_WINDOW_MS;
-    uint32_t now = (uint32_t)now_ms(); /* wraps: compared by difference */
+    uint32_t now = (uint32_t)(hyi_now_ns() / 1000000u); /* wraps: compared by difference */
     if ((uint32_t)(now - actor->restart_window_start_ms) >= window) {
         actor->restart_window_start_ms = now;
         actor->restarts_in_window = 0;

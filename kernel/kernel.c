@@ -12,13 +12,6 @@
 
 #include "kernel.h"
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static int apply_config(hy_kernel *k, const hy_config *cfg, unsigned *workers)
 {
     hy_config c = cfg ? *cfg : (hy_config){0};
@@ -52,8 +45,7 @@ int hy_kernel_open(hy_kernel **out, const hy_config *config)
     if (!k)
         return HY_ENOMEM;
     memset(k, 0, sizeof *k);
-    k->clock_origin_tsc = hyi_clock_ticks();
-    k->clock_origin_ns = now_ns();
+    hyi_clock_origin_take(&k->clock_origin);
     /* relaxed: k is not shared yet */
     atomic_store_explicit(&k->next_actor_id, 1, memory_order_relaxed);
     unsigned workers = 0;
@@ -118,12 +110,12 @@ int hy_kernel_drain(hy_kernel *k, int timeout_ms)
         return hyi_fail(HY_EINVAL, "hy_kernel_drain: NULL kernel");
     if (hyi_current_worker(k))
         return hyi_fail(HY_EINVAL, "hy_kernel_drain from a handler would wait on itself");
-    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now_ns() + (uint64_t)timeout_ms * 1000000u;
+    uint64_t deadline = hyi_deadline_ns(timeout_ms);
     /* Poll with a growing pause: a drain that is almost done returns within
      * microseconds, a long one costs a wake-up a millisecond. */
     long pause_ns = 1000;
     while (!quiescent(k)) {
-        if (now_ns() >= deadline)
+        if (hyi_now_ns() >= deadline)
             return hyi_fail(HY_ETIMEDOUT, "drain: messages still queued after %d ms", timeout_ms);
         struct timespec ts = {0, pause_ns};
         nanosleep(&ts, NULL);

@@ -21,8 +21,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "deque.h"
 #include "hy_common.h"
+#include "hypha.h"
 #include "mpscq.h"
 #include "pool.h"
 #include "router.h"
@@ -285,8 +287,7 @@ struct hy_kernel {
     unsigned batch;
     size_t max_payload;
     hy_config config;           /* as given, for the defaults subsystems take */
-    uint64_t clock_origin_tsc;  /* hyi_clock_ns converts from here */
-    uint64_t clock_origin_ns;
+    hyi_clock_origin clock_origin; /* activation latencies convert from here */
     _Atomic uint64_t next_actor_id;
     /* relaxed counters: statistics only */
     _Atomic uint64_t dead[HY_DEAD__COUNT];
@@ -378,33 +379,9 @@ typedef struct hyi_stamp {
     uint64_t sender;
 } hyi_stamp;
 
-/* Fine-grained ticks for measuring short intervals (activation latency): the
- * TSC where there is one, else CLOCK_MONOTONIC ns; hyi_clock_ns converts. */
-static inline uint64_t hyi_clock_ticks(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    return __builtin_ia32_rdtsc();
-#else
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-#endif
-}
-
-/* A message's send time. The coarse clock (resolution: the system tick, a few
- * ms) costs a few ns; a fine clock read on every send (TSC or
- * CLOCK_MONOTONIC) cost about a third of single-sender throughput on the
- * machine this is measured on. */
-static inline uint64_t hyi_send_time_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static inline void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
 {
-    stamp->sent_ns = hyi_send_time_ns();
+    stamp->sent_ns = hyi_coarse_ns(); /* see clock.h: a fine clock costs a third */
     hyi_actor *current_actor = NULL;
     const hy_msg *current = hyi_current_msg(k, &current_actor);
     stamp->trace_id = current ? current->trace_id : 0;
@@ -427,7 +404,6 @@ void hyi_ask_attach(hy_msg *msg, hyi_asker *asker);
 void hyi_ask_released(hy_kernel *k, hy_msg *msg);
 /* pubsub.c: a publish envelope is released; the last frees the shared body. */
 void hyi_publish_released(hy_kernel *k, hy_msg *msg);
-uint64_t hyi_clock_ns(hy_kernel *k, uint64_t ticks);
 
 /* failure.c: dead letters and supervision. */
 void hyi_dead_letter(hy_kernel *k, const char *path, size_t path_len, const void *payload,
@@ -536,19 +512,6 @@ void hyi_persist_stats(hy_kernel *k, hy_stats *out);
         if (HY_UNLIKELY(hyi_running && hyi_running->replaying))   \
             return hyi_persist_suppressed(k);                     \
     } while (0)
-
-/* One round of a spin-wait: tells the core (and a hyperthread sibling) that
- * this thread is waiting. */
-static inline void hyi_cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#else
-    sched_yield();
-#endif
-}
 
 /* worker.c: run up to `batch` messages of a scheduled actor. */
 void hyi_actor_run(hyi_worker *w, hyi_actor *actor);

@@ -6,38 +6,8 @@
  * thread's running handler, the send time from the coarse clock (see
  * hyi_send_time_ns), and a batch takes one stamp for all. */
 #include <string.h>
-#include <time.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <x86intrin.h>
-#endif
 
 #include "kernel.h"
-
-static uint64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* Ticks to CLOCK_MONOTONIC ns, calibrated against the pair taken at kernel open
- * and a pair taken now: no start-up calibration delay, and the longer the
- * kernel has run, the better the ratio. */
-uint64_t hyi_clock_ns(hy_kernel *k, uint64_t ticks)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    uint64_t now_ticks = __rdtsc(), now_ns = monotonic_ns();
-    if (now_ticks <= k->clock_origin_tsc)
-        return now_ns;
-    double ns_per_tick = (double)(now_ns - k->clock_origin_ns) /
-                         (double)(now_ticks - k->clock_origin_tsc);
-    double back = (double)(now_ticks - ticks) * ns_per_tick;
-    return ticks <= now_ticks && back < (double)now_ns ? now_ns - (uint64_t)back : now_ns;
-#else
-    (void)k;
-    return ticks;
-#endif
-}
 
 hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
                     const char *path, size_t path_len, const void *payload, size_t len,

@@ -121,16 +121,9 @@ void hyi_passivation_setup(hy_kernel *k, hyi_subsys *sub, const hy_subsystem_def
 
 /* ---------------------------------------------------------------- clock */
 
-static uint64_t coarse_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static uint32_t tick_clock(hy_kernel *k)
 {
-    uint32_t now = (uint32_t)((coarse_now_ns() - k->janitor->origin_ns) / 1000000u);
+    uint32_t now = (uint32_t)((hyi_coarse_ns() - k->janitor->origin_ns) / 1000000u);
     /* relaxed: see coarse_ms in kernel.h */
     atomic_store_explicit(&k->coarse_ms, now, memory_order_relaxed);
     return now;
@@ -158,12 +151,6 @@ void hyi_janitor_activated(hy_kernel *k, hyi_subsys *sub, uint64_t ticks, uint64
     }
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 void hyi_janitor_stats(hy_kernel *k, hy_stats *out)
 {
     hyi_janitor *j = k->janitor;
@@ -184,13 +171,14 @@ void hyi_janitor_stats(hy_kernel *k, hy_stats *out)
         return;
     for (uint64_t i = 0; i < n; i++)
         v[i] = atomic_load_explicit(&j->lat[i], memory_order_relaxed);
-    qsort(v, n, sizeof *v, cmp_u32);
+    qsort(v, n, sizeof *v, hyi_cmp_u32);
     uint64_t p50 = v[(n - 1) / 2], p99 = v[(n - 1) * 99 / 100];
     free(v);
     /* ticks -> ns: the difference of two conversions is a span's length */
-    uint64_t base = hyi_clock_ns(k, k->clock_origin_tsc);
-    out->activation_p50_ns = hyi_clock_ns(k, k->clock_origin_tsc + p50) - base;
-    out->activation_p99_ns = hyi_clock_ns(k, k->clock_origin_tsc + p99) - base;
+    const hyi_clock_origin *o = &k->clock_origin;
+    uint64_t base = hyi_ticks_ns(o, o->ticks);
+    out->activation_p50_ns = hyi_ticks_ns(o, o->ticks + p50) - base;
+    out->activation_p99_ns = hyi_ticks_ns(o, o->ticks + p99) - base;
 }
 
 /* ---------------------------------------------------------------- helpers */
@@ -545,7 +533,7 @@ int hyi_janitor_init(hy_kernel *k)
     hyi_janitor *j = calloc(1, sizeof *j);
     if (!j)
         return HY_ENOMEM;
-    j->origin_ns = coarse_now_ns();
+    j->origin_ns = hyi_coarse_ns();
     j->period_ms = CAP_ONLY_PERIOD_MS;
     k->janitor = j;
     return 0;

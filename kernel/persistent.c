@@ -171,16 +171,6 @@ void hyi_persist_subsys_free(hyi_subsys *sub)
 
 /* ---------------------------------------------------------------- actor ids */
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
-{
-    const unsigned char *b = data;
-    for (size_t i = 0; i < len; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 /* An actor's identity: "subsystem\0key" for a keyed actor, "subsystem" for
  * the subsystem's own (so an empty key, which a ** capture allows, is still
  * another actor). Returns its length, 0 if it does not fit cap. */
@@ -307,7 +297,7 @@ int hyi_persist_recover(hy_kernel *k, hyi_actor *a, bool keyed)
     r->keyed = keyed;
     r->replayed = 0;
     r->ilen = actor_ident(a, keyed, r->ident, sizeof r->ident);
-    a->journal_id = fnv1a(0xcbf29ce484222325ull, r->ident, r->ilen);
+    a->journal_id = hyi_fnv1a(HYI_FNV1A_SEED, r->ident, r->ilen);
     uint64_t last = 0;
     int rc = hyi_journal_recover(p->j, a->journal_id, on_snapshot, on_entry, r, &last);
     count(&p->replayed, r->replayed);

@@ -103,7 +103,7 @@ bool hyi_inject_waiting(hy_kernel *k)
 void hyi_schedule(hy_kernel *k, hyi_actor *actor)
 {
     hyi_worker *w = hyi_current_worker(k);
-    if (w && hyi_deque_push(&w->deque, actor) == 0) {
+    if (w && hyi_deque_push(&w->deque, actor)) {
         /* Another worker may be asleep while this one now has more than it
          * can run at once: let it steal. A lone woken actor stays here, which
          * keeps ping-pong between two actors on one core. */
@@ -280,7 +280,7 @@ int hyi_sched_start(hy_kernel *k, unsigned nworkers)
         w->k = k;
         w->index = i;
         w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
-        if (hyi_deque_init(&w->deque, 64) != 0) {
+        if (!hyi_deque_init(&w->deque, 64)) {
             for (unsigned j = 0; j < i; j++)
                 hyi_deque_destroy(&k->workers[j].deque);
             free(k->workers);

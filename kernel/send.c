@@ -158,18 +158,11 @@ place(hy_kernel *k, const hyi_match *m, const char *path, size_t path_len,
     return 0;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* HY_OVERFLOW_BLOCK: wait (polling with a growing pause) until the mailbox has
  * room, then take it. A sender waits, never a worker. */
 static int wait_for_room(hyi_actor *a, int64_t capacity, int timeout_ms)
 {
-    uint64_t deadline = now_ns() + (uint64_t)timeout_ms * 1000000u;
+    uint64_t deadline = hyi_deadline_ns(timeout_ms);
     long pause_ns = 1000;
     for (;;) {
         /* relaxed: a hint; the fetch_add below decides */
@@ -180,7 +173,7 @@ static int wait_for_room(hyi_actor *a, int64_t capacity, int timeout_ms)
                 return 0;
             atomic_fetch_sub_explicit(&a->depth, 1, memory_order_relaxed);
         }
-        if (now_ns() >= deadline)
+        if (hyi_now_ns() >= deadline)
             return hyi_fail(HY_EFULL, "mailbox of '%s' stayed full for %d ms", a->sub->name,
                             timeout_ms);
         struct timespec ts = {0, pause_ns};

@@ -527,12 +527,6 @@ const char *hyi_journal_path(const hyi_journal *j)
 
 /* ---------------------------------------------------------------- stats */
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 void hyi_journal_get_stats(hyi_journal *j, hyi_journal_stats *out)
 {
     memset(out, 0, sizeof *out);
@@ -559,7 +553,7 @@ void hyi_journal_get_stats(hyi_journal *j, hyi_journal_stats *out)
     memcpy(tmp, j->ring, n * sizeof *tmp);
     pthread_mutex_unlock(&j->ring_lock);
     if (n) {
-        qsort(tmp, n, sizeof *tmp, cmp_u32);
+        qsort(tmp, n, sizeof *tmp, hyi_cmp_u32);
         out->batch_p50 = tmp[n / 2];
     }
 }

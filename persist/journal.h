@@ -61,6 +61,7 @@
 #include <stdint.h>
 
 #include "hy_common.h"
+#include "hypha.h"
 
 typedef struct hyi_journal hyi_journal;
 

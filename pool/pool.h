@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "hy_common.h"
+#include "hypha.h"
 
 /* Largest object the pool hands out; the kernel bounds payloads with it. */
 #define HYI_POOL_MAX_OBJECT ((size_t)1 << 20)

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "hy_common.h"
+#include "hypha.h"
 
 #define HYI_PATH_MAX      1024 /* bytes, whole path */
 #define HYI_MAX_SEGMENTS  32

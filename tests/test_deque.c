@@ -47,13 +47,13 @@ static void empty_deque_pops_and_steals_null(void **state)
 {
     (void)state;
     hyi_deque d;
-    assert_int_equal(hyi_deque_init(&d, 8), 0);
+    assert_true(hyi_deque_init(&d, 8));
     assert_int_equal(hyi_deque_size_approx(&d), 0);
     assert_null(hyi_deque_pop(&d));
     assert_null(hyi_deque_steal(&d));
     assert_null(hyi_deque_pop(&d)); /* a pop on empty leaves it consistent */
     assert_int_equal(hyi_deque_size_approx(&d), 0);
-    assert_int_equal(hyi_deque_push(&d, ITEM(1)), 0);
+    assert_true(hyi_deque_push(&d, ITEM(1)));
     assert_ptr_equal(hyi_deque_pop(&d), ITEM(1));
     assert_null(hyi_deque_pop(&d));
     assert_null(hyi_deque_steal(&d));
@@ -64,9 +64,9 @@ static void pop_takes_the_newest_item(void **state)
 {
     (void)state;
     hyi_deque d;
-    assert_int_equal(hyi_deque_init(&d, 16), 0);
+    assert_true(hyi_deque_init(&d, 16));
     for (size_t i = 1; i <= 10; i++)
-        assert_int_equal(hyi_deque_push(&d, ITEM(i)), 0);
+        assert_true(hyi_deque_push(&d, ITEM(i)));
     assert_int_equal(hyi_deque_size_approx(&d), 10);
     for (size_t i = 10; i >= 1; i--)
         assert_ptr_equal(hyi_deque_pop(&d), ITEM(i));
@@ -78,9 +78,9 @@ static void steal_takes_the_oldest_item(void **state)
 {
     (void)state;
     hyi_deque d;
-    assert_int_equal(hyi_deque_init(&d, 16), 0);
+    assert_true(hyi_deque_init(&d, 16));
     for (size_t i = 1; i <= 10; i++)
-        assert_int_equal(hyi_deque_push(&d, ITEM(i)), 0);
+        assert_true(hyi_deque_push(&d, ITEM(i)));
     for (size_t i = 1; i <= 10; i++) {
         assert_ptr_equal(hyi_deque_steal(&d), ITEM(i));
         assert_int_equal(hyi_deque_size_approx(&d), 10 - i);
@@ -94,9 +94,9 @@ static void pop_and_steal_meet_in_the_middle(void **state)
 {
     (void)state;
     hyi_deque d;
-    assert_int_equal(hyi_deque_init(&d, 4), 0);
+    assert_true(hyi_deque_init(&d, 4));
     for (size_t i = 1; i <= 4; i++)
-        assert_int_equal(hyi_deque_push(&d, ITEM(i)), 0);
+        assert_true(hyi_deque_push(&d, ITEM(i)));
     assert_ptr_equal(hyi_deque_steal(&d), ITEM(1));
     assert_ptr_equal(hyi_deque_pop(&d), ITEM(4));
     assert_ptr_equal(hyi_deque_steal(&d), ITEM(2));
@@ -104,7 +104,7 @@ static void pop_and_steal_meet_in_the_middle(void **state)
     assert_null(hyi_deque_pop(&d));
     assert_null(hyi_deque_steal(&d));
     /* reusable after being emptied from both ends */
-    assert_int_equal(hyi_deque_push(&d, ITEM(5)), 0);
+    assert_true(hyi_deque_push(&d, ITEM(5)));
     assert_ptr_equal(hyi_deque_steal(&d), ITEM(5));
     assert_int_equal(hyi_deque_size_approx(&d), 0);
     hyi_deque_destroy(&d);
@@ -115,9 +115,9 @@ static void growth_keeps_every_item(void **state)
     (void)state;
     enum { N = 5000 };
     hyi_deque d;
-    assert_int_equal(hyi_deque_init(&d, 2), 0);
+    assert_true(hyi_deque_init(&d, 2));
     for (size_t i = 0; i < N; i++)
-        assert_int_equal(hyi_deque_push(&d, ITEM(i)), 0);
+        assert_true(hyi_deque_push(&d, ITEM(i)));
     assert_int_equal(hyi_deque_size_approx(&d), N);
     /* half from each end: steals in push order, pops in reverse */
     for (size_t i = 0; i < N / 2; i++)
@@ -134,14 +134,14 @@ static void growth_with_wrapped_indices_keeps_order(void **state)
 {
     (void)state;
     hyi_deque d;
-    assert_int_equal(hyi_deque_init(&d, 4), 0);
+    assert_true(hyi_deque_init(&d, 4));
     size_t next_in = 0, next_out = 0;
     for (int k = 0; k < 11; k++) { /* 11 push/steal pairs: top = bottom = 11 */
-        assert_int_equal(hyi_deque_push(&d, ITEM(next_in++)), 0);
+        assert_true(hyi_deque_push(&d, ITEM(next_in++)));
         assert_ptr_equal(hyi_deque_steal(&d), ITEM(next_out++));
     }
     for (int k = 0; k < 100; k++) /* grows 4 -> 8 -> ... -> 128 from index 11 */
-        assert_int_equal(hyi_deque_push(&d, ITEM(next_in++)), 0);
+        assert_true(hyi_deque_push(&d, ITEM(next_in++)));
     while (next_out < next_in)
         assert_ptr_equal(hyi_deque_steal(&d), ITEM(next_out++));
     assert_null(hyi_deque_steal(&d));
@@ -154,9 +154,9 @@ static void capacity_is_rounded_up_and_zero_means_default(void **state)
     size_t caps[] = {0, 1, 3, 5, 1000};
     for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
         hyi_deque d;
-        assert_int_equal(hyi_deque_init(&d, caps[c]), 0);
+        assert_true(hyi_deque_init(&d, caps[c]));
         for (size_t i = 0; i < 300; i++)
-            assert_int_equal(hyi_deque_push(&d, ITEM(i)), 0);
+            assert_true(hyi_deque_push(&d, ITEM(i)));
         for (size_t i = 300; i > 0; i--)
             assert_ptr_equal(hyi_deque_pop(&d), ITEM(i - 1));
         hyi_deque_destroy(&d);
@@ -231,7 +231,7 @@ static void *thief_main(void *p)
 static size_t run_round(stress *s, size_t n, unsigned round,
                         unsigned long long *popped)
 {
-    assert_int_equal(hyi_deque_init(&s->d, 1), 0);
+    assert_true(hyi_deque_init(&s->d, 1));
     s->n = n;
     s->round = round;
     for (size_t i = 0; i < n; i++)
@@ -251,7 +251,7 @@ static size_t run_round(stress *s, size_t n, unsigned round,
         for (size_t k = 0; k < burst; k++, pushed++) {
             sitems[pushed].index = pushed;
             sitems[pushed].round = round;
-            assert_int_equal(hyi_deque_push(&s->d, &sitems[pushed]), 0);
+            assert_true(hyi_deque_push(&s->d, &sitems[pushed]));
         }
         size_t sz = hyi_deque_size_approx(&s->d);
         if (sz > max_size)

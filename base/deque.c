@@ -52,25 +52,25 @@ static hyi_deque_array *array_new(size_t capacity)
     return a;
 }
 
-int hyi_deque_init(hyi_deque *d, size_t initial_capacity_pow2)
+bool hyi_deque_init(hyi_deque *d, size_t initial_capacity_pow2)
 {
     size_t cap = initial_capacity_pow2 ? initial_capacity_pow2
                                        : HYI_DEQUE_DEFAULT_CAPACITY;
     size_t pow2 = 1;
     while (pow2 < cap) {
         if (pow2 > SIZE_MAX / 2)
-            return HY_ENOMEM;
+            return false;
         pow2 <<= 1;
     }
     hyi_deque_array *a = array_new(pow2);
     if (a == NULL)
-        return HY_ENOMEM;
+        return false;
     /* relaxed (all three): d is not shared yet; its publication orders them. */
     atomic_store_explicit(&d->top, 0, memory_order_relaxed);
     atomic_store_explicit(&d->bottom, 0, memory_order_relaxed);
     atomic_store_explicit(&d->array, a, memory_order_relaxed);
     d->retired = NULL;
-    return 0;
+    return true;
 }
 
 void hyi_deque_destroy(hyi_deque *d)
@@ -110,7 +110,7 @@ static hyi_deque_array *grow(hyi_deque *d, hyi_deque_array *a, int64_t t, int64_
     return n;
 }
 
-int hyi_deque_push(hyi_deque *d, void *item)
+bool hyi_deque_push(hyi_deque *d, void *item)
 {
     /* relaxed: only the owner writes bottom. */
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
@@ -123,14 +123,14 @@ int hyi_deque_push(hyi_deque *d, void *item)
     if (HY_UNLIKELY(b - t > (int64_t)a->mask)) { /* full */
         a = grow(d, a, t, b);
         if (a == NULL)
-            return HY_ENOMEM;
+            return false;
     }
     /* relaxed: published by the release store of bottom below. */
     atomic_store_explicit(&a->slot[(size_t)b & a->mask], item, memory_order_relaxed);
     /* release: a thief whose load of bottom reads b + 1 sees the slot, the array
      * it lives in, and whatever the caller wrote into the item before pushing. */
     atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
-    return 0;
+    return true;
 }
 
 void *hyi_deque_pop(hyi_deque *d)

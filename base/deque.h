@@ -23,6 +23,7 @@
 #define HYI_DEQUE_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,17 +42,18 @@ typedef struct hyi_deque {
 /* An empty deque with room for initial_capacity_pow2 items before it grows
  * (rounded up to a power of two; 0 means a small default). Not thread-safe;
  * publish d to thieves afterwards through a release/acquire edge (e.g. thread
- * creation). Returns 0 or HY_ENOMEM (d is then untouched and needs no destroy). */
-int hyi_deque_init(hyi_deque *d, size_t initial_capacity_pow2);
+ * creation). False when out of memory (d is then untouched and needs no
+ * destroy). */
+bool hyi_deque_init(hyi_deque *d, size_t initial_capacity_pow2);
 
 /* Frees the current and every retired buffer. No thread may be using d; items
  * still inside are not touched (the caller owns them). */
 void hyi_deque_destroy(hyi_deque *d);
 
 /* Owner only. Pushes item (non-NULL) at the bottom; doubles the buffer when
- * full. Returns 0, or HY_ENOMEM when growth failed (the deque is unchanged and
- * still valid: item was not pushed). */
-int hyi_deque_push(hyi_deque *d, void *item);
+ * full. False when growth failed for want of memory (the deque is unchanged
+ * and still valid: item was not pushed). */
+bool hyi_deque_push(hyi_deque *d, void *item);
 
 /* Owner only. Takes the most recently pushed item (LIFO); NULL when empty,
  * including when a thief won the race for the last item. */

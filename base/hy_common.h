@@ -1,0 +1,56 @@
+/* What every layer shares: branch hints, the cache-line size, array length,
+ * error reporting (hyi_fail), a hash for short keys, and the small helpers
+ * that several modules would otherwise each write. Nothing here knows of
+ * actors, routes or journals, and nothing here includes a header outside
+ * base/: the error codes a caller passes to hyi_fail come from the public
+ * header, which each layer includes itself. */
+#ifndef HY_COMMON_H
+#define HY_COMMON_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HY_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define HY_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* x86-64 and most arm64 parts; used to keep hot atomics from false sharing. */
+#define HY_CACHE_LINE 64
+#define HY_CACHE_ALIGNED _Alignas(HY_CACHE_LINE)
+
+#define HY_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Set the thread's error detail (printf format) and return err, so a failing
+ * path reads: return hyi_fail(HY_EBADPATTERN, "...", ...). (base/error.c) */
+int hyi_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The calling thread's detail text: "" until its first hyi_fail. */
+const char *hyi_errdetail(void);
+
+/* FNV-1a, 64-bit: hyi_fnv1a(HYI_FNV1A_SEED, bytes, n), or chained over
+ * several pieces by passing the previous result as h. */
+#define HYI_FNV1A_SEED 0xcbf29ce484222325ull
+static inline uint64_t hyi_fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *b = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* qsort's comparison of two uint32_t. */
+static inline int hyi_cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* A statistics counter's value. relaxed: counters are a moment's
+ * approximation by contract; nothing is ordered by reading one. */
+static inline uint64_t hyi_stat_load(_Atomic uint64_t *counter)
+{
+    return atomic_load_explicit(counter, memory_order_relaxed);
+}
+
+#endif
