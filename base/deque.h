@@ -6,7 +6,7 @@
  * array that doubles when full; a replaced array is kept on a retire list and
  * freed only by hyi_deque_destroy, because a thief may still be reading it.
  *
- * Why: DESIGN.md §3: per-worker deques keep an actor woken by a handler on the
+ * Why: docs/ARCHITECTURE.md §3: per-worker deques keep an actor woken by a handler on the
  * same core, and idle workers balance load by stealing the oldest work.
  *
  * Memory model: the C11 version of Lê, Pop, Cohen, Zappa Nardelli, "Correct and

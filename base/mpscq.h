@@ -8,7 +8,7 @@
  * non-empty, so producers never touch `tail` and the consumer never touches
  * `head` except to confirm the last element.
  *
- * Why: every message goes through here (DESIGN.md §3), so it is header-only
+ * Why: every message goes through here (docs/ARCHITECTURE.md §3), so it is header-only
  * static inline, costs one cache-line transfer per push in the common case,
  * and keeps producer (head) and consumer (tail, stub) state at least a cache
  * line apart without needing an aligned allocation for the struct that embeds it.

@@ -1,5 +1,5 @@
 /* Benchmark family "actors": keyed actors' activation and passivation
- * (issue 7, DESIGN.md §5).
+ * (docs/ARCHITECTURE.md §5).
  *
  * Scenarios (all by default, or one with --scenario):
  *   activate      1,000,000 (--messages) keyed actors of a non-persistent,

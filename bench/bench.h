@@ -1,4 +1,4 @@
-/* The benchmark driver's contract with each family (DESIGN.md §6).
+/* The benchmark driver's contract with each family (docs/ARCHITECTURE.md §6).
  *
  * A family lives in its own bench/<family>.c and registers itself with
  * HY_BENCH_FAMILY; the driver (bench/main.c) parses the command line and calls it.

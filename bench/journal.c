@@ -24,7 +24,7 @@
  *                                     medians; reports the ratio to it, the
  *                                     commit batch p50 and bytes per message on
  *                                     disk ("persistent-static-sync" against
- *                                     "raw-lmdb-sync" is issue 6's target ratio)
+ *                                     "raw-lmdb-sync" is the target ratio)
  *
  * Every scenario works in its own directory under /tmp, removed afterwards. */
 #include <errno.h>

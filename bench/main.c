@@ -1,4 +1,4 @@
-/* hypha-bench: the benchmark driver. Parses the command line of DESIGN.md §6,
+/* hypha-bench: the benchmark driver. Parses the command line of docs/ARCHITECTURE.md §6,
  * runs a family, and provides the shared timing, sampling and reporting helpers
  * so every family prints the same JSON-lines contract. */
 #include <errno.h>

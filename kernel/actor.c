@@ -61,14 +61,10 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
     if (key_len)
         memcpy(a->key, key, key_len);
     a->key[key_len] = '\0';
-    if (sub->state_init) {
-        int rc = sub->state_init(sub->udata, key_len || key ? a->key : NULL, key_len,
-                                 &a->state);
-        if (rc != 0) {
-            free(a);
-            return hyi_fail(HY_EHANDLER, "state_init of subsystem '%s' refused the actor (%d)",
-                            sub->name, rc);
-        }
+    int rc = hyi_actor_state_reset(a, key != NULL);
+    if (rc != 0) {
+        free(a);
+        return rc;
     }
     a->journal_id = a->journal_seq = 0;
     a->since_snapshot = 0;
@@ -80,7 +76,7 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
     a->passivating = 0;
     /* A persistent actor is rebuilt from the journal before anyone sees it. */
     if (HY_UNLIKELY(sub->persistent)) {
-        int rc = hyi_persist_recover(k, a, key != NULL);
+        rc = hyi_persist_recover(k, a, key != NULL);
         if (rc != 0) {
             hyi_actor_free(k, a);
             return rc;
@@ -90,8 +86,25 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
     return 0;
 }
 
-/* Release whatever is still queued (only at close, when no worker runs) and
- * free the actor and its state. */
+int hyi_actor_state_reset(hyi_actor *a, bool keyed)
+{
+    hyi_subsys *sub = a->sub;
+    if (sub->state_free && a->state)
+        sub->state_free(sub->udata, a->state);
+    a->state = NULL;
+    if (!sub->state_init)
+        return 0;
+    /* The callback's own code says nothing to a hypha caller: it is kept in
+     * the detail, and the error is HY_EHANDLER. */
+    int rc = sub->state_init(sub->udata, keyed ? a->key : NULL, keyed ? a->key_len : 0,
+                             &a->state);
+    if (rc == 0)
+        return 0;
+    a->state = NULL;
+    return hyi_fail(HY_EHANDLER, "state_init of subsystem '%s' refused the actor (%d)",
+                    sub->name, rc);
+}
+
 void hyi_actor_free(hy_kernel *k, hyi_actor *actor)
 {
     hyi_mpsc_node *n;

@@ -19,12 +19,13 @@
 
 enum { ASK_WAITING, ASK_REPLIED, ASK_NO_REPLY, ASK_FAILED, ASK_ABANDONED };
 
-struct hyi_asker {
+typedef struct hyi_asker {
+    hyi_msg_hook hook;          /* in the request's slot: its release settles */
     _Atomic uint32_t state;
     _Atomic uint32_t refs;
     void *reply;
     size_t reply_len;
-};
+} hyi_asker;
 
 static void asker_unref(hyi_asker *a)
 {
@@ -51,20 +52,23 @@ static bool asker_settle(hyi_asker *a, uint32_t to)
     return true;
 }
 
-void hyi_ask_attach(hy_msg *msg, hyi_asker *asker)
-{
-    /* relaxed: the message is not shared yet; its delivery publishes this */
-    atomic_fetch_add_explicit(&asker->refs, 1, memory_order_relaxed);
-    *hyi_msg_slot(msg) = asker;
-    msg->flags |= HYI_MSG_ASKER;
-}
-
-void hyi_ask_released(hy_kernel *k, hy_msg *msg)
+/* The request's hook: released without a reply (or after one: then the
+ * settle is a no-op), the request drops its reference. */
+static void asker_released(hy_kernel *k, hy_msg *msg, hyi_msg_hook *hook)
 {
     (void)k;
-    hyi_asker *a = *hyi_msg_slot(msg);
+    hyi_asker *a = (hyi_asker *)hook;
     asker_settle(a, (msg->flags & HYI_MSG_FAILED) ? ASK_FAILED : ASK_NO_REPLY);
     asker_unref(a);
+}
+
+/* The waiter of a request made by hy_ask, or NULL. */
+static hyi_asker *asker_of(const hy_msg *msg)
+{
+    if (!(msg->flags & HYI_MSG_SLOT))
+        return NULL;
+    hyi_msg_hook *hook = *hyi_msg_slot(msg);
+    return hook && hook->released == asker_released ? (hyi_asker *)hook : NULL;
 }
 
 /* Sleep until the state leaves WAITING or the deadline passes. */
@@ -99,10 +103,15 @@ int hy_ask(hy_kernel *k, const char *path, const void *payload, size_t len, void
     hyi_asker *a = calloc(1, sizeof *a);
     if (!a)
         return HY_ENOMEM;
-    /* relaxed: not shared until the request is sent */
-    atomic_store_explicit(&a->refs, 1, memory_order_relaxed);
+    a->hook.released = asker_released;
+    /* relaxed: not shared until the request is sent. Two references: ours,
+     * and the request's, dropped by its release hook. */
+    atomic_store_explicit(&a->refs, 2, memory_order_relaxed);
     atomic_store_explicit(&a->state, ASK_WAITING, memory_order_relaxed);
-    int rc = hyi_send(k, path, payload, len, NULL, a);
+    bool hooked = false;
+    int rc = hyi_send(k, path, payload, len, NULL, &a->hook, &hooked);
+    if (!hooked)
+        asker_unref(a); /* no request was built: the hook will never run */
     if (rc == 0) {
         uint32_t st = asker_wait(a, timeout_ms);
         /* The timeout and a reply may race: the CAS decides. */
@@ -134,13 +143,13 @@ int hy_ask_async(hy_ctx *ctx, const char *path, const void *payload, size_t len,
     int rc = hyi_path_check(reply_to, strnlen(reply_to, HYI_PATH_MAX + 1));
     if (rc != 0)
         return hyi_fail(rc, "reply_to '%s' is not a valid path", reply_to);
-    return hyi_send(hy_ctx_kernel(ctx), path, payload, len, reply_to, NULL);
+    return hyi_send(ctx->k, path, payload, len, reply_to, NULL, NULL);
 }
 
 /* Hand a reply to the asker; counted as a dead letter if it gave up. */
-static int reply_to_asker(hy_kernel *k, hy_msg *msg, const void *payload, size_t len)
+static int reply_to_asker(hy_kernel *k, hyi_asker *a, hy_msg *msg, const void *payload,
+                          size_t len)
 {
-    hyi_asker *a = *hyi_msg_slot(msg);
     void *copy = NULL;
     if (len) {
         copy = malloc(len);
@@ -164,19 +173,20 @@ int hy_reply(hy_ctx *ctx, const void *payload, size_t len)
 {
     if (!ctx || (!payload && len))
         return hyi_fail(HY_EINVAL, "hy_reply: NULL context or payload");
-    hy_msg *msg = hyi_ctx_msg(ctx);
-    hy_kernel *k = hy_ctx_kernel(ctx);
+    hy_msg *msg = ctx->msg;
+    hy_kernel *k = ctx->k;
     if (HY_UNLIKELY(ctx->replaying)) /* persistent.c: the reply was sent live */
         return hyi_persist_suppressed(k);
     if (msg->flags & HYI_MSG_REPLIED)
         return hyi_fail(HY_EEXIST, "this message was already replied to");
     int rc;
-    if (msg->flags & HYI_MSG_ASKER) {
-        rc = reply_to_asker(k, msg, payload, len);
+    hyi_asker *asker = asker_of(msg);
+    if (asker) {
+        rc = reply_to_asker(k, asker, msg, payload, len);
     } else if (msg->flags & HYI_MSG_REPLY_TO) {
         const hy_msg *body = hyi_msg_body(msg);
         const char *reply_to = (const char *)hyi_msg_payload(msg) + body->payload_len;
-        rc = hyi_send(k, reply_to, payload, len, NULL, NULL);
+        rc = hyi_send(k, reply_to, payload, len, NULL, NULL, NULL);
     } else {
         return hyi_fail(HY_ENOENT, "this message carries no reply address");
     }

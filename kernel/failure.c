@@ -74,16 +74,9 @@ static bool restart_allowed(const hyi_subsys *sub, hyi_actor *actor)
 /* Free the state and make it anew; an init that fails stops the actor. */
 static void restart_actor(hy_kernel *k, hyi_actor *actor)
 {
-    hyi_subsys *sub = actor->sub;
-    bool keyed = actor != sub->actor;
-    if (sub->state_free && actor->state)
-        sub->state_free(sub->udata, actor->state);
-    actor->state = NULL;
     /* relaxed: a statistic */
     atomic_fetch_add_explicit(&k->restarts, 1, memory_order_relaxed);
-    if (sub->state_init &&
-        sub->state_init(sub->udata, keyed ? actor->key : NULL, keyed ? actor->key_len : 0,
-                        &actor->state) != 0)
+    if (hyi_actor_state_reset(actor, actor != actor->sub->actor) != 0)
         stop_actor(k, actor);
 }
 

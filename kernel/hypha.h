@@ -166,7 +166,7 @@ typedef struct hy_config {
     hy_escalate_fn escalate;
     void *udata;                   /* given to dead_letter and escalate */
 
-    /* Persistence (DESIGN.md section 4). journal_path: the directory of the
+    /* Persistence (docs/ARCHITECTURE.md §4). journal_path: the directory of the
      * kernel's LMDB journal, created (0750) if missing, its parent must exist;
      * NULL: no journal, and persistent subsystems are refused. */
     const char *journal_path;
@@ -179,7 +179,7 @@ typedef struct hy_config {
                                       its subsystem's state_save) every this many
                                       handled messages; 0: 1000 */
 
-    /* Passivation of keyed actors (DESIGN.md section 5): the defaults of every
+    /* Passivation of keyed actors (docs/ARCHITECTURE.md §5): the defaults of every
      * subsystem that can passivate (see hy_subsystem_def.passivate). A keyed
      * actor with no message for about idle_timeout_ms is passivated (the sweep
      * is coarse: it runs every quarter of the timeout, at least every 10 ms, so
@@ -319,7 +319,7 @@ typedef struct hy_subsystem_def {
     int (*state_load)(void *udata, const char *key, size_t key_len, const void *bytes,
                       size_t len, void **state);
 
-    /* Passivation (DESIGN.md section 5). Keyed actors are virtual: one is
+    /* Passivation (docs/ARCHITECTURE.md §5). Keyed actors are virtual: one is
      * made (activated) by the first message to its key, and may be passivated
      * when idle or over the cap (hy_config's idle_timeout_ms and
      * max_active_actors; these two override them, 0 takes the config's,

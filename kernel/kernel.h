@@ -1,25 +1,35 @@
-/* The kernel's internal structures: messages, actors, subsystems, workers.
+/* The kernel's internal contract: one section per file of kernel/, each
+ * holding the types that file owns and the calls it offers the others.
  *
- * The path of a message: hy_send builds a hy_msg in a pooled object (header,
- * captured params, path, payload in one block), the router names its route, the
- * route names its actor (the subsystem's, or a keyed one from the actor table),
- * and hyi_deliver pushes it onto the actor's MPSC mailbox and schedules the
- * actor if it was idle. A worker runs the actor: up to `batch` messages, each
- * handed to its route's handler and then released to the pool.
+ * The path of a message: hy_send (send.c) builds a hy_msg in one pooled
+ * object (message.c: header, captured params, path, payload), the router names
+ * its route, the route names its actor (the subsystem's, or a keyed one from
+ * the actor table, actor.c), and hyi_deliver pushes it onto the actor's MPSC
+ * mailbox and schedules the actor if it was idle (sched.c). A worker runs the
+ * actor (worker.c): up to `batch` messages, each handed to its route's
+ * handler and then released to the pool.
+ *
+ * Dependencies run one way, from the sections further down to those above,
+ * with two pairs that need each other by nature:
+ *   - sched.c and worker.c: a worker runs what the scheduler hands it, and at
+ *     the end of a turn gives the actor back to the scheduler (or keeps it);
+ *   - actor.c and passivate.c: a sender's table lookup calls a passivation
+ *     off, and the passivation thread takes out what lookups put in.
+ * kernel.c opens and closes everything, so it calls into every section.
+ * A message never calls up to the code that made it: ask.c and pubsub.c hang
+ * a release hook in its slot (message.c) instead.
  *
  * Everything a sender touches is either immutable after registration (routes,
  * subsystems) or atomic (mailboxes, counters, the actor table's locks). */
 #ifndef HY_KERNEL_H
 #define HY_KERNEL_H
 
-#include <sched.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 
 #include "clock.h"
 #include "deque.h"
@@ -29,16 +39,15 @@
 #include "pool.h"
 #include "router.h"
 
-#define HYI_DEFAULT_BATCH       64
-#define HYI_DEFAULT_MAX_PAYLOAD ((size_t)64 << 10)
-#define HYI_DEFAULT_BLOCK_TIMEOUT_MS 1000
-
 typedef struct hyi_subsys hyi_subsys;
 typedef struct hyi_actor hyi_actor;
 typedef struct hyi_worker hyi_worker;
 typedef struct hyi_pubsub hyi_pubsub;
 typedef struct hyi_persist hyi_persist;
 typedef struct hyi_janitor hyi_janitor;
+
+/* ================================================================ subsystem.c
+ * Registering subsystems and their routes; hy_match. */
 
 /* A registered route: immutable once published to the router, freed at close
  * (a removed route may still be referenced by queued messages). */
@@ -53,105 +62,58 @@ typedef struct hyi_route_binding {
     struct hyi_route_binding *next; /* the kernel's list of every route, for close */
 } hyi_route_binding;
 
-/* A message. One pooled block: this 56-byte header, nparams slices, the path
- * and its NUL, then the payload at a 16-byte boundary, then the rare parts,
- * named by flags: for a request made with hy_ask_async, the reply-to path and
- * its NUL; then, 8-byte aligned, the extension slot (a pointer) and a
- * persistent subsystem's trailer (hyi_durable). Every header byte travels
- * between cores with each message, so what few messages need stays out of it. */
-enum {
-    HYI_MSG_SHARED = 1,   /* slot: the body (a hy_msg) this publish envelope shares */
-    HYI_MSG_ASKER = 2,    /* slot: the hyi_asker of a hy_ask */
-    HYI_MSG_REPLY_TO = 4, /* the reply-to path follows the payload */
-    HYI_MSG_REPLIED = 8,  /* hy_reply was called while handling it */
-    HYI_MSG_FAILED = 16,  /* its handler returned an error */
-    HYI_MSG_SLOT = 32,    /* it has the extension slot */
-};
+int hyi_route_binding_make(hyi_subsys *sub, const char *pattern, const hyi_param_names *names,
+                           hy_handler handler, void *udata, const char *key,
+                           hyi_route_binding **out);
+void hyi_route_binding_free(hyi_route_binding *r);
 
-typedef struct hyi_asker hyi_asker;
-
-struct hy_msg {
-    hyi_mpsc_node link;         /* mailbox link: intrusive, no allocation */
-    hyi_route_binding *route;
-    uint64_t id;
-    uint64_t trace_id;
-    uint64_t sent_ns;           /* CLOCK_MONOTONIC_COARSE at send */
-    uint64_t sender;            /* actor id, 0 from outside the kernel */
-    uint32_t payload_len;
-    uint16_t path_len;
-    uint8_t nparams;
-    uint8_t flags;
-    hyi_slice params[];
-};
-
-#define HYI_MSG_OF(node) ((hy_msg *)((char *)(node) - offsetof(hy_msg, link)))
-
-static inline size_t hyi_msg_payload_off(uint32_t nparams, size_t path_len)
-{
-    size_t head = offsetof(hy_msg, params) + nparams * sizeof(hyi_slice) + path_len + 1;
-    return (head + 15) & ~(size_t)15;
-}
-
-/* Where a message's rare parts go: the next 8-byte boundary. */
-static inline size_t hyi_msg_tail_off(size_t end)
-{
-    return (end + 7) & ~(size_t)7;
-}
-
-/* The end of a message's own payload and reply-to path. */
-static inline size_t hyi_msg_end(const hy_msg *m)
-{
-    size_t end = hyi_msg_payload_off(m->nparams, m->path_len) + m->payload_len;
-    if (m->flags & HYI_MSG_REPLY_TO)
-        end += strlen((const char *)m + end) + 1;
-    return end;
-}
-
-/* The extension slot of a message built with one (HYI_MSG_SLOT). */
-static inline void **hyi_msg_slot(const hy_msg *m)
-{
-    return (void **)((char *)m + hyi_msg_tail_off(hyi_msg_end(m)));
-}
-
-/* The message that holds path and payload: a publish envelope's shared body. */
-static inline const hy_msg *hyi_msg_body(const hy_msg *m)
-{
-    return (m->flags & HYI_MSG_SHARED) ? (const hy_msg *)*hyi_msg_slot(m) : m;
-}
-
-static inline const char *hyi_msg_path(const hy_msg *m)
-{
-    const hy_msg *b = hyi_msg_body(m);
-    return (const char *)&b->params[b->nparams];
-}
-
-static inline const void *hyi_msg_payload(const hy_msg *m)
-{
-    const hy_msg *b = hyi_msg_body(m);
-    return (const char *)b + hyi_msg_payload_off(b->nparams, b->path_len);
-}
-
-/* The tail of a message to a persistent subsystem (persistent.c): message.c
- * reserves it after the payload (and reply-to path), 8-byte aligned, so a
- * journaled message needs no allocation besides its own block. Between submit
- * and completion only the journal thread touches it; `seq` is then read by the
- * worker that handles the message (the mailbox push orders it). */
-typedef struct hyi_durable {
-    hyi_actor *actor;                        /* where it goes once durable */
-    void (*on_durable)(void *udata, int status); /* hy_send_durable's, or NULL */
+/* A subsystem. Its counters sit on their own cache lines: senders bump `sent`,
+ * workers bump `handled` once per turn, and neither should slow the other. */
+struct hyi_subsys {
+    HY_CACHE_ALIGNED _Atomic uint64_t sent;
+    HY_CACHE_ALIGNED _Atomic uint64_t handled;
+    _Atomic uint64_t failed;
+    _Atomic uint64_t dead;      /* accepted messages that became dead letters */
+    _Atomic uint64_t keyed_actors;
+    HY_CACHE_ALIGNED hy_kernel *k;
     void *udata;
-    uint64_t seq;                            /* its journal sequence */
-} hyi_durable;
+    int (*state_init)(void *udata, const char *key, size_t key_len, void **state);
+    void (*state_free)(void *udata, void *state);
+    hyi_actor *actor;           /* the subsystem's own actor */
+    hyi_subsys *next;           /* the kernel's list, newest first */
+    uint32_t capacity;          /* mailbox bound per actor, 0 = none */
+    hy_overflow overflow;
+    int block_timeout_ms;
+    hy_supervision strategy;
+    uint32_t max_restarts;
+    uint32_t restart_window_ms;
+    /* Persistent subsystems (persistent.c): a router holding only this
+     * subsystem's routes, to replay journal entries without the kernel's. */
+    bool persistent;
+    int (*state_save)(void *udata, void *state, void **bytes, size_t *len);
+    int (*state_load)(void *udata, const char *key, size_t key_len, const void *bytes,
+                      size_t len, void **state);
+    hyi_router *replay_router;
+    /* Passivation (passivate.c): fixed at registration. can_passivate: the
+     * subsystem keeps state across passivation (persistent, or passivate set)
+     * and has a policy; 0 for a policy means none. */
+    bool can_passivate;
+    uint32_t idle_timeout_ms;
+    uint64_t max_active;
+    int (*passivate)(void *udata, const char *key, size_t key_len, void *state);
+    int jan_slot;               /* the passivation thread's own (this round's index) */
+    /* relaxed counters: statistics only */
+    _Atomic uint64_t activations, passivations;
+    char name[HYI_NAME_MAX + 1];
+};
 
-/* A persistent subsystem's message's trailer (never a publish envelope),
- * after the extension slot if it has one. */
-static inline hyi_durable *hyi_msg_durable(hy_msg *m)
-{
-    size_t off = hyi_msg_tail_off(hyi_msg_end(m));
-    if (m->flags & HYI_MSG_SLOT)
-        off += sizeof(void *);
-    return (hyi_durable *)((char *)m + off);
-}
+/* Register a subsystem of the kernel's own (no reserved-name check; mailboxes
+ * unbounded, so deliveries need no admission). *out is the subsystem. */
+int hyi_subsystem_register_internal(hy_kernel *k, const char *name,
+                                    const hy_subsystem_def *def, hyi_subsys **out);
+
+/* ================================================================ actor.c
+ * Actors and the keyed-actor table. */
 
 /* An actor: a mailbox, a flag that says whether it is scheduled, its state. A
  * subsystem's own actor has no key; a keyed actor carries its key inline. */
@@ -210,46 +172,6 @@ struct hyi_actor {
 #define HYI_ACTOR_SIZE(key_len) \
     ((offsetof(hyi_actor, key) + (key_len) + 1 + HY_CACHE_LINE - 1) & ~(size_t)(HY_CACHE_LINE - 1))
 
-/* A subsystem. Its counters sit on their own cache lines: senders bump `sent`,
- * workers bump `handled` once per turn, and neither should slow the other. */
-struct hyi_subsys {
-    HY_CACHE_ALIGNED _Atomic uint64_t sent;
-    HY_CACHE_ALIGNED _Atomic uint64_t handled;
-    _Atomic uint64_t failed;
-    _Atomic uint64_t dead;      /* accepted messages that became dead letters */
-    _Atomic uint64_t keyed_actors;
-    HY_CACHE_ALIGNED hy_kernel *k;
-    void *udata;
-    int (*state_init)(void *udata, const char *key, size_t key_len, void **state);
-    void (*state_free)(void *udata, void *state);
-    hyi_actor *actor;           /* the subsystem's own actor */
-    hyi_subsys *next;           /* the kernel's list, newest first */
-    uint32_t capacity;          /* mailbox bound per actor, 0 = none */
-    hy_overflow overflow;
-    int block_timeout_ms;
-    hy_supervision strategy;
-    uint32_t max_restarts;
-    uint32_t restart_window_ms;
-    /* Persistent subsystems (persistent.c): a router holding only this
-     * subsystem's routes, to replay journal entries without the kernel's. */
-    bool persistent;
-    int (*state_save)(void *udata, void *state, void **bytes, size_t *len);
-    int (*state_load)(void *udata, const char *key, size_t key_len, const void *bytes,
-                      size_t len, void **state);
-    hyi_router *replay_router;
-    /* Passivation (passivate.c): fixed at registration. can_passivate: the
-     * subsystem keeps state across passivation (persistent, or passivate set)
-     * and has a policy; 0 for a policy means none. */
-    bool can_passivate;
-    uint32_t idle_timeout_ms;
-    uint64_t max_active;
-    int (*passivate)(void *udata, const char *key, size_t key_len, void *state);
-    int jan_slot;               /* the passivation thread's own (this round's index) */
-    /* relaxed counters: statistics only */
-    _Atomic uint64_t activations, passivations;
-    char name[HYI_NAME_MAX + 1];
-};
-
 /* The keyed-actor table: (subsystem, key) -> actor. Segments with a lock each
  * keep contention low without a lock-free table's reclamation problem;
  * passivation (which removes actors) will reuse the same locks. */
@@ -264,6 +186,28 @@ typedef struct hyi_actor_segment {
      * while this changed makes it again (its state may predate a save). */
     uint64_t removals;
 } hyi_actor_segment;
+
+int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len,
+                  uint64_t key_hash, hyi_actor **out);
+/* Release whatever is still queued (only at close, when no worker runs) and
+ * free the actor and its state. */
+void hyi_actor_free(hy_kernel *k, hyi_actor *actor);
+/* Free the actor's state (if any) and make it anew with state_init (keyed:
+ * pass it the key): a new actor, or a restart. 0, or HY_EHANDLER when
+ * state_init refused (the state is then NULL). */
+int hyi_actor_state_reset(hyi_actor *actor, bool keyed);
+int hyi_actor_table_init(hy_kernel *k);
+void hyi_actor_table_free(hy_kernel *k);
+/* The keyed actor for (sub, key), created on first use. */
+int hyi_actor_get(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len,
+                  hyi_actor **out);
+/* For passivate.c: clear a mark (a passivation called off), and take a
+ * still-marked actor out of the table (false: a sender called it off). */
+void hyi_actor_unmark(hy_kernel *k, hyi_actor *actor);
+bool hyi_actor_remove_marked(hy_kernel *k, hyi_actor *actor);
+
+/* ================================================================ sched.c
+ * The work-stealing scheduler, and the scheduled-flag handshake. */
 
 struct hyi_worker {
     HY_CACHE_ALIGNED hyi_deque deque;
@@ -280,6 +224,35 @@ struct hyi_worker {
     _Atomic uint64_t quiescent;
     _Atomic uint32_t parked;
 };
+
+int hyi_sched_start(hy_kernel *k, unsigned nworkers);
+void hyi_sched_stop(hy_kernel *k);
+/* The worker the calling thread is, if it is one of k's; NULL otherwise. */
+hyi_worker *hyi_current_worker(hy_kernel *k);
+/* Queue an actor whose scheduled flag the caller holds: on the calling
+ * worker's deque, else on the inject queue. */
+void hyi_schedule(hy_kernel *k, hyi_actor *actor);
+/* Re-queue an actor that used up its turn behind everything already waiting. */
+void hyi_schedule_yielded(hy_kernel *k, hyi_actor *actor);
+/* Actors wait in the inject queue (a heuristic for fairness decisions). */
+bool hyi_inject_waiting(hy_kernel *k);
+/* Give up an actor whose scheduled flag the caller holds and whose mailbox it
+ * has consumed (the worker half of the handshake, below); schedules it if a
+ * message arrived meanwhile. */
+void hyi_actor_release(hy_kernel *k, hyi_actor *actor);
+/* Quiescent points of the workers. A snapshot taken after a claim (the CAS of
+ * an actor's scheduled flag) is quiesced once every worker has ended a turn
+ * or parked since: no worker still touches that actor. snap has k->nworkers
+ * entries. */
+void hyi_sched_qs_snapshot(hy_kernel *k, uint64_t *snap);
+bool hyi_sched_quiesced(hy_kernel *k, const uint64_t *snap);
+
+/* ================================================================ kernel.c
+ * Open, drain, shutdown, close. */
+
+#define HYI_DEFAULT_BATCH       64
+#define HYI_DEFAULT_MAX_PAYLOAD ((size_t)64 << 10)
+#define HYI_DEFAULT_BLOCK_TIMEOUT_MS 1000
 
 struct hy_kernel {
     hyi_pool *pool;
@@ -322,9 +295,9 @@ struct hy_kernel {
     uint64_t nsubsystems;
     hyi_route_binding *routes;
     bool shut_down;
-    /* The internal "kernel" subsystem (kernel_routes.c): serves kernel://
-     * routes, and every subscription's actor belongs to it, so drain and stats
-     * count published messages. On `subsystems`; set once at open. */
+    /* The internal "kernel" subsystem: serves kernel:// routes, and every
+     * subscription's actor belongs to it, so drain and stats count published
+     * messages. On `subsystems`; set once at open. */
     hyi_subsys *kernel_sub;
     hyi_pubsub *pubsub;            /* pubsub.c: the subscriptions */
     hyi_persist *persist;          /* persistent.c: the journal; NULL without */
@@ -338,9 +311,12 @@ struct hy_kernel {
     hyi_actor_segment segments[HYI_ACTOR_SEGMENTS];
 };
 
-/* The worker the calling thread is, if it is one of k's; NULL otherwise. */
-hyi_worker *hyi_current_worker(hy_kernel *k);
-/* What a handler knows: its kernel, actor and message. */
+/* kernel_routes.c: register the "kernel" subsystem and its routes. At open. */
+int hyi_kernel_routes_init(hy_kernel *k);
+
+/* ================================================================ worker.c
+ * A worker's turn with an actor, and the handler's view of it (hy_ctx). */
+
 struct hy_ctx {
     hy_kernel *k;
     hyi_actor *actor;
@@ -355,7 +331,7 @@ struct hy_ctx {
     bool replaying;     /* a journal entry rebuilding the actor (persistent.c) */
 };
 
-/* The handler context this thread is running, if any (set by worker.c). */
+/* The handler context this thread is running, if any. */
 extern _Thread_local hy_ctx *hyi_running;
 
 /* The message and actor this thread's handler for k is running, if any. */
@@ -367,12 +343,131 @@ static inline const hy_msg *hyi_current_msg(hy_kernel *k, hyi_actor **actor)
     *actor = c->actor;
     return c->msg;
 }
-/* The message a handler context is handling (worker.c). */
-hy_msg *hyi_ctx_msg(hy_ctx *ctx);
 
-/* message.c: build, stamp and release messages. A stamp is what every message
- * sent at one moment by one thread shares: the time, and the trace and sender
- * of the handler running (if any). A batch takes it once. */
+/* Run up to `batch` messages of a scheduled actor. */
+void hyi_actor_run(hyi_worker *w, hyi_actor *actor);
+/* Run msg's handler as actor, outside a worker's turn: a replay of a journal
+ * entry (replay true: hy_is_replaying, sends suppressed). The caller has
+ * exclusive access to the actor. Returns the handler's result. */
+int hyi_run_handler(hy_kernel *k, hyi_actor *actor, hy_msg *msg, bool replay);
+
+/* ================================================================ message.c
+ * The message: its layout, building one, releasing it. */
+
+/* One pooled block: this 56-byte header, nparams slices, the path and its
+ * NUL, then the payload at a 16-byte boundary, then the rare parts, named by
+ * flags: for a request made with hy_ask_async, the reply-to path and its NUL;
+ * then, 8-byte aligned, the slot (a release hook, see below) and a persistent
+ * subsystem's trailer (hyi_durable). Every header byte travels between cores
+ * with each message, so what few messages need stays out of it. */
+enum {
+    HYI_MSG_SHARED = 1,   /* a publish envelope: its hook heads the shared body */
+    HYI_MSG_REPLY_TO = 4, /* the reply-to path follows the payload */
+    HYI_MSG_REPLIED = 8,  /* hy_reply was called while handling it */
+    HYI_MSG_FAILED = 16,  /* its handler returned an error */
+    HYI_MSG_SLOT = 32,    /* it has the slot */
+};
+
+struct hy_msg {
+    hyi_mpsc_node link;         /* mailbox link: intrusive, no allocation */
+    hyi_route_binding *route;
+    uint64_t id;
+    uint64_t trace_id;
+    uint64_t sent_ns;           /* CLOCK_MONOTONIC_COARSE at send */
+    uint64_t sender;            /* actor id, 0 from outside the kernel */
+    uint32_t payload_len;
+    uint16_t path_len;
+    uint8_t nparams;
+    uint8_t flags;
+    hyi_slice params[];
+};
+
+#define HYI_MSG_OF(node) ((hy_msg *)((char *)(node) - offsetof(hy_msg, link)))
+
+/* What a message's slot points to: code above message.c (ask.c's waiter,
+ * pubsub.c's shared body) that must hear when the message is released, so
+ * releasing never calls up into it by name. hyi_msg_release calls `released`
+ * once, before the message goes back to the pool. */
+typedef struct hyi_msg_hook hyi_msg_hook;
+struct hyi_msg_hook {
+    void (*released)(hy_kernel *k, hy_msg *msg, hyi_msg_hook *hook);
+};
+
+/* A publish envelope's body (a hy_msg holding path and payload) follows its
+ * hook at this offset, which keeps the body's payload 16-byte aligned. */
+#define HYI_SHARED_BODY_OFF 16
+
+static inline size_t hyi_msg_payload_off(uint32_t nparams, size_t path_len)
+{
+    size_t head = offsetof(hy_msg, params) + nparams * sizeof(hyi_slice) + path_len + 1;
+    return (head + 15) & ~(size_t)15;
+}
+
+/* Where a message's rare parts go: the next 8-byte boundary. */
+static inline size_t hyi_msg_tail_off(size_t end)
+{
+    return (end + 7) & ~(size_t)7;
+}
+
+/* The end of a message's own payload and reply-to path. */
+static inline size_t hyi_msg_end(const hy_msg *m)
+{
+    size_t end = hyi_msg_payload_off(m->nparams, m->path_len) + m->payload_len;
+    if (m->flags & HYI_MSG_REPLY_TO)
+        end += strlen((const char *)m + end) + 1;
+    return end;
+}
+
+/* The slot of a message built with one (HYI_MSG_SLOT). */
+static inline hyi_msg_hook **hyi_msg_slot(const hy_msg *m)
+{
+    return (hyi_msg_hook **)((char *)m + hyi_msg_tail_off(hyi_msg_end(m)));
+}
+
+/* The message that holds path and payload: a publish envelope's shared body. */
+static inline const hy_msg *hyi_msg_body(const hy_msg *m)
+{
+    if (!(m->flags & HYI_MSG_SHARED))
+        return m;
+    return (const hy_msg *)((const char *)*hyi_msg_slot(m) + HYI_SHARED_BODY_OFF);
+}
+
+static inline const char *hyi_msg_path(const hy_msg *m)
+{
+    const hy_msg *b = hyi_msg_body(m);
+    return (const char *)&b->params[b->nparams];
+}
+
+static inline const void *hyi_msg_payload(const hy_msg *m)
+{
+    const hy_msg *b = hyi_msg_body(m);
+    return (const char *)b + hyi_msg_payload_off(b->nparams, b->path_len);
+}
+
+/* The trailer of a message to a persistent subsystem (persistent.c), after
+ * the payload (and reply-to path and slot), 8-byte aligned, so a journaled
+ * message needs no allocation besides its own block. Between submit and
+ * completion only the journal thread touches it; `seq` is then read by the
+ * worker that handles the message (the mailbox push orders it). */
+typedef struct hyi_durable {
+    hyi_actor *actor;                        /* where it goes once durable */
+    void (*on_durable)(void *udata, int status); /* hy_send_durable's, or NULL */
+    void *udata;
+    uint64_t seq;                            /* its journal sequence */
+} hyi_durable;
+
+/* A persistent subsystem's message's trailer (never a publish envelope). */
+static inline hyi_durable *hyi_msg_durable(hy_msg *m)
+{
+    size_t off = hyi_msg_tail_off(hyi_msg_end(m));
+    if (m->flags & HYI_MSG_SLOT)
+        off += sizeof(void *);
+    return (hyi_durable *)((char *)m + off);
+}
+
+/* What every message sent at one moment by one thread shares: the time, and
+ * the trace and sender of the handler running (if any). A batch takes it
+ * once. */
 typedef struct hyi_stamp {
     uint64_t sent_ns;
     uint64_t trace_id; /* 0: each message starts its own trace */
@@ -387,25 +482,141 @@ static inline void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
     stamp->trace_id = current ? current->trace_id : 0;
     stamp->sender = current_actor ? current_actor->id : 0;
 }
-/* reply_to: NULL, or the path to carry after the payload; slot: give the
- * message an extension slot (NULL until set). */
-hy_msg *hyi_msg_new_stamped(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
-                            const char *path, size_t path_len, const void *payload,
-                            size_t len, const char *reply_to, bool slot,
-                            const hyi_stamp *stamp);
+
+/* Message ids: a per-thread block of a global counter, one atomic add per
+ * block (message.c). */
+extern _Thread_local uint64_t hyi_tl_next_id, hyi_tl_id_end;
+uint64_t hyi_msg_id_block(void);
+
+static inline uint64_t hyi_msg_next_id(void)
+{
+    if (HY_UNLIKELY(hyi_tl_next_id == hyi_tl_id_end))
+        return hyi_msg_id_block();
+    return hyi_tl_next_id++;
+}
+
+/* Build a message in one pooled block: route (NULL for a shared body's
+ * holder) and m's captures, path, payload; reply_to: NULL, or the path to
+ * carry after the payload; slot: give the message a slot (NULL until set).
+ * NULL when the pool is at its cap. Inline: it is the send path's body. */
+static inline __attribute__((always_inline)) hy_msg *
+hyi_msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m, const char *path,
+              size_t path_len, const void *payload, size_t len, const char *reply_to,
+              bool slot, const hyi_stamp *stamp)
+{
+    size_t nparams = m ? m->nparams : 0;
+    size_t payload_off = hyi_msg_payload_off((uint32_t)nparams, path_len);
+    size_t reply_len = reply_to ? strlen(reply_to) + 1 : 0;
+    size_t end = payload_off + len + reply_len;
+    size_t size = end;
+    if (HY_UNLIKELY(slot))
+        size = hyi_msg_tail_off(size) + sizeof(void *);
+    if (HY_UNLIKELY(route && route->sub->persistent))
+        size = hyi_msg_tail_off(size) + sizeof(hyi_durable);
+    hy_msg *msg = hyi_pool_acquire(k->pool, size);
+    if (HY_UNLIKELY(!msg))
+        return NULL;
+    /* A sender usually sends again soon, into an object a worker released on
+     * its core: fetch that one now, while this message is filled and pushed. */
+    hyi_pool_prefetch_next(k->pool, size);
+    msg->route = route;
+    msg->id = hyi_msg_next_id();
+    msg->sent_ns = stamp->sent_ns;
+    msg->trace_id = stamp->trace_id ? stamp->trace_id : msg->id;
+    msg->sender = stamp->sender;
+    msg->payload_len = (uint32_t)len;
+    msg->path_len = (uint16_t)path_len;
+    msg->nparams = (uint8_t)nparams;
+    msg->flags = (uint8_t)((reply_to ? HYI_MSG_REPLY_TO : 0) | (slot ? HYI_MSG_SLOT : 0));
+    for (size_t i = 0; i < nparams; i++)
+        msg->params[i] = m->params[i];
+    char *p = (char *)&msg->params[nparams];
+    memcpy(p, path, path_len);
+    p[path_len] = '\0';
+    if (len)
+        memcpy((char *)msg + payload_off, payload, len);
+    if (reply_len)
+        memcpy((char *)msg + payload_off + len, reply_to, reply_len);
+    if (HY_UNLIKELY(slot))
+        *(void **)((char *)msg + hyi_msg_tail_off(end)) = NULL;
+    return msg;
+}
+
+/* hyi_msg_build with a stamp taken now, out of line: for the kernel's own
+ * messages (replays, publish envelopes). */
 hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
                     const char *path, size_t path_len, const void *payload, size_t len,
                     const char *reply_to, bool slot);
+/* Call the slot's hook, if any, and give the block back to the pool. */
 void hyi_msg_release(hy_kernel *k, hy_msg *msg);
-/* ask.c: attach a hy_ask waiter to its request, built with a slot (takes a
- * reference). */
-void hyi_ask_attach(hy_msg *msg, hyi_asker *asker);
-/* ask.c: a request made by hy_ask is released (handled, or a dead letter). */
-void hyi_ask_released(hy_kernel *k, hy_msg *msg);
-/* pubsub.c: a publish envelope is released; the last frees the shared body. */
-void hyi_publish_released(hy_kernel *k, hy_msg *msg);
 
-/* failure.c: dead letters and supervision. */
+/* ================================================================ sched.c (cont.)
+ * The scheduled-flag handshake, both halves side by side.
+ *
+ * An actor is in at most one run queue: `scheduled` is 1 from the moment a
+ * sender (or the actor's last turn) claims the right to schedule it until a
+ * worker finds its mailbox empty. The race to avoid is a message pushed just
+ * as the worker gives the actor up, which nobody would then schedule. Both
+ * sides use seq_cst on the mailbox head and the flag, so of "push, then look
+ * at the flag" and "clear the flag, then look at the head", at least one sees
+ * the other: either the sender finds the flag clear and schedules, or the
+ * worker finds the message and takes the actor back. */
+
+/* Sender half: push a chain (linked first..last) onto the actor's mailbox and
+ * schedule the actor if the push found it idle. */
+static inline void hyi_actor_push(hy_kernel *k, hyi_actor *actor, hyi_mpsc_node *first,
+                                  hyi_mpsc_node *last)
+{
+    bool was_empty = hyi_mpscq_push_chain(&actor->mailbox, first, last);
+    /* Only a push into an empty mailbox can find the actor unscheduled (see
+     * mpscq.h); then the flag decides who schedules it. seq_cst: the sender's
+     * side of the handshake. */
+    if (was_empty && !atomic_exchange_explicit(&actor->scheduled, 1, memory_order_seq_cst))
+        hyi_schedule(k, actor);
+}
+
+/* Worker half: the mailbox is empty as far as this worker can see; give the
+ * actor up, then look at the head once more. From the store on, the consumer
+ * side may belong to another worker: only head is read. True when a message
+ * arrived meanwhile and the caller took the actor back. */
+static inline bool hyi_actor_give_up(hyi_actor *actor)
+{
+    /* seq_cst: the worker's side of the handshake */
+    atomic_store_explicit(&actor->scheduled, 0, memory_order_seq_cst);
+    if (hyi_mpscq_head_at_stub(&actor->mailbox))
+        return false;
+    /* seq_cst: the flag's RMW in the same handshake; 1 means a sender has
+     * scheduled it again already, so it is not ours any more. */
+    return !atomic_exchange_explicit(&actor->scheduled, 1, memory_order_seq_cst);
+}
+
+/* ================================================================ send.c
+ * hy_send, hy_send_durable, hy_send_batch: routing, admission, delivery. */
+
+/* hy_send with an optional reply-to path (hy_ask_async) or release hook
+ * (hy_ask's waiter), which the message holds from the moment it is built:
+ * *hooked (may be NULL) says whether it was, so the caller knows whether
+ * the hook's `released` will be called. */
+int hyi_send(hy_kernel *k, const char *path, const void *payload, size_t len,
+             const char *reply_to, hyi_msg_hook *hook, bool *hooked);
+/* Count n messages (all for this actor, linked first..last) as sent to its
+ * subsystem and push them (hyi_actor_push). The one place where a sent
+ * message reaches an actor; journaled messages skip the count (persistent.c
+ * counts them when they are submitted, so drain waits for them while they
+ * are in the journal's queue). */
+void hyi_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last, uint64_t n);
+
+/* ================================================================ pubsub.c
+ * hy_subscribe, hy_unsubscribe, hy_publish. */
+
+/* At open (after the "kernel" subsystem exists), and at close once no worker
+ * runs (frees every subscription, live or not). */
+int hyi_pubsub_init(hy_kernel *k);
+void hyi_pubsub_free(hy_kernel *k);
+
+/* ================================================================ failure.c
+ * Dead letters and supervision. */
+
 void hyi_dead_letter(hy_kernel *k, const char *path, size_t path_len, const void *payload,
                      size_t len, hy_dead_reason reason);
 /* A message accepted by its actor's subsystem that will not be handled. */
@@ -413,69 +624,9 @@ void hyi_dead_letter_msg(hy_kernel *k, hy_msg *msg, hy_dead_reason reason);
 /* A handler returned err: dead-letter its message and apply the strategy. */
 void hyi_supervise(hy_kernel *k, hyi_actor *actor, hy_msg *msg, int err);
 
-/* subsystem.c */
-void hyi_route_binding_free(hyi_route_binding *r);
-/* A binding for a parsed pattern: copies of the pattern and its capture
- * names; key (NULL: none) must name a capture (else HY_EINVAL). */
-int hyi_route_binding_make(hyi_subsys *sub, const char *pattern, const hyi_param_names *names,
-                           hy_handler handler, void *udata, const char *key,
-                           hyi_route_binding **out);
-/* Register a subsystem of the kernel's own (no reserved-name check; mailboxes
- * unbounded, so deliveries need no admission). *out is the subsystem. */
-int hyi_subsystem_register_internal(hy_kernel *k, const char *name,
-                                    const hy_subsystem_def *def, hyi_subsys **out);
+/* ================================================================ persistent.c
+ * The journal and persistent subsystems (docs/ARCHITECTURE.md §4). */
 
-/* kernel_routes.c: register the "kernel" subsystem (k->kernel_sub) and its
- * kernel://stats, kernel://routes, kernel://actors routes. At open. */
-int hyi_kernel_routes_init(hy_kernel *k);
-/* pubsub.c: at open (after hyi_kernel_routes_init), and at close once no
- * worker runs (frees every subscription, live or not). */
-int hyi_pubsub_init(hy_kernel *k);
-void hyi_pubsub_free(hy_kernel *k);
-
-/* sched.c */
-int hyi_sched_start(hy_kernel *k, unsigned nworkers);
-void hyi_sched_stop(hy_kernel *k);
-void hyi_schedule(hy_kernel *k, hyi_actor *actor);
-/* Actors wait in the inject queue (a heuristic for fairness decisions). */
-bool hyi_inject_waiting(hy_kernel *k);
-/* Re-queue an actor that used up its turn behind everything already waiting. */
-void hyi_schedule_yielded(hy_kernel *k, hyi_actor *actor);
-
-/* actor.c */
-int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len,
-                  uint64_t key_hash, hyi_actor **out);
-void hyi_actor_free(hy_kernel *k, hyi_actor *actor);
-int hyi_actor_table_init(hy_kernel *k);
-/* The keyed actor for (sub, key), created on first use. */
-int hyi_actor_get(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len,
-                  hyi_actor **out);
-void hyi_actor_table_free(hy_kernel *k);
-
-/* send.c: hy_send with an optional reply-to path (hy_ask_async) or asker
- * (hy_ask) attached to the message. */
-int hyi_send(hy_kernel *k, const char *path, const void *payload, size_t len,
-             const char *reply_to, hyi_asker *asker);
-
-/* send.c: hyi_send for hy_send_durable: on_durable as documented there. */
-int hyi_send_durable(hy_kernel *k, const char *path, const void *payload, size_t len,
-                     void (*on_durable)(void *udata, int status), void *udata);
-
-/* send.c: push a chain of messages (already linked first..last, all for this
- * actor) and schedule the actor if it was idle. The one place where a message
- * reaches an actor: journaled messages come here too, from the journal's
- * completion. n is how many to count in the subsystem's `sent`: 0 for
- * journaled ones, counted when they were submitted (so drain waits for them
- * while they are in the journal's queue). */
-void hyi_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last,
-                 uint64_t n);
-
-/* worker.c: run msg's handler as actor, outside a worker's turn: a replay of
- * a journal entry (replay true: hy_is_replaying, sends suppressed). The
- * caller has exclusive access to the actor. Returns the handler's result. */
-int hyi_run_handler(hy_kernel *k, hyi_actor *actor, hy_msg *msg, bool replay);
-
-/* persistent.c: the journal and persistent subsystems (DESIGN.md section 4). */
 /* At open / close (close: after the workers stopped; flushes first). */
 int hyi_persist_open(hy_kernel *k);
 void hyi_persist_close(hy_kernel *k);
@@ -484,26 +635,29 @@ void hyi_persist_close(hy_kernel *k);
 int hyi_persist_subsys_init(hy_kernel *k, hyi_subsys *sub, const hy_subsystem_def *def,
                             hyi_route_binding *const *routes, size_t n);
 void hyi_persist_subsys_free(hyi_subsys *sub);
-/* actor.c: a new persistent actor, not yet published: set its journal id and
- * rebuild its state (snapshot, then replay). */
+/* A new persistent actor, not yet published (actor.c): set its journal id
+ * and rebuild its state (snapshot, then replay). */
 int hyi_persist_recover(hy_kernel *k, hyi_actor *actor, bool keyed);
-/* send.c: before admission: fill msg's trailer; HY_EMAPFULL when the journal
+/* Before admission (send.c): fill msg's trailer; HY_EMAPFULL when the journal
  * is known full, HY_EINVAL for a durable send to a non-persistent subsystem. */
 int hyi_persist_prepare(hy_kernel *k, hyi_actor *actor, hy_msg *msg, bool durable,
                         void (*on_durable)(void *, int), void *udata);
-/* send.c: an admitted message: counted as sent and queued for the journal.
- * On error the message is released and nothing is counted. */
+/* An admitted message: counted as sent and queued for the journal. On error
+ * the message is released and nothing is counted. */
 int hyi_persist_submit(hy_kernel *k, hyi_actor *actor, hy_msg *msg);
-/* send.c: n admitted messages (hy_send_batch) in one group commit; all or
- * none as hyi_persist_submit. */
+/* n admitted messages (hy_send_batch) in one group commit; all or none as
+ * hyi_persist_submit. */
 int hyi_persist_submit_batch(hy_kernel *k, hy_msg **msgs, size_t n);
-/* send.c: an admitted persistent message the DROP_NEWEST policy dropped. */
+/* An admitted persistent message the DROP_NEWEST policy dropped. */
 void hyi_persist_dropped(hy_msg *msg);
 /* A send from a replaying handler: counted, and 0 returned. */
 int hyi_persist_suppressed(hy_kernel *k);
 /* worker.c: msg was handled (or failed) by its persistent actor. */
 void hyi_persist_applied(hy_kernel *k, hyi_actor *actor, hy_msg *msg);
-/* kernel.c: the journal's figures. */
+/* passivate.c: save a persistent actor's state before passivation (a
+ * snapshot, when anything was applied since the last); 0 or the error. */
+int hyi_persist_passivate(hy_kernel *k, hyi_actor *actor);
+/* stats.c: the journal's figures. */
 void hyi_persist_stats(hy_kernel *k, hy_stats *out);
 
 /* A send made by a replaying handler is suppressed (0, nothing sent). */
@@ -513,21 +667,9 @@ void hyi_persist_stats(hy_kernel *k, hy_stats *out);
             return hyi_persist_suppressed(k);                     \
     } while (0)
 
-/* worker.c: run up to `batch` messages of a scheduled actor. */
-void hyi_actor_run(hyi_worker *w, hyi_actor *actor);
-/* worker.c: give up an actor whose scheduled flag the caller holds and whose
- * mailbox it has consumed, with the end-of-turn handshake; schedules it if a
- * message arrived meanwhile. */
-void hyi_actor_release(hy_kernel *k, hyi_actor *actor);
+/* ================================================================ passivate.c
+ * The passivation thread (docs/ARCHITECTURE.md §5). */
 
-/* sched.c: quiescent points of the workers. A snapshot taken after a claim
- * (the CAS of an actor's scheduled flag) is quiesced once every worker has
- * ended a turn or parked since: no worker still touches that actor. snap has
- * k->nworkers entries. */
-void hyi_sched_qs_snapshot(hy_kernel *k, uint64_t *snap);
-bool hyi_sched_quiesced(hy_kernel *k, const uint64_t *snap);
-
-/* passivate.c: the passivation thread (DESIGN.md section 5). */
 int hyi_janitor_init(hy_kernel *k);            /* at open: state, no thread */
 int hyi_janitor_start(hy_kernel *k);           /* idempotent; registry_lock held */
 void hyi_janitor_stop(hy_kernel *k);           /* shutdown, before the workers */
@@ -537,14 +679,7 @@ void hyi_passivation_setup(hy_kernel *k, hyi_subsys *sub, const hy_subsystem_def
 /* actor.c: a keyed actor was made in `ticks` (hyi_clock_ticks) and published;
  * active: its subsystem's count of them now. */
 void hyi_janitor_activated(hy_kernel *k, hyi_subsys *sub, uint64_t ticks, uint64_t active);
+/* stats.c: activation latencies and passivation figures. */
 void hyi_janitor_stats(hy_kernel *k, hy_stats *out);
-
-/* actor.c, for passivate.c: clear a mark (a passivation called off), and take
- * a still-marked actor out of the table (false: a sender called it off). */
-void hyi_actor_unmark(hy_kernel *k, hyi_actor *actor);
-bool hyi_actor_remove_marked(hy_kernel *k, hyi_actor *actor);
-/* persistent.c: save a persistent actor's state before passivation (a
- * snapshot, when anything was applied since the last); 0 or the error. */
-int hyi_persist_passivate(hy_kernel *k, hyi_actor *actor);
 
 #endif

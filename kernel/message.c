@@ -1,13 +1,28 @@
-/* Messages: their metadata stamp and clock, releasing them, and the handler's
- * accessors. (Building one, hyi_msg_new_stamped, lives in send.c beside its
- * hot caller so the compiler can inline it there.)
+/* Messages: ids, building one with a fresh stamp, releasing it through its
+ * hook, and the handler's accessors. The layout and the builder itself are in
+ * kernel.h's message.c section, inline, since the send path is their caller.
  *
  * Metadata costs little on the hot path: the trace id and sender come from the
  * thread's running handler, the send time from the coarse clock (see
- * hyi_send_time_ns), and a batch takes one stamp for all. */
+ * base/clock.h), and a batch takes one stamp for all. */
 #include <string.h>
 
 #include "kernel.h"
+
+/* Message ids: a per-thread block of a global counter, one atomic add per 2^20
+ * messages. Starts at one block so that no id is 0. */
+#define ID_BLOCK ((uint64_t)1 << 20)
+
+static _Atomic uint64_t next_id_block = ID_BLOCK;
+_Thread_local uint64_t hyi_tl_next_id, hyi_tl_id_end;
+
+uint64_t hyi_msg_id_block(void)
+{
+    /* relaxed: only uniqueness matters, which the RMW gives */
+    hyi_tl_next_id = atomic_fetch_add_explicit(&next_id_block, ID_BLOCK, memory_order_relaxed);
+    hyi_tl_id_end = hyi_tl_next_id + ID_BLOCK;
+    return hyi_tl_next_id++;
+}
 
 hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
                     const char *path, size_t path_len, const void *payload, size_t len,
@@ -15,17 +30,15 @@ hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
 {
     hyi_stamp stamp;
     hyi_stamp_take(k, &stamp);
-    return hyi_msg_new_stamped(k, route, m, path, path_len, payload, len, reply_to, slot,
-                               &stamp);
+    return hyi_msg_build(k, route, m, path, path_len, payload, len, reply_to, slot, &stamp);
 }
 
 void hyi_msg_release(hy_kernel *k, hy_msg *msg)
 {
-    if (HY_UNLIKELY(msg->flags & (HYI_MSG_ASKER | HYI_MSG_SHARED))) {
-        if (msg->flags & HYI_MSG_ASKER)
-            hyi_ask_released(k, msg);
-        if (msg->flags & HYI_MSG_SHARED)
-            hyi_publish_released(k, msg);
+    if (HY_UNLIKELY(msg->flags & HYI_MSG_SLOT)) {
+        hyi_msg_hook *hook = *hyi_msg_slot(msg);
+        if (hook)
+            hook->released(k, msg, hook);
     }
     hyi_pool_release(k->pool, msg);
 }

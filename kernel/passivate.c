@@ -1,4 +1,4 @@
-/* Passivation of keyed actors (DESIGN.md section 5): the janitor thread.
+/* Passivation of keyed actors (docs/ARCHITECTURE.md §5): the janitor thread.
  *
  * Keyed actors are virtual: hyi_actor_get makes one at the first message to
  * its key (state_init, or a persistent actor's recovery), and this thread

@@ -1,16 +1,16 @@
-/* Persistent subsystems: the kernel's side of the journal (DESIGN.md §4).
+/* Persistent subsystems: the kernel's side of the journal (docs/ARCHITECTURE.md §4).
  *
  * A message to a persistent subsystem goes, after admission, to the journal's
  * group-commit writer (persist/commit.c) instead of the mailbox. The writer
  * commits a batch (fsync under HY_DURABILITY_SYNC) and calls each message's
  * completion, in submission order: it stores the entry's sequence in the
  * message's trailer (hyi_durable, kernel.h), tells the sender (on_durable),
- * and only then hands the message to hyi_deliver. So a handler runs only on a
+ * and only then pushes the message to its actor (hyi_actor_push). So a handler runs only on a
  * durable message, and an actor's mailbox order is its journal order. A
  * message the journal fails to write is a dead letter (HY_DEAD_JOURNAL).
  *
  * Accounting: a journaled message is counted in `sent` when it is submitted
- * (hyi_deliver then counts nothing), so hy_kernel_drain waits for it while it
+ * (the push then counts nothing), so hy_kernel_drain waits for it while it
  * is in the journal's queue, and sent == handled + dead still holds.
  *
  * Actor ids: the journal key of an actor is a 64-bit FNV-1a hash of
@@ -247,16 +247,6 @@ static bool belongs(const recovery *r, const hyi_match *m, const char *path)
     return s.len == r->a->key_len && memcmp(path + s.off, r->a->key, s.len) == 0;
 }
 
-static void restart_state(hyi_actor *a, bool keyed)
-{
-    hyi_subsys *sub = a->sub;
-    if (sub->state_free && a->state)
-        sub->state_free(sub->udata, a->state);
-    a->state = NULL;
-    if (sub->state_init)
-        sub->state_init(sub->udata, keyed ? a->key : NULL, keyed ? a->key_len : 0, &a->state);
-}
-
 static int on_entry(void *user, const hyi_journal_entry *e)
 {
     recovery *r = user;
@@ -277,8 +267,9 @@ static int on_entry(void *user, const hyi_journal_entry *e)
     if (rc != 0) {
         /* relaxed: a statistic */
         atomic_fetch_add_explicit(&sub->failed, 1, memory_order_relaxed);
+        /* as live supervision restarts it (a refused init leaves no state) */
         if (sub->strategy == HY_SUPERVISE_RESTART)
-            restart_state(r->a, r->keyed);
+            hyi_actor_state_reset(r->a, r->keyed);
     }
     r->replayed++;
     return 0;
@@ -389,7 +380,8 @@ static void committed(void *user, uint64_t id, uint64_t seq, int status)
          * message handled, its on_durable has returned. */
         if (d->on_durable)
             d->on_durable(d->udata, 0);
-        hyi_deliver(k, a, msg, msg, 0);
+        /* counted as sent at submit (hyi_persist_submit): push only */
+        hyi_actor_push(k, a, &msg->link, &msg->link);
         left_journal(a);
         return;
     }
@@ -420,7 +412,7 @@ static hyi_journal_rec rec_of(hy_msg *msg)
 int hyi_persist_submit(hy_kernel *k, hyi_actor *a, hy_msg *msg)
 {
     /* relaxed: counted before the message can be handled, which the journal's
-     * queue lock and the mailbox push order (as in hyi_deliver) */
+     * queue lock and the mailbox push order (as in hyi_actor_push) */
     atomic_fetch_add_explicit(&a->sub->sent, 1, memory_order_relaxed);
     entered_journal(a);
     hyi_journal_rec rec = rec_of(msg);
@@ -474,12 +466,6 @@ void hyi_persist_dropped(hy_msg *msg)
         d->on_durable(d->udata, HY_EFULL);
 }
 
-int hy_send_durable(hy_kernel *k, const char *path, const void *payload, size_t len,
-                    void (*on_durable)(void *udata, int status), void *udata)
-{
-    return hyi_send_durable(k, path, payload, len, on_durable, udata);
-}
-
 /* ---------------------------------------------------------------- snapshots */
 
 static int snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq)
@@ -490,11 +476,12 @@ static int snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq)
     size_t len = 0;
     unsigned char *buf = NULL;
     int rc = sub->state_save(sub->udata, a->state, &bytes, &len);
-    if (rc == 0) {
-        rc = -1;
-        buf = malloc(2 + IDENT_MAX + len);
-    }
-    size_t ilen = buf ? actor_ident(a, keyed, buf + 2, IDENT_MAX) : 0;
+    if (rc != 0) /* the callback's own code means nothing to a hypha caller */
+        rc = hyi_fail(HY_EHANDLER, "state_save of '%s' failed (%d)", sub->name, rc);
+    else if (!(buf = malloc(2 + IDENT_MAX + len)))
+        rc = HY_ENOMEM;
+    /* an identity always fits IDENT_MAX: a name and a key no longer than a path */
+    size_t ilen = rc == 0 ? actor_ident(a, keyed, buf + 2, IDENT_MAX) : 0;
     if (ilen) {
         buf[0] = (unsigned char)ilen;
         buf[1] = (unsigned char)(ilen >> 8);

@@ -11,7 +11,8 @@
  * not the hot path; an index by subsystem would be the next step if it became
  * one. The path and payload go once into a pooled, reference-counted body; each
  * matching subscription gets a small envelope (its own captures and metadata,
- * flag HYI_MSG_SHARED, its slot holding the body) delivered with hyi_deliver.
+ * flag HYI_MSG_SHARED, its slot holding the body's release hook) delivered
+ * with hyi_deliver.
  * The last envelope released frees the body.
  *
  * The live subscriptions are a copy-on-write array: publish reads it inside a
@@ -30,13 +31,17 @@
 
 #include "kernel.h"
 
-/* The body: this header, then a hy_msg holding path and payload (no params).
- * 16 bytes keep the body's payload on a 16-byte boundary, as in a message. */
-#define BODY_HEAD 16
+/* The body: this header, then (HYI_SHARED_BODY_OFF bytes in) a hy_msg
+ * holding path and payload (no params). Each envelope's slot points at the
+ * header's hook, which drops the envelope's reference. */
+#define BODY_HEAD HYI_SHARED_BODY_OFF
 
 typedef struct body_head {
+    hyi_msg_hook hook;
     _Atomic uint32_t refs;
 } body_head;
+
+_Static_assert(sizeof(body_head) <= BODY_HEAD, "the body header outgrew its room");
 
 _Static_assert(sizeof(body_head) <= BODY_HEAD, "the body head fits its slot");
 
@@ -267,6 +272,8 @@ static hy_msg *body_of(body_head *h)
     return (hy_msg *)((char *)h + BODY_HEAD);
 }
 
+static void envelope_released(hy_kernel *k, hy_msg *msg, hyi_msg_hook *hook);
+
 /* One pooled block: refcount, then a hy_msg with the path and payload. */
 static hy_msg *body_new(hy_kernel *k, const char *path, size_t path_len, const void *payload,
                         size_t len)
@@ -275,6 +282,7 @@ static hy_msg *body_new(hy_kernel *k, const char *path, size_t path_len, const v
     body_head *h = hyi_pool_acquire(k->pool, BODY_HEAD + payload_off + len);
     if (!h)
         return NULL;
+    h->hook.released = envelope_released;
     /* relaxed: not shared until the first envelope is delivered */
     atomic_store_explicit(&h->refs, 1, memory_order_relaxed);
     hy_msg *b = body_of(h);
@@ -298,9 +306,11 @@ static void body_unref(hy_kernel *k, hy_msg *b)
         hyi_pool_release(k->pool, h);
 }
 
-void hyi_publish_released(hy_kernel *k, hy_msg *msg)
+/* An envelope's release hook. */
+static void envelope_released(hy_kernel *k, hy_msg *msg, hyi_msg_hook *hook)
 {
-    body_unref(k, *hyi_msg_slot(msg));
+    (void)msg;
+    body_unref(k, body_of((body_head *)hook));
 }
 
 /* Build the envelope for one subscription: metadata stamped by hyi_msg_new
@@ -315,7 +325,7 @@ static hy_msg *envelope_new(hy_kernel *k, subscription *s, const hyi_match *m, h
      * meanwhile; the delivery's push publishes the envelope */
     atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
     e->flags |= HYI_MSG_SHARED;
-    *hyi_msg_slot(e) = body;
+    *hyi_msg_slot(e) = &h->hook;
     return e;
 }
 

@@ -121,6 +121,12 @@ void hyi_schedule(hy_kernel *k, hyi_actor *actor)
     wake_one_after_inject(k);
 }
 
+void hyi_actor_release(hy_kernel *k, hyi_actor *actor)
+{
+    if (hyi_actor_give_up(actor))
+        hyi_schedule(k, actor);
+}
+
 void hyi_schedule_yielded(hy_kernel *k, hyi_actor *actor)
 {
     inject_push(k, actor);

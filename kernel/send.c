@@ -1,4 +1,4 @@
-/* Sending: hy_send, hy_send_batch and hyi_deliver.
+/* Sending: hy_send, hy_send_durable, hy_send_batch and hyi_deliver.
  *
  * A send validates and routes the path (the router does both in one pass),
  * takes one pooled object for the whole message, copies path and payload into
@@ -11,79 +11,6 @@
 #include <time.h>
 
 #include "kernel.h"
-
-/* Message ids: a per-thread block of a global counter, one atomic add per 2^20
- * messages. */
-#define ID_BLOCK ((uint64_t)1 << 20)
-
-/* Starts at one block so that no id is 0. */
-static _Atomic uint64_t next_id_block = ID_BLOCK;
-static _Thread_local uint64_t tl_next_id, tl_id_end;
-
-static uint64_t next_message_id(void)
-{
-    if (HY_UNLIKELY(tl_next_id == tl_id_end)) {
-        /* relaxed: only uniqueness matters, which the RMW gives */
-        tl_next_id = atomic_fetch_add_explicit(&next_id_block, ID_BLOCK, memory_order_relaxed);
-        tl_id_end = tl_next_id + ID_BLOCK;
-    }
-    return tl_next_id++;
-}
-
-/* Build a message: one pooled block (see kernel.h for the layout). Inlined
- * into place(), the send path; hyi_msg_new_stamped is the same for others. */
-static inline __attribute__((always_inline)) hy_msg *
-msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m, const char *path,
-          size_t path_len, const void *payload, size_t len, const char *reply_to, bool slot,
-          const hyi_stamp *stamp)
-{
-    size_t nparams = m ? m->nparams : 0;
-    size_t payload_off = hyi_msg_payload_off((uint32_t)nparams, path_len);
-    size_t reply_len = reply_to ? strlen(reply_to) + 1 : 0;
-    size_t end = payload_off + len + reply_len;
-    size_t size = end;
-    if (HY_UNLIKELY(slot))
-        size = hyi_msg_tail_off(size) + sizeof(void *);
-    /* A persistent subsystem's message carries its journal trailer
-     * (hyi_durable, persistent.c). */
-    if (HY_UNLIKELY(route && route->sub->persistent))
-        size = hyi_msg_tail_off(size) + sizeof(hyi_durable);
-    hy_msg *msg = hyi_pool_acquire(k->pool, size);
-    if (HY_UNLIKELY(!msg))
-        return NULL;
-    /* A sender usually sends again soon, into an object a worker released on
-     * its core: fetch that one now, while this message is filled and pushed. */
-    hyi_pool_prefetch_next(k->pool, size);
-    msg->route = route;
-    msg->id = next_message_id();
-    msg->sent_ns = stamp->sent_ns;
-    msg->trace_id = stamp->trace_id ? stamp->trace_id : msg->id;
-    msg->sender = stamp->sender;
-    msg->payload_len = (uint32_t)len;
-    msg->path_len = (uint16_t)path_len;
-    msg->nparams = (uint8_t)nparams;
-    msg->flags = (uint8_t)((reply_to ? HYI_MSG_REPLY_TO : 0) | (slot ? HYI_MSG_SLOT : 0));
-    for (size_t i = 0; i < nparams; i++)
-        msg->params[i] = m->params[i];
-    char *p = (char *)&msg->params[nparams];
-    memcpy(p, path, path_len);
-    p[path_len] = '\0';
-    if (len)
-        memcpy((char *)msg + payload_off, payload, len);
-    if (reply_len)
-        memcpy((char *)msg + payload_off + len, reply_to, reply_len);
-    if (HY_UNLIKELY(slot))
-        *(void **)((char *)msg + hyi_msg_tail_off(end)) = NULL;
-    return msg;
-}
-
-hy_msg *hyi_msg_new_stamped(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
-                            const char *path, size_t path_len, const void *payload,
-                            size_t len, const char *reply_to, bool slot,
-                            const hyi_stamp *stamp)
-{
-    return msg_build(k, route, m, path, path_len, payload, len, reply_to, slot, stamp);
-}
 
 /* The actor a message for this route goes to. */
 static int route_actor(hy_kernel *k, hyi_route_binding *route, const hy_msg *msg,
@@ -101,17 +28,9 @@ void hyi_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last, ui
 {
     /* relaxed: drain compares sent with handled; handled's release/acquire
      * pair carries the ordering it needs, and `sent` only has to be counted
-     * before the message can be handled, which the push below ensures.
-     * n is 0 for journaled messages: counted at submit (persistent.c). */
-    if (HY_LIKELY(n))
-        atomic_fetch_add_explicit(&first->route->sub->sent, n, memory_order_relaxed);
-    bool was_empty = hyi_mpscq_push_chain(&actor->mailbox, &first->link, &last->link);
-    /* Only a push into an empty mailbox can find the actor unscheduled (see
-     * mpscq.h); then the flag decides who schedules it. seq_cst: the other
-     * half of the end-of-turn handshake in hyi_actor_run. */
-    if (was_empty &&
-        !atomic_exchange_explicit(&actor->scheduled, 1, memory_order_seq_cst))
-        hyi_schedule(k, actor);
+     * before the message can be handled, which the push below ensures. */
+    atomic_fetch_add_explicit(&first->route->sub->sent, n, memory_order_relaxed);
+    hyi_actor_push(k, actor, &first->link, &last->link);
 }
 
 static inline __attribute__((always_inline)) int
@@ -144,7 +63,7 @@ place(hy_kernel *k, const hyi_match *m, const char *path, size_t path_len,
 {
     hyi_route_binding *route = m->route;
     hy_msg *msg =
-            msg_build(k, route, m, path, path_len, payload, len, reply_to, slot, stamp);
+            hyi_msg_build(k, route, m, path, path_len, payload, len, reply_to, slot, stamp);
     if (HY_UNLIKELY(!msg))
         return hyi_fail(HY_ENOMEM, "message pool at its cap");
     int rc = route_actor(k, route, msg, actor_out);
@@ -262,7 +181,6 @@ static int match(hy_kernel *k, const char *path, size_t path_len, const void *pa
     return m->subsystem
                    ? hyi_fail(rc, "no route of its subsystem matches '%.*s'", (int)path_len, path)
                    : hyi_fail(rc, "no subsystem for path '%.*s'", (int)path_len, path);
-    return rc;
 }
 
 /* The last few paths this thread routed, and the matches they got. A sender
@@ -349,7 +267,7 @@ static int match_cached(hy_kernel *k, const char *path, size_t path_len, const v
 
 /* hyi_send, and hy_send_durable when durable is set. */
 static int send_one(hy_kernel *k, const char *path, const void *payload, size_t len,
-                    const char *reply_to, hyi_asker *asker, bool durable,
+                    const char *reply_to, hyi_msg_hook *hook, bool *hooked, bool durable,
                     void (*on_durable)(void *, int), void *udata)
 {
     HYI_SUPPRESS_IF_REPLAYING(k);
@@ -371,37 +289,40 @@ static int send_one(hy_kernel *k, const char *path, const void *payload, size_t 
     hyi_stamp stamp;
     hyi_stamp_take(k, &stamp);
     if (HY_LIKELY(rc == 0))
-        rc = place(k, m, path, path_len, payload, len, reply_to, asker != NULL, &stamp, &msg,
+        rc = place(k, m, path, path_len, payload, len, reply_to, hook != NULL, &stamp, &msg,
                    &actor);
+    if (HY_UNLIKELY(rc == 0 && hook)) {
+        /* held from here on: every path below releases or delivers msg */
+        *hyi_msg_slot(msg) = hook;
+        if (hooked)
+            *hooked = true;
+    }
     if (HY_UNLIKELY(rc == 0 && (durable || msg->route->sub->persistent))) {
         rc = hyi_persist_prepare(k, actor, msg, durable, on_durable, udata);
         if (rc != 0)
             hyi_msg_release(k, msg);
     }
-    if (HY_LIKELY(rc == 0)) {
-        if (HY_UNLIKELY(asker != NULL))
-            hyi_ask_attach(msg, asker);
+    if (HY_LIKELY(rc == 0))
         rc = admit_and_deliver(k, actor, msg);
-    }
     hyi_router_read_exit(k->router);
     return rc;
 }
 
 int hyi_send(hy_kernel *k, const char *path, const void *payload, size_t len,
-             const char *reply_to, hyi_asker *asker)
+             const char *reply_to, hyi_msg_hook *hook, bool *hooked)
 {
-    return send_one(k, path, payload, len, reply_to, asker, false, NULL, NULL);
+    return send_one(k, path, payload, len, reply_to, hook, hooked, false, NULL, NULL);
 }
 
-int hyi_send_durable(hy_kernel *k, const char *path, const void *payload, size_t len,
-                     void (*on_durable)(void *udata, int status), void *udata)
+int hy_send_durable(hy_kernel *k, const char *path, const void *payload, size_t len,
+                    void (*on_durable)(void *udata, int status), void *udata)
 {
-    return send_one(k, path, payload, len, NULL, NULL, true, on_durable, udata);
+    return send_one(k, path, payload, len, NULL, NULL, NULL, true, on_durable, udata);
 }
 
 int hy_send(hy_kernel *k, const char *path, const void *payload, size_t len)
 {
-    return send_one(k, path, payload, len, NULL, NULL, false, NULL, NULL);
+    return send_one(k, path, payload, len, NULL, NULL, NULL, false, NULL, NULL);
 }
 
 /* hy_send_batch keeps one open chain per destination actor, in first-seen

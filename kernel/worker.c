@@ -2,9 +2,9 @@
  * it (hy_ctx and the accessors of hypha.h's "in a handler" section).
  *
  * A turn handles up to `batch` messages, then either gives the actor up (its
- * mailbox is empty: the scheduled flag is cleared, with the re-check that keeps
- * a racing sender's message from being stranded) or puts it back for later, so
- * one busy actor cannot starve the others on its worker. */
+ * mailbox is empty: hyi_actor_give_up, the worker's half of the handshake in
+ * kernel.h) or puts it back for later, so one busy actor cannot starve the
+ * others on its worker. */
 #include <string.h>
 
 #include "kernel.h"
@@ -103,27 +103,6 @@ static bool others_waiting(hyi_worker *w)
     return hyi_deque_size_approx(&w->deque) > 0 || hyi_inject_waiting(w->k);
 }
 
-/* The mailbox is empty as far as this worker can see: give the actor up, then
- * look at the head once more. seq_cst on both, against the sender's seq_cst
- * push and flag exchange, so one of us sees the other. From the store on, the
- * consumer side may belong to another worker: only head is read. Returns true
- * when a message arrived meanwhile and this worker took the actor back. */
-static bool release_or_reclaim(hyi_actor *actor)
-{
-    atomic_store_explicit(&actor->scheduled, 0, memory_order_seq_cst);
-    if (hyi_mpscq_head_at_stub(&actor->mailbox))
-        return false;
-    /* seq_cst: the flag's RMW in the same handshake; 1 means a sender has
-     * scheduled it again already, so it is not ours any more. */
-    return !atomic_exchange_explicit(&actor->scheduled, 1, memory_order_seq_cst);
-}
-
-void hyi_actor_release(hy_kernel *k, hyi_actor *actor)
-{
-    if (release_or_reclaim(actor))
-        hyi_schedule(k, actor);
-}
-
 /* Pause rounds a worker waits on an emptied mailbox before giving the actor
  * up: 1.1 us on the 2-core x86 machine the benches ran on (a pause is 10 to
  * 140 cycles, by core), several times the gap between two sends of a steady
@@ -183,7 +162,7 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
         /* Still ours with work left: a full turn, a push half done (its node
          * not linked yet), or a message that arrived as we gave it up. */
         bool more = taken == k->batch || !hyi_mpscq_consumed(&actor->mailbox) ||
-                    linger(w, actor) || release_or_reclaim(actor);
+                    linger(w, actor) || hyi_actor_give_up(actor);
         if (!more)
             return;
         if (others_waiting(w)) {
@@ -227,11 +206,6 @@ const char *hy_actor_key(hy_ctx *ctx, size_t *len)
     if (len)
         *len = ctx->key_len;
     return keyed ? ctx->actor->key : NULL;
-}
-
-hy_msg *hyi_ctx_msg(hy_ctx *ctx)
-{
-    return ctx->msg;
 }
 
 uint64_t hy_self(hy_ctx *ctx)

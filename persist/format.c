@@ -133,7 +133,7 @@ void hyi_key_encode(unsigned char key[HYI_KEY_LEN], uint64_t actor, uint64_t seq
 int hyi_key_decode(const MDB_val *k, uint64_t *actor, uint64_t *seq)
 {
     if (k->mv_size != HYI_KEY_LEN)
-        return -1;
+        return HY_ECORRUPT;
     *actor = get_be64(k->mv_data);
     *seq = get_be64((const unsigned char *)k->mv_data + 8);
     return 0;
@@ -152,11 +152,6 @@ uint64_t hyi_wall_ns(void)
 }
 
 /* ---------------------------------------------------------------- entries */
-
-size_t hyi_entry_size(const hyi_journal_rec *rec)
-{
-    return HYI_ENTRY_HDR + rec->path_len + rec->payload_len;
-}
 
 void hyi_entry_encode(void *out, uint64_t actor, uint64_t seq, uint64_t ts,
                       uint16_t flags, const void *path, uint32_t path_len,

@@ -1,4 +1,4 @@
-/* The persist layer: hypha's journal and snapshots on LMDB (DESIGN.md §4).
+/* The persist layer: hypha's journal and snapshots on LMDB (docs/ARCHITECTURE.md §4).
  *
  * One hyi_journal is one LMDB environment (a directory) holding two named
  * databases:

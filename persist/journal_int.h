@@ -22,12 +22,12 @@
                                    state_len u32, pad u32 */
 
 void hyi_key_encode(unsigned char key[HYI_KEY_LEN], uint64_t actor, uint64_t seq);
-/* 0, or -1 when the key is not 16 bytes. */
+/* 0, or HY_ECORRUPT when the key is not 16 bytes. */
 int hyi_key_decode(const MDB_val *k, uint64_t *actor, uint64_t *seq);
 void hyi_actor_key_encode(unsigned char key[8], uint64_t actor);
 
-size_t hyi_entry_size(const hyi_journal_rec *rec);
-/* Write the value for rec under key (actor, seq) into out (hyi_entry_size bytes). */
+/* Write the value for rec under key (actor, seq) into out (HYI_ENTRY_HDR +
+ * path_len + payload_len bytes). */
 void hyi_entry_encode(void *out, uint64_t actor, uint64_t seq, uint64_t ts,
                       uint16_t flags, const void *path, uint32_t path_len,
                       const void *payload, uint32_t payload_len);

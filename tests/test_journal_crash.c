@@ -1,4 +1,4 @@
-/* Crash test of the group-commit journal (DESIGN.md §4: no acknowledged entry
+/* Crash test of the group-commit journal (docs/ARCHITECTURE.md §4: no acknowledged entry
  * is ever lost, including under kill -9).
  *
  * Each round forks a child that submits appends through the writer from two

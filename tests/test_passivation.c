@@ -1,4 +1,4 @@
-/* Passivation of keyed actors (issue 7, DESIGN.md §5): idle actors and actors
+/* Passivation of keyed actors (docs/ARCHITECTURE.md §5): idle actors and actors
  * over their subsystem's cap are passivated (state saved, memory freed) and
  * activated again by their next message with their state restored; a message
  * racing a passivation is delivered exactly once and in order; a persistent

@@ -1,4 +1,4 @@
-/* Persistent subsystems in the kernel (issue 6, DESIGN.md §4): messages are
+/* Persistent subsystems in the kernel (docs/ARCHITECTURE.md §4): messages are
  * journaled before their handler runs, actors are rebuilt from snapshot and
  * journal when they are made, replaying handlers cannot send, and a full
  * journal stops persistent sends without stopping the rest of the kernel.

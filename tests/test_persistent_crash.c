@@ -1,4 +1,4 @@
-/* Crash test of persistent subsystems (DESIGN.md §4, issue 6): a message
+/* Crash test of persistent subsystems (docs/ARCHITECTURE.md §4): a message
  * acknowledged to its sender is never lost and never applied twice, whatever
  * happens to the process.
  *

@@ -8,7 +8,7 @@
 #   caf-pingpong  then  hypha-bench throughput --scenario pingpong
 #
 # stdout: every raw JSON line, then per contender a "median-*" line and per pair
-# a "ratio-*" line (hypha/peer of the medians), all in the DESIGN.md §6 contract.
+# a "ratio-*" line (hypha/peer of the medians), all in the docs/ARCHITECTURE.md §6 contract.
 # stderr: a table for people. The static scenario's samples from both of its
 # slots form one median. Pingpong figures are round trips per second on both
 # sides, so hypha's pingpong must count round trips too.
