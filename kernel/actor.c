@@ -75,8 +75,8 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
     atomic_store_explicit(&a->in_journal, 0, memory_order_relaxed);
     a->passivating = 0;
     /* A persistent actor is rebuilt from the journal before anyone sees it. */
-    if (HY_UNLIKELY(sub->persistent)) {
-        rc = hyi_persist_recover(k, a, key != NULL);
+    if (HY_UNLIKELY(sub->recover != NULL)) {
+        rc = sub->recover(k, a, key != NULL);
         if (rc != 0) {
             hyi_actor_free(k, a);
             return rc;
@@ -84,25 +84,6 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
     }
     *out = a;
     return 0;
-}
-
-int hyi_actor_state_reset(hyi_actor *a, bool keyed)
-{
-    hyi_subsys *sub = a->sub;
-    if (sub->state_free && a->state)
-        sub->state_free(sub->udata, a->state);
-    a->state = NULL;
-    if (!sub->state_init)
-        return 0;
-    /* The callback's own code says nothing to a hypha caller: it is kept in
-     * the detail, and the error is HY_EHANDLER. */
-    int rc = sub->state_init(sub->udata, keyed ? a->key : NULL, keyed ? a->key_len : 0,
-                             &a->state);
-    if (rc == 0)
-        return 0;
-    a->state = NULL;
-    return hyi_fail(HY_EHANDLER, "state_init of subsystem '%s' refused the actor (%d)",
-                    sub->name, rc);
 }
 
 void hyi_actor_free(hy_kernel *k, hyi_actor *actor)

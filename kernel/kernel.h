@@ -94,6 +94,9 @@ struct hyi_subsys {
     int (*state_load)(void *udata, const char *key, size_t key_len, const void *bytes,
                       size_t len, void **state);
     hyi_router *replay_router;
+    /* Set by persistent.c: rebuild a new actor, not yet published, from the
+     * journal (actor.c calls it; a hook, since recovery sits above actors). */
+    int (*recover)(hy_kernel *k, hyi_actor *actor, bool keyed);
     /* Passivation (passivate.c): fixed at registration. can_passivate: the
      * subsystem keeps state across passivation (persistent, or passivate set)
      * and has a policy; 0 for a policy means none. */
@@ -192,10 +195,6 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
 /* Release whatever is still queued (only at close, when no worker runs) and
  * free the actor and its state. */
 void hyi_actor_free(hy_kernel *k, hyi_actor *actor);
-/* Free the actor's state (if any) and make it anew with state_init (keyed:
- * pass it the key): a new actor, or a restart. 0, or HY_EHANDLER when
- * state_init refused (the state is then NULL). */
-int hyi_actor_state_reset(hyi_actor *actor, bool keyed);
 int hyi_actor_table_init(hy_kernel *k);
 void hyi_actor_table_free(hy_kernel *k);
 /* The keyed actor for (sub, key), created on first use. */
@@ -205,6 +204,30 @@ int hyi_actor_get(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
  * still-marked actor out of the table (false: a sender called it off). */
 void hyi_actor_unmark(hy_kernel *k, hyi_actor *actor);
 bool hyi_actor_remove_marked(hy_kernel *k, hyi_actor *actor);
+
+/* Free the actor's state (if any) and make it anew with state_init (keyed:
+ * pass it the key): a new actor, or a restart (supervision, replay). 0, or
+ * HY_EHANDLER when state_init refused (the state is then NULL). Inline so
+ * that supervision and recovery, which actor creation sits above, need no
+ * call back into actor.c. */
+static inline int hyi_actor_state_reset(hyi_actor *a, bool keyed)
+{
+    hyi_subsys *sub = a->sub;
+    if (sub->state_free && a->state)
+        sub->state_free(sub->udata, a->state);
+    a->state = NULL;
+    if (!sub->state_init)
+        return 0;
+    /* The callback's own code says nothing to a hypha caller: it is kept in
+     * the detail, and the error is HY_EHANDLER. */
+    int rc = sub->state_init(sub->udata, keyed ? a->key : NULL, keyed ? a->key_len : 0,
+                             &a->state);
+    if (rc == 0)
+        return 0;
+    a->state = NULL;
+    return hyi_fail(HY_EHANDLER, "state_init of subsystem '%s' refused the actor (%d)",
+                    sub->name, rc);
+}
 
 /* ================================================================ sched.c
  * The work-stealing scheduler, and the scheduled-flag handshake. */
@@ -346,10 +369,6 @@ static inline const hy_msg *hyi_current_msg(hy_kernel *k, hyi_actor **actor)
 
 /* Run up to `batch` messages of a scheduled actor. */
 void hyi_actor_run(hyi_worker *w, hyi_actor *actor);
-/* Run msg's handler as actor, outside a worker's turn: a replay of a journal
- * entry (replay true: hy_is_replaying, sends suppressed). The caller has
- * exclusive access to the actor. Returns the handler's result. */
-int hyi_run_handler(hy_kernel *k, hyi_actor *actor, hy_msg *msg, bool replay);
 
 /* ================================================================ message.c
  * The message: its layout, building one, releasing it. */
@@ -635,9 +654,6 @@ void hyi_persist_close(hy_kernel *k);
 int hyi_persist_subsys_init(hy_kernel *k, hyi_subsys *sub, const hy_subsystem_def *def,
                             hyi_route_binding *const *routes, size_t n);
 void hyi_persist_subsys_free(hyi_subsys *sub);
-/* A new persistent actor, not yet published (actor.c): set its journal id
- * and rebuild its state (snapshot, then replay). */
-int hyi_persist_recover(hy_kernel *k, hyi_actor *actor, bool keyed);
 /* Before admission (send.c): fill msg's trailer; HY_EMAPFULL when the journal
  * is known full, HY_EINVAL for a durable send to a non-persistent subsystem. */
 int hyi_persist_prepare(hy_kernel *k, hyi_actor *actor, hy_msg *msg, bool durable,

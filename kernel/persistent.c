@@ -26,7 +26,7 @@
  * Recovery runs when the actor is made, before anyone else can see it (a
  * keyed actor before it enters the actor table, the subsystem's actor before
  * its routes are published): latest snapshot through state_load, then each
- * later entry through its route's handler (hyi_run_handler, replaying), on
+ * later entry through its route's handler (replay_handler), on
  * the creating thread. Entries are matched with the subsystem's own replay
  * router (its routes only), so recovery never depends on the kernel's routing
  * table nor runs a router writer inside a sender's read section. A corrupt
@@ -120,6 +120,8 @@ void hyi_persist_close(hy_kernel *k)
 
 /* ---------------------------------------------------------------- registration */
 
+static int recover(hy_kernel *k, hyi_actor *a, bool keyed);
+
 int hyi_persist_subsys_init(hy_kernel *k, hyi_subsys *sub, const hy_subsystem_def *def,
                             hyi_route_binding *const *routes, size_t n)
 {
@@ -140,6 +142,7 @@ int hyi_persist_subsys_init(hy_kernel *k, hyi_subsys *sub, const hy_subsystem_de
                         "subsystem '%s' is persistent: DROP_OLDEST would drop journaled "
                         "messages unhandled", sub->name);
     sub->persistent = true;
+    sub->recover = recover;
     sub->state_save = def->state_save;
     sub->state_load = def->state_load;
     hyi_route_spec *specs = calloc(n ? n : 1, sizeof *specs);
@@ -247,6 +250,28 @@ static bool belongs(const recovery *r, const hyi_match *m, const char *path)
     return s.len == r->a->key_len && memcmp(path + s.off, r->a->key, s.len) == 0;
 }
 
+/* Run a replayed entry's handler as the actor, outside any worker's turn
+ * (hy_is_replaying true, sends suppressed). The caller has the actor to
+ * itself. Returns the handler's result. */
+static int replay_handler(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
+{
+    hy_ctx ctx = {.k = k,
+                  .actor = actor,
+                  .msg = msg,
+                  .sub = actor->sub,
+                  .key_len = actor->key_len,
+                  /* relaxed: the caller has the actor to itself */
+                  .stopped = atomic_load_explicit(&actor->stopped, memory_order_relaxed),
+                  .replaying = true};
+    /* A replay may start inside a live handler (its send made a keyed actor):
+     * put that handler's context back afterwards. */
+    hy_ctx *outer = hyi_running;
+    hyi_running = &ctx;
+    int rc = msg->route->handler(&ctx, msg);
+    hyi_running = outer;
+    return rc;
+}
+
 static int on_entry(void *user, const hyi_journal_entry *e)
 {
     recovery *r = user;
@@ -262,7 +287,7 @@ static int on_entry(void *user, const hyi_journal_entry *e)
                               e->payload_len, NULL, false);
     if (!msg)
         return hyi_fail(HY_ENOMEM, "replay of '%s': message pool at its cap", sub->name);
-    int rc = hyi_run_handler(r->k, r->a, msg, true);
+    int rc = replay_handler(r->k, r->a, msg);
     hyi_msg_release(r->k, msg);
     if (rc != 0) {
         /* relaxed: a statistic */
@@ -277,7 +302,7 @@ static int on_entry(void *user, const hyi_journal_entry *e)
 
 static int snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq);
 
-int hyi_persist_recover(hy_kernel *k, hyi_actor *a, bool keyed)
+static int recover(hy_kernel *k, hyi_actor *a, bool keyed)
 {
     hyi_persist *p = k->persist;
     recovery *r = malloc(sizeof *r); /* the identity buffer is large for a stack */

@@ -73,24 +73,6 @@ static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg, bool extras)
     return rc == 0;
 }
 
-int hyi_run_handler(hy_kernel *k, hyi_actor *actor, hy_msg *msg, bool replay)
-{
-    hy_ctx ctx = {.k = k,
-                  .actor = actor,
-                  .msg = msg,
-                  .sub = actor->sub,
-                  .key_len = actor->key_len,
-                  .stopped = actor_stopped(actor),
-                  .replaying = replay};
-    /* A replay may start inside a live handler (its send made a keyed actor):
-     * put that handler's context back afterwards. */
-    hy_ctx *outer = hyi_running;
-    hyi_running = &ctx;
-    int rc = msg->route->handler(&ctx, msg);
-    hyi_running = outer;
-    return rc;
-}
-
 int hy_is_replaying(hy_ctx *ctx)
 {
     return ctx && ctx->replaying;
