@@ -12,7 +12,7 @@ static long total;
 static int add(hy_ctx *ctx, const hy_msg *msg)
 {
     (void)ctx;
-    const int *v = hy_msg_payload(msg, NULL);
+    const int *v = (const int *)hy_msg_payload(msg, NULL);
     total += *v; /* one actor: handlers run one at a time */
     return 0;
 }

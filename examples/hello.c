@@ -8,7 +8,7 @@ static int greet(hy_ctx *ctx, const hy_msg *msg)
 {
     (void)ctx;
     size_t len;
-    const char *who = hy_msg_payload(msg, &len);
+    const char *who = (const char *)hy_msg_payload(msg, &len);
     printf("hello, %.*s\n", (int)len, who);
     return 0;
 }

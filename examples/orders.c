@@ -22,7 +22,7 @@ static int item_new(void *udata, const char *key, size_t key_len, void **state)
         *state = NULL;
         return 0;
     }
-    item *it = calloc(1, sizeof *it);
+    item *it = (item *)calloc(1, sizeof *it);
     if (!it)
         return -1;
     snprintf(it->id, sizeof it->id, "%.*s", (int)key_len, key);
@@ -38,9 +38,9 @@ static void item_free(void *udata, void *state)
 
 static int item_add(hy_ctx *ctx, const hy_msg *msg)
 {
-    item *it = hy_state(ctx);
+    item *it = (item *)hy_state(ctx);
     size_t len;
-    const char *amount = hy_msg_payload(msg, &len);
+    const char *amount = (const char *)hy_msg_payload(msg, &len);
     char buf[16];
     snprintf(buf, sizeof buf, "%.*s", (int)len, amount);
     it->quantity += atol(buf);
@@ -50,7 +50,7 @@ static int item_add(hy_ctx *ctx, const hy_msg *msg)
 static int item_report(hy_ctx *ctx, const hy_msg *msg)
 {
     (void)msg;
-    item *it = hy_state(ctx);
+    item *it = (item *)hy_state(ctx);
     printf("item %s: %ld\n", it->id, it->quantity);
     return 0;
 }

@@ -1,24 +1,33 @@
 #!/bin/sh
-# Runs each example and compares its output with what it must print.
-# Prints "PASS name" or "FAIL name" per example (tests/run.sh counts them).
+# Runs every example, built as C and as C++, and compares what it prints
+# (stdout and stderr) with examples/<name>.expected. An example that must run
+# in a special way (twice, with an argument) says how in examples/<name>.run,
+# a shell fragment that runs "$EXE". Prints "PASS name" or "FAIL name" per
+# build (tests/run.sh counts them); an example without .expected fails.
+cd "$(dirname "$0")/.." || exit 1
 B="${BUILD:-build}/examples"
-check() {
-    name=$1
-    want=$2
-    got=$("$B/$name" 2>&1)
-    rc=$?
-    if [ "$rc" -eq 0 ] && [ "$got" = "$want" ]; then
-        echo "PASS $name"
-    else
-        echo "FAIL $name (exit $rc)"
-        echo "--- want"; echo "$want"; echo "--- got"; echo "$got"
-    fi
-}
-check hello "hello, world"
-check orders "orders://item/abc/add: no route matches the path
-item 1: 55
-item 2: 55
-item 3: 55"
-check batch "accepted 100 of 100
-accepted 3 of 10: no route matches the path
-total 5056"
+for src in examples/*.c; do
+    name=$(basename "$src" .c)
+    for build in c cxx; do
+        EXE="$B/$name"
+        [ "$build" = cxx ] && EXE="$B/cxx/$name"
+        label="$name ($build)"
+        if [ ! -f "examples/$name.expected" ]; then
+            echo "FAIL $label: examples/$name.expected is missing"
+            continue
+        fi
+        if [ -f "examples/$name.run" ]; then
+            got=$(EXE="$EXE" sh "examples/$name.run" 2>&1)
+        else
+            got=$("$EXE" 2>&1)
+        fi
+        rc=$?
+        want=$(cat "examples/$name.expected")
+        if [ "$rc" -eq 0 ] && [ "$got" = "$want" ]; then
+            echo "PASS $label"
+        else
+            echo "FAIL $label (exit $rc)"
+            echo "--- want"; echo "$want"; echo "--- got"; echo "$got"
+        fi
+    done
+done
