@@ -597,6 +597,29 @@ typedef struct hy_subsystem_stats {
 HY_API int hy_subsystem_stats_get(hy_kernel *k, const char *name,
                                   hy_subsystem_stats *out);
 
+/* One registered subsystem, as hy_subsystems_list describes it. */
+typedef struct hy_subsystem_info {
+    const char *name;          /* valid until hy_kernel_close */
+    hy_subsystem_stats stats;  /* as hy_subsystem_stats_get gives them */
+    size_t nroutes;
+    const char *const *routes; /* its nroutes patterns, in registration order;
+                                  the strings are valid until hy_kernel_close */
+    int internal;              /* 1 for the kernel's own subsystem, "kernel" (it
+                                  owns every subscription's actor, and the
+                                  routes built-ins add under kernel://) */
+    uint32_t idle_timeout_ms;  /* its passivation policy; 0 = none, and both */
+    uint64_t max_active;       /* are 0 when it cannot passivate */
+} hy_subsystem_info;
+
+/* Every registered subsystem, newest registered first, "kernel" (the oldest)
+ * included: a snapshot taken at one moment of the registry (the figures in
+ * it are, as ever, a moment's approximation). *out is one allocation, the
+ * array and the route arrays it points to, that the caller frees with
+ * hy_free; *n is its length. Names and patterns point into the kernel.
+ * Returns 0, HY_EINVAL (a NULL argument) or HY_ENOMEM; on error *out is NULL
+ * and *n is 0. */
+HY_API int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n);
+
 #ifdef __cplusplus
 }
 #endif

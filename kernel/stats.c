@@ -89,3 +89,63 @@ int hy_subsystem_stats_get(hy_kernel *k, const char *name, hy_subsystem_stats *o
     pthread_mutex_unlock(&k->registry_lock);
     return rc == 0 ? 0 : hyi_fail(rc, "no subsystem '%s'", name);
 }
+
+/* A subsystem's route patterns into v, in registration order (k->routes is
+ * newest first); returns how many. Caller holds registry_lock. O(routes) per
+ * subsystem, as the registry keeps no index by subsystem: fine for what
+ * lists them. */
+static size_t subsys_patterns(hy_kernel *k, hyi_subsys *s, const char **v)
+{
+    size_t n = 0;
+    for (hyi_route_binding *r = k->routes; r; r = r->next)
+        n += r->sub == s;
+    size_t i = n;
+    for (hyi_route_binding *r = k->routes; r; r = r->next)
+        if (r->sub == s)
+            v[--i] = r->pattern;
+    return n;
+}
+
+int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n)
+{
+    if (!out || !n)
+        return hyi_fail(HY_EINVAL, "hy_subsystems_list: NULL argument");
+    *out = NULL;
+    *n = 0;
+    if (!k)
+        return hyi_fail(HY_EINVAL, "hy_subsystems_list: NULL kernel");
+    pthread_mutex_lock(&k->registry_lock);
+    /* Sized and filled under one hold of the lock, so the snapshot is of one
+     * moment: registration cannot add a subsystem or route in between. */
+    size_t nsubs = 0, nroutes = 0;
+    for (hyi_subsys *s = k->subsystems; s; s = s->next)
+        nsubs++;
+    for (hyi_route_binding *r = k->routes; r; r = r->next)
+        nroutes++;
+    /* The info array, then every subsystem's route array: the struct holds
+     * pointers, so the arrays after it are aligned. */
+    size_t size = nsubs * sizeof(hy_subsystem_info) + nroutes * sizeof(const char *);
+    hy_subsystem_info *info = malloc(size ? size : 1);
+    if (!info) {
+        pthread_mutex_unlock(&k->registry_lock);
+        return hyi_fail(HY_ENOMEM, "hy_subsystems_list: %zu bytes", size);
+    }
+    const char **patterns = (const char **)(info + nsubs);
+    size_t i = 0;
+    for (hyi_subsys *s = k->subsystems; s; s = s->next, i++) {
+        hy_subsystem_info *e = &info[i];
+        memset(e, 0, sizeof *e);
+        e->name = s->name;
+        subsys_stats(s, &e->stats);
+        e->routes = patterns;
+        e->nroutes = subsys_patterns(k, s, patterns);
+        patterns += e->nroutes;
+        e->internal = s == k->kernel_sub;
+        e->idle_timeout_ms = s->can_passivate ? s->idle_timeout_ms : 0;
+        e->max_active = s->can_passivate ? s->max_active : 0;
+    }
+    pthread_mutex_unlock(&k->registry_lock);
+    *out = info;
+    *n = nsubs;
+    return 0;
+}

@@ -353,6 +353,69 @@ static void plain_send_to_a_kernel_route_is_handled(void **state)
     hy_kernel_close(k);
 }
 
+/* ------------------------------------------------------------ hy_subsystems_list */
+
+static void subsystems_list_gives_names_routes_and_the_figures_of_stats_get(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(2);
+    static const char *const orders[] = {"item/{id}", "{id}/create", "files/{id}/**"};
+    register_routes(k, "orders", orders, 3, "id");
+    hy_route r = {.pattern = "{user}", .handler = ok_handler, .key = "user"};
+    hy_subsystem_def def = {.routes = &r, .nroutes = 1, .passivate = hy_passivate_discard,
+                            .idle_timeout_ms = 60000, .max_active_actors = 50};
+    assert_int_equal(hy_subsystem_register(k, "users", &def), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(hy_send(k, i % 2 ? "orders://item/1" : "orders://item/2", NULL, 0), 0);
+    assert_int_equal(hy_send(k, "users://ann", NULL, 0), 0);
+    assert_int_equal(hy_kernel_drain(k, 10000), 0);
+
+    hy_subsystem_info *list = NULL;
+    size_t n = 0;
+    assert_int_equal(hy_subsystems_list(k, &list, &n), 0);
+    assert_int_equal(n, 3);
+    /* Newest registered first; the kernel's own, made at open, last. */
+    assert_string_equal(list[0].name, "users");
+    assert_string_equal(list[1].name, "orders");
+    assert_string_equal(list[2].name, "kernel");
+    assert_int_equal(list[0].internal, 0);
+    assert_int_equal(list[1].internal, 0);
+    assert_int_equal(list[2].internal, 1);
+    assert_int_equal(list[1].nroutes, 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(list[1].routes[i], orders[i]);
+    assert_int_equal(list[0].nroutes, 1);
+    assert_string_equal(list[0].routes[0], "{user}");
+    assert_int_equal(list[0].idle_timeout_ms, 60000);
+    assert_int_equal(list[0].max_active, 50);
+    assert_int_equal(list[1].idle_timeout_ms, 0); /* cannot passivate: no policy */
+    assert_int_equal(list[1].max_active, 0);
+    for (size_t i = 0; i < n; i++) {
+        hy_subsystem_stats ss;
+        assert_int_equal(hy_subsystem_stats_get(k, list[i].name, &ss), 0);
+        assert_memory_equal(&list[i].stats, &ss, sizeof ss);
+    }
+    assert_int_equal(list[1].stats.sent, 5);
+    assert_int_equal(list[1].stats.handled, 5);
+    assert_int_equal(list[1].stats.actors, 3); /* its own and keys 1, 2 */
+    hy_free(list);
+    hy_kernel_close(k);
+}
+
+static void subsystems_list_refuses_null_arguments(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(1);
+    hy_subsystem_info *list = (hy_subsystem_info *)&list; /* not NULL: must be reset */
+    size_t n = 7;
+    assert_int_equal(hy_subsystems_list(NULL, &list, &n), HY_EINVAL);
+    assert_null(list);
+    assert_int_equal(n, 0);
+    assert_int_equal(hy_subsystems_list(k, NULL, &n), HY_EINVAL);
+    assert_int_equal(hy_subsystems_list(k, &list, NULL), HY_EINVAL);
+    hy_kernel_close(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +429,8 @@ int main(void)
         cmocka_unit_test(kernel_routes_resolve_like_any_route),
         cmocka_unit_test(fresh_kernel_counts_no_subsystems_or_actors),
         cmocka_unit_test(plain_send_to_a_kernel_route_is_handled),
+        cmocka_unit_test(subsystems_list_gives_names_routes_and_the_figures_of_stats_get),
+        cmocka_unit_test(subsystems_list_refuses_null_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
