@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "hypha.h"
+#include "hypha_ext.h"
 
 static hy_kernel *open_kernel(unsigned workers)
 {
@@ -416,6 +417,90 @@ static void subsystems_list_refuses_null_arguments(void **state)
     hy_kernel_close(k);
 }
 
+/* ------------------------------------------------------------ hy_kernel_routes_add */
+
+/* The patterns the "kernel" subsystem serves, per hy_subsystems_list. */
+static size_t kernel_route_count(hy_kernel *k)
+{
+    hy_subsystem_info *list = NULL;
+    size_t n = 0, routes = 0;
+    assert_int_equal(hy_subsystems_list(k, &list, &n), 0);
+    for (size_t i = 0; i < n; i++)
+        if (list[i].internal)
+            routes = list[i].nroutes;
+    hy_free(list);
+    return routes;
+}
+
+static void kernel_routes_add_serves_a_path_under_kernel(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(1);
+    size_t before = kernel_route_count(k);
+    hy_route r[] = {{.pattern = "extra/{x}", .handler = ok_handler}};
+    assert_int_equal(hy_kernel_routes_add(k, r, 1), 0);
+    hy_match_result m;
+    assert_int_equal(hy_match(k, "kernel://extra/1", &m), 0);
+    assert_string_equal(m.subsystem, "kernel");
+    assert_string_equal(m.pattern, "extra/{x}");
+    assert_int_equal(kernel_route_count(k), before + 1);
+    hy_kernel_close(k);
+}
+
+static void kernel_routes_add_refuses_a_bad_pattern_and_adds_none(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(1);
+    size_t before = kernel_route_count(k);
+    hy_route r[] = {{.pattern = "good", .handler = ok_handler},
+                    {.pattern = "bad/{x:[}", .handler = ok_handler}};
+    assert_int_equal(hy_kernel_routes_add(k, r, 2), HY_EBADPATTERN);
+    assert_non_null(strstr(hy_errdetail(), "bad/{x:[}"));
+    hy_match_result m;
+    assert_int_equal(hy_match(k, "kernel://good", &m), HY_ENOROUTE);
+    assert_int_equal(kernel_route_count(k), before);
+    hy_kernel_close(k);
+}
+
+static void kernel_routes_add_refuses_a_duplicate_and_adds_none(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(1);
+    hy_route first[] = {{.pattern = "dup", .handler = ok_handler}};
+    assert_int_equal(hy_kernel_routes_add(k, first, 1), 0);
+    size_t before = kernel_route_count(k);
+    hy_route again[] = {{.pattern = "fresh", .handler = ok_handler},
+                        {.pattern = "dup", .handler = ok_handler}};
+    assert_int_equal(hy_kernel_routes_add(k, again, 2), HY_EEXIST);
+    assert_non_null(strstr(hy_errdetail(), "'dup'"));
+    hy_match_result m;
+    assert_int_equal(hy_match(k, "kernel://fresh", &m), HY_ENOROUTE);
+    assert_int_equal(kernel_route_count(k), before);
+    hy_kernel_close(k);
+}
+
+static void kernel_routes_add_refuses_null_and_handlerless_routes(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(1);
+    hy_route r = {.pattern = "x", .handler = ok_handler};
+    assert_int_equal(hy_kernel_routes_add(NULL, &r, 1), HY_EINVAL);
+    assert_int_equal(hy_kernel_routes_add(k, NULL, 1), HY_EINVAL);
+    r.handler = NULL;
+    assert_int_equal(hy_kernel_routes_add(k, &r, 1), HY_EINVAL);
+    hy_kernel_close(k);
+}
+
+static void kernel_routes_add_after_shutdown_is_closed(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(1);
+    assert_int_equal(hy_kernel_shutdown(k), 0);
+    hy_route r = {.pattern = "late", .handler = ok_handler};
+    assert_int_equal(hy_kernel_routes_add(k, &r, 1), HY_ECLOSED);
+    hy_kernel_close(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -431,6 +516,11 @@ int main(void)
         cmocka_unit_test(plain_send_to_a_kernel_route_is_handled),
         cmocka_unit_test(subsystems_list_gives_names_routes_and_the_figures_of_stats_get),
         cmocka_unit_test(subsystems_list_refuses_null_arguments),
+        cmocka_unit_test(kernel_routes_add_serves_a_path_under_kernel),
+        cmocka_unit_test(kernel_routes_add_refuses_a_bad_pattern_and_adds_none),
+        cmocka_unit_test(kernel_routes_add_refuses_a_duplicate_and_adds_none),
+        cmocka_unit_test(kernel_routes_add_refuses_null_and_handlerless_routes),
+        cmocka_unit_test(kernel_routes_add_after_shutdown_is_closed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
