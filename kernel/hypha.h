@@ -620,6 +620,53 @@ typedef struct hy_subsystem_info {
  * and *n is 0. */
 HY_API int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n);
 
+/* ---------------------------------------------------------------- built-in subsystems */
+
+/* Optional subsystems that ship with the library, written on this header
+ * alone (subsystems/). Each is attached to a kernel with hy_<name>_attach(k,
+ * opts), opts NULL for the defaults, and costs nothing until then: no route,
+ * no thread, no work on any send. */
+
+/* Introspection: routes that answer hy_ask with JSON (through hy_reply),
+ * built from hy_kernel_stats and hy_subsystems_list. Subsystems are listed
+ * newest registered first, the kernel's own, "kernel", included (it owns
+ * every subscription's actor, and these routes). Lower-case names below are
+ * keys, each with a number unless said otherwise:
+ *   kernel://stats   the figures of hy_kernel_stats:
+ *     {sent, handled, failed, queued,
+ *      dead: {failed, dropped, stopped, journal, noroute, full, late_reply}
+ *            (hy_dead_reason's names in lower case),
+ *      restarts, stopped, subsystems, actors, workers, steals, parks,
+ *      pool: {created, reused, in_use, peak, bytes_reserved, reuse_rate},
+ *      per_subsystem: [{name: string, sent, handled, failed, dead, queued,
+ *                       actors}, ...]}
+ *   kernel://routes  {subsystems: [{name: string, routes: [pattern, ...]}, ...]},
+ *                    each subsystem's patterns in registration order
+ *   kernel://actors  {subsystems: [{name: string, actors, keyed, active,
+ *                     activations, passivations, idle_timeout_ms,
+ *                     max_active}, ...], total}
+ *                    actors: its own and its active keyed ones (keyed and
+ *                    active: those); the passivation policy, 0 = none;
+ *                    total: the actors summed
+ * Figures are read without stopping the kernel: a moment's approximation.
+ * The request being answered is itself counted (sent and queued, under
+ * "kernel"). A plain hy_send to these paths is handled and answered by
+ * nobody. Handlers run one at a time (on the "kernel" subsystem's actor). */
+#define HY_INTROSPECT_STATS  1u /* kernel://stats */
+#define HY_INTROSPECT_ROUTES 2u /* kernel://routes */
+#define HY_INTROSPECT_ACTORS 4u /* kernel://actors */
+
+typedef struct hy_introspect_opts {
+    unsigned routes; /* the routes to serve, HY_INTROSPECT_* or'ed; 0 = all */
+} hy_introspect_opts;
+
+/* Serve the introspection routes on k; opts may be NULL (all of them). All or
+ * none: on error no route is added. Returns 0, HY_EINVAL (k NULL, a bit in
+ * opts->routes that is not an HY_INTROSPECT_*), HY_EEXIST (a selected route
+ * is already served: attaching twice; hy_errdetail() names it), HY_ECLOSED
+ * (after hy_kernel_shutdown) or HY_ENOMEM. */
+HY_API int hy_introspect_attach(hy_kernel *k, const hy_introspect_opts *opts);
+
 #ifdef __cplusplus
 }
 #endif

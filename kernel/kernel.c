@@ -68,8 +68,12 @@ int hy_kernel_open(hy_kernel **out, const hy_config *config)
     }
     pthread_mutex_init(&k->registry_lock, NULL);
     rc = hyi_persist_open(k);
+    /* The kernel's own subsystem, made with no route: built-ins add theirs
+     * under kernel:// (hypha_ext.h). It owns every subscription's actor, so
+     * it exists from open on and drain and stats count what is published. */
     if (rc == 0)
-        rc = hyi_kernel_routes_init(k);
+        rc = hyi_subsystem_register_internal(k, "kernel", &(hy_subsystem_def){0},
+                                             &k->kernel_sub);
     if (rc == 0)
         rc = hyi_pubsub_init(k);
     if (rc == 0)

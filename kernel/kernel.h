@@ -322,7 +322,7 @@ struct hy_kernel {
     uint64_t nsubsystems;
     hyi_route_binding *routes;
     bool shut_down;
-    /* The internal "kernel" subsystem (kernel_routes.c): serves kernel://
+    /* The internal "kernel" subsystem (kernel.c): serves built-ins' kernel://
      * routes, and every subscription's actor belongs to it, so drain and stats
      * count published messages. On `subsystems`; set once at open. */
     hyi_subsys *kernel_sub;
@@ -425,10 +425,7 @@ int hyi_route_binding_make(hyi_subsys *sub, const char *pattern, const hyi_param
 int hyi_subsystem_register_internal(hy_kernel *k, const char *name,
                                     const hy_subsystem_def *def, hyi_subsys **out);
 
-/* kernel_routes.c: register the "kernel" subsystem (k->kernel_sub) and its
- * kernel://stats, kernel://routes, kernel://actors routes. At open. */
-int hyi_kernel_routes_init(hy_kernel *k);
-/* pubsub.c: at open (after hyi_kernel_routes_init), and at close once no
+/* pubsub.c: at open (after the "kernel" subsystem is made), and at close once no
  * worker runs (frees every subscription, live or not). */
 int hyi_pubsub_init(hy_kernel *k);
 void hyi_pubsub_free(hy_kernel *k);
