@@ -22,3 +22,5 @@ item 3: 55"
 check batch "accepted 100 of 100
 accepted 3 of 10: no route matches the path
 total 5056"
+check introspect "total: sent 4, handled 3, queued 1
+greet: sent 3, handled 3, actors 1"
