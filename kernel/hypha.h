@@ -597,6 +597,76 @@ typedef struct hy_subsystem_stats {
 HY_API int hy_subsystem_stats_get(hy_kernel *k, const char *name,
                                   hy_subsystem_stats *out);
 
+/* One registered subsystem, as hy_subsystems_list describes it. */
+typedef struct hy_subsystem_info {
+    const char *name;          /* valid until hy_kernel_close */
+    hy_subsystem_stats stats;  /* as hy_subsystem_stats_get gives them */
+    size_t nroutes;
+    const char *const *routes; /* its nroutes patterns, in registration order;
+                                  the strings are valid until hy_kernel_close */
+    int internal;              /* 1 for the kernel's own subsystem, "kernel" (it
+                                  owns every subscription's actor, and the
+                                  routes built-ins add under kernel://) */
+    uint32_t idle_timeout_ms;  /* its passivation policy; 0 = none, and both */
+    uint64_t max_active;       /* are 0 when it cannot passivate */
+} hy_subsystem_info;
+
+/* Every registered subsystem, newest registered first, "kernel" (the oldest)
+ * included: a snapshot taken at one moment of the registry (the figures in
+ * it are, as ever, a moment's approximation). *out is one allocation, the
+ * array and the route arrays it points to, that the caller frees with
+ * hy_free; *n is its length. Names and patterns point into the kernel.
+ * Returns 0, HY_EINVAL (a NULL argument) or HY_ENOMEM; on error *out is NULL
+ * and *n is 0. */
+HY_API int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n);
+
+/* ---------------------------------------------------------------- built-in subsystems */
+
+/* Optional subsystems that ship with the library, written on this header
+ * alone (subsystems/). Each is attached to a kernel with hy_<name>_attach(k,
+ * opts), opts NULL for the defaults, and costs nothing until then: no route,
+ * no thread, no work on any send. */
+
+/* Introspection: routes that answer hy_ask with JSON (through hy_reply),
+ * built from hy_kernel_stats and hy_subsystems_list. Subsystems are listed
+ * newest registered first, the kernel's own, "kernel", included (it owns
+ * every subscription's actor, and these routes). Lower-case names below are
+ * keys, each with a number unless said otherwise:
+ *   kernel://stats   the figures of hy_kernel_stats:
+ *     {sent, handled, failed, queued,
+ *      dead: {failed, dropped, stopped, journal, noroute, full, late_reply}
+ *            (hy_dead_reason's names in lower case),
+ *      restarts, stopped, subsystems, actors, workers, steals, parks,
+ *      pool: {created, reused, in_use, peak, bytes_reserved, reuse_rate},
+ *      per_subsystem: [{name: string, sent, handled, failed, dead, queued,
+ *                       actors}, ...]}
+ *   kernel://routes  {subsystems: [{name: string, routes: [pattern, ...]}, ...]},
+ *                    each subsystem's patterns in registration order
+ *   kernel://actors  {subsystems: [{name: string, actors, keyed, active,
+ *                     activations, passivations, idle_timeout_ms,
+ *                     max_active}, ...], total}
+ *                    actors: its own and its active keyed ones (keyed and
+ *                    active: those); the passivation policy, 0 = none;
+ *                    total: the actors summed
+ * Figures are read without stopping the kernel: a moment's approximation.
+ * The request being answered is itself counted (sent and queued, under
+ * "kernel"). A plain hy_send to these paths is handled and answered by
+ * nobody. Handlers run one at a time (on the "kernel" subsystem's actor). */
+#define HY_INTROSPECT_STATS  1u /* kernel://stats */
+#define HY_INTROSPECT_ROUTES 2u /* kernel://routes */
+#define HY_INTROSPECT_ACTORS 4u /* kernel://actors */
+
+typedef struct hy_introspect_opts {
+    unsigned routes; /* the routes to serve, HY_INTROSPECT_* or'ed; 0 = all */
+} hy_introspect_opts;
+
+/* Serve the introspection routes on k; opts may be NULL (all of them). All or
+ * none: on error no route is added. Returns 0, HY_EINVAL (k NULL, a bit in
+ * opts->routes that is not an HY_INTROSPECT_*), HY_EEXIST (a selected route
+ * is already served: attaching twice; hy_errdetail() names it), HY_ECLOSED
+ * (after hy_kernel_shutdown) or HY_ENOMEM. */
+HY_API int hy_introspect_attach(hy_kernel *k, const hy_introspect_opts *opts);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,4 @@
-/* The kernel's life: open, drain, shutdown, close, and its statistics.
+/* The kernel's life: open, drain, shutdown, close. (Its statistics: stats.c.)
  *
  * Shutdown is the one delicate step: sends may be under way on other threads.
  * It sets `closed` (new sends see it and return HY_ECLOSED), waits for every
@@ -68,8 +68,12 @@ int hy_kernel_open(hy_kernel **out, const hy_config *config)
     }
     pthread_mutex_init(&k->registry_lock, NULL);
     rc = hyi_persist_open(k);
+    /* The kernel's own subsystem, made with no route: built-ins add theirs
+     * under kernel:// (hypha_ext.h). It owns every subscription's actor, so
+     * it exists from open on and drain and stats count what is published. */
     if (rc == 0)
-        rc = hyi_kernel_routes_init(k);
+        rc = hyi_subsystem_register_internal(k, "kernel", &(hy_subsystem_def){0},
+                                             &k->kernel_sub);
     if (rc == 0)
         rc = hyi_pubsub_init(k);
     if (rc == 0)
@@ -178,80 +182,4 @@ void hy_kernel_close(hy_kernel *k)
     hyi_pool_destroy(k->pool);
     pthread_mutex_destroy(&k->registry_lock);
     free(k);
-}
-
-static uint64_t load_relaxed(_Atomic uint64_t *v)
-{
-    /* relaxed: statistics are a moment's approximation by contract */
-    return atomic_load_explicit(v, memory_order_relaxed);
-}
-
-int hy_kernel_stats(hy_kernel *k, hy_stats *out)
-{
-    if (!k || !out)
-        return hyi_fail(HY_EINVAL, "hy_kernel_stats: NULL argument");
-    memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&k->registry_lock);
-    uint64_t dead_accepted = 0;
-    for (hyi_subsys *s = k->subsystems; s; s = s->next) {
-        /* The internal "kernel" subsystem's messages count, but not it nor
-         * its service actor: only its subscription actors (keyed_actors). */
-        bool internal = s == k->kernel_sub;
-        out->subsystems += !internal;
-        out->sent += load_relaxed(&s->sent);
-        out->handled += load_relaxed(&s->handled);
-        out->failed += load_relaxed(&s->failed);
-        dead_accepted += load_relaxed(&s->dead);
-        out->actors += !internal + load_relaxed(&s->keyed_actors);
-        if (!internal)
-            out->actors_active += load_relaxed(&s->keyed_actors);
-    }
-    for (int r = 0; r < HY_DEAD__COUNT; r++)
-        out->dead[r] = load_relaxed(&k->dead[r]);
-    out->restarts = load_relaxed(&k->restarts);
-    out->stopped = load_relaxed(&k->stopped);
-    for (unsigned i = 0; i < k->nworkers; i++) {
-        out->steals += load_relaxed(&k->workers[i].steals);
-        out->parks += load_relaxed(&k->workers[i].parks);
-    }
-    out->workers = k->nworkers;
-    pthread_mutex_unlock(&k->registry_lock);
-    uint64_t done = out->handled + dead_accepted;
-    out->queued = out->sent > done ? out->sent - done : 0;
-    hyi_pool_stats ps;
-    hyi_pool_get_stats(k->pool, &ps);
-    out->pool_created = ps.created;
-    out->pool_reused = ps.reused;
-    out->pool_in_use = ps.in_use;
-    out->pool_peak = ps.peak_in_use;
-    out->pool_bytes_reserved = ps.bytes_reserved;
-    out->pool_reuse_rate = ps.reuse_rate;
-    hyi_persist_stats(k, out);
-    hyi_janitor_stats(k, out);
-    return 0;
-}
-
-int hy_subsystem_stats_get(hy_kernel *k, const char *name, hy_subsystem_stats *out)
-{
-    if (!k || !name || !out)
-        return hyi_fail(HY_EINVAL, "hy_subsystem_stats_get: NULL argument");
-    int rc = HY_ENOENT;
-    pthread_mutex_lock(&k->registry_lock);
-    for (hyi_subsys *s = k->subsystems; s; s = s->next) {
-        if (strcmp(s->name, name) != 0)
-            continue;
-        out->sent = load_relaxed(&s->sent);
-        out->handled = load_relaxed(&s->handled);
-        out->failed = load_relaxed(&s->failed);
-        out->dead = load_relaxed(&s->dead);
-        uint64_t done = out->handled + out->dead;
-        out->queued = out->sent > done ? out->sent - done : 0;
-        out->actors = 1 + load_relaxed(&s->keyed_actors);
-        out->activations = load_relaxed(&s->activations);
-        out->passivations = load_relaxed(&s->passivations);
-        rc = 0;
-        break;
-    }
-    pthread_mutex_unlock(&k->registry_lock);
-    return rc == 0 ? 0 : hyi_fail(rc, "no subsystem '%s'", name);
 }

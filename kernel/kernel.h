@@ -318,9 +318,9 @@ struct hy_kernel {
     uint64_t nsubsystems;
     hyi_route_binding *routes;
     bool shut_down;
-    /* The internal "kernel" subsystem: serves kernel:// routes, and every
-     * subscription's actor belongs to it, so drain and stats count published
-     * messages. On `subsystems`; set once at open. */
+    /* The internal "kernel" subsystem (kernel.c): serves built-ins' kernel://
+     * routes, and every subscription's actor belongs to it, so drain and stats
+     * count published messages. On `subsystems`; set once at open. */
     hyi_subsys *kernel_sub;
     hyi_pubsub *pubsub;            /* pubsub.c: the subscriptions */
     hyi_persist *persist;          /* persistent.c: the journal; NULL without */
@@ -333,9 +333,6 @@ struct hy_kernel {
 
     hyi_actor_segment segments[HYI_ACTOR_SEGMENTS];
 };
-
-/* kernel_routes.c: register the "kernel" subsystem and its routes. At open. */
-int hyi_kernel_routes_init(hy_kernel *k);
 
 /* ================================================================ worker.c
  * A worker's turn with an actor, and the handler's view of it (hy_ctx). */
@@ -628,7 +625,7 @@ void hyi_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last, ui
 /* ================================================================ pubsub.c
  * hy_subscribe, hy_unsubscribe, hy_publish. */
 
-/* At open (after the "kernel" subsystem exists), and at close once no worker
+/* At open (after the "kernel" subsystem is made), and at close once no worker
  * runs (frees every subscription, live or not). */
 int hyi_pubsub_init(hy_kernel *k);
 void hyi_pubsub_free(hy_kernel *k);

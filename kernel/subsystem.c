@@ -5,10 +5,15 @@
  * publishes the subsystem and its routes to the router. A route can be matched
  * from the moment it is published, so everything it points to is complete by
  * then. If the router refuses a route (a duplicate), what was published is
- * withdrawn again: a failed registration leaves nothing behind. */
+ * withdrawn again: a failed registration leaves nothing behind.
+ *
+ * hy_kernel_routes_add (hypha_ext.h) takes the same steps for routes alone,
+ * adding them to the kernel's own subsystem, so built-ins serve kernel://
+ * paths by the same checks and the same all-or-none publication. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "hypha_ext.h"
 #include "kernel.h"
 
 void hyi_route_binding_free(hyi_route_binding *r)
@@ -19,6 +24,16 @@ void hyi_route_binding_free(hyi_route_binding *r)
     free(r);
 }
 
+/* Every route has a pattern and a handler. */
+static int check_routes(const char *name, const hy_route *routes, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!routes[i].pattern || !routes[i].handler)
+            return hyi_fail(HY_EINVAL, "route %zu of '%s' has no pattern or no handler", i,
+                            name);
+    return 0;
+}
+
 static int check_def(const char *name, const hy_subsystem_def *def)
 {
     if (!name || !def || (def->nroutes && !def->routes))
@@ -27,11 +42,7 @@ static int check_def(const char *name, const hy_subsystem_def *def)
         return hyi_fail(HY_EEXIST, "subsystem name 'kernel' is reserved");
     if (def->overflow > HY_OVERFLOW_DROP_NEWEST || def->strategy > HY_SUPERVISE_ESCALATE)
         return hyi_fail(HY_EINVAL, "subsystem '%s': overflow or strategy out of range", name);
-    for (size_t i = 0; i < def->nroutes; i++)
-        if (!def->routes[i].pattern || !def->routes[i].handler)
-            return hyi_fail(HY_EINVAL, "route %zu of '%s' has no pattern or no handler", i,
-                            name);
-    return 0;
+    return check_routes(name, def->routes, def->nroutes);
 }
 
 int hyi_route_binding_make(hyi_subsys *sub, const char *pattern, const hyi_param_names *names,
@@ -83,10 +94,62 @@ static int binding_new(hyi_subsys *sub, const hy_route *def, hyi_route_binding *
 
 static void bindings_free(hyi_route_binding **b, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; b && i < n; i++)
         if (b[i])
             hyi_route_binding_free(b[i]);
     free(b);
+}
+
+/* Bindings for n routes of sub, not yet published: all or none (*out NULL
+ * on error). */
+static int bindings_new(hyi_subsys *sub, const hy_route *routes, size_t n,
+                        hyi_route_binding ***out)
+{
+    *out = NULL;
+    hyi_route_binding **b = calloc(n ? n : 1, sizeof *b);
+    if (!b)
+        return HY_ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = binding_new(sub, &routes[i], &b[i]);
+    if (rc != 0) {
+        bindings_free(b, n);
+        return rc;
+    }
+    *out = b;
+    return 0;
+}
+
+/* Publish n bindings of an already published subsystem in one all-or-none
+ * rebuild of its table. On error the router is unchanged. */
+static int publish_routes(hy_kernel *k, hyi_subsys *sub, hyi_route_binding **b, size_t n)
+{
+    hyi_route_spec *specs = calloc(n ? n : 1, sizeof *specs);
+    if (!specs)
+        return HY_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        specs[i] = (hyi_route_spec){b[i]->pattern, b[i]};
+    hyi_route_error err;
+    size_t at = 0;
+    int rc = hyi_router_add_routes(k->router, sub->name, specs, n, &err, &at);
+    free(specs);
+    if (rc == HY_EEXIST)
+        rc = hyi_fail(rc, "pattern '%s' of '%s' duplicates an earlier route", b[at]->pattern,
+                      sub->name);
+    else if (rc == HY_EBADPATTERN)
+        rc = hyi_fail(rc, "pattern '%s' of '%s': %s (at byte %ld)", b[at]->pattern, sub->name,
+                      err.message, err.offset);
+    return rc;
+}
+
+/* Published bindings join the kernel's list (freed at close). Caller holds
+ * registry_lock. */
+static void link_routes(hy_kernel *k, hyi_route_binding **b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        b[i]->next = k->routes;
+        k->routes = b[i];
+    }
 }
 
 static hyi_subsys *subsys_new(hy_kernel *k, const char *name, const hy_subsystem_def *def)
@@ -124,22 +187,7 @@ static int publish(hy_kernel *k, hyi_subsys *sub, hyi_route_binding **b, size_t 
         return hyi_fail(rc, "bad subsystem name '%s': want [a-z][a-z0-9_-]{0,63}", sub->name);
     if (rc != 0)
         return rc;
-    hyi_route_spec *specs = calloc(n ? n : 1, sizeof *specs);
-    if (!specs)
-        rc = HY_ENOMEM;
-    for (size_t i = 0; specs && i < n; i++)
-        specs[i] = (hyi_route_spec){b[i]->pattern, b[i]};
-    hyi_route_error err;
-    size_t at = 0;
-    if (rc == 0)
-        rc = hyi_router_add_routes(k->router, sub->name, specs, n, &err, &at);
-    free(specs);
-    if (rc == HY_EEXIST)
-        rc = hyi_fail(rc, "pattern '%s' of '%s' duplicates an earlier route", b[at]->pattern,
-                      sub->name);
-    else if (rc == HY_EBADPATTERN)
-        rc = hyi_fail(rc, "pattern '%s' of '%s': %s (at byte %ld)", b[at]->pattern, sub->name,
-                      err.message, err.offset);
+    rc = publish_routes(k, sub, b, n);
     if (rc != 0)
         /* The router waits out any sender that matched in between, so the
          * caller may free what these routes point to once this returns. */
@@ -157,18 +205,14 @@ static int register_subsystem(hy_kernel *k, const char *name, const hy_subsystem
         return hyi_fail(HY_EINVAL, "subsystem name '%s' is longer than %d bytes", name,
                         HYI_NAME_MAX);
     hyi_subsys *sub = subsys_new(k, name, def);
-    hyi_route_binding **b = calloc(def->nroutes ? def->nroutes : 1, sizeof *b);
-    if (!sub || !b) {
-        free(sub);
-        free(b);
+    if (!sub)
         return HY_ENOMEM;
-    }
     if (internal) {
         sub->capacity = 0;
         sub->can_passivate = false; /* subscriptions are not keyed actors */
     }
-    for (size_t i = 0; rc == 0 && i < def->nroutes; i++)
-        rc = binding_new(sub, &def->routes[i], &b[i]);
+    hyi_route_binding **b = NULL;
+    rc = bindings_new(sub, def->routes, def->nroutes, &b);
     /* persistent.c: before the actor, which is recovered from the journal */
     if (rc == 0 && def->persistent)
         rc = hyi_persist_subsys_init(k, sub, def, b, def->nroutes);
@@ -187,10 +231,7 @@ static int register_subsystem(hy_kernel *k, const char *name, const hy_subsystem
     if (rc == 0)
         rc = publish(k, sub, b, def->nroutes);
     if (rc == 0) {
-        for (size_t i = 0; i < def->nroutes; i++) {
-            b[i]->next = k->routes;
-            k->routes = b[i];
-        }
+        link_routes(k, b, def->nroutes);
         sub->next = k->subsystems;
         k->subsystems = sub;
         k->nsubsystems++;
@@ -224,6 +265,33 @@ int hyi_subsystem_register_internal(hy_kernel *k, const char *name,
                                     const hy_subsystem_def *def, hyi_subsys **out)
 {
     return register_subsystem(k, name, def, true, out);
+}
+
+int hy_kernel_routes_add(hy_kernel *k, const hy_route *routes, size_t n)
+{
+    if (!k || (n && !routes))
+        return hyi_fail(HY_EINVAL, "hy_kernel_routes_add: NULL kernel or routes");
+    int rc = check_routes("kernel", routes, n);
+    hyi_route_binding **b = NULL;
+    if (rc == 0)
+        rc = bindings_new(k->kernel_sub, routes, n, &b);
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&k->registry_lock);
+    /* relaxed: registry_lock orders it against shutdown, as in registration */
+    if (atomic_load_explicit(&k->closed, memory_order_relaxed))
+        rc = hyi_fail(HY_ECLOSED, "hy_kernel_routes_add: the kernel is shut down");
+    if (rc == 0)
+        rc = publish_routes(k, k->kernel_sub, b, n);
+    if (rc == 0)
+        link_routes(k, b, n);
+    pthread_mutex_unlock(&k->registry_lock);
+    if (rc != 0) {
+        bindings_free(b, n);
+        return rc;
+    }
+    free(b);
+    return 0;
 }
 
 int hy_match(hy_kernel *k, const char *path, hy_match_result *out)

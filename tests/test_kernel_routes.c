@@ -1,7 +1,9 @@
 /* The kernel's own routes through the public API: kernel://stats,
- * kernel://routes and kernel://actors answer hy_ask with JSON that is valid
- * and carries the right figures; the name "kernel" stays reserved. Each test
- * opens its own kernel. */
+ * kernel://routes and kernel://actors, served by the introspection built-in
+ * once attached, answer hy_ask with JSON that is valid and carries the right
+ * figures; the name "kernel" stays reserved. Also what introspection is built
+ * on: hy_subsystems_list and hy_kernel_routes_add. Each test opens its own
+ * kernel. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,12 +16,22 @@
 #include <string.h>
 
 #include "hypha.h"
+#include "hypha_ext.h"
 
-static hy_kernel *open_kernel(unsigned workers)
+/* A kernel without introspection. */
+static hy_kernel *open_bare(unsigned workers)
 {
     hy_kernel *k = NULL;
     hy_config cfg = {.workers = workers};
     assert_int_equal(hy_kernel_open(&k, &cfg), 0);
+    return k;
+}
+
+/* A kernel with introspection attached. */
+static hy_kernel *open_kernel(unsigned workers)
+{
+    hy_kernel *k = open_bare(workers);
+    assert_int_equal(hy_introspect_attach(k, NULL), 0);
     return k;
 }
 
@@ -353,6 +365,221 @@ static void plain_send_to_a_kernel_route_is_handled(void **state)
     hy_kernel_close(k);
 }
 
+/* ------------------------------------------------------------ attaching */
+
+static void without_attach_kernel_stats_is_no_route(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_bare(1);
+    void *reply = NULL;
+    assert_int_equal(hy_ask(k, "kernel://stats", NULL, 0, &reply, NULL, 1000), HY_ENOROUTE);
+    assert_null(reply);
+    assert_int_equal(hy_send(k, "kernel://actors", NULL, 0), HY_ENOROUTE);
+    hy_kernel_close(k);
+}
+
+static void attaching_twice_is_exist(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(1);
+    assert_int_equal(hy_introspect_attach(k, NULL), HY_EEXIST);
+    assert_non_null(strstr(hy_errdetail(), "'stats'"));
+    free(ask_json(k, "kernel://stats")); /* the first attach still serves */
+    hy_kernel_close(k);
+}
+
+static void attaching_to_a_null_kernel_is_invalid(void **state)
+{
+    (void)state;
+    assert_int_equal(hy_introspect_attach(NULL, NULL), HY_EINVAL);
+    hy_introspect_opts opts = {.routes = HY_INTROSPECT_STATS};
+    assert_int_equal(hy_introspect_attach(NULL, &opts), HY_EINVAL);
+}
+
+static void attaching_with_unknown_route_bits_is_invalid(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_bare(1);
+    hy_introspect_opts opts = {.routes = HY_INTROSPECT_STATS | 64u};
+    assert_int_equal(hy_introspect_attach(k, &opts), HY_EINVAL);
+    hy_match_result m;
+    assert_int_equal(hy_match(k, "kernel://stats", &m), HY_ENOROUTE); /* none added */
+    hy_kernel_close(k);
+}
+
+static void attaching_after_shutdown_is_closed(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_bare(1);
+    assert_int_equal(hy_kernel_shutdown(k), 0);
+    assert_int_equal(hy_introspect_attach(k, NULL), HY_ECLOSED);
+    hy_kernel_close(k);
+}
+
+static void attaching_only_stats_serves_stats_and_not_routes(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_bare(1);
+    hy_introspect_opts opts = {.routes = HY_INTROSPECT_STATS};
+    assert_int_equal(hy_introspect_attach(k, &opts), 0);
+    char *json = ask_json(k, "kernel://stats");
+    assert_non_null(strstr(json, "\"per_subsystem\":["));
+    free(json);
+    void *reply = NULL;
+    assert_int_equal(hy_ask(k, "kernel://routes", NULL, 0, &reply, NULL, 1000), HY_ENOROUTE);
+    assert_int_equal(hy_ask(k, "kernel://actors", NULL, 0, &reply, NULL, 1000), HY_ENOROUTE);
+    assert_null(reply);
+    hy_kernel_close(k);
+}
+
+/* ------------------------------------------------------------ hy_subsystems_list */
+
+static void subsystems_list_gives_names_routes_and_the_figures_of_stats_get(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_bare(2);
+    static const char *const orders[] = {"item/{id}", "{id}/create", "files/{id}/**"};
+    register_routes(k, "orders", orders, 3, "id");
+    hy_route r = {.pattern = "{user}", .handler = ok_handler, .key = "user"};
+    hy_subsystem_def def = {.routes = &r, .nroutes = 1, .passivate = hy_passivate_discard,
+                            .idle_timeout_ms = 60000, .max_active_actors = 50};
+    assert_int_equal(hy_subsystem_register(k, "users", &def), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(hy_send(k, i % 2 ? "orders://item/1" : "orders://item/2", NULL, 0), 0);
+    assert_int_equal(hy_send(k, "users://ann", NULL, 0), 0);
+    assert_int_equal(hy_kernel_drain(k, 10000), 0);
+
+    hy_subsystem_info *list = NULL;
+    size_t n = 0;
+    assert_int_equal(hy_subsystems_list(k, &list, &n), 0);
+    assert_int_equal(n, 3);
+    /* Newest registered first; the kernel's own, made at open, last. */
+    assert_string_equal(list[0].name, "users");
+    assert_string_equal(list[1].name, "orders");
+    assert_string_equal(list[2].name, "kernel");
+    assert_int_equal(list[0].internal, 0);
+    assert_int_equal(list[1].internal, 0);
+    assert_int_equal(list[2].internal, 1);
+    assert_int_equal(list[2].nroutes, 0); /* introspection is not attached */
+    assert_int_equal(list[1].nroutes, 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_string_equal(list[1].routes[i], orders[i]);
+    assert_int_equal(list[0].nroutes, 1);
+    assert_string_equal(list[0].routes[0], "{user}");
+    assert_int_equal(list[0].idle_timeout_ms, 60000);
+    assert_int_equal(list[0].max_active, 50);
+    assert_int_equal(list[1].idle_timeout_ms, 0); /* cannot passivate: no policy */
+    assert_int_equal(list[1].max_active, 0);
+    for (size_t i = 0; i < n; i++) {
+        hy_subsystem_stats ss;
+        assert_int_equal(hy_subsystem_stats_get(k, list[i].name, &ss), 0);
+        assert_memory_equal(&list[i].stats, &ss, sizeof ss);
+    }
+    assert_int_equal(list[1].stats.sent, 5);
+    assert_int_equal(list[1].stats.handled, 5);
+    assert_int_equal(list[1].stats.actors, 3); /* its own and keys 1, 2 */
+    hy_free(list);
+    hy_kernel_close(k);
+}
+
+static void subsystems_list_refuses_null_arguments(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_bare(1);
+    hy_subsystem_info *list = (hy_subsystem_info *)&list; /* not NULL: must be reset */
+    size_t n = 7;
+    assert_int_equal(hy_subsystems_list(NULL, &list, &n), HY_EINVAL);
+    assert_null(list);
+    assert_int_equal(n, 0);
+    assert_int_equal(hy_subsystems_list(k, NULL, &n), HY_EINVAL);
+    assert_int_equal(hy_subsystems_list(k, &list, NULL), HY_EINVAL);
+    hy_kernel_close(k);
+}
+
+/* ------------------------------------------------------------ hy_kernel_routes_add */
+
+/* The patterns the "kernel" subsystem serves, per hy_subsystems_list. */
+static size_t kernel_route_count(hy_kernel *k)
+{
+    hy_subsystem_info *list = NULL;
+    size_t n = 0, routes = 0;
+    assert_int_equal(hy_subsystems_list(k, &list, &n), 0);
+    for (size_t i = 0; i < n; i++)
+        if (list[i].internal)
+            routes = list[i].nroutes;
+    hy_free(list);
+    return routes;
+}
+
+static void kernel_routes_add_serves_a_path_under_kernel(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_bare(1);
+    size_t before = kernel_route_count(k);
+    hy_route r[] = {{.pattern = "extra/{x}", .handler = ok_handler}};
+    assert_int_equal(hy_kernel_routes_add(k, r, 1), 0);
+    hy_match_result m;
+    assert_int_equal(hy_match(k, "kernel://extra/1", &m), 0);
+    assert_string_equal(m.subsystem, "kernel");
+    assert_string_equal(m.pattern, "extra/{x}");
+    assert_int_equal(kernel_route_count(k), before + 1);
+    hy_kernel_close(k);
+}
+
+static void kernel_routes_add_refuses_a_bad_pattern_and_adds_none(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_bare(1);
+    size_t before = kernel_route_count(k);
+    hy_route r[] = {{.pattern = "good", .handler = ok_handler},
+                    {.pattern = "bad/{x:[}", .handler = ok_handler}};
+    assert_int_equal(hy_kernel_routes_add(k, r, 2), HY_EBADPATTERN);
+    assert_non_null(strstr(hy_errdetail(), "bad/{x:[}"));
+    hy_match_result m;
+    assert_int_equal(hy_match(k, "kernel://good", &m), HY_ENOROUTE);
+    assert_int_equal(kernel_route_count(k), before);
+    hy_kernel_close(k);
+}
+
+static void kernel_routes_add_refuses_a_duplicate_and_adds_none(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_bare(1);
+    hy_route first[] = {{.pattern = "dup", .handler = ok_handler}};
+    assert_int_equal(hy_kernel_routes_add(k, first, 1), 0);
+    size_t before = kernel_route_count(k);
+    hy_route again[] = {{.pattern = "fresh", .handler = ok_handler},
+                        {.pattern = "dup", .handler = ok_handler}};
+    assert_int_equal(hy_kernel_routes_add(k, again, 2), HY_EEXIST);
+    assert_non_null(strstr(hy_errdetail(), "'dup'"));
+    hy_match_result m;
+    assert_int_equal(hy_match(k, "kernel://fresh", &m), HY_ENOROUTE);
+    assert_int_equal(kernel_route_count(k), before);
+    hy_kernel_close(k);
+}
+
+static void kernel_routes_add_refuses_null_and_handlerless_routes(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_bare(1);
+    hy_route r = {.pattern = "x", .handler = ok_handler};
+    assert_int_equal(hy_kernel_routes_add(NULL, &r, 1), HY_EINVAL);
+    assert_int_equal(hy_kernel_routes_add(k, NULL, 1), HY_EINVAL);
+    r.handler = NULL;
+    assert_int_equal(hy_kernel_routes_add(k, &r, 1), HY_EINVAL);
+    hy_kernel_close(k);
+}
+
+static void kernel_routes_add_after_shutdown_is_closed(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_bare(1);
+    assert_int_equal(hy_kernel_shutdown(k), 0);
+    hy_route r = {.pattern = "late", .handler = ok_handler};
+    assert_int_equal(hy_kernel_routes_add(k, &r, 1), HY_ECLOSED);
+    hy_kernel_close(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +593,19 @@ int main(void)
         cmocka_unit_test(kernel_routes_resolve_like_any_route),
         cmocka_unit_test(fresh_kernel_counts_no_subsystems_or_actors),
         cmocka_unit_test(plain_send_to_a_kernel_route_is_handled),
+        cmocka_unit_test(without_attach_kernel_stats_is_no_route),
+        cmocka_unit_test(attaching_twice_is_exist),
+        cmocka_unit_test(attaching_to_a_null_kernel_is_invalid),
+        cmocka_unit_test(attaching_with_unknown_route_bits_is_invalid),
+        cmocka_unit_test(attaching_after_shutdown_is_closed),
+        cmocka_unit_test(attaching_only_stats_serves_stats_and_not_routes),
+        cmocka_unit_test(subsystems_list_gives_names_routes_and_the_figures_of_stats_get),
+        cmocka_unit_test(subsystems_list_refuses_null_arguments),
+        cmocka_unit_test(kernel_routes_add_serves_a_path_under_kernel),
+        cmocka_unit_test(kernel_routes_add_refuses_a_bad_pattern_and_adds_none),
+        cmocka_unit_test(kernel_routes_add_refuses_a_duplicate_and_adds_none),
+        cmocka_unit_test(kernel_routes_add_refuses_null_and_handlerless_routes),
+        cmocka_unit_test(kernel_routes_add_after_shutdown_is_closed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

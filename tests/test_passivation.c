@@ -316,6 +316,7 @@ static void test_lru_cap_keeps_at_most_100_active_and_every_counter_right(void *
             fail_msg("key %d: %lld, want %d", key, (long long)get(k, key), key % 3 + 1);
     assert_true(wait_for_stats(k, active_at_most, 100, 10000));
     /* kernel://actors lists the subsystem's active count */
+    assert_int_equal(hy_introspect_attach(k, NULL), 0);
     void *reply = NULL;
     size_t len = 0;
     assert_int_equal(hy_ask(k, "kernel://actors", NULL, 0, &reply, &len, 5000), 0);

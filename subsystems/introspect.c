@@ -1,26 +1,34 @@
-/* The kernel's own subsystem, "kernel", and its routes: kernel://stats,
- * kernel://routes and kernel://actors answer hy_ask with JSON.
+/* Introspection, a built-in subsystem: kernel://stats, kernel://routes and
+ * kernel://actors answer hy_ask with JSON (the shapes are in hypha.h, at
+ * hy_introspect_attach).
  *
- * They are ordinary routes of an ordinary (internal) subsystem, so a request
- * takes the normal send path and its handler runs on a worker like any other;
- * the answer goes back through hy_reply. The same subsystem owns every
- * subscription's actor (pubsub.c), which is why it exists from kernel open on.
+ * Why a built-in and not the core: nothing here needs the kernel's insides.
+ * The figures come from hy_kernel_stats and hy_subsystems_list, the answer
+ * goes back through hy_reply, and the routes are added to the kernel's own
+ * subsystem with hy_kernel_routes_add (hypha_ext.h), the one door a built-in
+ * has to kernel:// paths. So a kernel that does not attach it carries no
+ * route and no code path for it, and this file, compiled with only the
+ * public headers on its include path, shows the public API is enough to
+ * build it.
  *
- * Handlers read the subsystem and route lists under k->registry_lock (held
- * only briefly by registration, stats and drain) and format into a growing
- * buffer, then reply; a plain hy_send to these paths is answered by nobody and
- * is still counted as handled.
+ * A request takes the normal send path and its handler runs on a worker like
+ * any other, one at a time on the kernel subsystem's actor. Each handler
+ * formats into a growing buffer, then replies; a plain hy_send to these
+ * paths is answered by nobody and is still counted as handled.
  *
- * Figures are read without stopping the kernel (relaxed loads): a moment's
- * approximation, as hy_kernel_stats says. The request being answered is
- * itself sent and not yet handled, so it shows in the totals and in the
- * "kernel" entry (sent, queued). */
+ * Figures are read without stopping the kernel: a moment's approximation, as
+ * hy_kernel_stats says. The request being answered is itself sent and not
+ * yet handled, so it shows in the totals and in the "kernel" entry (sent,
+ * queued). kernel://stats takes its totals and its per-subsystem list in two
+ * calls, so under load the two may differ by what happened in between. */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernel.h"
+#include "hypha.h"
+#include "hypha_ext.h"
 
 /* ------------------------------------------------------------ JSON buffer */
 
@@ -99,12 +107,6 @@ static int jb_reply(hy_ctx *ctx, jbuf *b)
     return rc == HY_ENOENT ? 0 : rc;
 }
 
-static uint64_t load_relaxed(_Atomic uint64_t *v)
-{
-    /* relaxed: statistics are a moment's approximation by contract */
-    return atomic_load_explicit(v, memory_order_relaxed);
-}
-
 /* ------------------------------------------------------------ kernel://stats */
 
 static const char *const dead_names[HY_DEAD__COUNT] = {
@@ -124,21 +126,17 @@ static void jb_dead_name(jbuf *b, int reason)
     jb_str(b, name);
 }
 
-/* One subsystem's figures, as hy_subsystem_stats_get gives them. Caller holds
- * registry_lock. */
-static void jb_subsys_stats(jbuf *b, hyi_subsys *s)
+/* One subsystem's figures, as hy_subsystem_stats_get gives them. */
+static void jb_subsys_stats(jbuf *b, const hy_subsystem_info *s)
 {
-    uint64_t sent = load_relaxed(&s->sent), handled = load_relaxed(&s->handled);
-    uint64_t dead = load_relaxed(&s->dead), done = handled + dead;
     jb_printf(b, "{\"name\":");
     jb_str(b, s->name);
     jb_printf(b,
               ",\"sent\":%llu,\"handled\":%llu,\"failed\":%llu,\"dead\":%llu,"
               "\"queued\":%llu,\"actors\":%llu}",
-              (unsigned long long)sent, (unsigned long long)handled,
-              (unsigned long long)load_relaxed(&s->failed), (unsigned long long)dead,
-              (unsigned long long)(sent > done ? sent - done : 0),
-              (unsigned long long)(1 + load_relaxed(&s->keyed_actors)));
+              (unsigned long long)s->stats.sent, (unsigned long long)s->stats.handled,
+              (unsigned long long)s->stats.failed, (unsigned long long)s->stats.dead,
+              (unsigned long long)s->stats.queued, (unsigned long long)s->stats.actors);
 }
 
 static int stats_route(hy_ctx *ctx, const hy_msg *msg)
@@ -147,6 +145,11 @@ static int stats_route(hy_ctx *ctx, const hy_msg *msg)
     hy_kernel *k = hy_ctx_kernel(ctx);
     hy_stats s;
     hy_kernel_stats(k, &s);
+    hy_subsystem_info *subs;
+    size_t n;
+    int rc = hy_subsystems_list(k, &subs, &n);
+    if (rc != 0)
+        return rc;
     jbuf b = {0};
     jb_printf(&b,
               "{\"sent\":%llu,\"handled\":%llu,\"failed\":%llu,\"queued\":%llu,\"dead\":{",
@@ -168,58 +171,38 @@ static int stats_route(hy_ctx *ctx, const hy_msg *msg)
               (unsigned long long)s.pool_created, (unsigned long long)s.pool_reused,
               (unsigned long long)s.pool_in_use, (unsigned long long)s.pool_peak,
               (unsigned long long)s.pool_bytes_reserved, s.pool_reuse_rate);
-    pthread_mutex_lock(&k->registry_lock);
-    for (hyi_subsys *sub = k->subsystems; sub; sub = sub->next) {
-        jb_printf(&b, sub != k->subsystems ? "," : "");
-        jb_subsys_stats(&b, sub);
+    for (size_t i = 0; i < n; i++) {
+        jb_printf(&b, i ? "," : "");
+        jb_subsys_stats(&b, &subs[i]);
     }
-    pthread_mutex_unlock(&k->registry_lock);
+    hy_free(subs);
     jb_printf(&b, "]}");
     return jb_reply(ctx, &b);
 }
 
 /* ------------------------------------------------------------ kernel://routes */
 
-/* A subsystem's route patterns in registration order (k->routes is newest
- * first). Caller holds registry_lock. */
-static void jb_patterns(jbuf *b, hy_kernel *k, hyi_subsys *sub)
-{
-    size_t n = 0;
-    for (hyi_route_binding *r = k->routes; r; r = r->next)
-        n += r->sub == sub;
-    hyi_route_binding **v = malloc((n ? n : 1) * sizeof *v);
-    if (!v) {
-        b->oom = true;
-        return;
-    }
-    size_t i = n;
-    for (hyi_route_binding *r = k->routes; r; r = r->next)
-        if (r->sub == sub)
-            v[--i] = r;
-    jb_printf(b, "[");
-    for (i = 0; i < n; i++) {
-        jb_printf(b, i ? "," : "");
-        jb_str(b, v[i]->pattern);
-    }
-    jb_printf(b, "]");
-    free(v);
-}
-
 static int routes_route(hy_ctx *ctx, const hy_msg *msg)
 {
     (void)msg;
-    hy_kernel *k = hy_ctx_kernel(ctx);
+    hy_subsystem_info *subs;
+    size_t n;
+    int rc = hy_subsystems_list(hy_ctx_kernel(ctx), &subs, &n);
+    if (rc != 0)
+        return rc;
     jbuf b = {0};
     jb_printf(&b, "{\"subsystems\":[");
-    pthread_mutex_lock(&k->registry_lock);
-    for (hyi_subsys *sub = k->subsystems; sub; sub = sub->next) {
-        jb_printf(&b, "%s{\"name\":", sub != k->subsystems ? "," : "");
-        jb_str(&b, sub->name);
-        jb_printf(&b, ",\"routes\":");
-        jb_patterns(&b, k, sub);
-        jb_printf(&b, "}");
+    for (size_t i = 0; i < n; i++) {
+        jb_printf(&b, "%s{\"name\":", i ? "," : "");
+        jb_str(&b, subs[i].name);
+        jb_printf(&b, ",\"routes\":[");
+        for (size_t r = 0; r < subs[i].nroutes; r++) {
+            jb_printf(&b, r ? "," : "");
+            jb_str(&b, subs[i].routes[r]);
+        }
+        jb_printf(&b, "]}");
     }
-    pthread_mutex_unlock(&k->registry_lock);
+    hy_free(subs);
     jb_printf(&b, "]}");
     return jb_reply(ctx, &b);
 }
@@ -229,42 +212,58 @@ static int routes_route(hy_ctx *ctx, const hy_msg *msg)
 static int actors_route(hy_ctx *ctx, const hy_msg *msg)
 {
     (void)msg;
-    hy_kernel *k = hy_ctx_kernel(ctx);
+    hy_subsystem_info *subs;
+    size_t n;
+    int rc = hy_subsystems_list(hy_ctx_kernel(ctx), &subs, &n);
+    if (rc != 0)
+        return rc;
     jbuf b = {0};
     uint64_t total = 0;
     jb_printf(&b, "{\"subsystems\":[");
-    pthread_mutex_lock(&k->registry_lock);
-    for (hyi_subsys *sub = k->subsystems; sub; sub = sub->next) {
-        uint64_t keyed = load_relaxed(&sub->keyed_actors);
-        total += 1 + keyed;
-        jb_printf(&b, "%s{\"name\":", sub != k->subsystems ? "," : "");
-        jb_str(&b, sub->name);
-        /* keyed: active keyed actors (the kernel's: subscriptions);
-         * activations and passivations of keyed actors so far */
+    for (size_t i = 0; i < n; i++) {
+        const hy_subsystem_info *s = &subs[i];
+        /* actors: its own and its active keyed ones (the kernel's keyed
+         * actors are its subscriptions), so keyed is all but one */
+        uint64_t keyed = s->stats.actors - 1;
+        total += s->stats.actors;
+        jb_printf(&b, "%s{\"name\":", i ? "," : "");
+        jb_str(&b, s->name);
         jb_printf(&b,
                   ",\"actors\":%llu,\"keyed\":%llu,\"active\":%llu,\"activations\":%llu,"
                   "\"passivations\":%llu,\"idle_timeout_ms\":%u,\"max_active\":%llu}",
-                  (unsigned long long)(1 + keyed), (unsigned long long)keyed,
-                  (unsigned long long)keyed,
-                  (unsigned long long)load_relaxed(&sub->activations),
-                  (unsigned long long)load_relaxed(&sub->passivations),
-                  sub->can_passivate ? sub->idle_timeout_ms : 0,
-                  (unsigned long long)(sub->can_passivate ? sub->max_active : 0));
+                  (unsigned long long)s->stats.actors, (unsigned long long)keyed,
+                  (unsigned long long)keyed, (unsigned long long)s->stats.activations,
+                  (unsigned long long)s->stats.passivations, (unsigned)s->idle_timeout_ms,
+                  (unsigned long long)s->max_active);
     }
-    pthread_mutex_unlock(&k->registry_lock);
+    hy_free(subs);
     jb_printf(&b, "],\"total\":%llu}", (unsigned long long)total);
     return jb_reply(ctx, &b);
 }
 
-/* ------------------------------------------------------------ registration */
+/* ------------------------------------------------------------ attach */
 
-int hyi_kernel_routes_init(hy_kernel *k)
+int hy_introspect_attach(hy_kernel *k, const hy_introspect_opts *opts)
 {
-    static const hy_route routes[] = {
-        {.pattern = "stats", .handler = stats_route},
-        {.pattern = "routes", .handler = routes_route},
-        {.pattern = "actors", .handler = actors_route},
+    /* In this order: kernel://routes lists them as added. */
+    static const struct {
+        unsigned bit;
+        hy_route route;
+    } all[] = {
+        {HY_INTROSPECT_STATS, {.pattern = "stats", .handler = stats_route}},
+        {HY_INTROSPECT_ROUTES, {.pattern = "routes", .handler = routes_route}},
+        {HY_INTROSPECT_ACTORS, {.pattern = "actors", .handler = actors_route}},
     };
-    hy_subsystem_def def = {.routes = routes, .nroutes = HY_ARRAY_LEN(routes)};
-    return hyi_subsystem_register_internal(k, "kernel", &def, &k->kernel_sub);
+    enum { NALL = sizeof all / sizeof all[0] };
+    const unsigned every = HY_INTROSPECT_STATS | HY_INTROSPECT_ROUTES | HY_INTROSPECT_ACTORS;
+    unsigned want = opts && opts->routes ? opts->routes : every;
+    if (want & ~every)
+        return HY_EINVAL;
+    hy_route routes[NALL];
+    size_t n = 0;
+    for (size_t i = 0; i < NALL; i++)
+        if (want & all[i].bit)
+            routes[n++] = all[i].route;
+    /* All or none; a route already served (a second attach) is HY_EEXIST. */
+    return hy_kernel_routes_add(k, routes, n);
 }
