@@ -554,11 +554,10 @@ void hyi_persist_stats(hy_kernel *k, hy_stats *out)
     out->journal_bytes = js.bytes;
     out->journal_batch_p50 = js.batch_p50;
     out->journal_failed_commits = js.failed_commits;
-    /* relaxed: statistics */
-    out->journal_replayed = atomic_load_explicit(&p->replayed, memory_order_relaxed);
-    out->journal_replay_skipped = atomic_load_explicit(&p->replay_skipped, memory_order_relaxed);
-    out->journal_corrupt = atomic_load_explicit(&p->corrupt, memory_order_relaxed);
-    out->snapshots = atomic_load_explicit(&p->snapshots, memory_order_relaxed);
-    out->snapshot_failures = atomic_load_explicit(&p->snapshot_failures, memory_order_relaxed);
-    out->replay_suppressed = atomic_load_explicit(&p->suppressed, memory_order_relaxed);
+    out->journal_replayed = hyi_stat_load(&p->replayed);
+    out->journal_replay_skipped = hyi_stat_load(&p->replay_skipped);
+    out->journal_corrupt = hyi_stat_load(&p->corrupt);
+    out->snapshots = hyi_stat_load(&p->snapshots);
+    out->snapshot_failures = hyi_stat_load(&p->snapshot_failures);
+    out->replay_suppressed = hyi_stat_load(&p->suppressed);
 }

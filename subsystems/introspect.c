@@ -139,28 +139,38 @@ static void jb_subsys_stats(jbuf *b, const hy_subsystem_info *s)
               (unsigned long long)s->stats.queued, (unsigned long long)s->stats.actors);
 }
 
-static int stats_route(hy_ctx *ctx, const hy_msg *msg)
+/* What each route writes, from one snapshot of the subsystems. */
+typedef void (*jb_emit_fn)(jbuf *b, hy_kernel *k, const hy_subsystem_info *subs, size_t n);
+
+/* Take the snapshot, let emit write the answer, reply with it. */
+static int reply_with_subsystems(hy_ctx *ctx, jb_emit_fn emit)
 {
-    (void)msg;
     hy_kernel *k = hy_ctx_kernel(ctx);
-    hy_stats s;
-    hy_kernel_stats(k, &s);
     hy_subsystem_info *subs;
     size_t n;
     int rc = hy_subsystems_list(k, &subs, &n);
     if (rc != 0)
         return rc;
     jbuf b = {0};
-    jb_printf(&b,
+    emit(&b, k, subs, n);
+    hy_free(subs);
+    return jb_reply(ctx, &b);
+}
+
+static void emit_stats(jbuf *b, hy_kernel *k, const hy_subsystem_info *subs, size_t n)
+{
+    hy_stats s;
+    hy_kernel_stats(k, &s);
+    jb_printf(b,
               "{\"sent\":%llu,\"handled\":%llu,\"failed\":%llu,\"queued\":%llu,\"dead\":{",
               (unsigned long long)s.sent, (unsigned long long)s.handled,
               (unsigned long long)s.failed, (unsigned long long)s.queued);
     for (int r = 0; r < HY_DEAD__COUNT; r++) {
-        jb_printf(&b, r ? "," : "");
-        jb_dead_name(&b, r);
-        jb_printf(&b, ":%llu", (unsigned long long)s.dead[r]);
+        jb_printf(b, r ? "," : "");
+        jb_dead_name(b, r);
+        jb_printf(b, ":%llu", (unsigned long long)s.dead[r]);
     }
-    jb_printf(&b,
+    jb_printf(b,
               "},\"restarts\":%llu,\"stopped\":%llu,\"subsystems\":%llu,\"actors\":%llu,"
               "\"workers\":%u,\"steals\":%llu,\"parks\":%llu,"
               "\"pool\":{\"created\":%llu,\"reused\":%llu,\"in_use\":%llu,\"peak\":%llu,"
@@ -172,63 +182,59 @@ static int stats_route(hy_ctx *ctx, const hy_msg *msg)
               (unsigned long long)s.pool_in_use, (unsigned long long)s.pool_peak,
               (unsigned long long)s.pool_bytes_reserved, s.pool_reuse_rate);
     for (size_t i = 0; i < n; i++) {
-        jb_printf(&b, i ? "," : "");
-        jb_subsys_stats(&b, &subs[i]);
+        jb_printf(b, i ? "," : "");
+        jb_subsys_stats(b, &subs[i]);
     }
-    hy_free(subs);
-    jb_printf(&b, "]}");
-    return jb_reply(ctx, &b);
+    jb_printf(b, "]}");
+}
+
+static int stats_route(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)msg;
+    return reply_with_subsystems(ctx, emit_stats);
 }
 
 /* ------------------------------------------------------------ kernel://routes */
 
+static void emit_routes(jbuf *b, hy_kernel *k, const hy_subsystem_info *subs, size_t n)
+{
+    (void)k;
+    jb_printf(b, "{\"subsystems\":[");
+    for (size_t i = 0; i < n; i++) {
+        jb_printf(b, "%s{\"name\":", i ? "," : "");
+        jb_str(b, subs[i].name);
+        jb_printf(b, ",\"routes\":[");
+        for (size_t r = 0; r < subs[i].nroutes; r++) {
+            jb_printf(b, r ? "," : "");
+            jb_str(b, subs[i].routes[r]);
+        }
+        jb_printf(b, "]}");
+    }
+    jb_printf(b, "]}");
+}
+
 static int routes_route(hy_ctx *ctx, const hy_msg *msg)
 {
     (void)msg;
-    hy_subsystem_info *subs;
-    size_t n;
-    int rc = hy_subsystems_list(hy_ctx_kernel(ctx), &subs, &n);
-    if (rc != 0)
-        return rc;
-    jbuf b = {0};
-    jb_printf(&b, "{\"subsystems\":[");
-    for (size_t i = 0; i < n; i++) {
-        jb_printf(&b, "%s{\"name\":", i ? "," : "");
-        jb_str(&b, subs[i].name);
-        jb_printf(&b, ",\"routes\":[");
-        for (size_t r = 0; r < subs[i].nroutes; r++) {
-            jb_printf(&b, r ? "," : "");
-            jb_str(&b, subs[i].routes[r]);
-        }
-        jb_printf(&b, "]}");
-    }
-    hy_free(subs);
-    jb_printf(&b, "]}");
-    return jb_reply(ctx, &b);
+    return reply_with_subsystems(ctx, emit_routes);
 }
 
 /* ------------------------------------------------------------ kernel://actors */
 
-static int actors_route(hy_ctx *ctx, const hy_msg *msg)
+static void emit_actors(jbuf *b, hy_kernel *k, const hy_subsystem_info *subs, size_t n)
 {
-    (void)msg;
-    hy_subsystem_info *subs;
-    size_t n;
-    int rc = hy_subsystems_list(hy_ctx_kernel(ctx), &subs, &n);
-    if (rc != 0)
-        return rc;
-    jbuf b = {0};
+    (void)k;
     uint64_t total = 0;
-    jb_printf(&b, "{\"subsystems\":[");
+    jb_printf(b, "{\"subsystems\":[");
     for (size_t i = 0; i < n; i++) {
         const hy_subsystem_info *s = &subs[i];
         /* actors: its own and its active keyed ones (the kernel's keyed
          * actors are its subscriptions), so keyed is all but one */
         uint64_t keyed = s->stats.actors - 1;
         total += s->stats.actors;
-        jb_printf(&b, "%s{\"name\":", i ? "," : "");
-        jb_str(&b, s->name);
-        jb_printf(&b,
+        jb_printf(b, "%s{\"name\":", i ? "," : "");
+        jb_str(b, s->name);
+        jb_printf(b,
                   ",\"actors\":%llu,\"keyed\":%llu,\"active\":%llu,\"activations\":%llu,"
                   "\"passivations\":%llu,\"idle_timeout_ms\":%u,\"max_active\":%llu}",
                   (unsigned long long)s->stats.actors, (unsigned long long)keyed,
@@ -236,9 +242,13 @@ static int actors_route(hy_ctx *ctx, const hy_msg *msg)
                   (unsigned long long)s->stats.passivations, (unsigned)s->idle_timeout_ms,
                   (unsigned long long)s->max_active);
     }
-    hy_free(subs);
-    jb_printf(&b, "],\"total\":%llu}", (unsigned long long)total);
-    return jb_reply(ctx, &b);
+    jb_printf(b, "],\"total\":%llu}", (unsigned long long)total);
+}
+
+static int actors_route(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)msg;
+    return reply_with_subsystems(ctx, emit_actors);
 }
 
 /* ------------------------------------------------------------ attach */
