@@ -14,6 +14,7 @@
  *   batch     hy_send_batch of 64 -> a static route
  *   multi     one sender per worker -> one static route
  *   pingpong  two actors bouncing one message; msgs_per_s is round trips/s
+ *             (the table says "round trips/s")
  *   full-fail, full-block, full-drop-oldest, full-drop-newest
  *             one sender into a bounded mailbox kept full by a slow handler,
  *             under each overflow policy; msgs_per_s counts messages handled
@@ -38,6 +39,10 @@
 #define KEYED_ACTORS 100000
 #define PARAM_PATHS  1000
 #define REGEX_PATHS  100
+#define PROGRESS_EVERY 0xffff /* bench_progress is called when (i & this) == 0 */
+
+/* The progress line's label: the scenario running, set by run_scenario. */
+static char progress_label[64];
 
 /* What every message carries: who sent it, its number, and a send time when
  * it is sampled (0 otherwise). */
@@ -120,7 +125,9 @@ static int on_ping(hy_ctx *ctx, const hy_msg *msg)
 {
     run_state *st = hy_subsystem_udata(ctx);
     (void)msg;
-    if (++st->round_trips < st->round_trips_wanted)
+    if ((++st->round_trips & PROGRESS_EVERY) == 0)
+        bench_progress(progress_label, st->round_trips, st->round_trips_wanted);
+    if (st->round_trips < st->round_trips_wanted)
         return hy_send(hy_ctx_kernel(ctx), "pong://ball", NULL, 0);
     return 0;
 }
@@ -169,8 +176,8 @@ static void *sender_main(void *arg)
         }
         if (++pi == s->npaths)
             pi = 0;
-        if (s->id == 0 && (i & 0xfffff) == 0)
-            bench_progress("throughput", i, s->count);
+        if (s->id == 0 && (i & PROGRESS_EVERY) == 0)
+            bench_progress(progress_label, i, s->count);
     }
     return NULL;
 }
@@ -203,6 +210,8 @@ static void *batch_sender_main(void *arg)
             }
         }
         i += n;
+        if (s->id == 0 && (i & PROGRESS_EVERY) < n)
+            bench_progress(progress_label, i, s->count);
     }
     return NULL;
 }
@@ -540,6 +549,8 @@ static int full_scenario(const bench_opts *o, const char *name, hy_overflow poli
             fprintf(stderr, "%s: hy_send: %s %s\n", name, hy_strerror(src), hy_errdetail());
             rc = -1;
         }
+        if ((i & PROGRESS_EVERY) == 0)
+            bench_progress(progress_label, i, n);
     }
     double send_seconds = (double)(bench_now_ns() - t0) / 1e9;
     if (rc == 0)
@@ -630,27 +641,35 @@ typedef struct scenario {
     const char *name;
     int (*run)(const bench_opts *, uint64_t, scenario_result *);
     uint64_t default_messages;
+    bench_unit unit;
 } scenario;
 
 static const scenario scenarios[] = {
-    {"static", scenario_static, 10000000},
-    {"param", scenario_param, 5000000},
-    {"regex", scenario_regex, 5000000},
-    {"fanout", scenario_fanout, 5000000},
-    {"keyed", scenario_keyed, 2000000},
-    {"batch", scenario_batch, 10000000},
-    {"multi", scenario_multi, 10000000},
-    {"pingpong", scenario_pingpong, 1000000},
-    {"full-fail", scenario_full_fail, 1000000},
-    {"full-block", scenario_full_block, 1000000},
-    {"full-drop-oldest", scenario_full_drop_oldest, 1000000},
-    {"full-drop-newest", scenario_full_drop_newest, 1000000},
-    {"idle", scenario_idle, 0},
+    {"static", scenario_static, 10000000, BENCH_MSGS},
+    {"param", scenario_param, 5000000, BENCH_MSGS},
+    {"regex", scenario_regex, 5000000, BENCH_MSGS},
+    {"fanout", scenario_fanout, 5000000, BENCH_MSGS},
+    {"keyed", scenario_keyed, 2000000, BENCH_MSGS},
+    {"batch", scenario_batch, 10000000, BENCH_MSGS},
+    {"multi", scenario_multi, 10000000, BENCH_MSGS},
+    {"pingpong", scenario_pingpong, 1000000, BENCH_ROUND_TRIPS},
+    {"full-fail", scenario_full_fail, 1000000, BENCH_MSGS},
+    {"full-block", scenario_full_block, 1000000, BENCH_MSGS},
+    {"full-drop-oldest", scenario_full_drop_oldest, 1000000, BENCH_MSGS},
+    {"full-drop-newest", scenario_full_drop_newest, 1000000, BENCH_MSGS},
+    {"idle", scenario_idle, 0, BENCH_MSGS},
 };
+
+#define NSCENARIOS (sizeof scenarios / sizeof scenarios[0])
 
 static int run_scenario(const bench_opts *o, const scenario *sc)
 {
     scenario_result res = {0};
+    if (o->scenario)
+        snprintf(progress_label, sizeof progress_label, "throughput %s", sc->name);
+    else
+        snprintf(progress_label, sizeof progress_label, "throughput %s (%d/%d)", sc->name,
+                 (int)(sc - scenarios) + 1, (int)NSCENARIOS);
     uint64_t n = o->messages ? o->messages : sc->default_messages;
     int rc = sc->run(o, n, &res);
     if (rc != 0) {
@@ -661,7 +680,7 @@ static int run_scenario(const bench_opts *o, const scenario *sc)
     snprintf(extra, sizeof extra, "\"workers\":%u,\"messages\":%" PRIu64 "%s%s",
              worker_count(o), res.messages, res.extra[0] ? "," : "", res.extra);
     double rate = res.seconds > 0 ? (double)res.messages / res.seconds : 0;
-    bench_report(o, "throughput", sc->name, "msgs_per_s", rate, res.seconds, extra);
+    bench_report(o, "throughput", sc->name, sc->unit, rate, res.seconds, extra);
     return 0;
 }
 
@@ -669,7 +688,7 @@ static int bench_throughput(const bench_opts *o)
 {
     int failures = 0;
     bool found = false;
-    for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
+    for (size_t i = 0; i < NSCENARIOS; i++) {
         if (o->scenario && strcmp(o->scenario, scenarios[i].name) != 0)
             continue;
         found = true;
