@@ -174,7 +174,7 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
                  (unsigned long long)s.activation_p50_ns, (unsigned long long)s.activation_p99_ns,
                  rss_per, (double)usable + buckets_per, sizeof(hyi_actor), usable,
                  (unsigned long long)rss0, (unsigned long long)rss1, s.workers);
-        bench_report(o, "actors", "activate", "ops_per_s", (double)n / secs, secs, extra);
+        bench_report(o, "actors", "activate", BENCH_OPS, (double)n / secs, secs, extra);
     }
 
     /* Passivate them all: no more messages, the idle timeout does it. The
@@ -208,7 +208,7 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
                  (unsigned long long)rss2, (unsigned long long)rss3,
                  (double)rss2 / (double)rss0, (double)rss3 / (double)rss0,
                  (unsigned long long)pool_delta, ((double)rss3 - (double)pool_delta) / (double)rss0);
-        bench_report(o, "actors", "passivate", "ops_per_s", psecs > 0 ? (double)n / psecs : 0,
+        bench_report(o, "actors", "passivate", BENCH_OPS, psecs > 0 ? (double)n / psecs : 0,
                      psecs, extra);
     }
     hy_kernel_close(k);
@@ -336,7 +336,7 @@ static int sc_reactivate(const bench_opts *o)
              (unsigned long long)s.activations, (unsigned long long)s.journal_replayed,
              (unsigned long long)p50, (unsigned long long)p99,
              (unsigned long long)s.activation_p50_ns, (unsigned long long)s.activation_p99_ns);
-    bench_report(o, "actors", "reactivate-lmdb", "ops_per_s", (double)n / secs, secs, extra);
+    bench_report(o, "actors", "reactivate-lmdb", BENCH_OPS, (double)n / secs, secs, extra);
     ret = s.activations == n ? 0 : -1;
 out:
     free(lat);

@@ -37,15 +37,31 @@ uint64_t bench_cpu_ns(void);
 uint64_t bench_rss_bytes(void);
 /* Sort a sample array and return its q-quantile (0 <= q <= 1). */
 uint64_t bench_quantile(uint64_t *samples, uint64_t n, double q);
-/* Progress on stderr, only when stderr is a terminal: "label: done/total". */
+/* Progress on stderr, only when stderr is a terminal: the label, the percent
+ * done and the time left, on one line rewritten in place (at most ten times a
+ * second, so a family may call it often) and cleared by the next result row. */
 void bench_progress(const char *label, uint64_t done, uint64_t total);
 
+/* What a result's rate counts. The JSON key is "msgs_per_s" for messages and
+ * round trips (the peers' run.sh reads pingpong's there; its extra fields say
+ * "unit":"round_trips"), "ops_per_s" for operations; the table names the unit. */
+typedef enum bench_unit {
+    BENCH_MSGS,        /* "msgs_per_s", msgs/s */
+    BENCH_OPS,         /* "ops_per_s", ops/s */
+    BENCH_ROUND_TRIPS, /* "msgs_per_s", round trips/s */
+} bench_unit;
+/* Or'ed into a bench_unit: the line is a peer's or a baseline's (jemalloc, raw
+ * LMDB), not hypha's, so the table's closing summary leaves it out of "best". */
+#define BENCH_PEER 0x100
+
 /* Result line: the fields every line has, then extra "key":value pairs given as
- * a pre-formatted JSON fragment (may be NULL), e.g. "\"p50_ns\":120". With
- * --json it prints the object; otherwise a row of the human table. `rate_key`
- * is "msgs_per_s" or "ops_per_s". */
+ * a pre-formatted flat JSON fragment (may be NULL), e.g. "\"p50_ns\":120". With
+ * --json it prints the object. Otherwise a row of the human table: the rate
+ * with k/M suffixes and its unit, the time, and one short line of details made
+ * from the extra fields (latencies first, *_ns shown in ns/us/ms/s; inputs such
+ * as "messages" only in the JSON). After the family, the driver closes the table
+ * with the best figures and, for throughput, the last bench-peers ratios. */
 void bench_report(const bench_opts *opts, const char *bench, const char *scenario,
-                  const char *rate_key, double rate, double seconds,
-                  const char *extra_json);
+                  unsigned unit, double rate, double seconds, const char *extra_json);
 
 #endif

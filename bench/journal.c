@@ -255,7 +255,7 @@ static int run_pair(const bench_opts *o, bool sync, bool want_raw, bool want_gc)
                  "\"bytes_per_msg\":%.1f,\"rounds\":%d",
                  (unsigned long long)n, PAYLOAD, median3(raw_bpm, ROUNDS), ROUNDS);
         bench_report(o, "journal", sync ? "raw-lmdb-sync" : "raw-lmdb-nosync",
-                     "msgs_per_s", raw_med, median3(raw_s, ROUNDS), extra);
+                     BENCH_MSGS | BENCH_PEER, raw_med, median3(raw_s, ROUNDS), extra);
     }
     if (want_gc) {
         double gc_med = median3(gc_rate, ROUNDS);
@@ -265,7 +265,7 @@ static int run_pair(const bench_opts *o, bool sync, bool want_raw, bool want_gc)
                  (unsigned long long)n, PAYLOAD, gc_med / raw_med,
                  median3(gc_p50, ROUNDS), median3(gc_bpm, ROUNDS), ROUNDS);
         bench_report(o, "journal", sync ? "group-commit-sync" : "group-commit-nosync",
-                     "msgs_per_s", gc_med, median3(gc_s, ROUNDS), extra);
+                     BENCH_MSGS, gc_med, median3(gc_s, ROUNDS), extra);
     }
     return 0;
 }
@@ -346,7 +346,7 @@ static int sc_recovery(const bench_opts *o)
              "\"entries\":%llu,\"payload_bytes\":%d,\"bytes_per_msg\":%.1f,\"rounds\":%d",
              (unsigned long long)n, PAYLOAD,
              (double)data_file_bytes(t.env) / (double)n, ROUNDS);
-    bench_report(o, "journal", "recovery", "msgs_per_s", median3(rates, ROUNDS),
+    bench_report(o, "journal", "recovery", BENCH_MSGS, median3(rates, ROUNDS),
                  median3(secs, ROUNDS), extra);
     ret = 0;
 out:
@@ -407,13 +407,13 @@ static int sc_snapshot(const bench_opts *o)
              "\"state_bytes\":1024,\"ops\":%llu,\"p50_ns\":%llu,\"p99_ns\":%llu",
              (unsigned long long)n, (unsigned long long)bench_quantile(save_ns, n, 0.5),
              (unsigned long long)bench_quantile(save_ns, n, 0.99));
-    bench_report(o, "journal", "snapshot-save-nosync", "ops_per_s",
+    bench_report(o, "journal", "snapshot-save-nosync", BENCH_OPS,
                  (double)n / save_secs, save_secs, extra);
     snprintf(extra, sizeof extra,
              "\"state_bytes\":1024,\"ops\":%llu,\"p50_ns\":%llu,\"p99_ns\":%llu",
              (unsigned long long)n, (unsigned long long)bench_quantile(load_ns, n, 0.5),
              (unsigned long long)bench_quantile(load_ns, n, 0.99));
-    bench_report(o, "journal", "snapshot-load-nosync", "ops_per_s",
+    bench_report(o, "journal", "snapshot-load-nosync", BENCH_OPS,
                  (double)n / load_secs, load_secs, extra);
     ret = 0;
 out:
@@ -521,7 +521,7 @@ static int run_kernel(const bench_opts *o, bool keyed, bool sync)
              raw_med, med / raw_med, median3(p50, ROUNDS), median3(bpm, ROUNDS), ROUNDS);
     snprintf(name, sizeof name, "persistent-%s-%s", keyed ? "keyed" : "static",
              sync ? "sync" : "nosync");
-    bench_report(o, "journal", name, "msgs_per_s", med, median3(secs, ROUNDS), extra);
+    bench_report(o, "journal", name, BENCH_MSGS, med, median3(secs, ROUNDS), extra);
     return 0;
 }
 

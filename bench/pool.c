@@ -327,7 +327,8 @@ static int scenario(const bench_opts *opts, const char *name, run_fn run, uint64
                      "\"pool_reuse_rate\":%.4f,\"pool_bytes_reserved\":%llu",
                      med[K_JEMALLOC] / med[K_POOL], med[K_GLIBC] / med[K_POOL],
                      st.reuse_rate, (unsigned long long)st.bytes_reserved);
-        bench_report(opts, "pool", sc, "ops_per_s", (double)n / med[k], med[k], ex);
+        unsigned unit = k == K_POOL ? BENCH_OPS : BENCH_OPS | BENCH_PEER;
+        bench_report(opts, "pool", sc, unit, (double)n / med[k], med[k], ex);
     }
     return 0;
 }

@@ -390,7 +390,7 @@ static int run_mixed(const bench_opts *o, uint64_t total)
                  kname, kind_routes, n, (double)kind_ns / 1e6,
                  (double)kind_bytes / (double)kind_routes, rm, (double)r3_ns / 1e6,
                  (double)r3_bytes / (double)t.n, hm / rm, r3_wrong);
-        bench_report(o, "router", scen, "ops_per_s", hm, hy_secs / ROUNDS, extra);
+        bench_report(o, "router", scen, BENCH_OPS, hm, hy_secs / ROUNDS, extra);
         free(list);
     }
     match_entry_free(e);
@@ -422,7 +422,7 @@ static int run_table(const bench_opts *o, table *t, uint64_t total)
                  "\"table\":\"%s\",\"routes\":%zu,\"compile_ms\":%.3f,\"bytes_per_route\":%.0f",
                  t->name, nroutes, (double)ns / 1e6,
                  (double)hyi_router_memory(r) / (double)nroutes);
-        bench_report(o, "router", t->name, "ops_per_s", median(hy, ROUNDS), secs / ROUNDS,
+        bench_report(o, "router", t->name, BENCH_OPS, median(hy, ROUNDS), secs / ROUNDS,
                      extra);
     }
     free(list);

@@ -7,14 +7,19 @@
 #   zmq-inproc    then  hypha-bench throughput --scenario static
 #   caf-pingpong  then  hypha-bench throughput --scenario pingpong
 #
-# stdout: every raw JSON line, then per contender a "median-*" line and per pair
-# a "ratio-*" line (hypha/peer of the medians), all in the docs/ARCHITECTURE.md §6 contract.
-# stderr: a table for people. The static scenario's samples from both of its
-# slots form one median. Pingpong figures are round trips per second on both
-# sides, so hypha's pingpong must count round trips too.
+# stdout: every raw JSON line, then per contender a "median-*" line (the median
+# of its runs' msgs_per_s and of their seconds) and per pair a "ratio-*" line
+# (hypha/peer of the medians; its seconds: all runs of both), all in the
+# docs/ARCHITECTURE.md §6 contract. The median and ratio lines are also saved
+# to $RATIOS, where hypha-bench's table finds them for its closing summary
+# (only after a run without failures). stderr: a table for people. The static
+# scenario's samples from both of its slots form one median. Pingpong figures
+# are round trips per second on both sides, so hypha's pingpong must count
+# round trips too.
 #
 # Environment (defaults are the full sizes):
 #   BUILD=build  HYPHA_BENCH=$BUILD/hypha-bench  PEERS_DIR=$BUILD/peers
+#   RATIOS=$BUILD/peers/last-ratios.jsonl (hypha-bench reads <its folder>/peers/)
 #   PEER_MESSAGES=10000000  PEER_ROUNDTRIPS=1000000  ROUNDS=5
 #   WORKERS=<online CPUs>   scheduler threads for CAF and hypha alike
 #
@@ -26,6 +31,7 @@ set -u
 BUILD=${BUILD:-build}
 HYPHA_BENCH=${HYPHA_BENCH:-$BUILD/hypha-bench}
 PEERS_DIR=${PEERS_DIR:-$BUILD/peers}
+RATIOS=${RATIOS:-$BUILD/peers/last-ratios.jsonl}
 PEER_MESSAGES=${PEER_MESSAGES:-10000000}
 PEER_ROUNDTRIPS=${PEER_ROUNDTRIPS:-1000000}
 ROUNDS=${ROUNDS:-5}
@@ -132,9 +138,9 @@ done
 # summary: medians, then ratios, as JSON on stdout and a table on stderr.
 awk -v rounds="$ROUNDS" -v msgs="$PEER_MESSAGES" -v trips="$PEER_ROUNDTRIPS" \
     -v workers="$WORKERS" -v table="$tmp/table" '
-function median(c,    n, i, j, t, a) {
+function median(v, c,    n, i, j, t, a) {
     n = 0
-    for (i = 1; i <= cnt[c]; i++) a[++n] = rate[c, i]
+    for (i = 1; i <= cnt[c]; i++) a[++n] = v[c, i]
     for (i = 2; i <= n; i++) {          # insertion sort: a handful of samples
         t = a[i]
         for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]
@@ -144,19 +150,20 @@ function median(c,    n, i, j, t, a) {
 }
 function size(c) { return c ~ /pingpong/ ? trips : msgs }
 function unit(c) { return c ~ /pingpong/ ? ",\"unit\":\"round_trips\"" : "" }
-{ cnt[$1]++; rate[$1, cnt[$1]] = $2 + 0; secs[$1] += $3 }
+{ cnt[$1]++; rate[$1, cnt[$1]] = $2 + 0; secs[$1, cnt[$1]] = $3 + 0; total[$1] += $3 }
 END {
-    printf "%-16s %16s %8s %10s\n", "contender", "median msgs/s", "samples", "seconds" > table
+    printf "%-16s %16s %8s %10s\n", "contender", "median msgs/s", "samples", "median s" > table
     split("caf-count zmq-inproc caf-pingpong hypha-static hypha-pingpong", order, " ")
     for (k = 1; k <= 5; k++) {
         c = order[k]
         if (!(c in cnt)) continue
-        med[c] = median(c)
+        med[c] = median(rate, c)
+        s = median(secs, c)
         printf "{\"bench\":\"peers\",\"scenario\":\"median-%s\",\"msgs_per_s\":%.0f," \
                "\"seconds\":%.3f,\"samples\":%d,\"rounds\":%d,\"messages\":%.0f," \
-               "\"workers\":%d%s}\n", c, med[c], secs[c], cnt[c], rounds, size(c),
+               "\"workers\":%d%s}\n", c, med[c], s, cnt[c], rounds, size(c),
                workers, unit(c)
-        printf "%-16s %16.0f %8d %10.3f\n", c, med[c], cnt[c], secs[c] > table
+        printf "%-16s %16.0f %8d %10.3f\n", c, med[c], cnt[c], s > table
     }
     split("static:caf-count static:zmq-inproc pingpong:caf-pingpong", pairs, " ")
     header = 0
@@ -168,13 +175,19 @@ END {
         printf "{\"bench\":\"peers\",\"scenario\":\"ratio-%s-vs-%s\",\"msgs_per_s\":%.0f," \
                "\"seconds\":%.3f,\"hypha_msgs_per_s\":%.0f,\"peer_msgs_per_s\":%.0f," \
                "\"ratio\":%.3f,\"rounds\":%d,\"messages\":%.0f,\"workers\":%d%s}\n",
-               hp[1], p, med[h], secs[h] + secs[p], med[h], med[p], ratio, rounds,
+               hp[1], p, med[h], total[h] + total[p], med[h], med[p], ratio, rounds,
                size(p), workers, unit(p)
         if (!header++) printf "\n%-28s %8s\n", "hypha/peer (medians)", "ratio" > table
         printf "%-28s %8.3f\n", hp[1] " vs " p, ratio > table
     }
-}' "$tmp/samples"
+}' "$tmp/samples" >"$tmp/summary"
+cat "$tmp/summary"
 [ -f "$tmp/table" ] && cat "$tmp/table" >&2
+# Replace the saved figures only with a whole, failure-free run's, in one step.
+if [ "$failed" -eq 0 ] && [ -s "$tmp/summary" ]; then
+    mkdir -p "$(dirname "$RATIOS")" && cp "$tmp/summary" "$RATIOS.new" &&
+        mv "$RATIOS.new" "$RATIOS" && echo "saved to $RATIOS" >&2
+fi
 
 [ "$failed" -ne 0 ] && exit 1
 [ "$unavailable" -ne 0 ] && exit 3
