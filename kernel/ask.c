@@ -89,8 +89,8 @@ static uint32_t asker_wait(hyi_asker *a, int timeout_ms)
     }
 }
 
-int hy_ask(hy_kernel *k, const char *path, const void *payload, size_t len, void **reply,
-           size_t *reply_len, int timeout_ms)
+static int ask(hy_kernel *k, hy_principal *const *as, const char *path, const void *payload,
+               size_t len, void **reply, size_t *reply_len, int timeout_ms)
 {
     if (!k || !reply)
         return hyi_fail(HY_EINVAL, "hy_ask: NULL kernel or reply");
@@ -109,7 +109,7 @@ int hy_ask(hy_kernel *k, const char *path, const void *payload, size_t len, void
     atomic_store_explicit(&a->refs, 2, memory_order_relaxed);
     atomic_store_explicit(&a->state, ASK_WAITING, memory_order_relaxed);
     bool hooked = false;
-    int rc = hyi_send(k, path, payload, len, NULL, &a->hook, &hooked);
+    int rc = hyi_send(k, as, path, payload, len, NULL, &a->hook, &hooked);
     if (!hooked)
         asker_unref(a); /* no request was built: the hook will never run */
     if (rc == 0) {
@@ -135,6 +135,18 @@ int hy_ask(hy_kernel *k, const char *path, const void *payload, size_t len, void
     return rc;
 }
 
+int hy_ask(hy_kernel *k, const char *path, const void *payload, size_t len, void **reply,
+           size_t *reply_len, int timeout_ms)
+{
+    return ask(k, NULL, path, payload, len, reply, reply_len, timeout_ms);
+}
+
+int hy_ask_as(hy_kernel *k, hy_principal *p, const char *path, const void *payload,
+              size_t len, void **reply, size_t *reply_len, int timeout_ms)
+{
+    return ask(k, &p, path, payload, len, reply, reply_len, timeout_ms);
+}
+
 int hy_ask_async(hy_ctx *ctx, const char *path, const void *payload, size_t len,
                  const char *reply_to)
 {
@@ -143,7 +155,7 @@ int hy_ask_async(hy_ctx *ctx, const char *path, const void *payload, size_t len,
     int rc = hyi_path_check(reply_to, strnlen(reply_to, HYI_PATH_MAX + 1));
     if (rc != 0)
         return hyi_fail(rc, "reply_to '%s' is not a valid path", reply_to);
-    return hyi_send(ctx->k, path, payload, len, reply_to, NULL, NULL);
+    return hyi_send(ctx->k, NULL, path, payload, len, reply_to, NULL, NULL);
 }
 
 /* Hand a reply to the asker; counted as a dead letter if it gave up. */
@@ -186,7 +198,7 @@ int hy_reply(hy_ctx *ctx, const void *payload, size_t len)
     } else if (msg->flags & HYI_MSG_REPLY_TO) {
         const hy_msg *body = hyi_msg_body(msg);
         const char *reply_to = (const char *)hyi_msg_payload(msg) + body->payload_len;
-        rc = hyi_send(k, reply_to, payload, len, NULL, NULL, NULL);
+        rc = hyi_send(k, NULL, reply_to, payload, len, NULL, NULL, NULL);
     } else {
         return hyi_fail(HY_ENOENT, "this message carries no reply address");
     }

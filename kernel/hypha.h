@@ -251,6 +251,9 @@ typedef struct hy_route {
     const char *key;    /* NULL: messages go to the subsystem's one actor.
                            A capture's name ("id"): each distinct value of it is
                            its own actor, created by its first message */
+    const char *scope;  /* NULL: the subsystem's scope (hy_subsystem_def.scope).
+                           A scope ("orders:write"): only a sender whose
+                           principal holds it may send here; see "principals" */
 } hy_route;
 
 /* Supervision strategies, for a handler that returns an error. */
@@ -352,6 +355,13 @@ typedef struct hy_subsystem_def {
     uint32_t idle_timeout_ms;
     uint64_t max_active_actors;
     int (*passivate)(void *udata, const char *key, size_t key_len, void *state);
+
+    /* Permissions (see "principals"). scope: the scope of every route that
+     * names none; NULL: none. trusted: its handlers act as themselves, with
+     * the kernel's trusted principal, instead of as the principal of the
+     * message they handle. */
+    const char *scope;
+    int trusted;
 } hy_subsystem_def;
 
 /* A passivate callback for actors whose state need not be kept: returns 0. */
@@ -591,6 +601,7 @@ typedef struct hy_subsystem_stats {
     uint64_t queued;  /* mailbox depth summed over the subsystem's actors */
     uint64_t actors;  /* its own actor plus its active keyed actors */
     uint64_t activations, passivations; /* of its keyed actors, as in hy_stats */
+    uint64_t refused; /* sends refused with HY_EPERM: a scope their principal lacks */
 } hy_subsystem_stats;
 
 /* Returns 0, HY_ENOENT (no such subsystem) or HY_EINVAL. */
@@ -609,6 +620,8 @@ typedef struct hy_subsystem_info {
                                   routes built-ins add under kernel://) */
     uint32_t idle_timeout_ms;  /* its passivation policy; 0 = none, and both */
     uint64_t max_active;       /* are 0 when it cannot passivate */
+    const char *const *scopes; /* the scope each route requires, parallel to
+                                  routes; NULL where none */
 } hy_subsystem_info;
 
 /* Every registered subsystem, newest registered first, "kernel" (the oldest)
@@ -619,6 +632,67 @@ typedef struct hy_subsystem_info {
  * Returns 0, HY_EINVAL (a NULL argument) or HY_ENOMEM; on error *out is NULL
  * and *n is 0. */
 HY_API int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n);
+
+/* ---------------------------------------------------------------- principals */
+
+/* Who sends. A principal is a name and a set of scopes; a route may require a
+ * scope (hy_route.scope, or its subsystem's hy_subsystem_def.scope), and a
+ * send, ask, publish or batch whose principal lacks it fails at once with
+ * HY_EPERM, hy_errdetail() naming the route and the missing scope: nothing is
+ * queued or journaled, and the subsystem counts the refusal
+ * (hy_subsystem_stats.refused). A route without a scope costs nothing more.
+ *
+ * Who a message's principal is:
+ *  - hy_send, hy_ask, hy_publish, hy_send_batch, hy_send_durable called from
+ *    outside any handler act as the kernel's trusted principal, which holds
+ *    every scope: a program that holds the kernel is trusted;
+ *  - the *_as calls below act as the principal given (NULL: the trusted one);
+ *  - inside a handler, every send (hy_send, hy_ask_async, hy_reply,
+ *    hy_publish, ...) acts as the principal of the message being handled, so
+ *    a request from outside cannot reach a route it lacks the scope for by
+ *    going through a handler; unless the handler's subsystem is registered
+ *    trusted (hy_subsystem_def.trusted), whose handlers act as the trusted
+ *    principal. A *_as call inside a handler acts as the principal it names.
+ * Messages to a persistent subsystem keep their principal's name in the
+ * journal; a replayed message carries a principal of that name (with no
+ * scopes: replayed handlers send nothing) and is not checked again. */
+typedef struct hy_principal hy_principal;
+
+/* Make a principal of kernel k: name (1 to 64 bytes, copied) and nscopes
+ * scopes (copied; each 1 to 64 bytes). Any thread.
+ * Returns 0, HY_EINVAL (NULL or empty name or scope, scopes NULL with nscopes
+ * > 0), HY_ENOMEM. */
+HY_API int hy_principal_create(hy_kernel *k, const char *name, const char *const *scopes,
+                               size_t nscopes, hy_principal **out);
+
+/* Give up a principal. Its messages already sent keep it alive until they are
+ * handled (or dead letters); the caller must not pass it to another call.
+ * NULL is a no-op. May be called before or after hy_kernel_close. */
+HY_API void hy_principal_destroy(hy_principal *p);
+
+/* The name of the principal a message was sent as; NULL for the kernel's
+ * trusted principal. Valid while the message is (during its handler). */
+HY_API const char *hy_msg_principal(const hy_msg *msg);
+
+/* hy_send, hy_send_durable, hy_send_batch, hy_ask, hy_publish, acting as p
+ * (NULL: the trusted principal). Same errors, and HY_EPERM (a scope p lacks),
+ * HY_EINVAL (p belongs to another kernel). */
+HY_API int hy_send_as(hy_kernel *k, hy_principal *p, const char *path, const void *payload,
+                      size_t len);
+HY_API int hy_send_durable_as(hy_kernel *k, hy_principal *p, const char *path,
+                              const void *payload, size_t len,
+                              void (*on_durable)(void *udata, int status), void *udata);
+HY_API int hy_send_batch_as(hy_kernel *k, hy_principal *p, const hy_send_item *items,
+                            size_t n, size_t *accepted);
+HY_API int hy_ask_as(hy_kernel *k, hy_principal *p, const char *path, const void *payload,
+                     size_t len, void **reply, size_t *reply_len, int timeout_ms);
+HY_API int hy_publish_as(hy_kernel *k, hy_principal *p, const char *path,
+                         const void *payload, size_t len, size_t *delivered);
+
+/* hy_subscribe whose subscription requires scope (NULL: none): a publish
+ * whose principal lacks it fails with HY_EPERM and delivers to nobody. */
+HY_API int hy_subscribe_scoped(hy_kernel *k, const char *pattern, const char *scope,
+                               hy_handler handler, void *udata, uint64_t *id);
 
 /* ---------------------------------------------------------------- built-in subsystems */
 
@@ -639,9 +713,11 @@ HY_API int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n);
  *      restarts, stopped, subsystems, actors, workers, steals, parks,
  *      pool: {created, reused, in_use, peak, bytes_reserved, reuse_rate},
  *      per_subsystem: [{name: string, sent, handled, failed, dead, queued,
- *                       actors}, ...]}
- *   kernel://routes  {subsystems: [{name: string, routes: [pattern, ...]}, ...]},
- *                    each subsystem's patterns in registration order
+ *                       actors, refused}, ...]}
+ *   kernel://routes  {subsystems: [{name: string, routes: [pattern, ...],
+ *                     scopes: [scope or null, ...]}, ...]},
+ *                    each subsystem's patterns in registration order, and
+ *                    the scope each requires (null: none)
  *   kernel://actors  {subsystems: [{name: string, actors, keyed, active,
  *                     activations, passivations, idle_timeout_ms,
  *                     max_active}, ...], total}

@@ -67,6 +67,7 @@ int hy_kernel_open(hy_kernel **out, const hy_config *config)
         return rc;
     }
     pthread_mutex_init(&k->registry_lock, NULL);
+    pthread_mutex_init(&k->scope_lock, NULL);
     rc = hyi_persist_open(k);
     /* The kernel's own subsystem, made with no route: built-ins add theirs
      * under kernel:// (hypha_ext.h). It owns every subscription's actor, so
@@ -181,5 +182,7 @@ void hy_kernel_close(hy_kernel *k)
     hyi_router_destroy(k->router);
     hyi_pool_destroy(k->pool);
     pthread_mutex_destroy(&k->registry_lock);
+    hyi_scopes_free(k);
+    pthread_mutex_destroy(&k->scope_lock);
     free(k);
 }

@@ -57,6 +57,8 @@ typedef struct hyi_route_binding {
     void *udata;
     int key_index;              /* capture that keys actors, -1 for none */
     uint32_t nparams;
+    uint32_t scope;             /* interned scope a sender must hold; 0: none */
+    char *scope_name;           /* its name, for errors and introspection */
     char *pattern;
     char *param_names[HYI_MAX_PARAMS];
     struct hyi_route_binding *next; /* the kernel's list of every route, for close */
@@ -65,6 +67,8 @@ typedef struct hyi_route_binding {
 int hyi_route_binding_make(hyi_subsys *sub, const char *pattern, const hyi_param_names *names,
                            hy_handler handler, void *udata, const char *key,
                            hyi_route_binding **out);
+/* Give a binding the scope its senders must hold (NULL: none). */
+int hyi_route_binding_scope(hy_kernel *k, hyi_route_binding *r, const char *scope);
 void hyi_route_binding_free(hyi_route_binding *r);
 
 /* A subsystem. Its counters sit on their own cache lines: senders bump `sent`,
@@ -107,6 +111,9 @@ struct hyi_subsys {
     int jan_slot;               /* the passivation thread's own (this round's index) */
     /* relaxed counters: statistics only */
     _Atomic uint64_t activations, passivations;
+    _Atomic uint64_t refused;   /* sends refused for a scope (principal.c) */
+    /* Its handlers' sends act as the trusted principal (hy_subsystem_def.trusted). */
+    bool trusted;
     char name[HYI_NAME_MAX + 1];
 };
 
@@ -114,6 +121,48 @@ struct hyi_subsys {
  * unbounded, so deliveries need no admission). *out is the subsystem. */
 int hyi_subsystem_register_internal(hy_kernel *k, const char *name,
                                     const hy_subsystem_def *def, hyi_subsys **out);
+
+/* ================================================================ principal.c
+ * Principals and scopes: who sends, and what a route requires. */
+
+struct hy_principal {
+    /* One for its owner until hy_principal_destroy, one per message made as
+     * it: the last reference frees it. */
+    _Atomic uint64_t refs;
+    const hy_kernel *k;         /* compared, never followed: scope ids are per kernel */
+    uint32_t nwords;            /* bit i of bits: it holds scope id i */
+    char name[HYI_NAME_MAX + 1];
+    uint64_t bits[];
+};
+
+/* The id of a scope name, made on first use (1, 2, ...). HY_EINVAL for an
+ * empty or too long name, HY_ENOMEM. */
+int hyi_scope_intern(hy_kernel *k, const char *name, uint32_t *id);
+void hyi_scopes_free(hy_kernel *k);
+
+/* Does p (NULL: the trusted principal) hold scope id (not 0)? */
+static inline bool hyi_principal_holds(const hy_principal *p, uint32_t scope)
+{
+    if (!p)
+        return true;
+    uint32_t word = scope / 64;
+    return word < p->nwords && (p->bits[word] >> (scope % 64) & 1);
+}
+
+/* A reference for a message made as p; the caller holds one already. */
+static inline void hyi_principal_ref(hy_principal *p)
+{
+    /* relaxed: the caller's own reference keeps p alive; the release that
+     * drops this one is ordered by the acq_rel in hyi_principal_unref */
+    if (p)
+        atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+void hyi_principal_unref(hy_principal *p);
+/* A principal with this name and no scope, owned by its one reference: what
+ * a replayed message carries. NULL when out of memory. */
+hy_principal *hyi_principal_transient(const char *name, size_t len);
+/* A send to route refused for p: counted, HY_EPERM with the detail. */
+int hyi_refuse(hyi_route_binding *route, const hy_principal *p);
 
 /* ================================================================ actor.c
  * Actors and the keyed-actor table. */
@@ -314,6 +363,10 @@ struct hy_kernel {
     hyi_worker *workers;
 
     pthread_mutex_t registry_lock; /* serialises registration and shutdown */
+    /* Interned scope names (principal.c): id i + 1 is scope_names[i]. */
+    pthread_mutex_t scope_lock;
+    char **scope_names;
+    uint32_t nscopes;
     hyi_subsys *subsystems;        /* read by stats under registry_lock */
     uint64_t nsubsystems;
     hyi_route_binding *routes;
@@ -354,23 +407,13 @@ struct hy_ctx {
 /* The handler context this thread is running, if any. */
 extern _Thread_local hy_ctx *hyi_running;
 
-/* The message and actor this thread's handler for k is running, if any. */
-static inline const hy_msg *hyi_current_msg(hy_kernel *k, hyi_actor **actor)
-{
-    hy_ctx *c = hyi_running;
-    if (!c || c->k != k)
-        return NULL;
-    *actor = c->actor;
-    return c->msg;
-}
-
 /* Run up to `batch` messages of a scheduled actor. */
 void hyi_actor_run(hyi_worker *w, hyi_actor *actor);
 
 /* ================================================================ message.c
  * The message: its layout, building one, releasing it. */
 
-/* One pooled block: this 56-byte header, nparams slices, the path and its
+/* One pooled block: this 64-byte header, nparams slices, the path and its
  * NUL, then the payload at a 16-byte boundary, then the rare parts, named by
  * flags: for a request made with hy_ask_async, the reply-to path and its NUL;
  * then, 8-byte aligned, the slot (a release hook, see below) and a persistent
@@ -391,6 +434,7 @@ struct hy_msg {
     uint64_t trace_id;
     uint64_t sent_ns;           /* CLOCK_MONOTONIC_COARSE at send */
     uint64_t sender;            /* actor id, 0 from outside the kernel */
+    hy_principal *principal;    /* NULL: the trusted principal; else a reference */
     uint32_t payload_len;
     uint16_t path_len;
     uint8_t nparams;
@@ -488,15 +532,24 @@ typedef struct hyi_stamp {
     uint64_t sent_ns;
     uint64_t trace_id; /* 0: each message starts its own trace */
     uint64_t sender;
+    hy_principal *principal; /* NULL: the trusted principal */
 } hyi_stamp;
 
+/* A handler's sends act as the principal of the message it handles, unless
+ * its subsystem is trusted; sends from outside act as the trusted one. */
 static inline void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
 {
     stamp->sent_ns = hyi_coarse_ns(); /* see clock.h: a fine clock costs a third */
-    hyi_actor *current_actor = NULL;
-    const hy_msg *current = hyi_current_msg(k, &current_actor);
-    stamp->trace_id = current ? current->trace_id : 0;
-    stamp->sender = current_actor ? current_actor->id : 0;
+    hy_ctx *c = hyi_running;
+    if (HY_LIKELY(!c || c->k != k)) {
+        stamp->trace_id = 0;
+        stamp->sender = 0;
+        stamp->principal = NULL;
+        return;
+    }
+    stamp->trace_id = c->msg->trace_id;
+    stamp->sender = c->actor->id;
+    stamp->principal = c->sub->trusted ? NULL : c->msg->principal;
 }
 
 /* Message ids: a per-thread block of a global counter, one atomic add per
@@ -540,6 +593,8 @@ hyi_msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m, const 
     msg->sent_ns = stamp->sent_ns;
     msg->trace_id = stamp->trace_id ? stamp->trace_id : msg->id;
     msg->sender = stamp->sender;
+    msg->principal = stamp->principal;
+    hyi_principal_ref(stamp->principal);
     msg->payload_len = (uint32_t)len;
     msg->path_len = (uint16_t)path_len;
     msg->nparams = (uint8_t)nparams;
@@ -609,12 +664,13 @@ static inline bool hyi_actor_give_up(hyi_actor *actor)
 /* ================================================================ send.c
  * hy_send, hy_send_durable, hy_send_batch: routing, admission, delivery. */
 
-/* hy_send with an optional reply-to path (hy_ask_async) or release hook
+/* hy_send acting as *as (as NULL: as the context decides, see hyi_stamp_take)
+ * with an optional reply-to path (hy_ask_async) or release hook
  * (hy_ask's waiter), which the message holds from the moment it is built:
  * *hooked (may be NULL) says whether it was, so the caller knows whether
  * the hook's `released` will be called. */
-int hyi_send(hy_kernel *k, const char *path, const void *payload, size_t len,
-             const char *reply_to, hyi_msg_hook *hook, bool *hooked);
+int hyi_send(hy_kernel *k, hy_principal *const *as, const char *path, const void *payload,
+             size_t len, const char *reply_to, hyi_msg_hook *hook, bool *hooked);
 /* Count n messages (all for this actor, linked first..last) as sent to its
  * subsystem and push them (hyi_actor_push). The one place where a sent
  * message reaches an actor; journaled messages skip the count (persistent.c

@@ -40,6 +40,8 @@ void hyi_msg_release(hy_kernel *k, hy_msg *msg)
         if (hook)
             hook->released(k, msg, hook);
     }
+    if (HY_UNLIKELY(msg->principal != NULL))
+        hyi_principal_unref(msg->principal);
     hyi_pool_release(k->pool, msg);
 }
 

@@ -56,6 +56,12 @@
 #include "journal.h"
 #include "kernel.h"
 
+/* Record flags (the journal keeps them for the kernel). JREC_PRINCIPAL: the
+ * message was sent as a principal, whose name is stored before the path,
+ * "name\0path", so the journal's format needs no field of its own for it and
+ * entries written before principals existed read as the trusted one's. */
+#define JREC_PRINCIPAL 1
+
 #define DEFAULT_SNAPSHOT_EVERY 1000
 
 struct hyi_persist {
@@ -272,19 +278,53 @@ static int replay_handler(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
     return rc;
 }
 
+/* An entry's path, and the principal it was sent as (NULL: the trusted one):
+ * see JREC_PRINCIPAL. False when the prefix is malformed. */
+static bool entry_path(const hyi_journal_entry *e, const char **path, size_t *path_len,
+                       hy_principal **principal)
+{
+    *path = e->path;
+    *path_len = e->path_len;
+    *principal = NULL;
+    if (!(e->flags & JREC_PRINCIPAL))
+        return true;
+    const char *nul = memchr(e->path, '\0', e->path_len);
+    if (!nul)
+        return false;
+    size_t name_len = (size_t)(nul - e->path);
+    *path = nul + 1;
+    *path_len = e->path_len - name_len - 1;
+    /* NULL when out of memory: the entry then replays as the trusted
+     * principal's, which replayed handlers cannot tell apart but by name */
+    *principal = hyi_principal_transient(e->path, name_len);
+    return true;
+}
+
 static int on_entry(void *user, const hyi_journal_entry *e)
 {
     recovery *r = user;
     hyi_subsys *sub = r->a->sub;
     hyi_match m;
-    if (e->path_len > HYI_PATH_MAX ||
-        hyi_router_match(sub->replay_router, e->path, e->path_len, &m) != 0 ||
-        !belongs(r, &m, e->path)) {
+    const char *path;
+    size_t path_len;
+    hy_principal *principal;
+    if (!entry_path(e, &path, &path_len, &principal) || path_len > HYI_PATH_MAX ||
+        hyi_router_match(sub->replay_router, path, path_len, &m) != 0 ||
+        !belongs(r, &m, path)) {
+        if (principal)
+            hyi_principal_unref(principal);
         count(&r->k->persist->replay_skipped, 1);
         return 0;
     }
-    hy_msg *msg = hyi_msg_new(r->k, m.route, &m, e->path, e->path_len, e->payload,
-                              e->payload_len, NULL, false);
+    /* The stamp of the replay, but the principal of the entry (not checked
+     * again: it was, when the message was sent). */
+    hyi_stamp stamp;
+    hyi_stamp_take(r->k, &stamp);
+    stamp.principal = principal;
+    hy_msg *msg = hyi_msg_build(r->k, m.route, &m, path, path_len, e->payload,
+                                e->payload_len, NULL, false, &stamp);
+    if (principal)
+        hyi_principal_unref(principal); /* the message holds its own */
     if (!msg)
         return hyi_fail(HY_ENOMEM, "replay of '%s': message pool at its cap", sub->name);
     int rc = replay_handler(r->k, r->a, msg);
@@ -422,16 +462,33 @@ static void committed(void *user, uint64_t id, uint64_t seq, int status)
     left_journal(a);
 }
 
-static hyi_journal_rec rec_of(hy_msg *msg)
+/* Bytes rec_of needs in buf for msg: its principal's name, a NUL, its path. */
+static size_t rec_extra(const hy_msg *msg)
+{
+    return msg->principal ? strlen(msg->principal->name) + 1 + msg->path_len : 0;
+}
+
+/* The journal record of msg. A principal's name goes before the path in buf
+ * (rec_extra(msg) bytes; the journal copies the record before submit returns). */
+static hyi_journal_rec rec_of(hy_msg *msg, char *buf)
 {
     hyi_durable *d = hyi_msg_durable(msg);
-    return (hyi_journal_rec){
+    hyi_journal_rec rec = {
         .actor = d->actor->journal_id,
         .path = hyi_msg_path(msg),
         .path_len = msg->path_len,
         .payload = hyi_msg_payload(msg),
         .payload_len = msg->payload_len,
     };
+    if (msg->principal) {
+        size_t name_len = strlen(msg->principal->name);
+        memcpy(buf, msg->principal->name, name_len + 1);
+        memcpy(buf + name_len + 1, rec.path, rec.path_len);
+        rec.path = buf;
+        rec.path_len += name_len + 1;
+        rec.flags = JREC_PRINCIPAL;
+    }
+    return rec;
 }
 
 int hyi_persist_submit(hy_kernel *k, hyi_actor *a, hy_msg *msg)
@@ -440,7 +497,8 @@ int hyi_persist_submit(hy_kernel *k, hyi_actor *a, hy_msg *msg)
      * queue lock and the mailbox push order (as in hyi_actor_push) */
     atomic_fetch_add_explicit(&a->sub->sent, 1, memory_order_relaxed);
     entered_journal(a);
-    hyi_journal_rec rec = rec_of(msg);
+    char buf[HYI_NAME_MAX + 1 + HYI_PATH_MAX];
+    hyi_journal_rec rec = rec_of(msg, buf);
     int rc = hyi_journal_submit(k->persist->j, &rec, committed, msg);
     if (HY_UNLIKELY(rc != 0)) {
         /* relaxed: as above; drain can only have seen it as not yet done */
@@ -458,15 +516,21 @@ int hyi_persist_submit_batch(hy_kernel *k, hy_msg **msgs, size_t n)
         return 0;
     if (n == 1)
         return hyi_persist_submit(k, hyi_msg_durable(msgs[0])->actor, msgs[0]);
-    hyi_journal_rec *recs = malloc(n * sizeof *recs);
+    size_t extra = 0;
+    for (size_t i = 0; i < n; i++)
+        extra += rec_extra(msgs[i]);
+    hyi_journal_rec *recs = malloc(n * sizeof *recs + extra);
+    char *buf = recs ? (char *)(recs + n) : NULL;
     int rc = recs ? 0 : HY_ENOMEM;
     for (size_t i = 0; i < n; i++) {
         hyi_actor *a = hyi_msg_durable(msgs[i])->actor;
         /* relaxed: as in hyi_persist_submit */
         atomic_fetch_add_explicit(&a->sub->sent, 1, memory_order_relaxed);
         entered_journal(a);
-        if (recs)
-            recs[i] = rec_of(msgs[i]);
+        if (recs) {
+            recs[i] = rec_of(msgs[i], buf);
+            buf += rec_extra(msgs[i]);
+        }
     }
     if (rc == 0)
         rc = hyi_journal_submit_batch(k->persist->j, recs, n, committed, (void *const *)msgs);

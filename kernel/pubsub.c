@@ -43,8 +43,6 @@ typedef struct body_head {
 
 _Static_assert(sizeof(body_head) <= BODY_HEAD, "the body header outgrew its room");
 
-_Static_assert(sizeof(body_head) <= BODY_HEAD, "the body head fits its slot");
-
 typedef struct subscription {
     uint64_t id;                  /* its actor's id */
     hyi_router *router;           /* private: one subsystem, one route */
@@ -124,8 +122,8 @@ static int binding_new(hy_kernel *k, const char *pattern, const char *route, siz
 }
 
 /* Compile a pattern into a new, not yet live, subscription. */
-static int subscription_new(hy_kernel *k, const char *pattern, hy_handler handler,
-                            void *udata, subscription **out)
+static int subscription_new(hy_kernel *k, const char *pattern, const char *scope,
+                            hy_handler handler, void *udata, subscription **out)
 {
     const char *sep = strstr(pattern, "://");
     if (!sep)
@@ -145,6 +143,8 @@ static int subscription_new(hy_kernel *k, const char *pattern, hy_handler handle
     s->sys_len = sys_len;
     const char *route = sep + 3;
     int rc = binding_new(k, pattern, route, sys_len + 3, handler, udata, &s->binding);
+    if (rc == 0)
+        rc = hyi_route_binding_scope(k, s->binding, scope);
     if (rc == 0)
         rc = hyi_router_create(&s->router);
     if (rc == 0) {
@@ -190,12 +190,18 @@ static void set_swap(hy_kernel *k, hyi_pubsub *ps, sub_set *next)
 int hy_subscribe(hy_kernel *k, const char *pattern, hy_handler handler, void *udata,
                  uint64_t *id)
 {
+    return hy_subscribe_scoped(k, pattern, NULL, handler, udata, id);
+}
+
+int hy_subscribe_scoped(hy_kernel *k, const char *pattern, const char *scope,
+                        hy_handler handler, void *udata, uint64_t *id)
+{
     if (id)
         *id = 0;
     if (!k || !pattern || !handler)
         return hyi_fail(HY_EINVAL, "hy_subscribe: NULL kernel, pattern or handler");
     subscription *s;
-    int rc = subscription_new(k, pattern, handler, udata, &s);
+    int rc = subscription_new(k, pattern, scope, handler, udata, &s);
     if (rc != 0)
         return rc;
     hyi_pubsub *ps = k->pubsub;
@@ -313,11 +319,12 @@ static void envelope_released(hy_kernel *k, hy_msg *msg, hyi_msg_hook *hook)
     body_unref(k, body_of((body_head *)hook));
 }
 
-/* Build the envelope for one subscription: metadata stamped by hyi_msg_new
- * (an empty path of its own), its captures, and a reference to the body. */
-static hy_msg *envelope_new(hy_kernel *k, subscription *s, const hyi_match *m, hy_msg *body)
+/* Build the envelope for one subscription: the publish's stamp (an empty
+ * path of its own), its captures, and a reference to the body. */
+static hy_msg *envelope_new(hy_kernel *k, subscription *s, const hyi_match *m, hy_msg *body,
+                            const hyi_stamp *stamp)
 {
-    hy_msg *e = hyi_msg_new(k, s->binding, m, "", 0, NULL, 0, NULL, true);
+    hy_msg *e = hyi_msg_build(k, s->binding, m, "", 0, NULL, 0, NULL, true, stamp);
     if (!e)
         return NULL;
     body_head *h = (body_head *)((char *)body - BODY_HEAD);
@@ -334,14 +341,34 @@ static bool sys_matches(const subscription *s, const char *path, size_t sys_len)
     return s->sys_len == sys_len && memcmp(s->sys, path, sys_len) == 0;
 }
 
+/* HY_EPERM if a matching subscription requires a scope the principal lacks:
+ * a publish reaches all its subscribers or none. Subscriptions without a
+ * scope cost one branch. */
+static int check_scopes(const sub_set *set, const char *path, size_t path_len, size_t sys_len,
+                        const hy_principal *principal)
+{
+    for (size_t i = 0; set && i < set->n; i++) {
+        subscription *s = set->s[i];
+        hyi_match m;
+        if (HY_LIKELY(!s->binding->scope) ||
+            hyi_principal_holds(principal, s->binding->scope) ||
+            !sys_matches(s, path, sys_len) || hyi_router_match(s->router, path, path_len, &m))
+            continue;
+        return hyi_refuse(s->binding, principal);
+    }
+    return 0;
+}
+
 /* Deliver to every live subscription that matches; *n counts them. */
 static int deliver_all(hy_kernel *k, const sub_set *set, const char *path, size_t path_len,
-                       const void *payload, size_t len, size_t *n)
+                       const void *payload, size_t len, const hyi_stamp *stamp, size_t *n)
 {
     const char *sep = strstr(path, "://"); /* the path is valid: it has one */
     size_t sys_len = (size_t)(sep - path);
     hy_msg *body = NULL;
-    int rc = 0;
+    int rc = check_scopes(set, path, path_len, sys_len, stamp->principal);
+    if (rc != 0)
+        return rc;
     for (size_t i = 0; set && i < set->n; i++) {
         subscription *s = set->s[i];
         hyi_match m;
@@ -351,7 +378,7 @@ static int deliver_all(hy_kernel *k, const sub_set *set, const char *path, size_
             rc = hyi_fail(HY_ENOMEM, "message pool at its cap");
             break;
         }
-        hy_msg *e = envelope_new(k, s, &m, body);
+        hy_msg *e = envelope_new(k, s, &m, body, stamp);
         if (!e) {
             rc = hyi_fail(HY_ENOMEM, "message pool at its cap after %zu deliveries", *n);
             break;
@@ -364,8 +391,8 @@ static int deliver_all(hy_kernel *k, const sub_set *set, const char *path, size_
     return rc;
 }
 
-int hy_publish(hy_kernel *k, const char *path, const void *payload, size_t len,
-               size_t *delivered)
+static int publish(hy_kernel *k, hy_principal *const *as, const char *path,
+                   const void *payload, size_t len, size_t *delivered)
 {
     size_t n = 0;
     if (delivered)
@@ -373,6 +400,8 @@ int hy_publish(hy_kernel *k, const char *path, const void *payload, size_t len,
     HYI_SUPPRESS_IF_REPLAYING(k); /* persistent.c: a replaying handler's publish */
     if (!k || !path || (!payload && len))
         return hyi_fail(HY_EINVAL, "hy_publish: NULL kernel, path or payload");
+    if (as && *as && (*as)->k != k)
+        return hyi_fail(HY_EINVAL, "principal '%s' belongs to another kernel", (*as)->name);
     if (len > k->max_payload)
         return hyi_fail(HY_ETOOBIG, "payload of %zu bytes; this kernel's limit is %zu", len,
                         k->max_payload);
@@ -392,9 +421,25 @@ int hy_publish(hy_kernel *k, const char *path, const void *payload, size_t len,
     /* seq_cst: the table load L of the epoch argument (router/epoch.c),
      * after the section's announcement */
     const sub_set *set = atomic_load_explicit(&k->pubsub->live, memory_order_seq_cst);
-    rc = deliver_all(k, set, path, path_len, payload, len, &n);
+    hyi_stamp stamp; /* one moment, and one principal, for every envelope */
+    hyi_stamp_take(k, &stamp);
+    if (as)
+        stamp.principal = *as;
+    rc = deliver_all(k, set, path, path_len, payload, len, &stamp, &n);
     hyi_router_read_exit(k->router);
     if (delivered)
         *delivered = n;
     return rc;
+}
+
+int hy_publish(hy_kernel *k, const char *path, const void *payload, size_t len,
+               size_t *delivered)
+{
+    return publish(k, NULL, path, payload, len, delivered);
+}
+
+int hy_publish_as(hy_kernel *k, hy_principal *p, const char *path, const void *payload,
+                  size_t len, size_t *delivered)
+{
+    return publish(k, &p, path, payload, len, delivered);
 }

@@ -62,6 +62,9 @@ place(hy_kernel *k, const hyi_match *m, const char *path, size_t path_len,
                  const hyi_stamp *stamp, hy_msg **msg_out, hyi_actor **actor_out)
 {
     hyi_route_binding *route = m->route;
+    /* A route without a scope pays this one branch. */
+    if (HY_UNLIKELY(route->scope) && !hyi_principal_holds(stamp->principal, route->scope))
+        return hyi_refuse(route, stamp->principal);
     hy_msg *msg =
             hyi_msg_build(k, route, m, path, path_len, payload, len, reply_to, slot, stamp);
     if (HY_UNLIKELY(!msg))
@@ -266,13 +269,15 @@ static int match_cached(hy_kernel *k, const char *path, size_t path_len, const v
 }
 
 /* hyi_send, and hy_send_durable when durable is set. */
-static int send_one(hy_kernel *k, const char *path, const void *payload, size_t len,
-                    const char *reply_to, hyi_msg_hook *hook, bool *hooked, bool durable,
-                    void (*on_durable)(void *, int), void *udata)
+static int send_one(hy_kernel *k, hy_principal *const *as, const char *path,
+                    const void *payload, size_t len, const char *reply_to, hyi_msg_hook *hook,
+                    bool *hooked, bool durable, void (*on_durable)(void *, int), void *udata)
 {
     HYI_SUPPRESS_IF_REPLAYING(k);
     size_t path_len = 0;
     int rc = check_send_args(k, path, payload, len, &path_len);
+    if (HY_UNLIKELY(rc == 0 && as && *as && (*as)->k != k))
+        rc = hyi_fail(HY_EINVAL, "principal '%s' belongs to another kernel", (*as)->name);
     if (HY_UNLIKELY(rc != 0))
         return rc;
     rc = hyi_router_read_enter(k->router);
@@ -288,6 +293,8 @@ static int send_one(hy_kernel *k, const char *path, const void *payload, size_t 
     rc = match_cached(k, path, path_len, payload, len, &m);
     hyi_stamp stamp;
     hyi_stamp_take(k, &stamp);
+    if (HY_UNLIKELY(as != NULL))
+        stamp.principal = *as;
     if (HY_LIKELY(rc == 0))
         rc = place(k, m, path, path_len, payload, len, reply_to, hook != NULL, &stamp, &msg,
                    &actor);
@@ -308,21 +315,33 @@ static int send_one(hy_kernel *k, const char *path, const void *payload, size_t 
     return rc;
 }
 
-int hyi_send(hy_kernel *k, const char *path, const void *payload, size_t len,
-             const char *reply_to, hyi_msg_hook *hook, bool *hooked)
+int hyi_send(hy_kernel *k, hy_principal *const *as, const char *path, const void *payload,
+             size_t len, const char *reply_to, hyi_msg_hook *hook, bool *hooked)
 {
-    return send_one(k, path, payload, len, reply_to, hook, hooked, false, NULL, NULL);
+    return send_one(k, as, path, payload, len, reply_to, hook, hooked, false, NULL, NULL);
 }
 
 int hy_send_durable(hy_kernel *k, const char *path, const void *payload, size_t len,
                     void (*on_durable)(void *udata, int status), void *udata)
 {
-    return send_one(k, path, payload, len, NULL, NULL, NULL, true, on_durable, udata);
+    return send_one(k, NULL, path, payload, len, NULL, NULL, NULL, true, on_durable, udata);
+}
+
+int hy_send_durable_as(hy_kernel *k, hy_principal *p, const char *path, const void *payload,
+                       size_t len, void (*on_durable)(void *udata, int status), void *udata)
+{
+    return send_one(k, &p, path, payload, len, NULL, NULL, NULL, true, on_durable, udata);
 }
 
 int hy_send(hy_kernel *k, const char *path, const void *payload, size_t len)
 {
-    return send_one(k, path, payload, len, NULL, NULL, NULL, false, NULL, NULL);
+    return send_one(k, NULL, path, payload, len, NULL, NULL, NULL, false, NULL, NULL);
+}
+
+int hy_send_as(hy_kernel *k, hy_principal *p, const char *path, const void *payload,
+               size_t len)
+{
+    return send_one(k, &p, path, payload, len, NULL, NULL, NULL, false, NULL, NULL);
 }
 
 /* hy_send_batch keeps one open chain per destination actor, in first-seen
@@ -400,7 +419,8 @@ static int group_add(hy_kernel *k, journal_group *g, hyi_actor *actor, hy_msg *m
     return 0;
 }
 
-int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *accepted)
+static int send_batch(hy_kernel *k, hy_principal *const *as, const hy_send_item *items,
+                      size_t n, size_t *accepted)
 {
     size_t done = 0;
     int rc = 0;
@@ -414,6 +434,8 @@ int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *acc
     }
     if (!k || (n && !items))
         return hyi_fail(HY_EINVAL, "hy_send_batch: NULL kernel or items");
+    if (as && *as && (*as)->k != k)
+        return hyi_fail(HY_EINVAL, "principal '%s' belongs to another kernel", (*as)->name);
     rc = hyi_router_read_enter(k->router);
     if (rc != 0)
         return rc;
@@ -425,6 +447,8 @@ int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *acc
     unsigned nchains = 0;
     hyi_stamp stamp; /* one moment for the whole batch */
     hyi_stamp_take(k, &stamp);
+    if (as)
+        stamp.principal = *as;
     journal_group group;
     group.msgs = group.inline_msgs;
     group.n = group.first_item = 0;
@@ -482,4 +506,15 @@ int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *acc
     if (accepted)
         *accepted = done;
     return rc;
+}
+
+int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n, size_t *accepted)
+{
+    return send_batch(k, NULL, items, n, accepted);
+}
+
+int hy_send_batch_as(hy_kernel *k, hy_principal *p, const hy_send_item *items, size_t n,
+                     size_t *accepted)
+{
+    return send_batch(k, &p, items, n, accepted);
 }

@@ -26,6 +26,7 @@ static void subsys_stats(hyi_subsys *s, hy_subsystem_stats *out)
     out->actors = 1 + hyi_stat_load(&s->keyed_actors);
     out->activations = hyi_stat_load(&s->activations);
     out->passivations = hyi_stat_load(&s->passivations);
+    out->refused = hyi_stat_load(&s->refused);
 }
 
 int hy_kernel_stats(hy_kernel *k, hy_stats *out)
@@ -90,19 +91,23 @@ int hy_subsystem_stats_get(hy_kernel *k, const char *name, hy_subsystem_stats *o
     return rc == 0 ? 0 : hyi_fail(rc, "no subsystem '%s'", name);
 }
 
-/* A subsystem's route patterns into v, in registration order (k->routes is
- * newest first); returns how many. Caller holds registry_lock. O(routes) per
- * subsystem, as the registry keeps no index by subsystem: fine for what
- * lists them. */
-static size_t subsys_patterns(hy_kernel *k, hyi_subsys *s, const char **v)
+/* A subsystem's route patterns into v and their scopes into scopes, in
+ * registration order (k->routes is newest first); returns how many. Caller
+ * holds registry_lock. O(routes) per subsystem, as the registry keeps no
+ * index by subsystem: fine for what lists them. */
+static size_t subsys_patterns(hy_kernel *k, hyi_subsys *s, const char **v,
+                              const char **scopes)
 {
     size_t n = 0;
     for (hyi_route_binding *r = k->routes; r; r = r->next)
         n += r->sub == s;
     size_t i = n;
-    for (hyi_route_binding *r = k->routes; r; r = r->next)
-        if (r->sub == s)
+    for (hyi_route_binding *r = k->routes; r; r = r->next) {
+        if (r->sub == s) {
             v[--i] = r->pattern;
+            scopes[i] = r->scope_name;
+        }
+    }
     return n;
 }
 
@@ -124,13 +129,14 @@ int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n)
         nroutes++;
     /* The info array, then every subsystem's route array: the struct holds
      * pointers, so the arrays after it are aligned. */
-    size_t size = nsubs * sizeof(hy_subsystem_info) + nroutes * sizeof(const char *);
+    size_t size = nsubs * sizeof(hy_subsystem_info) + 2 * nroutes * sizeof(const char *);
     hy_subsystem_info *info = malloc(size ? size : 1);
     if (!info) {
         pthread_mutex_unlock(&k->registry_lock);
         return hyi_fail(HY_ENOMEM, "hy_subsystems_list: %zu bytes", size);
     }
     const char **patterns = (const char **)(info + nsubs);
+    const char **scopes = patterns + nroutes;
     size_t i = 0;
     for (hyi_subsys *s = k->subsystems; s; s = s->next, i++) {
         hy_subsystem_info *e = &info[i];
@@ -138,8 +144,10 @@ int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n)
         e->name = s->name;
         subsys_stats(s, &e->stats);
         e->routes = patterns;
-        e->nroutes = subsys_patterns(k, s, patterns);
+        e->scopes = scopes;
+        e->nroutes = subsys_patterns(k, s, patterns, scopes);
         patterns += e->nroutes;
+        scopes += e->nroutes;
         e->internal = s == k->kernel_sub;
         e->idle_timeout_ms = s->can_passivate ? s->idle_timeout_ms : 0;
         e->max_active = s->can_passivate ? s->max_active : 0;

@@ -20,8 +20,21 @@ void hyi_route_binding_free(hyi_route_binding *r)
 {
     for (uint32_t i = 0; i < r->nparams; i++)
         free(r->param_names[i]);
+    free(r->scope_name);
     free(r->pattern);
     free(r);
+}
+
+int hyi_route_binding_scope(hy_kernel *k, hyi_route_binding *r, const char *scope)
+{
+    if (!scope)
+        return 0;
+    int rc = hyi_scope_intern(k, scope, &r->scope);
+    if (rc == 0 && !(r->scope_name = strdup(scope)))
+        rc = HY_ENOMEM;
+    if (rc != 0)
+        r->scope = 0; /* a binding with a scope id always has its name */
+    return rc;
 }
 
 /* Every route has a pattern and a handler. */
@@ -77,8 +90,10 @@ int hyi_route_binding_make(hyi_subsys *sub, const char *pattern, const hyi_param
     return 0;
 }
 
-/* Parse one route of a definition into a binding (not yet published). */
-static int binding_new(hyi_subsys *sub, const hy_route *def, hyi_route_binding **out)
+/* Parse one route of a definition into a binding (not yet published);
+ * default_scope: the subsystem's, for a route that names none. */
+static int binding_new(hyi_subsys *sub, const hy_route *def, const char *default_scope,
+                       hyi_route_binding **out)
 {
     hyi_param_names names;
     hyi_route_error err;
@@ -88,8 +103,12 @@ static int binding_new(hyi_subsys *sub, const hy_route *def, hyi_route_binding *
                         err.message, err.offset);
     if (rc != 0)
         return rc;
-    return hyi_route_binding_make(sub, def->pattern, &names, def->handler, def->udata,
-                                  def->key, out);
+    rc = hyi_route_binding_make(sub, def->pattern, &names, def->handler, def->udata,
+                                def->key, out);
+    if (rc == 0 && (rc = hyi_route_binding_scope(sub->k, *out,
+                                                 def->scope ? def->scope : default_scope)))
+        hyi_route_binding_free(*out);
+    return rc;
 }
 
 static void bindings_free(hyi_route_binding **b, size_t n)
@@ -103,7 +122,7 @@ static void bindings_free(hyi_route_binding **b, size_t n)
 /* Bindings for n routes of sub, not yet published: all or none (*out NULL
  * on error). */
 static int bindings_new(hyi_subsys *sub, const hy_route *routes, size_t n,
-                        hyi_route_binding ***out)
+                        const char *default_scope, hyi_route_binding ***out)
 {
     *out = NULL;
     hyi_route_binding **b = calloc(n ? n : 1, sizeof *b);
@@ -111,7 +130,7 @@ static int bindings_new(hyi_subsys *sub, const hy_route *routes, size_t n,
         return HY_ENOMEM;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = binding_new(sub, &routes[i], &b[i]);
+        rc = binding_new(sub, &routes[i], default_scope, &b[i]);
     if (rc != 0) {
         bindings_free(b, n);
         return rc;
@@ -171,6 +190,7 @@ static hyi_subsys *subsys_new(hy_kernel *k, const char *name, const hy_subsystem
     sub->strategy = def->strategy;
     sub->max_restarts = def->max_restarts;
     sub->restart_window_ms = def->restart_window_ms;
+    sub->trusted = def->trusted != 0;
     hyi_passivation_setup(k, sub, def);
     strncpy(sub->name, name, HYI_NAME_MAX);
     return sub;
@@ -212,7 +232,7 @@ static int register_subsystem(hy_kernel *k, const char *name, const hy_subsystem
         sub->can_passivate = false; /* subscriptions are not keyed actors */
     }
     hyi_route_binding **b = NULL;
-    rc = bindings_new(sub, def->routes, def->nroutes, &b);
+    rc = bindings_new(sub, def->routes, def->nroutes, def->scope, &b);
     /* persistent.c: before the actor, which is recovered from the journal */
     if (rc == 0 && def->persistent)
         rc = hyi_persist_subsys_init(k, sub, def, b, def->nroutes);
@@ -274,7 +294,7 @@ int hy_kernel_routes_add(hy_kernel *k, const hy_route *routes, size_t n)
     int rc = check_routes("kernel", routes, n);
     hyi_route_binding **b = NULL;
     if (rc == 0)
-        rc = bindings_new(k->kernel_sub, routes, n, &b);
+        rc = bindings_new(k->kernel_sub, routes, n, NULL, &b);
     if (rc != 0)
         return rc;
     pthread_mutex_lock(&k->registry_lock);

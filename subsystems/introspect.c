@@ -133,10 +133,11 @@ static void jb_subsys_stats(jbuf *b, const hy_subsystem_info *s)
     jb_str(b, s->name);
     jb_printf(b,
               ",\"sent\":%llu,\"handled\":%llu,\"failed\":%llu,\"dead\":%llu,"
-              "\"queued\":%llu,\"actors\":%llu}",
+              "\"queued\":%llu,\"actors\":%llu,\"refused\":%llu}",
               (unsigned long long)s->stats.sent, (unsigned long long)s->stats.handled,
               (unsigned long long)s->stats.failed, (unsigned long long)s->stats.dead,
-              (unsigned long long)s->stats.queued, (unsigned long long)s->stats.actors);
+              (unsigned long long)s->stats.queued, (unsigned long long)s->stats.actors,
+              (unsigned long long)s->stats.refused);
 }
 
 /* What each route writes, from one snapshot of the subsystems. */
@@ -207,6 +208,15 @@ static void emit_routes(jbuf *b, hy_kernel *k, const hy_subsystem_info *subs, si
         for (size_t r = 0; r < subs[i].nroutes; r++) {
             jb_printf(b, r ? "," : "");
             jb_str(b, subs[i].routes[r]);
+        }
+        /* the scope each route requires, in the same order; null: none */
+        jb_printf(b, "],\"scopes\":[");
+        for (size_t r = 0; r < subs[i].nroutes; r++) {
+            jb_printf(b, r ? "," : "");
+            if (subs[i].scopes[r])
+                jb_str(b, subs[i].scopes[r]);
+            else
+                jb_printf(b, "null");
         }
         jb_printf(b, "]}");
     }

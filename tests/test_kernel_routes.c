@@ -246,10 +246,13 @@ static void routes_lists_registered_patterns_in_order(void **state)
     char *json = ask_json(k, "kernel://routes");
     /* The regex's backslash is escaped in JSON. */
     assert_non_null(strstr(json, "{\"name\":\"orders\",\"routes\":"
-                                 "[\"item/{id:\\\\d+}\",\"create\",\"files/**\"]}"));
-    assert_non_null(strstr(json, "{\"name\":\"users\",\"routes\":[\"\",\"{name}/profile\"]}"));
+                                 "[\"item/{id:\\\\d+}\",\"create\",\"files/**\"],"
+                                 "\"scopes\":[null,null,null]}"));
+    assert_non_null(strstr(json, "{\"name\":\"users\",\"routes\":[\"\",\"{name}/profile\"],"
+                                 "\"scopes\":[null,null]}"));
     assert_non_null(strstr(json, "{\"name\":\"kernel\",\"routes\":"
-                                 "[\"stats\",\"routes\",\"actors\"]}"));
+                                 "[\"stats\",\"routes\",\"actors\"],"
+                                 "\"scopes\":[null,null,null]}"));
     free(json);
     hy_kernel_close(k);
 }
