@@ -17,6 +17,8 @@ typedef struct bench_opts {
     bool json;             /* one JSON object per line on stdout */
     uint64_t messages;     /* 0: the family's default size */
     unsigned workers;      /* 0: the family's default (online CPUs) */
+    uint64_t routes;       /* 0: the default route count of a scenario that
+                              varies it (throughput routes) */
 } bench_opts;
 
 typedef int (*bench_family_fn)(const bench_opts *opts);

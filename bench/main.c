@@ -534,7 +534,7 @@ static void print_summary(const char *argv0)
 static void usage(FILE *to)
 {
     fprintf(to, "usage: hypha-bench [FAMILY] [--scenario NAME] [--json] "
-                "[--messages N] [--workers W]\nfamilies:\n");
+                "[--messages N] [--workers W] [--routes N]\nfamilies:\n");
     for (int i = 0; i < nfamilies; i++)
         fprintf(to, "  %-12s %s\n", families[i].name, families[i].summary);
 }
@@ -576,6 +576,10 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--workers") == 0 && i + 1 < argc &&
                    parse_u64(argv[i + 1], &v) == 0 && v > 0 && v <= 1024) {
             opts.workers = (unsigned)v;
+            i++;
+        } else if (strcmp(a, "--routes") == 0 && i + 1 < argc &&
+                   parse_u64(argv[i + 1], &v) == 0 && v > 0 && v <= 10000000) {
+            opts.routes = v;
             i++;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);

@@ -13,6 +13,8 @@
  *   keyed     one sender -> 100,000 keyed actors; also bytes per actor
  *   batch     hy_send_batch of 64 -> a static route
  *   multi     one sender per worker -> one static route
+ *   routes    one sender -> one static route of a subsystem holding --routes N
+ *             static routes (default 1000): how the table's size costs a send
  *   pingpong  two actors bouncing one message; msgs_per_s is round trips/s
  *             (the table says "round trips/s")
  *   full-fail, full-block, full-drop-oldest, full-drop-newest
@@ -39,6 +41,7 @@
 #define KEYED_ACTORS 100000
 #define PARAM_PATHS  1000
 #define REGEX_PATHS  100
+#define DEFAULT_ROUTES 1000
 #define PROGRESS_EVERY 0xffff /* bench_progress is called when (i & this) == 0 */
 
 /* The progress line's label: the scenario running, set by run_scenario. */
@@ -371,6 +374,53 @@ static int scenario_batch(const bench_opts *o, uint64_t n, scenario_result *res)
     return ordered_scenario(o, "batch", "count", paths, 1, 1, 64, n, res);
 }
 
+/* routes: N static routes r/0 .. r/N-1, every one to the same handler; the
+ * sender targets the middle one, so neither end of the table is favoured. */
+static uint64_t route_count(const bench_opts *o)
+{
+    return o->routes ? o->routes : DEFAULT_ROUTES;
+}
+
+static int scenario_routes(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    size_t nroutes = (size_t)route_count(o);
+    const char **patterns = numbered_paths(nroutes, "r/%d", 0);
+    hy_route *routes = calloc(nroutes, sizeof *routes);
+    run_state *st = calloc(1, sizeof *st);
+    hy_kernel *k = (patterns && routes && st) ? open_kernel(o) : NULL;
+    int rc = k ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < nroutes; i++)
+        routes[i] = (hy_route){.pattern = patterns[i], .handler = on_ordered};
+    if (rc == 0) {
+        hy_subsystem_def def = {.routes = routes, .nroutes = nroutes, .udata = st};
+        rc = hy_subsystem_register(k, "bench", &def);
+        if (rc != 0)
+            fprintf(stderr, "register bench (%zu routes): %s %s\n", nroutes, hy_strerror(rc),
+                    hy_errdetail());
+    }
+    char target[PATH_MAX_LEN];
+    snprintf(target, sizeof target, "bench://r/%zu", nroutes / 2);
+    const char *const paths[] = {target};
+    sender s = {k, 0, n, paths, 1, 0, 0};
+    if (rc == 0)
+        rc = run_senders(k, &s, 1, &res->seconds);
+    res->messages = n;
+    if (rc == 0)
+        rc = check(st->handled == n, "routes", "handled count differs from sent");
+    if (rc == 0)
+        rc = check(st->out_of_order == 0, "routes", "messages arrived out of order");
+    if (rc == 0) {
+        char lat[128];
+        latency_fields(st, lat, sizeof lat);
+        snprintf(res->extra, sizeof res->extra, "%s,\"routes\":%zu", lat, nroutes);
+    }
+    hy_kernel_close(k);
+    free(st);
+    free(routes);
+    free(patterns);
+    return rc;
+}
+
 static unsigned worker_count(const bench_opts *o)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -652,6 +702,7 @@ static const scenario scenarios[] = {
     {"keyed", scenario_keyed, 2000000, BENCH_MSGS},
     {"batch", scenario_batch, 10000000, BENCH_MSGS},
     {"multi", scenario_multi, 10000000, BENCH_MSGS},
+    {"routes", scenario_routes, 10000000, BENCH_MSGS},
     {"pingpong", scenario_pingpong, 1000000, BENCH_ROUND_TRIPS},
     {"full-fail", scenario_full_fail, 1000000, BENCH_MSGS},
     {"full-block", scenario_full_block, 1000000, BENCH_MSGS},
@@ -702,5 +753,5 @@ static int bench_throughput(const bench_opts *o)
 }
 
 HY_BENCH_FAMILY(throughput, bench_throughput,
-                "messages/s through the kernel: static param regex fanout keyed batch multi pingpong "
+                "messages/s through the kernel: static param regex fanout keyed batch multi routes pingpong "
                 "full-{fail,block,drop-oldest,drop-newest} idle")
