@@ -1,4 +1,5 @@
-/* hypha: an in-process message-routing kernel.
+/** @file
+ * hypha: an in-process message-routing kernel.
  *
  * This header is the whole public API and its manual. Conventions, as in libuv
  * and LMDB:
@@ -7,7 +8,16 @@
  *  - when a call can say more (which pattern, at which byte), the text is
  *    available from hy_errdetail() on the same thread until its next failing call;
  *  - handles are opaque; the caller owns what it passes in and the kernel copies
- *    what it keeps. */
+ *    what it keeps;
+ *  - threads: each call's comment (for the calls of "in a handler", that
+ *    section's opening comment) ends by saying whether it is thread-safe
+ *    (callable from any thread, concurrently with any other call on the
+ *    same kernel) and whether a handler may call it. In short, every
+ *    call is thread-safe except hy_kernel_close; the calls of "in a handler",
+ *    hy_ask_async and hy_reply take the hy_ctx or hy_msg of a running handler
+ *    and are for that handler alone; a handler may make any call except
+ *    hy_ask, hy_kernel_drain, hy_kernel_shutdown (each returns HY_EINVAL) and
+ *    hy_kernel_close. */
 #ifndef HYPHA_H
 #define HYPHA_H
 
@@ -18,11 +28,15 @@
 extern "C" {
 #endif
 
+/** @{ */
+/** The version of this header: major, minor, patch, and all three in one
+ * number, 0xMMmmpp, to compare with hy_version(). */
 #define HY_VERSION_MAJOR 0
 #define HY_VERSION_MINOR 1
 #define HY_VERSION_PATCH 0
 #define HY_VERSION_HEX \
     ((HY_VERSION_MAJOR << 16) | (HY_VERSION_MINOR << 8) | HY_VERSION_PATCH)
+/** @} */
 
 #if defined(__GNUC__)
 #define HY_API __attribute__((visibility("default")))
@@ -32,7 +46,7 @@ extern "C" {
 
 /* ---------------------------------------------------------------- errors */
 
-/* The one table of error codes: X(NAME, code, text). It expands into the hy_err
+/** The one table of error codes: X(NAME, code, text). It expands into the hy_err
  * enum below and into hy_strerror()/hy_err_name(), so a code, its name and its
  * text cannot drift apart. Codes are negative; a published code keeps its number. */
 #define HY_ERR_TABLE(X)                                                        \
@@ -58,7 +72,7 @@ extern "C" {
     X(EBUSY,      -20, "resource busy")                                        \
     X(ESYS,       -21, "system call failed")
 
-
+/** Error codes: HY_OK (0) and HY_<NAME> for each row of HY_ERR_TABLE. */
 typedef enum hy_err {
     HY_OK = 0,
 #define HY_ERR_ENUM_ROW(name, code, text) HY_##name = (code),
@@ -66,38 +80,42 @@ typedef enum hy_err {
 #undef HY_ERR_ENUM_ROW
 } hy_err;
 
-/* Text for an error code ("unknown error" for a code not in the table). */
+/** Text for an error code ("unknown error" for a code not in the table).
+ * Thread-safe. From a handler: yes. */
 HY_API const char *hy_strerror(int err);
-/* Name of an error code, e.g. "HY_EBADPATH" ("HY_UNKNOWN" if not in the table). */
+/** Name of an error code, e.g. "HY_EBADPATH" ("HY_UNKNOWN" if not in the table).
+ * Thread-safe. From a handler: yes. */
 HY_API const char *hy_err_name(int err);
-/* Details of the most recent failure on this thread (e.g. a pattern and the byte
- * offset of its error), or "" when the failing call had nothing to add. */
+/** Details of the most recent failure on this thread (e.g. a pattern and the byte
+ * offset of its error), or "" when the failing call had nothing to add.
+ * Thread-safe (each thread has its own). From a handler: yes. */
 HY_API const char *hy_errdetail(void);
 
-/* Version of the library that is linked (HY_VERSION_HEX of its build). */
+/** Version of the library that is linked (HY_VERSION_HEX of its build).
+ * Thread-safe. From a handler: yes. */
 HY_API unsigned hy_version(void);
 
 /* ---------------------------------------------------------------- kernel */
 
-typedef struct hy_kernel hy_kernel; /* one running kernel: workers, routes, pool */
-typedef struct hy_ctx hy_ctx;       /* what a handler knows about its actor */
-typedef struct hy_msg hy_msg;       /* a message, as a handler reads it */
+typedef struct hy_kernel hy_kernel; /**< one running kernel: workers, routes, pool */
+typedef struct hy_ctx hy_ctx;       /**< what a handler knows about its actor */
+typedef struct hy_msg hy_msg;       /**< a message, as a handler reads it */
 
-/* What a send into a full mailbox does. */
+/** What a send into a full mailbox does. */
 typedef enum hy_overflow {
-    HY_OVERFLOW_FAIL = 0,     /* the send returns HY_EFULL; nothing is queued */
-    HY_OVERFLOW_BLOCK,        /* the sender waits for room (block_timeout_ms, then
+    HY_OVERFLOW_FAIL = 0,     /**< the send returns HY_EFULL; nothing is queued */
+    HY_OVERFLOW_BLOCK,        /**< the sender waits for room (block_timeout_ms, then
                                  HY_EFULL); from inside a handler it acts as FAIL,
                                  so a worker never blocks */
-    HY_OVERFLOW_DROP_OLDEST,  /* the send succeeds; the oldest queued message is
+    HY_OVERFLOW_DROP_OLDEST,  /**< the send succeeds; the oldest queued message is
                                  dropped (dead letter HY_DEAD_DROPPED) when the
                                  worker reaches it: a stalled actor's mailbox
                                  still grows, up to the pool cap */
-    HY_OVERFLOW_DROP_NEWEST,  /* the send succeeds; the new message is dropped
+    HY_OVERFLOW_DROP_NEWEST,  /**< the send succeeds; the new message is dropped
                                  (dead letter HY_DEAD_DROPPED) */
 } hy_overflow;
 
-/* Why a message was not handled: X(NAME, text). The first four are messages
+/** Why a message was not handled: X(NAME, text). The first four are messages
  * a send accepted (counted in hy_stats.sent), so once the kernel is idle
  * sent == handled + FAILED + DROPPED + STOPPED + JOURNAL. The others were never accepted:
  * refused at send time (the sender also got the error), or a reply nobody
@@ -111,6 +129,8 @@ typedef enum hy_overflow {
     X(FULL,       "its mailbox was full (refused at send)")                   \
     X(LATE_REPLY, "a reply that arrived after its asker gave up")
 
+/** Dead-letter reasons: HY_DEAD_<NAME> for each row of HY_DEAD_TABLE, in its
+ * order, then HY_DEAD__COUNT, their number. */
 typedef enum hy_dead_reason {
 #define HY_DEAD_ENUM_ROW(name, text) HY_DEAD_##name,
     HY_DEAD_TABLE(HY_DEAD_ENUM_ROW)
@@ -118,68 +138,69 @@ typedef enum hy_dead_reason {
     HY_DEAD__COUNT
 } hy_dead_reason;
 
-/* Text for a dead-letter reason. */
+/** Text for a dead-letter reason. Thread-safe. From a handler: yes. */
 HY_API const char *hy_dead_reason_str(int reason);
 
-/* A message that was not handled: its path and payload (valid during the call
+/** A message that was not handled: its path and payload (valid during the call
  * only) and why. */
 typedef void (*hy_dead_letter_fn)(void *udata, const char *path, size_t path_len,
                                   const void *payload, size_t len, hy_dead_reason reason);
-/* A failure escalated by a subsystem: its name, the actor's key (NULL for the
+/** A failure escalated by a subsystem: its name, the actor's key (NULL for the
  * subsystem's own actor) and the handler's error. */
 typedef void (*hy_escalate_fn)(void *udata, const char *subsystem, const char *key,
                                size_t key_len, int err);
 
-/* How hard a persistent subsystem's journal holds on to a message before its
+/** How hard a persistent subsystem's journal holds on to a message before its
  * handler runs (see hy_config.journal_path). */
 typedef enum hy_durability {
-    HY_DURABILITY_SYNC = 0, /* default: each group commit is fsync'd; an
+    HY_DURABILITY_SYNC = 0, /**< default: each group commit is fsync'd; an
                                acknowledged message survives kill -9 and power loss */
-    HY_DURABILITY_NOSYNC,   /* committed to the OS page cache: survives kill -9 of
+    HY_DURABILITY_NOSYNC,   /**< committed to the OS page cache: survives kill -9 of
                                the process, the last commits may be lost on an OS
                                crash or power loss */
-    HY_DURABILITY_OFF,      /* written through a writable map, never flushed:
+    HY_DURABILITY_OFF,      /**< written through a writable map, never flushed:
                                survives kill -9; an OS crash may leave the journal
                                inconsistent (and a full disk may raise SIGBUS) */
 } hy_durability;
 
-/* Configuration. A zeroed hy_config (or NULL) gives good defaults. */
+/** Configuration. A zeroed hy_config (or NULL) gives good defaults. */
 typedef struct hy_config {
-    unsigned workers;      /* worker threads; 0: the number of online CPUs */
-    unsigned batch;        /* messages an actor handles per turn before others
+    unsigned workers;      /**< worker threads; 0: the number of online CPUs */
+    unsigned batch;        /**< messages an actor handles per turn before others
                               get a go; 0: 64 */
-    size_t pool_cap_bytes; /* bytes the message pool may reserve; 0: no cap.
+    size_t pool_cap_bytes; /**< bytes the message pool may reserve; 0: no cap.
                               Past it, sends fail with HY_ENOMEM */
-    size_t max_payload;    /* largest payload accepted; 0: 64 KiB; at most
+    size_t max_payload;    /**< largest payload accepted; 0: 64 KiB; at most
                               HY_MAX_PAYLOAD. Larger sends fail with HY_ETOOBIG */
 
-    /* Default mailbox bound for subsystems that set none: 0 = unbounded. */
+    /** Default mailbox bound for subsystems that set none: 0 = unbounded. */
     uint32_t mailbox_capacity;
-    hy_overflow overflow;          /* what a send into a full mailbox does */
-    int block_timeout_ms;          /* HY_OVERFLOW_BLOCK: longest wait; 0: 1000 */
+    hy_overflow overflow;          /**< what a send into a full mailbox does */
+    int block_timeout_ms;          /**< HY_OVERFLOW_BLOCK: longest wait; 0: 1000 */
 
-    /* Every message that is not handled ends here (if set), on the thread where
+    /** Every message that is not handled ends here (if set), on the thread where
      * it happened (a worker or a sender): keep it short and thread-safe. It may
      * not send. Whether set or not, each is counted by reason in hy_stats. */
     hy_dead_letter_fn dead_letter;
-    /* A subsystem with HY_SUPERVISE_ESCALATE reports its failures here. */
+    /** A subsystem with HY_SUPERVISE_ESCALATE reports its failures here, on the
+     * worker that ran the failed handler. */
     hy_escalate_fn escalate;
-    void *udata;                   /* given to dead_letter and escalate */
+    void *udata;                   /**< given to dead_letter and escalate */
 
-    /* Persistence (docs/ARCHITECTURE.md §4). journal_path: the directory of the
+    /** Persistence (docs/ARCHITECTURE.md §4). journal_path: the directory of the
      * kernel's LMDB journal, created (0750) if missing, its parent must exist;
      * NULL: no journal, and persistent subsystems are refused. */
     const char *journal_path;
-    hy_durability durability;
-    size_t journal_map_size;       /* initial map size; 0: 64 MiB */
-    size_t journal_map_max;        /* the map grows (doubling) up to this cap;
+    hy_durability durability;      /**< see hy_durability; 0: HY_DURABILITY_SYNC */
+    size_t journal_map_size;       /**< initial map size; 0: 64 MiB */
+    size_t journal_map_max;        /**< the map grows (doubling) up to this cap;
                                       0: 1 TiB. At the cap, persistent sends fail
                                       with HY_EMAPFULL (see hy_send) */
-    uint32_t snapshot_every;       /* the kernel snapshots a persistent actor (with
+    uint32_t snapshot_every;       /**< the kernel snapshots a persistent actor (with
                                       its subsystem's state_save) every this many
                                       handled messages; 0: 1000 */
 
-    /* Passivation of keyed actors (docs/ARCHITECTURE.md §5): the defaults of every
+    /** Passivation of keyed actors (docs/ARCHITECTURE.md §5): the defaults of every
      * subsystem that can passivate (see hy_subsystem_def.passivate). A keyed
      * actor with no message for about idle_timeout_ms is passivated (the sweep
      * is coarse: it runs every quarter of the timeout, at least every 10 ms, so
@@ -192,49 +213,57 @@ typedef struct hy_config {
      * process, not the pool: actors live outside it, and only actors without
      * queued messages are passivated.)
      * A background thread (one per kernel) does it, started once some
-     * subsystem can passivate. */
+     * subsystem can passivate.
+     * @{ */
     uint32_t idle_timeout_ms;
     uint64_t max_active_actors;
+    /** @} */
 } hy_config;
 
-/* The largest max_payload a kernel accepts (the pool's largest object less a
+/** The largest max_payload a kernel accepts (the pool's largest object less a
  * message's header and path). */
 #define HY_MAX_PAYLOAD ((size_t)1 << 19)
 
-/* Start a kernel: its pool, router, journal (when journal_path is set) and
+/** Start a kernel: its pool, router, journal (when journal_path is set) and
  * worker threads.
  * Returns 0, HY_EINVAL (out NULL, a config value out of range), HY_ENOMEM or
  * HY_ESYS (a thread could not be started); when the journal cannot be opened,
  * its error (HY_EPERM, HY_ECORRUPT, HY_EREADERS, HY_EDISKFULL, HY_EJOURNAL),
- * with hy_errdetail() naming the path and LMDB's message. */
+ * with hy_errdetail() naming the path and LMDB's message.
+ * Thread-safe (each call makes its own kernel). From a handler: yes. */
 HY_API int hy_kernel_open(hy_kernel **out, const hy_config *config);
 
-/* Wait until every message sent so far has been handled, including the messages
+/** Wait until every message sent so far has been handled, including the messages
  * handlers send meanwhile. timeout_ms < 0 waits without limit. Returns 0 or
  * HY_ETIMEDOUT. Safe from any thread except a handler (which would wait on
- * itself: HY_EINVAL). */
+ * itself: HY_EINVAL); HY_EINVAL too when k is NULL.
+ * Thread-safe. From a handler: no (HY_EINVAL). */
 HY_API int hy_kernel_drain(hy_kernel *k, int timeout_ms);
 
-/* Stop accepting messages (every send from now on returns HY_ECLOSED), wait for
+/** Stop accepting messages (every send from now on returns HY_ECLOSED), wait for
  * sends already under way, handle everything accepted, then stop the workers.
  * Safe while other threads are still sending; idempotent. Returns 0, or
- * HY_EINVAL when called from a handler. */
+ * HY_EINVAL when called from a handler (nothing is done) or with k NULL.
+ * Thread-safe: a call made while another is under way returns 0 at once,
+ * before the workers have stopped. From a handler: no (HY_EINVAL). */
 HY_API int hy_kernel_shutdown(hy_kernel *k);
 
-/* Shut down (as hy_kernel_shutdown) if not done yet, then free everything the
+/** Shut down (as hy_kernel_shutdown) if not done yet, then free everything the
  * kernel holds, actors' states through their subsystem's state_free, and close
  * the journal (every submitted entry written first). No other thread may use k
- * during or after this call. k may be NULL. */
+ * during or after this call. k may be NULL.
+ * Not thread-safe. From a handler: never: it cannot refuse, and would free
+ * the kernel under the worker running the handler. */
 HY_API void hy_kernel_close(hy_kernel *k);
 
 /* ---------------------------------------------------------------- subsystems */
 
-/* A handler runs on a worker thread, one message at a time per actor. It returns
+/** A handler runs on a worker thread, one message at a time per actor. It returns
  * 0, or a negative code to report a failure (counted as failed). msg and
  * everything read through it or ctx is valid only until the handler returns. */
 typedef int (*hy_handler)(hy_ctx *ctx, const hy_msg *msg);
 
-/* One route of a subsystem. Patterns are relative to the subsystem:
+/** One route of a subsystem. Patterns are relative to the subsystem:
  *   create              a static path          orders://create
  *   item/{id}           a parameter: one segment
  *   item/{id:[0-9]+}    a typed parameter: PCRE2, anchored to the whole segment
@@ -245,34 +274,37 @@ typedef int (*hy_handler)(hy_ctx *ctx, const hy_msg *msg);
  * a branch that fails further down falls back to the next; on a tie the route
  * registered first wins. */
 typedef struct hy_route {
-    const char *pattern;
-    hy_handler handler;
-    void *udata;        /* hy_route_udata(ctx) gives it back */
-    const char *key;    /* NULL: messages go to the subsystem's one actor.
+    const char *pattern; /**< relative to the subsystem; the kernel copies it */
+    hy_handler handler;  /**< runs each message the route matches */
+    void *udata;        /**< hy_route_udata(ctx) gives it back */
+    const char *key;    /**< NULL: messages go to the subsystem's one actor.
                            A capture's name ("id"): each distinct value of it is
                            its own actor, created by its first message */
-    const char *scope;  /* NULL: the subsystem's scope (hy_subsystem_def.scope).
+    const char *scope;  /**< NULL: the subsystem's scope (hy_subsystem_def.scope).
                            A scope ("orders:write"): only a sender whose
                            principal holds it may send here; see "principals" */
 } hy_route;
 
-/* Supervision strategies, for a handler that returns an error. */
+/** Supervision strategies, for a handler that returns an error. */
 typedef enum hy_supervision {
-    HY_SUPERVISE_RESUME = 0,  /* go on with the next message */
-    HY_SUPERVISE_RESTART,     /* free the actor's state and make it anew with
+    HY_SUPERVISE_RESUME = 0,  /**< go on with the next message */
+    HY_SUPERVISE_RESTART,     /**< free the actor's state and make it anew with
                                  state_init; queued messages are kept, in order */
-    HY_SUPERVISE_STOP,        /* stop the actor: messages already queued become
+    HY_SUPERVISE_STOP,        /**< stop the actor: messages already queued become
                                  dead letters (HY_DEAD_STOPPED); later sends to
                                  it are refused with HY_ESTOPPED (the sender
                                  has the error; they are not dead letters) */
-    HY_SUPERVISE_ESCALATE,    /* call hy_config.escalate, then go on */
+    HY_SUPERVISE_ESCALATE,    /**< call hy_config.escalate, then go on */
 } hy_supervision;
 
+/** A subsystem: its routes, its actors' state and mailboxes, its supervision,
+ * persistence and passivation (see hy_subsystem_register). A zeroed field
+ * takes its default. */
 typedef struct hy_subsystem_def {
-    const hy_route *routes;
-    size_t nroutes;
-    void *udata;        /* hy_subsystem_udata(ctx) gives it back */
-    /* Optional: make a new actor's state (the subsystem's actor at registration,
+    const hy_route *routes; /**< its routes; the kernel copies what it keeps */
+    size_t nroutes;         /**< how many routes */
+    void *udata;        /**< hy_subsystem_udata(ctx) gives it back */
+    /** Optional: make a new actor's state (the subsystem's actor at registration,
      * a keyed actor at each activation: its first message, and the first after
      * each passivation; key is NULL/0 for the former). A
      * non-zero return refuses the actor: its message counts as failed and the
@@ -280,24 +312,27 @@ typedef struct hy_subsystem_def {
      * thread, in the middle of that send: it may send, but must not register
      * subsystems or subscribe (those wait for sends under way to finish). */
     int (*state_init)(void *udata, const char *key, size_t key_len, void **state);
-    /* Optional: free a state, when the kernel closes or an actor restarts. */
+    /** Optional: free a state, when the kernel closes or an actor restarts. */
     void (*state_free)(void *udata, void *state);
 
-    /* Mailbox bound of each of this subsystem's actors; 0 takes hy_config's. */
+    /** Mailbox bound of each of this subsystem's actors; 0 takes hy_config's. */
     uint32_t mailbox_capacity;
-    hy_overflow overflow;          /* used when mailbox_capacity != 0 */
-    int block_timeout_ms;          /* 0 takes hy_config's */
+    hy_overflow overflow;          /**< used when mailbox_capacity != 0 */
+    int block_timeout_ms;          /**< 0 takes hy_config's */
 
-    /* What a handler's failure (a non-zero return) does. Every failed message
+    /** What a handler's failure (a non-zero return) does. Every failed message
      * is a dead letter (HY_DEAD_FAILED) whatever the strategy. */
     hy_supervision strategy;
-    uint32_t max_restarts;         /* HY_SUPERVISE_RESTART: more than this many */
-    uint32_t restart_window_ms;    /* restarts within one window stop the actor;
-                                      0: 5 restarts per 1000 ms. Windows are
-                                      fixed (a new one starts with the first
-                                      restart after the last one ended) */
+    /** HY_SUPERVISE_RESTART: more than max_restarts restarts within one window
+     * of restart_window_ms stop the actor; 0: 5 restarts, 1000 ms. Windows
+     * are fixed (a new one starts with the first restart after the last one
+     * ended).
+     * @{ */
+    uint32_t max_restarts;
+    uint32_t restart_window_ms;
+    /** @} */
 
-    /* Persistence (needs hy_config.journal_path). A persistent subsystem's
+    /** Persistence (needs hy_config.journal_path). A persistent subsystem's
      * messages are written to the journal (group commit) before their handler
      * runs: a message acknowledged by hy_send_durable is never lost and never
      * applied twice. Each actor (the subsystem's own, and each keyed one) is
@@ -310,19 +345,21 @@ typedef struct hy_subsystem_def {
      * state anew, as it did live); the overflow policy DROP_OLDEST is refused
      * (it drops journaled messages unhandled, which a replay would apply). */
     int persistent;
-    /* Optional (both or neither): the kernel snapshots each actor every
+    /** Optional (both or neither): the kernel snapshots each actor every
      * hy_config.snapshot_every handled messages. state_save serialises state
      * into *bytes (malloc'd by the callback, freed by the kernel with free)
      * and *len; state_load makes a state from those bytes (key NULL/0 for the
      * subsystem's actor), after which the state state_init made is freed with
      * state_free. A non-zero return: save skips this snapshot (counted); load
      * fails the actor's creation (HY_EHANDLER). Without them an actor is
-     * rebuilt from its whole journal. */
+     * rebuilt from its whole journal.
+     * @{ */
     int (*state_save)(void *udata, void *state, void **bytes, size_t *len);
     int (*state_load)(void *udata, const char *key, size_t key_len, const void *bytes,
                       size_t len, void **state);
+    /** @} */
 
-    /* Passivation (docs/ARCHITECTURE.md §5). Keyed actors are virtual: one is
+    /** Passivation (docs/ARCHITECTURE.md §5). Keyed actors are virtual: one is
      * made (activated) by the first message to its key, and may be passivated
      * when idle or over the cap (hy_config's idle_timeout_ms and
      * max_active_actors; these two override them, 0 takes the config's,
@@ -351,23 +388,27 @@ typedef struct hy_subsystem_def {
      * and counts it (hy_stats.passivate_failed); it is tried again later.
      * passivate is not called for persistent subsystems. It may run just
      * before a message calls the passivation off: the actor then goes on with
-     * its state, and a later passivation calls passivate again. */
+     * its state, and a later passivation calls passivate again.
+     * @{ */
     uint32_t idle_timeout_ms;
     uint64_t max_active_actors;
     int (*passivate)(void *udata, const char *key, size_t key_len, void *state);
+    /** @} */
 
-    /* Permissions (see "principals"). scope: the scope of every route that
+    /** Permissions (see "principals"). scope: the scope of every route that
      * names none; NULL: none. trusted: its handlers act as themselves, with
      * the kernel's trusted principal, instead of as the principal of the
-     * message they handle. */
+     * message they handle. @{ */
     const char *scope;
     int trusted;
+    /** @} */
 } hy_subsystem_def;
 
-/* A passivate callback for actors whose state need not be kept: returns 0. */
+/** A passivate callback for actors whose state need not be kept: returns 0.
+ * Thread-safe. From a handler: yes. */
 HY_API int hy_passivate_discard(void *udata, const char *key, size_t key_len, void *state);
 
-/* Register a subsystem and its routes. The kernel copies name, patterns and
+/** Register a subsystem and its routes. The kernel copies name, patterns and
  * keys; def may go away after the call. Safe while messages flow. A persistent
  * subsystem's own actor is recovered from the journal here, before its routes
  * are published.
@@ -381,13 +422,15 @@ HY_API int hy_passivate_discard(void *udata, const char *key, size_t key_len, vo
  * hy_errdetail() naming the pattern, the byte offset and the reason),
  * HY_ENOMEM, HY_ECLOSED, HY_ESYS (the first subsystem that can passivate
  * starts the passivation thread, which failed). On error nothing is
- * registered. */
+ * registered.
+ * Thread-safe. From a handler: yes, though not from a replaying one nor from
+ * state_init (either may run inside a send, which this waits for). */
 HY_API int hy_subsystem_register(hy_kernel *k, const char *name,
                                  const hy_subsystem_def *def);
 
 /* ---------------------------------------------------------------- sending */
 
-/* Send a message to a path. The payload is copied; the call does not wait for
+/** Send a message to a path. The payload is copied; the call does not wait for
  * the handler. Returns 0 once the message is in its actor's mailbox (for a
  * persistent subsystem: queued for the journal, and put in the mailbox once
  * durable; if the journal then fails, it is a dead letter HY_DEAD_JOURNAL), or
@@ -399,10 +442,11 @@ HY_API int hy_subsystem_register(hy_kernel *k, const char *name,
  * persistent actor's recovery. From inside a handler the woken actor runs on
  * the same worker (locality). A send made by a replaying handler (see
  * hy_is_replaying) returns 0 and sends nothing; so do hy_send_batch,
- * hy_publish, hy_ask_async and hy_reply. */
+ * hy_publish, hy_ask_async and hy_reply.
+ * Thread-safe. From a handler: yes (HY_OVERFLOW_BLOCK then acts as FAIL). */
 HY_API int hy_send(hy_kernel *k, const char *path, const void *payload, size_t len);
 
-/* hy_send to a persistent subsystem, telling the sender when the message is
+/** hy_send to a persistent subsystem, telling the sender when the message is
  * durable: on_durable(udata, 0) once its journal entry is committed (under
  * HY_DURABILITY_SYNC: fsync'd), before its handler runs, or on_durable(udata,
  * err) when it will not be (the journal's error, e.g. HY_EMAPFULL or
@@ -411,17 +455,20 @@ HY_API int hy_send(hy_kernel *k, const char *path, const void *payload, size_t l
  * (or this one for a drop): keep it short, it may not call into the kernel.
  * on_durable may be NULL. Errors as hy_send, and HY_EINVAL when the path's
  * subsystem is not persistent (nothing is sent: a durability promise the
- * kernel cannot keep is refused rather than faked). */
+ * kernel cannot keep is refused rather than faked). A replaying handler's
+ * call returns 0 without sending or calling on_durable (as hy_send).
+ * Thread-safe. From a handler: yes, as hy_send. */
 HY_API int hy_send_durable(hy_kernel *k, const char *path, const void *payload, size_t len,
                            void (*on_durable)(void *udata, int status), void *udata);
 
+/** One message of hy_send_batch, as hy_send's arguments. */
 typedef struct hy_send_item {
-    const char *path;
-    const void *payload;
-    size_t len;
+    const char *path;    /**< where to */
+    const void *payload; /**< copied; NULL only when len is 0 */
+    size_t len;          /**< payload bytes */
 } hy_send_item;
 
-/* Send n messages: one route lookup per distinct path in a run of equal paths,
+/** Send n messages: one route lookup per distinct path in a run of equal paths,
  * one mailbox push per destination actor, one wake-up per actor; the messages
  * to persistent subsystems are submitted to the journal together at the end
  * and land in one group commit. Messages are accepted in order until the first
@@ -429,213 +476,256 @@ typedef struct hy_send_item {
  * is the first error (0 if all went). Should the journal refuse the final
  * submission (HY_ENOMEM, HY_ESYS: rare), *accepted stops before the batch's
  * first persistent message, though messages after it to non-persistent
- * subsystems were delivered. */
+ * subsystems were delivered.
+ * Thread-safe. From a handler: yes, as hy_send. */
 HY_API int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n,
                          size_t *accepted);
 
 /* ---------------------------------------------------------------- in a handler */
 
-/* The message's path (NUL-terminated) and payload; len may be NULL. */
+/* Every call of this section takes the hy_ctx or hy_msg given to a running
+ * handler, and is for that handler alone: on its thread, until it returns.
+ * They never fail and never block. */
+
+/** @{ */
+/** The message's path (NUL-terminated) and payload; len may be NULL. */
 HY_API const char *hy_msg_path(const hy_msg *msg, size_t *len);
 HY_API const void *hy_msg_payload(const hy_msg *msg, size_t *len);
+/** @} */
 
-/* A capture of the matched route by name ("id" for {id}, "*" / "**" for
+/** A capture of the matched route by name ("id" for {id}, "*" / "**" for
  * wildcards), as a slice of the path: NOT NUL-terminated; *len is its length.
  * NULL when the route has no such capture. */
 HY_API const char *hy_param(hy_ctx *ctx, const char *name, size_t *len);
 
-/* Non-zero when the handler is replaying a journal entry to rebuild a
+/** Non-zero when the handler is replaying a journal entry to rebuild a
  * persistent actor's state (see hy_subsystem_def.persistent), not handling a
  * live message. Replay runs on the thread that creates the actor (a sender's,
  * or the registering one), with exclusive access to the actor. */
 HY_API int hy_is_replaying(hy_ctx *ctx);
 
-/* The actor's state: set by state_init or by the handler, kept across messages. */
+/** @{ */
+/** The actor's state: set by state_init or by the handler, kept across messages. */
 HY_API void *hy_state(hy_ctx *ctx);
 HY_API void hy_set_state(hy_ctx *ctx, void *state);
-/* A keyed actor's key (NULL for a subsystem's actor); len may be NULL. */
+/** @} */
+/** A keyed actor's key (NULL for a subsystem's actor); len may be NULL. */
 HY_API const char *hy_actor_key(hy_ctx *ctx, size_t *len);
+/** The udata of the route that matched (hy_route.udata). */
 HY_API void *hy_route_udata(hy_ctx *ctx);
-/* The running actor's id: unique within the kernel, never 0. */
+/** The running actor's id: unique within the kernel, never 0. */
 HY_API uint64_t hy_self(hy_ctx *ctx);
+/** The udata of the actor's subsystem (hy_subsystem_def.udata). */
 HY_API void *hy_subsystem_udata(hy_ctx *ctx);
+/** The kernel running the handler, for the calls that take one (hy_send...). */
 HY_API hy_kernel *hy_ctx_kernel(hy_ctx *ctx);
 
 /* Message metadata, set by the kernel at send time. */
-/* Unique per kernel process run; never 0. */
+/** Unique per kernel process run; never 0. */
 HY_API uint64_t hy_msg_id(const hy_msg *msg);
-/* The id of the message that started a chain: a message sent by a handler
+/** The id of the message that started a chain: a message sent by a handler
  * inherits the trace id of the message it is handling; any other gets its own. */
 HY_API uint64_t hy_msg_trace_id(const hy_msg *msg);
-/* When it was sent, in CLOCK_MONOTONIC nanoseconds, read from the coarse
+/** When it was sent, in CLOCK_MONOTONIC nanoseconds, read from the coarse
  * clock (CLOCK_MONOTONIC_COARSE): its resolution is the system tick, a few ms,
  * and it may lag CLOCK_MONOTONIC by a few ticks. A fine clock on every send
  * cost about a third of single-sender throughput where hypha is measured;
  * time what needs finer grain yourself. */
 HY_API uint64_t hy_msg_sent_ns(const hy_msg *msg);
-/* The actor that sent it (its hy_self), or 0 when sent from outside a handler. */
+/** The actor that sent it (its hy_self), or 0 when sent from outside a handler. */
 HY_API uint64_t hy_msg_sender(const hy_msg *msg);
 
 /* ---------------------------------------------------------------- ask / reply */
 
-/* Send a request and wait for its reply, from a thread outside the kernel.
+/** Send a request and wait for its reply, from a thread outside the kernel.
  * On 0, *reply is a malloc'd copy of the reply's payload (free it with
  * hy_free; NULL when the reply was empty) and *reply_len its length.
  * Errors: those of hy_send; HY_ETIMEDOUT (no reply within timeout_ms; a reply
  * that comes later is dropped and counted as HY_DEAD_LATE_REPLY); HY_ENOENT
  * (the handler finished without replying, or the request became a dead letter
  * before a handler ran: dropped or stopped); HY_EHANDLER (the handler failed);
- * HY_EINVAL from inside a handler (a worker must not wait: use hy_ask_async). */
+ * HY_EINVAL from inside a handler (a worker must not wait: use hy_ask_async).
+ * Thread-safe. From a handler: no (HY_EINVAL). */
 HY_API int hy_ask(hy_kernel *k, const char *path, const void *payload, size_t len,
                   void **reply, size_t *reply_len, int timeout_ms);
 
-/* From inside a handler: send a request whose reply arrives as an ordinary
- * message at reply_to (a path this kernel routes). Errors as hy_send. */
+/** From inside a handler: send a request whose reply arrives as an ordinary
+ * message at reply_to (a path this kernel routes). Errors as hy_send, and
+ * HY_EINVAL (ctx or reply_to NULL) or HY_EBADPATH for a malformed reply_to.
+ * Only from the handler whose ctx it is. */
 HY_API int hy_ask_async(hy_ctx *ctx, const char *path, const void *payload, size_t len,
                         const char *reply_to);
 
-/* Reply to the message being handled: to its hy_ask caller or its reply_to
+/** Reply to the message being handled: to its hy_ask caller or its reply_to
  * path. 0 also when the hy_ask caller has already given up (the reply is then
  * counted as HY_DEAD_LATE_REPLY). HY_ENOENT when it carries no reply address;
- * HY_EEXIST when already replied to; otherwise as hy_send. */
+ * HY_EEXIST when already replied to; otherwise as hy_send.
+ * Only from the handler whose ctx it is. */
 HY_API int hy_reply(hy_ctx *ctx, const void *payload, size_t len);
 
-/* Free memory the kernel gave the caller (hy_ask's reply). NULL is fine. */
+/** Free memory the kernel gave the caller (hy_ask's reply). NULL is fine.
+ * Thread-safe. From a handler: yes. */
 HY_API void hy_free(void *p);
 
 /* ---------------------------------------------------------------- publish / subscribe */
 
-/* Subscribe a handler to every published path that matches pattern, a full
+/** Subscribe a handler to every published path that matches pattern, a full
  * path pattern with the route syntax (orders://item/{id}, or orders:// followed by two stars).
  * Each subscription is its own actor: its handler runs one message at a time.
  * *id (may be NULL) names it for hy_unsubscribe. HY_EBADPATTERN, HY_ENOMEM,
- * HY_ECLOSED. */
+ * HY_ECLOSED, HY_EINVAL (k, pattern or handler NULL).
+ * Thread-safe. From a handler: yes, though not from a replaying one nor from
+ * state_init (either may run inside a send, which this waits for). */
 HY_API int hy_subscribe(hy_kernel *k, const char *pattern, hy_handler handler, void *udata,
                         uint64_t *id);
-/* HY_ENOENT when no such subscription. Messages already queued to it are still
- * handled. */
+/** End a subscription: once this returns, no publish delivers to it.
+ * HY_ENOENT when no such subscription. Messages already queued to it are still
+ * handled. HY_EINVAL (k NULL), HY_ENOMEM.
+ * Thread-safe. From a handler: yes, as hy_subscribe. */
 HY_API int hy_unsubscribe(hy_kernel *k, uint64_t id);
-/* Deliver to every subscription whose pattern matches path: one copy of the
+/** Deliver to every subscription whose pattern matches path: one copy of the
  * payload shared by all of them. *delivered (may be NULL) is how many.
  * Publishing to no subscriber is not an error. HY_EBADPATH, HY_ETOOBIG,
- * HY_ECLOSED; HY_ENOMEM when the pool refuses part way, with *delivered
- * saying how many subscribers did get it. */
+ * HY_ECLOSED, HY_EINVAL (k or path NULL, or NULL payload with len > 0);
+ * HY_ENOMEM when the pool refuses part way, with *delivered saying how many
+ * subscribers did get it.
+ * Thread-safe. From a handler: yes. */
 HY_API int hy_publish(hy_kernel *k, const char *path, const void *payload, size_t len,
                       size_t *delivered);
 
 /* ---------------------------------------------------------------- inspection */
 
+/** The most captures a route can have (hy_match_result.params). */
 #define HY_MAX_PARAMS 16
 
-/* Which route a path resolves to, without sending. Slices point into `path`. */
+/** Which route a path resolves to, without sending. Slices point into `path`. */
 typedef struct hy_match_result {
-    const char *subsystem; /* valid while the kernel is open */
-    const char *pattern;   /* valid while the kernel is open */
-    unsigned nparams;
+    const char *subsystem; /**< valid while the kernel is open */
+    const char *pattern;   /**< valid while the kernel is open */
+    unsigned nparams;      /**< how many of params are set */
+    /** The route's captures, in pattern order. */
     struct {
-        const char *name;  /* valid while the kernel is open */
-        const char *value; /* into path, not NUL-terminated */
+        const char *name;  /**< valid while the kernel is open */
+        const char *value; /**< into path, not NUL-terminated */
         size_t len;
     } params[HY_MAX_PARAMS];
 } hy_match_result;
 
-/* Returns 0, HY_EBADPATH, HY_ENOROUTE, HY_EINVAL, HY_ECLOSED. */
+/** Returns 0, HY_EBADPATH, HY_ENOROUTE or HY_EINVAL; it still answers after
+ * hy_kernel_shutdown (until hy_kernel_close).
+ * Thread-safe. From a handler: yes. */
 HY_API int hy_match(hy_kernel *k, const char *path, hy_match_result *out);
 
+/** Kernel-wide figures, as hy_kernel_stats gives them. */
 typedef struct hy_stats {
-    uint64_t sent;          /* messages accepted by a send */
-    uint64_t handled;       /* handlers that ran and returned 0 */
-    uint64_t failed;        /* handlers that returned an error */
-    uint64_t queued;        /* accepted, neither handled nor a dead letter yet */
-    uint64_t dead[HY_DEAD__COUNT]; /* dead letters by hy_dead_reason */
-    uint64_t restarts;      /* actor restarts by supervision */
-    uint64_t stopped;       /* actors stopped by supervision */
-    uint64_t subsystems;
-    uint64_t actors;        /* live actors: one per subsystem plus keyed ones */
-    uint64_t steals;        /* actors a worker took from another's deque */
-    uint64_t parks;         /* times a worker went to sleep for lack of work */
-    unsigned workers;
-    uint64_t pool_created;  /* message objects carved fresh */
-    uint64_t pool_reused;   /* message objects served from the free lists */
-    uint64_t pool_in_use;
-    uint64_t pool_peak;
-    uint64_t pool_bytes_reserved;
-    double pool_reuse_rate;
+    uint64_t sent;          /**< messages accepted by a send */
+    uint64_t handled;       /**< handlers that ran and returned 0 */
+    uint64_t failed;        /**< handlers that returned an error */
+    uint64_t queued;        /**< accepted, neither handled nor a dead letter yet */
+    uint64_t dead[HY_DEAD__COUNT]; /**< dead letters by hy_dead_reason */
+    uint64_t restarts;      /**< actor restarts by supervision */
+    uint64_t stopped;       /**< actors stopped by supervision */
+    uint64_t subsystems;    /**< registered, the kernel's own not counted */
+    uint64_t actors;        /**< live actors: one per subsystem plus keyed ones */
+    uint64_t steals;        /**< actors a worker took from another's deque */
+    uint64_t parks;         /**< times a worker went to sleep for lack of work */
+    unsigned workers;       /**< worker threads */
+    uint64_t pool_created;  /**< message objects carved fresh */
+    uint64_t pool_reused;   /**< message objects served from the free lists */
+    uint64_t pool_in_use;   /**< message objects taken and not yet given back */
+    uint64_t pool_peak;     /**< the most in use at once (approximate) */
+    uint64_t pool_bytes_reserved; /**< bytes the pool holds (what pool_cap_bytes caps) */
+    double pool_reuse_rate; /**< pool_reused / (pool_created + pool_reused) */
 
     /* The journal (all 0 without hy_config.journal_path). */
-    uint64_t journal_commits;        /* successful write transactions */
-    uint64_t journal_entries;        /* entries committed */
-    uint64_t journal_bytes;          /* key + value bytes committed */
-    uint64_t journal_batch_p50;      /* median entries per group commit (recent) */
-    uint64_t journal_failed_commits; /* write transactions that failed */
-    uint64_t journal_replayed;       /* entries replayed into actors at recovery */
-    uint64_t journal_replay_skipped; /* entries (or snapshots) not applied because
+    uint64_t journal_commits;        /**< successful write transactions */
+    uint64_t journal_entries;        /**< entries committed */
+    uint64_t journal_bytes;          /**< key + value bytes committed */
+    uint64_t journal_batch_p50;      /**< median entries per group commit (recent) */
+    uint64_t journal_failed_commits; /**< write transactions that failed */
+    uint64_t journal_replayed;       /**< entries replayed into actors at recovery */
+    uint64_t journal_replay_skipped; /**< entries (or snapshots) not applied because
                                         they name another actor (an id collision) */
-    uint64_t journal_corrupt;        /* recoveries stopped early by a corrupt entry */
-    uint64_t snapshots;              /* snapshots saved by the kernel */
-    uint64_t snapshot_failures;      /* state_save or the journal refused one */
-    uint64_t replay_suppressed;      /* sends made by replaying handlers, dropped */
+    uint64_t journal_corrupt;        /**< recoveries stopped early by a corrupt entry */
+    uint64_t snapshots;              /**< snapshots saved by the kernel */
+    uint64_t snapshot_failures;      /**< state_save or the journal refused one */
+    uint64_t replay_suppressed;      /**< sends made by replaying handlers, dropped */
 
     /* Passivation of keyed actors (see hy_subsystem_def.passivate). */
-    uint64_t actors_active;          /* keyed actors active now (of subsystems;
+    uint64_t actors_active;          /**< keyed actors active now (of subsystems;
                                         subscriptions are not keyed actors) */
-    uint64_t activations;            /* keyed actors made: first message to a key,
+    uint64_t activations;            /**< keyed actors made: first message to a key,
                                         or the first after its passivation */
-    uint64_t passivations;           /* keyed actors passivated, in total */
-    uint64_t passivate_failed;       /* passivations refused by passivate or by a
+    uint64_t passivations;           /**< keyed actors passivated, in total */
+    uint64_t passivate_failed;       /**< passivations refused by passivate or by a
                                         failed snapshot: the actor stayed active */
-    uint64_t passivate_aborted;      /* passivations called off because a message
+    uint64_t passivate_aborted;      /**< passivations called off because a message
                                         arrived meanwhile */
-    uint64_t activation_p50_ns;      /* time to make a keyed actor (state_init, or
-                                        recovery), over the last 1024 activations */
+    /** Time to make a keyed actor (state_init, or recovery), over the last
+     * 1024 activations: median and 99th percentile.
+     * @{ */
+    uint64_t activation_p50_ns;
     uint64_t activation_p99_ns;
+    /** @} */
 } hy_stats;
 
-/* Kernel-wide figures. Counters are read without stopping the kernel, so under
- * load they are a moment's approximation. Returns 0 or HY_EINVAL. */
+/** Kernel-wide figures. Counters are read without stopping the kernel, so under
+ * load they are a moment's approximation. Returns 0 or HY_EINVAL.
+ * Thread-safe. From a handler: yes. */
 HY_API int hy_kernel_stats(hy_kernel *k, hy_stats *out);
 
+/** One subsystem's figures, as hy_subsystem_stats_get gives them. */
 typedef struct hy_subsystem_stats {
+    /** As in hy_stats, for the messages sent to this subsystem. @{ */
     uint64_t sent, handled, failed;
-    uint64_t dead;    /* dead letters among the messages it accepted */
-    uint64_t queued;  /* mailbox depth summed over the subsystem's actors */
-    uint64_t actors;  /* its own actor plus its active keyed actors */
-    uint64_t activations, passivations; /* of its keyed actors, as in hy_stats */
-    uint64_t refused; /* sends refused with HY_EPERM: a scope their principal lacks */
+    /** @} */
+    uint64_t dead;    /**< dead letters among the messages it accepted */
+    uint64_t queued;  /**< mailbox depth summed over the subsystem's actors */
+    uint64_t actors;  /**< its own actor plus its active keyed actors */
+    /** Of its keyed actors, as in hy_stats. @{ */
+    uint64_t activations, passivations;
+    /** @} */
+    uint64_t refused; /**< sends refused with HY_EPERM: a scope their principal lacks */
 } hy_subsystem_stats;
 
-/* Returns 0, HY_ENOENT (no such subsystem) or HY_EINVAL. */
+/** Returns 0, HY_ENOENT (no such subsystem) or HY_EINVAL.
+ * Thread-safe. From a handler: yes. */
 HY_API int hy_subsystem_stats_get(hy_kernel *k, const char *name,
                                   hy_subsystem_stats *out);
 
-/* One registered subsystem, as hy_subsystems_list describes it. */
+/** One registered subsystem, as hy_subsystems_list describes it. */
 typedef struct hy_subsystem_info {
-    const char *name;          /* valid until hy_kernel_close */
-    hy_subsystem_stats stats;  /* as hy_subsystem_stats_get gives them */
-    size_t nroutes;
-    const char *const *routes; /* its nroutes patterns, in registration order;
+    const char *name;          /**< valid until hy_kernel_close */
+    hy_subsystem_stats stats;  /**< as hy_subsystem_stats_get gives them */
+    size_t nroutes;            /**< how many routes it has */
+    const char *const *routes; /**< its nroutes patterns, in registration order;
                                   the strings are valid until hy_kernel_close */
-    int internal;              /* 1 for the kernel's own subsystem, "kernel" (it
+    int internal;              /**< 1 for the kernel's own subsystem, "kernel" (it
                                   owns every subscription's actor, and the
                                   routes built-ins add under kernel://) */
-    uint32_t idle_timeout_ms;  /* its passivation policy; 0 = none, and both */
-    uint64_t max_active;       /* are 0 when it cannot passivate */
-    const char *const *scopes; /* the scope each route requires, parallel to
-                                  routes; NULL where none */
+    /** Its passivation policy; 0 = none, and both are 0 when it cannot
+     * passivate. @{ */
+    uint32_t idle_timeout_ms;
+    uint64_t max_active;
+    /** @} */
+    const char *const *scopes; /**< the scope each route requires, parallel to
+                                    routes; NULL where none */
 } hy_subsystem_info;
 
-/* Every registered subsystem, newest registered first, "kernel" (the oldest)
+/** Every registered subsystem, newest registered first, "kernel" (the oldest)
  * included: a snapshot taken at one moment of the registry (the figures in
  * it are, as ever, a moment's approximation). *out is one allocation, the
  * array and the route arrays it points to, that the caller frees with
  * hy_free; *n is its length. Names and patterns point into the kernel.
  * Returns 0, HY_EINVAL (a NULL argument) or HY_ENOMEM; on error *out is NULL
- * and *n is 0. */
+ * and *n is 0.
+ * Thread-safe. From a handler: yes. */
 HY_API int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n);
 
 /* ---------------------------------------------------------------- principals */
 
-/* Who sends. A principal is a name and a set of scopes; a route may require a
+/** @name Principals
+ * Who sends. A principal is a name and a set of scopes; a route may require a
  * scope (hy_route.scope, or its subsystem's hy_subsystem_def.scope), and a
  * send, ask, publish or batch whose principal lacks it fails at once with
  * HY_EPERM, hy_errdetail() naming the route and the missing scope: nothing is
@@ -656,27 +746,33 @@ HY_API int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n);
  * Messages to a persistent subsystem keep their principal's name in the
  * journal; a replayed message carries a principal of that name (with no
  * scopes: replayed handlers send nothing) and is not checked again. */
+/** @{ */
+/** A principal: opaque, made by hy_principal_create. */
 typedef struct hy_principal hy_principal;
 
-/* Make a principal of kernel k: name (1 to 64 bytes, copied) and nscopes
- * scopes (copied; each 1 to 64 bytes). Any thread.
+/** Make a principal of kernel k: name (1 to 64 bytes, copied) and nscopes
+ * scopes (copied; each 1 to 64 bytes).
  * Returns 0, HY_EINVAL (NULL or empty name or scope, scopes NULL with nscopes
- * > 0), HY_ENOMEM. */
+ * > 0), HY_ENOMEM.
+ * Thread-safe. From a handler: yes. */
 HY_API int hy_principal_create(hy_kernel *k, const char *name, const char *const *scopes,
                                size_t nscopes, hy_principal **out);
 
-/* Give up a principal. Its messages already sent keep it alive until they are
+/** Give up a principal. Its messages already sent keep it alive until they are
  * handled (or dead letters); the caller must not pass it to another call.
- * NULL is a no-op. May be called before or after hy_kernel_close. */
+ * NULL is a no-op. May be called before or after hy_kernel_close.
+ * Thread-safe (for distinct principals). From a handler: yes. */
 HY_API void hy_principal_destroy(hy_principal *p);
 
-/* The name of the principal a message was sent as; NULL for the kernel's
- * trusted principal. Valid while the message is (during its handler). */
+/** The name of the principal a message was sent as; NULL for the kernel's
+ * trusted principal. Valid while the message is (during its handler).
+ * Thread-safe. From a handler: yes. */
 HY_API const char *hy_msg_principal(const hy_msg *msg);
 
-/* hy_send, hy_send_durable, hy_send_batch, hy_ask, hy_publish, acting as p
+/** hy_send, hy_send_durable, hy_send_batch, hy_ask, hy_publish, acting as p
  * (NULL: the trusted principal). Same errors, and HY_EPERM (a scope p lacks),
- * HY_EINVAL (p belongs to another kernel). */
+ * HY_EINVAL (p belongs to another kernel). Thread-safe; from a handler as the
+ * call each mirrors (hy_ask_as: no). @{ */
 HY_API int hy_send_as(hy_kernel *k, hy_principal *p, const char *path, const void *payload,
                       size_t len);
 HY_API int hy_send_durable_as(hy_kernel *k, hy_principal *p, const char *path,
@@ -689,10 +785,14 @@ HY_API int hy_ask_as(hy_kernel *k, hy_principal *p, const char *path, const void
 HY_API int hy_publish_as(hy_kernel *k, hy_principal *p, const char *path,
                          const void *payload, size_t len, size_t *delivered);
 
-/* hy_subscribe whose subscription requires scope (NULL: none): a publish
- * whose principal lacks it fails with HY_EPERM and delivers to nobody. */
+/** @} */
+
+/** hy_subscribe whose subscription requires scope (NULL: none): a publish
+ * whose principal lacks it fails with HY_EPERM and delivers to nobody.
+ * Errors as hy_subscribe's. Thread-safe. From a handler: yes. */
 HY_API int hy_subscribe_scoped(hy_kernel *k, const char *pattern, const char *scope,
                                hy_handler handler, void *udata, uint64_t *id);
+/** @} */
 
 /* ---------------------------------------------------------------- built-in subsystems */
 
@@ -701,7 +801,8 @@ HY_API int hy_subscribe_scoped(hy_kernel *k, const char *pattern, const char *sc
  * opts), opts NULL for the defaults, and costs nothing until then: no route,
  * no thread, no work on any send. */
 
-/* Introspection: routes that answer hy_ask with JSON (through hy_reply),
+/** @name Introspection
+ * Introspection: routes that answer hy_ask with JSON (through hy_reply),
  * built from hy_kernel_stats and hy_subsystems_list. Subsystems are listed
  * newest registered first, the kernel's own, "kernel", included (it owns
  * every subscription's actor, and these routes). Lower-case names below are
@@ -727,21 +828,26 @@ HY_API int hy_subscribe_scoped(hy_kernel *k, const char *pattern, const char *sc
  * Figures are read without stopping the kernel: a moment's approximation.
  * The request being answered is itself counted (sent and queued, under
  * "kernel"). A plain hy_send to these paths is handled and answered by
- * nobody. Handlers run one at a time (on the "kernel" subsystem's actor). */
-#define HY_INTROSPECT_STATS  1u /* kernel://stats */
-#define HY_INTROSPECT_ROUTES 2u /* kernel://routes */
-#define HY_INTROSPECT_ACTORS 4u /* kernel://actors */
+ * nobody. Handlers run one at a time (on the "kernel" subsystem's actor).
+ * @{ */
+#define HY_INTROSPECT_STATS  1u /**< kernel://stats */
+#define HY_INTROSPECT_ROUTES 2u /**< kernel://routes */
+#define HY_INTROSPECT_ACTORS 4u /**< kernel://actors */
 
+/** What hy_introspect_attach serves. */
 typedef struct hy_introspect_opts {
-    unsigned routes; /* the routes to serve, HY_INTROSPECT_* or'ed; 0 = all */
+    unsigned routes; /**< the routes to serve, HY_INTROSPECT_* or'ed; 0 = all */
 } hy_introspect_opts;
 
-/* Serve the introspection routes on k; opts may be NULL (all of them). All or
+/** Serve the introspection routes on k; opts may be NULL (all of them). All or
  * none: on error no route is added. Returns 0, HY_EINVAL (k NULL, a bit in
  * opts->routes that is not an HY_INTROSPECT_*), HY_EEXIST (a selected route
  * is already served: attaching twice; hy_errdetail() names it), HY_ECLOSED
- * (after hy_kernel_shutdown) or HY_ENOMEM. */
+ * (after hy_kernel_shutdown) or HY_ENOMEM.
+ * Thread-safe. From a handler: yes, though not from a replaying one nor from
+ * state_init (either may run inside a send, which this waits for). */
 HY_API int hy_introspect_attach(hy_kernel *k, const hy_introspect_opts *opts);
+/** @} */
 
 #ifdef __cplusplus
 }
