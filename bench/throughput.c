@@ -7,6 +7,8 @@
  * (in keyed, whichever of the many actors it went to).
  *
  *   static    one sender thread -> a static route
+ *   static-scoped  the same, to a route that requires a scope, sent with
+ *             hy_send_as by a principal that holds it
  *   param     one sender -> a {id} route (1000 distinct paths)
  *   regex     one sender -> a typed route {year:\d{4}}
  *   fanout    one sender -> 1000 subsystems in turn
@@ -151,12 +153,13 @@ typedef struct sender {
     size_t npaths;
     size_t batch;               /* 0: hy_send, else hy_send_batch of this size */
     int error;
+    hy_principal *as;           /* NULL: plain hy_send; else hy_send_as */
 } sender;
 
-static int send_one(hy_kernel *k, const char *path, payload *p)
+static int send_one(hy_kernel *k, hy_principal *as, const char *path, payload *p)
 {
     for (;;) {
-        int rc = hy_send(k, path, p, sizeof *p);
+        int rc = as ? hy_send_as(k, as, path, p, sizeof *p) : hy_send(k, path, p, sizeof *p);
         if (rc != HY_ENOMEM)
             return rc;
         /* The pool is at its cap: the workers are behind. Let them catch up. */
@@ -172,7 +175,7 @@ static void *sender_main(void *arg)
     for (uint64_t i = 0; i < s->count; i++) {
         p.seq = i;
         p.sent_ns = (i % SAMPLE_EVERY == 0) ? bench_now_ns() : 0;
-        int rc = send_one(s->k, s->paths[pi], &p);
+        int rc = send_one(s->k, s->as, s->paths[pi], &p);
         if (rc != 0) {
             s->error = rc;
             return NULL;
@@ -240,15 +243,23 @@ static hy_kernel *open_kernel(const bench_opts *o)
     return k;
 }
 
-static int register_one(hy_kernel *k, const char *name, const char *pattern,
-                        hy_handler h, const char *key, void *sub_udata, void *route_udata)
+static int register_scoped(hy_kernel *k, const char *name, const char *pattern,
+                           hy_handler h, const char *key, void *sub_udata, void *route_udata,
+                           const char *scope)
 {
-    hy_route r = {.pattern = pattern, .handler = h, .udata = route_udata, .key = key};
+    hy_route r = {.pattern = pattern, .handler = h, .udata = route_udata, .key = key,
+                  .scope = scope};
     hy_subsystem_def def = {.routes = &r, .nroutes = 1, .udata = sub_udata};
     int rc = hy_subsystem_register(k, name, &def);
     if (rc != 0)
         fprintf(stderr, "register %s: %s %s\n", name, hy_strerror(rc), hy_errdetail());
     return rc;
+}
+
+static int register_one(hy_kernel *k, const char *name, const char *pattern,
+                        hy_handler h, const char *key, void *sub_udata, void *route_udata)
+{
+    return register_scoped(k, name, pattern, h, key, sub_udata, route_udata, NULL);
 }
 
 /* Run `nsenders` sender threads and time until everything is handled. */
@@ -316,19 +327,25 @@ static bool counts_even(const uint64_t *counts, size_t len, uint64_t n, uint64_t
     return true;
 }
 
-/* static, param, regex, batch and multi: senders to one subsystem's actor. */
-static int ordered_scenario(const bench_opts *o, const char *name, const char *pattern,
-                            const char *const *paths, size_t npaths, unsigned nsenders,
-                            size_t batch, uint64_t total, scenario_result *res)
+/* static, param, regex, batch and multi: senders to one subsystem's actor.
+ * scope: NULL, or the route requires it and the senders send as a principal
+ * that holds it (static-scoped). */
+static int ordered_scenario_as(const bench_opts *o, const char *name, const char *pattern,
+                               const char *scope, const char *const *paths, size_t npaths,
+                               unsigned nsenders, size_t batch, uint64_t total,
+                               scenario_result *res)
 {
     run_state *st = calloc(1, sizeof *st);
     hy_kernel *k = open_kernel(o);
+    hy_principal *as = NULL;
     int rc = (st && k) ? 0 : -1;
     if (rc == 0)
-        rc = register_one(k, "bench", pattern, on_ordered, NULL, st, NULL);
+        rc = register_scoped(k, "bench", pattern, on_ordered, NULL, st, NULL, scope);
+    if (rc == 0 && scope)
+        rc = hy_principal_create(k, "bench", &scope, 1, &as);
     sender senders[MAX_SENDERS];
     for (unsigned i = 0; i < nsenders; i++)
-        senders[i] = (sender){k, i, total / nsenders, paths, npaths, batch, 0};
+        senders[i] = (sender){k, i, total / nsenders, paths, npaths, batch, 0, as};
     if (rc == 0)
         rc = run_senders(k, senders, nsenders, &res->seconds);
     res->messages = total / nsenders * nsenders;
@@ -339,14 +356,32 @@ static int ordered_scenario(const bench_opts *o, const char *name, const char *p
     if (rc == 0)
         latency_fields(st, res->extra, sizeof res->extra);
     hy_kernel_close(k);
+    hy_principal_destroy(as);
     free(st);
     return rc;
+}
+
+static int ordered_scenario(const bench_opts *o, const char *name, const char *pattern,
+                            const char *const *paths, size_t npaths, unsigned nsenders,
+                            size_t batch, uint64_t total, scenario_result *res)
+{
+    return ordered_scenario_as(o, name, pattern, NULL, paths, npaths, nsenders, batch, total,
+                               res);
 }
 
 static int scenario_static(const bench_opts *o, uint64_t n, scenario_result *res)
 {
     static const char *const paths[] = {"bench://count"};
     return ordered_scenario(o, "static", "count", paths, 1, 1, 0, n, res);
+}
+
+/* static, to a route that requires a scope, sent as a principal holding it:
+ * what the scope check and the principal's reference cost a send. */
+static int scenario_static_scoped(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    static const char *const paths[] = {"bench://count"};
+    return ordered_scenario_as(o, "static-scoped", "count", "bench:write", paths, 1, 1, 0, n,
+                               res);
 }
 
 static int scenario_param(const bench_opts *o, uint64_t n, scenario_result *res)
@@ -401,7 +436,7 @@ static int scenario_routes(const bench_opts *o, uint64_t n, scenario_result *res
     char target[PATH_MAX_LEN];
     snprintf(target, sizeof target, "bench://r/%zu", nroutes / 2);
     const char *const paths[] = {target};
-    sender s = {k, 0, n, paths, 1, 0, 0};
+    sender s = {k, 0, n, paths, 1, 0, 0, NULL};
     if (rc == 0)
         rc = run_senders(k, &s, 1, &res->seconds);
     res->messages = n;
@@ -448,7 +483,7 @@ static int scenario_fanout(const bench_opts *o, uint64_t n, scenario_result *res
         snprintf(name, sizeof name, "fan%u", (unsigned)i);
         rc = register_one(k, name, "in", on_fanout, NULL, st, (void *)i);
     }
-    sender s = {k, 0, n, paths, FANOUT_SUBSYSTEMS, 0, 0};
+    sender s = {k, 0, n, paths, FANOUT_SUBSYSTEMS, 0, 0, NULL};
     if (rc == 0)
         rc = run_senders(k, &s, 1, &res->seconds);
     res->messages = n;
@@ -479,7 +514,7 @@ static int scenario_keyed(const bench_opts *o, uint64_t n, scenario_result *res)
         rc = register_one(k, "keyed", "item/{id}", on_keyed, "id", st, NULL);
     }
     /* Activate every actor once, untimed, to measure what they cost. */
-    sender warm = {k, 0, KEYED_ACTORS, paths, KEYED_ACTORS, 0, 0};
+    sender warm = {k, 0, KEYED_ACTORS, paths, KEYED_ACTORS, 0, 0, NULL};
     double warm_s;
     if (rc == 0)
         rc = run_senders(k, &warm, 1, &warm_s);
@@ -489,7 +524,7 @@ static int scenario_keyed(const bench_opts *o, uint64_t n, scenario_result *res)
         hy_kernel_stats(k, &stats);
     if (st)
         st->nsamples = 0;
-    sender s = {k, 0, n, paths, KEYED_ACTORS, 0, 0};
+    sender s = {k, 0, n, paths, KEYED_ACTORS, 0, 0, NULL};
     if (rc == 0)
         rc = run_senders(k, &s, 1, &res->seconds);
     res->messages = n;
@@ -696,6 +731,7 @@ typedef struct scenario {
 
 static const scenario scenarios[] = {
     {"static", scenario_static, 10000000, BENCH_MSGS},
+    {"static-scoped", scenario_static_scoped, 10000000, BENCH_MSGS},
     {"param", scenario_param, 5000000, BENCH_MSGS},
     {"regex", scenario_regex, 5000000, BENCH_MSGS},
     {"fanout", scenario_fanout, 5000000, BENCH_MSGS},

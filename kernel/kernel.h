@@ -127,9 +127,11 @@ int hyi_subsystem_register_internal(hy_kernel *k, const char *name,
 
 struct hy_principal {
     /* One for its owner until hy_principal_destroy, one per message made as
-     * it: the last reference frees it. */
-    _Atomic uint64_t refs;
-    const hy_kernel *k;         /* compared, never followed: scope ids are per kernel */
+     * it: the last reference frees it. On a line of its own: senders and
+     * workers both write it, while the read-only part below is read by
+     * every send's scope check. */
+    HY_CACHE_ALIGNED _Atomic uint64_t refs;
+    HY_CACHE_ALIGNED const hy_kernel *k; /* compared, never followed: scope ids are per kernel */
     uint32_t nwords;            /* bit i of bits: it holds scope id i */
     char name[HYI_NAME_MAX + 1];
     uint64_t bits[];
@@ -158,6 +160,8 @@ static inline void hyi_principal_ref(hy_principal *p)
         atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
 }
 void hyi_principal_unref(hy_principal *p);
+/* Drop n references at once (a worker's run of one principal's messages). */
+void hyi_principal_unref_n(hy_principal *p, uint64_t n);
 /* A principal with this name and no scope, owned by its one reference: what
  * a replayed message carries. NULL when out of memory. */
 hy_principal *hyi_principal_transient(const char *name, size_t len);

@@ -70,9 +70,13 @@ int hyi_refuse(hyi_route_binding *route, const hy_principal *p)
 
 static hy_principal *principal_new(const char *name, size_t name_len, uint32_t nwords)
 {
-    hy_principal *p = calloc(1, sizeof *p + nwords * sizeof(uint64_t));
+    size_t size = sizeof(hy_principal) + nwords * sizeof(uint64_t);
+    /* aligned: refs keeps a cache line to itself */
+    hy_principal *p = aligned_alloc(HY_CACHE_LINE, (size + HY_CACHE_LINE - 1) &
+                                                       ~(size_t)(HY_CACHE_LINE - 1));
     if (!p)
         return NULL;
+    memset(p, 0, size);
     memcpy(p->name, name, name_len);
     p->name[name_len] = '\0';
     p->nwords = nwords;
@@ -122,11 +126,16 @@ hy_principal *hyi_principal_transient(const char *name, size_t len)
     return principal_new(name, len, 0);
 }
 
-void hyi_principal_unref(hy_principal *p)
+void hyi_principal_unref_n(hy_principal *p, uint64_t n)
 {
     /* acq_rel: the last one out sees every use the others made before */
-    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) == 1)
+    if (atomic_fetch_sub_explicit(&p->refs, n, memory_order_acq_rel) == n)
         free(p);
+}
+
+void hyi_principal_unref(hy_principal *p)
+{
+    hyi_principal_unref_n(p, 1);
 }
 
 void hy_principal_destroy(hy_principal *p)

@@ -106,8 +106,10 @@ static int binding_new(hyi_subsys *sub, const hy_route *def, const char *default
     rc = hyi_route_binding_make(sub, def->pattern, &names, def->handler, def->udata,
                                 def->key, out);
     if (rc == 0 && (rc = hyi_route_binding_scope(sub->k, *out,
-                                                 def->scope ? def->scope : default_scope)))
+                                                 def->scope ? def->scope : default_scope))) {
         hyi_route_binding_free(*out);
+        *out = NULL; /* the caller frees what it finds */
+    }
     return rc;
 }
 
