@@ -760,7 +760,11 @@ HY_API int hy_principal_create(hy_kernel *k, const char *name, const char *const
 
 /** Give up a principal. Its messages already sent keep it alive until they are
  * handled (or dead letters); the caller must not pass it to another call.
- * NULL is a no-op. May be called before or after hy_kernel_close.
+ * NULL is a no-op. May be called before or after hy_kernel_close. Its
+ * memory goes once its messages are handled and each other thread that sent
+ * as it (a worker whose handler's sends acted as it, say) has since sent as
+ * another principal or exited: a thread keeps a small stock of references to
+ * the last principal it sent as, so a send need not take one each time.
  * Thread-safe (for distinct principals). From a handler: yes. */
 HY_API void hy_principal_destroy(hy_principal *p);
 

@@ -151,13 +151,27 @@ static inline bool hyi_principal_holds(const hy_principal *p, uint32_t scope)
     return word < p->nwords && (p->bits[word] >> (scope % 64) & 1);
 }
 
+/* A thread's stock of references to one principal, taken in bulk: a locked
+ * add per message would drain the sender's store buffer once more per send
+ * (principal.c). What is left goes back when the thread sends as another
+ * principal, destroys this one, or exits. */
+typedef struct hyi_principal_credit {
+    hy_principal *principal;
+    uint64_t left;
+} hyi_principal_credit;
+extern _Thread_local hyi_principal_credit hyi_credit;
+void hyi_principal_credit_refill(hy_principal *p);
+
 /* A reference for a message made as p; the caller holds one already. */
 static inline void hyi_principal_ref(hy_principal *p)
 {
-    /* relaxed: the caller's own reference keeps p alive; the release that
-     * drops this one is ordered by the acq_rel in hyi_principal_unref */
-    if (p)
-        atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+    if (!p)
+        return;
+    if (HY_LIKELY(hyi_credit.principal == p && hyi_credit.left)) {
+        hyi_credit.left--;
+        return;
+    }
+    hyi_principal_credit_refill(p);
 }
 void hyi_principal_unref(hy_principal *p);
 /* Drop n references at once (a worker's run of one principal's messages). */

@@ -11,6 +11,7 @@
  * itself (the owner's, or the handled message's when a handler sends), so
  * the count never climbs back from zero. The kernel's trusted principal is
  * NULL: it holds every scope and is never counted. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,10 +139,67 @@ void hyi_principal_unref(hy_principal *p)
     hyi_principal_unref_n(p, 1);
 }
 
+/* ---------------------------------------------------------------- credits */
+
+/* References a thread takes at a time: one locked add per this many messages
+ * sent as one principal. */
+#define CREDIT_BATCH 64
+
+_Thread_local hyi_principal_credit hyi_credit;
+
+/* A thread that took credit must give it back when it exits: a key whose
+ * destructor does, set the first time the thread takes any. */
+static pthread_key_t credit_key;
+static pthread_once_t credit_once = PTHREAD_ONCE_INIT;
+static _Thread_local bool credit_key_set;
+
+static void credit_return(void)
+{
+    if (hyi_credit.left)
+        hyi_principal_unref_n(hyi_credit.principal, hyi_credit.left);
+    hyi_credit.principal = NULL;
+    hyi_credit.left = 0;
+}
+
+static void credit_at_exit(void *unused)
+{
+    (void)unused;
+    credit_return();
+}
+
+static void credit_key_make(void)
+{
+    /* If the key cannot be made, a thread's last credit is kept until the
+     * process ends: a principal's memory, never a use after free. */
+    if (pthread_key_create(&credit_key, credit_at_exit) != 0)
+        credit_key = 0;
+}
+
+void hyi_principal_credit_refill(hy_principal *p)
+{
+    if (!credit_key_set) {
+        pthread_once(&credit_once, credit_key_make);
+        /* any non-NULL value: the destructor runs only for those */
+        pthread_setspecific(credit_key, &hyi_credit);
+        credit_key_set = true;
+    }
+    /* relaxed: the caller holds a reference, so p is alive and its count is
+     * not 0; the acq_rel of the drops orders the rest */
+    atomic_fetch_add_explicit(&p->refs, CREDIT_BATCH, memory_order_relaxed);
+    credit_return();
+    hyi_credit.principal = p;
+    hyi_credit.left = CREDIT_BATCH - 1;
+}
+
 void hy_principal_destroy(hy_principal *p)
 {
-    if (p)
-        hyi_principal_unref(p);
+    if (!p)
+        return;
+    /* this thread's stock goes back now, so a principal made and destroyed
+     * on one thread is freed once its messages are */
+    if (hyi_credit.principal == p)
+        credit_return();
+    hyi_principal_unref(p);
 }
 
 const char *hy_msg_principal(const hy_msg *msg)
