@@ -750,9 +750,11 @@ HY_API int hy_timer_attach(hy_kernel *k, const hy_timer_opts *opts);
  * thread gets to it). *id (may be NULL) names it for hy_timer_cancel; ids
  * are never 0. Usable from any thread and from handlers. Returns 0,
  * HY_EINVAL (k or path NULL, payload NULL with len > 0, delay_ms < 0 or
- * over HY_TIMER_MAX_MS), HY_EBADPATH, HY_ETOOBIG (over the kernel's
- * max_payload), HY_ENOMEM (memory, or 2^24 timers pending), HY_ECLOSED
- * (shut down), or an attach error. */
+ * over HY_TIMER_MAX_MS), HY_EBADPATH, HY_ETOOBIG (over HY_MAX_PAYLOAD; the
+ * kernel's own max_payload is applied when it fires, as for any send),
+ * HY_ENOMEM (memory, or 2^24 timers pending), HY_ECLOSED (shut down), or an
+ * attach error. Payloads up to 64 bytes with the path live in the timer's
+ * own pooled record; larger ones take one allocation. */
 HY_API int hy_send_after(hy_kernel *k, const char *path, const void *payload, size_t len,
                          int64_t delay_ms, uint64_t *id);
 
