@@ -241,7 +241,8 @@ static size_t crash_round(unsigned seed, int round, size_t *recovered)
     numbers *h = atomic_load(&latest);
     assert_non_null(h);
     uint64_t *sorted = malloc((h->n + 1) * sizeof *sorted);
-    memcpy(sorted, h->v, h->n * sizeof *sorted);
+    if (h->n)
+        memcpy(sorted, h->v, h->n * sizeof *sorted);
     qsort(sorted, h->n, sizeof *sorted, cmp_u64);
     for (size_t i = 1; i < h->n; i++)
         if (sorted[i] == sorted[i - 1])
