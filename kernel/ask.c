@@ -9,7 +9,15 @@
  * its own record), and is counted as a dead letter instead of delivered.
  *
  * hy_ask_async (a handler asks another actor) carries a reply-to path in the
- * request; hy_reply then simply sends to it. */
+ * request; hy_reply then simply sends to it.
+ *
+ * hy_ask_async_timeout adds a timer (the timers' provider, registered through
+ * hypha_ext.h: the core never names subsystems/timer.c) and a second small
+ * record in the request's slot, shared by the request and the timer. Its
+ * state decides, as the asker's does: hy_reply moves it to REPLIED (and
+ * cancels the timer), the timer to TIMED_OUT (and sends the timeout message);
+ * whoever loses does nothing, or, for a reply, becomes a LATE_REPLY dead
+ * letter. So exactly one of them reaches reply_to. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -158,6 +166,128 @@ int hy_ask_async(hy_ctx *ctx, const char *path, const void *payload, size_t len,
     return hyi_send(ctx->k, NULL, path, payload, len, reply_to, NULL, NULL);
 }
 
+/* ------------------------------------------------------------ hy_ask_async_timeout */
+
+enum { AT_WAITING, AT_REPLIED, AT_TIMED_OUT, AT_ABANDONED };
+
+typedef struct hyi_async_ask {
+    hyi_msg_hook hook;          /* in the request's slot */
+    _Atomic uint32_t state;
+    /* The request's, the timer's, and the asker's own while it sets up. */
+    _Atomic uint32_t refs;
+    hy_kernel *k;
+    uint64_t timer_id;          /* written before the request is sent */
+    char reply_to[];            /* where the timeout message goes */
+} hyi_async_ask;
+
+static void async_ask_unref(hyi_async_ask *a)
+{
+    /* acq_rel: the last owner sees every write the others made */
+    if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) == 1)
+        free(a);
+}
+
+static bool async_ask_settle(hyi_async_ask *a, uint32_t to)
+{
+    uint32_t waiting = AT_WAITING;
+    /* relaxed: the state only decides who acts; nothing is published by it */
+    return atomic_compare_exchange_strong_explicit(&a->state, &waiting, to,
+                                                   memory_order_relaxed,
+                                                   memory_order_relaxed);
+}
+
+/* The request was released (handled or not): it drops its reference. A
+ * request released without a reply still gets its timeout at the deadline. */
+static void async_ask_released(hy_kernel *k, hy_msg *msg, hyi_msg_hook *hook)
+{
+    (void)k, (void)msg;
+    async_ask_unref((hyi_async_ask *)hook);
+}
+
+/* The timer: fired (status 0) or dropped at shutdown. */
+static void async_ask_timer(void *arg, int status)
+{
+    hyi_async_ask *a = arg;
+    if (status == 0 && async_ask_settle(a, AT_TIMED_OUT))
+        /* Its own failure (no route, full) is counted by the send itself. */
+        (void)hyi_send_flagged(a->k, a->reply_to, NULL, 0, HYI_MSG_TIMEOUT);
+    async_ask_unref(a);
+}
+
+static hyi_async_ask *async_ask_of(const hy_msg *msg)
+{
+    if (!(msg->flags & HYI_MSG_SLOT))
+        return NULL;
+    hyi_msg_hook *hook = *hyi_msg_slot(msg);
+    return hook && hook->released == async_ask_released ? (hyi_async_ask *)hook : NULL;
+}
+
+int hy_ask_async_timeout(hy_ctx *ctx, const char *path, const void *payload, size_t len,
+                         const char *reply_to, int64_t timeout_ms)
+{
+    if (timeout_ms < 0)
+        return hy_ask_async(ctx, path, payload, len, reply_to);
+    if (!ctx || !reply_to)
+        return hyi_fail(HY_EINVAL, "hy_ask_async_timeout: NULL context or reply_to");
+    hy_kernel *k = ctx->k;
+    HYI_SUPPRESS_IF_REPLAYING(k);
+    if (timeout_ms > HY_TIMER_MAX_MS)
+        return hyi_fail(HY_EINVAL, "timeout of %lld ms; at most %lld", (long long)timeout_ms,
+                        (long long)HY_TIMER_MAX_MS);
+    size_t rlen = strnlen(reply_to, HYI_PATH_MAX + 1);
+    int rc = hyi_path_check(reply_to, rlen);
+    if (rc != 0)
+        return hyi_fail(rc, "reply_to '%s' is not a valid path", reply_to);
+    /* acquire: pairs with hy_ext_timer_provide's release (timer_self) */
+    const hy_ext_timer_ops *ops = atomic_load_explicit(&k->timer_ops, memory_order_acquire);
+    if (!ops)
+        return hyi_fail(HY_EINVAL, "hy_ask_async_timeout: the timers are not attached "
+                                   "(hy_timer_attach)");
+    hyi_async_ask *a = malloc(sizeof *a + rlen + 1);
+    if (!a)
+        return HY_ENOMEM;
+    a->hook.released = async_ask_released;
+    a->k = k;
+    memcpy(a->reply_to, reply_to, rlen + 1);
+    /* relaxed: not shared until armed */
+    atomic_store_explicit(&a->state, AT_WAITING, memory_order_relaxed);
+    atomic_store_explicit(&a->refs, 3, memory_order_relaxed);
+    /* Armed before the request is sent, so a reply always finds timer_id. */
+    rc = ops->arm(k->timer_self, timeout_ms, async_ask_timer, a, &a->timer_id);
+    if (rc != 0) {
+        free(a);
+        return rc;
+    }
+    bool hooked = false;
+    rc = hyi_send(k, NULL, path, payload, len, reply_to, &a->hook, &hooked);
+    if (!hooked)
+        async_ask_unref(a); /* no request holds it */
+    if (rc != 0 && async_ask_settle(a, AT_ABANDONED) &&
+        ops->cancel(k->timer_self, a->timer_id) == 1)
+        async_ask_unref(a); /* the timer will never call back */
+    async_ask_unref(a);
+    return rc;
+}
+
+/* hy_reply to a hy_ask_async_timeout request: first to settle wins. */
+static int reply_async_ask(hy_kernel *k, hyi_async_ask *a, hy_msg *msg, const void *payload,
+                           size_t len)
+{
+    if (!async_ask_settle(a, AT_REPLIED)) {
+        const hy_msg *body = hyi_msg_body(msg);
+        const char *reply_to = (const char *)hyi_msg_payload(msg) + body->payload_len;
+        hyi_dead_letter(k, reply_to, strlen(reply_to), payload, len, HY_DEAD_LATE_REPLY);
+        return 0;
+    }
+    /* acquire: pairs with the release in hy_ext_timer_provide */
+    const hy_ext_timer_ops *ops = atomic_load_explicit(&k->timer_ops, memory_order_acquire);
+    if (ops->cancel(k->timer_self, a->timer_id) == 1)
+        async_ask_unref(a); /* the timer's reference: it will never call back */
+    const hy_msg *body = hyi_msg_body(msg);
+    const char *reply_to = (const char *)hyi_msg_payload(msg) + body->payload_len;
+    return hyi_send(k, NULL, reply_to, payload, len, NULL, NULL, NULL);
+}
+
 /* Hand a reply to the asker; counted as a dead letter if it gave up. */
 static int reply_to_asker(hy_kernel *k, hyi_asker *a, hy_msg *msg, const void *payload,
                           size_t len)
@@ -193,8 +323,11 @@ int hy_reply(hy_ctx *ctx, const void *payload, size_t len)
         return hyi_fail(HY_EEXIST, "this message was already replied to");
     int rc;
     hyi_asker *asker = asker_of(msg);
+    hyi_async_ask *async = asker ? NULL : async_ask_of(msg);
     if (asker) {
         rc = reply_to_asker(k, asker, msg, payload, len);
+    } else if (async) {
+        rc = reply_async_ask(k, async, msg, payload, len);
     } else if (msg->flags & HYI_MSG_REPLY_TO) {
         const hy_msg *body = hyi_msg_body(msg);
         const char *reply_to = (const char *)hyi_msg_payload(msg) + body->payload_len;

@@ -127,7 +127,8 @@ typedef enum hy_overflow {
     X(JOURNAL,    "its persistent subsystem's journal failed to write it")    \
     X(NOROUTE,    "no route matched its path (refused at send)")              \
     X(FULL,       "its mailbox was full (refused at send)")                   \
-    X(LATE_REPLY, "a reply that arrived after its asker gave up")
+    X(LATE_REPLY, "a reply that arrived after its asker gave up")             \
+    X(TIMER_NOROUTE, "a timer fired to a path no route matched")
 
 /** Dead-letter reasons: HY_DEAD_<NAME> for each row of HY_DEAD_TABLE, in its
  * order, then HY_DEAD__COUNT, their number. */
@@ -556,6 +557,28 @@ HY_API int hy_ask(hy_kernel *k, const char *path, const void *payload, size_t le
 HY_API int hy_ask_async(hy_ctx *ctx, const char *path, const void *payload, size_t len,
                         const char *reply_to);
 
+/** hy_ask_async with a timeout: exactly one of two messages reaches reply_to,
+ * the reply (if the handler replies within timeout_ms) or the timeout
+ * message, sent timeout_ms after the request by the kernel's timer thread.
+ * The timeout message has an empty payload and hy_msg_is_timeout(msg) != 0
+ * (a reply never has it); its hy_msg_sender is 0. Tell several outstanding
+ * asks apart by their reply_to paths (a keyed route, e.g. .../reply/{n}). A
+ * reply that comes after the timeout is not delivered: it is a dead letter
+ * HY_DEAD_LATE_REPLY and hy_reply returns 0. A request whose handler ends
+ * without replying still gets its timeout message at the deadline.
+ * timeout_ms < 0: no timeout, as hy_ask_async. Needs the timers attached
+ * (hy_timer_attach, or any earlier hy_send_after / hy_send_every on the
+ * kernel): otherwise HY_EINVAL. Errors as hy_send, plus HY_EINVAL (timeout
+ * over HY_TIMER_MAX_MS) and HY_ECLOSED; on an error nothing is sent (with a
+ * timeout of 0 the timeout message may already be on its way).
+ * Thread-safe. From a handler: only there (it takes the handler's context). */
+HY_API int hy_ask_async_timeout(hy_ctx *ctx, const char *path, const void *payload,
+                                size_t len, const char *reply_to, int64_t timeout_ms);
+
+/** Non-zero for the timeout message of hy_ask_async_timeout; 0 for any other.
+ * Thread-safe. From a handler: yes. */
+HY_API int hy_msg_is_timeout(const hy_msg *msg);
+
 /** Reply to the message being handled: to its hy_ask caller or its reply_to
  * path. 0 also when the hy_ask caller has already given up (the reply is then
  * counted as HY_DEAD_LATE_REPLY). HY_ENOENT when it carries no reply address;
@@ -813,7 +836,8 @@ HY_API int hy_subscribe_scoped(hy_kernel *k, const char *pattern, const char *sc
  * keys, each with a number unless said otherwise:
  *   kernel://stats   the figures of hy_kernel_stats:
  *     {sent, handled, failed, queued,
- *      dead: {failed, dropped, stopped, journal, noroute, full, late_reply}
+ *      dead: {failed, dropped, stopped, journal, noroute, full, late_reply,
+ *             timer_noroute}
  *            (hy_dead_reason's names in lower case),
  *      restarts, stopped, subsystems, actors, workers, steals, parks,
  *      pool: {created, reused, in_use, peak, bytes_reserved, reuse_rate},
@@ -851,6 +875,121 @@ typedef struct hy_introspect_opts {
  * Thread-safe. From a handler: yes, though not from a replaying one nor from
  * state_init (either may run inside a send, which this waits for). */
 HY_API int hy_introspect_attach(hy_kernel *k, const hy_introspect_opts *opts);
+/** @} */
+
+
+/** @name Timers
+ * A message sent to a path after a delay (hy_send_after) or every
+ * period (hy_send_every), and the timeouts of hy_ask_async_timeout. One
+ * thread per kernel keeps them in a hierarchical timing wheel (schedule and
+ * cancel are O(1)) and sleeps until the next deadline: no tick while nothing
+ * is pending. Ticks are 2^18 ns (about 262 us): a timer fires at or after
+ * its deadline (never before), normally within a tick plus the thread's
+ * wake-up; the figures are in hy_timer_stats.
+ *
+ * At schedule time the path is checked (HY_EBADPATH) and the payload copied;
+ * the path is routed when the timer fires, so it may name a subsystem
+ * registered later. Firing is a hy_send from the timer thread: a path that
+ * then matches no route is a dead letter HY_DEAD_TIMER_NOROUTE (not
+ * HY_DEAD_NOROUTE); a refused send (HY_EFULL, HY_ESTOPPED, ...) is counted
+ * as the kernel counts it for any sender, and in hy_timer_stats.failed. A
+ * bounded mailbox with HY_OVERFLOW_BLOCK makes the timer thread wait, and
+ * every other timer with it: prefer FAIL or DROP_* for timer targets.
+ *
+ * Persistence: on a kernel with a journal (hy_config.journal_path), a timer
+ * whose path routes, when it is scheduled, to a persistent subsystem is
+ * journaled, and survives a restart: attaching the timers on the next open
+ * re-arms it with its id and its deadline (wall-clock time); one that should
+ * have fired while the process was down fires at once, once (a periodic
+ * one then goes on from its next period; missed periods are not made up).
+ * Its firing message and the record that it fired are written in one group
+ * commit, so a crash never makes it fire twice nor lose it. The arming is
+ * queued for the journal before hy_send_after returns (like hy_send to a
+ * persistent subsystem): a later acknowledged hy_send_durable on this kernel
+ * means it is durable too. A cancel is durable at the next group commit.
+ * For this the timers register a persistent subsystem of their own,
+ * "timers", at attach: the name is then taken. Attach them after
+ * registering the subsystems the recovered timers target (an overdue timer
+ * fires at attach), and attach explicitly at open if timers may be pending
+ * from an earlier run (otherwise they wait for the first hy_send_after).
+ * Timer ids stay unique across restarts (an id holds a boot epoch kept in
+ * the journal). Timers of other subsystems are lost with the process.
+ *
+ * A timer fires as the principal its scheduler's sends acted as (see
+ * "principals": a handler's timer acts as the principal of the message it
+ * handled, so a timer reaches no route its request could not); a journaled
+ * timer re-armed after a restart fires as the trusted principal.
+ *
+ * A replaying handler (hy_is_replaying) schedules and cancels nothing: the
+ * calls return 0 (and *id 0), like hy_send. At hy_kernel_shutdown, before
+ * the kernel stops accepting messages, the timer thread is joined and
+ * pending timers are dropped unfired (persistent ones stay journaled). */
+/** @{ */
+
+/** The longest delay or period: 2^32 - 1 ms, about 49.7 days. */
+#define HY_TIMER_MAX_MS ((int64_t)0xffffffff)
+
+/** Options of hy_timer_attach. */
+typedef struct hy_timer_opts {
+    int reserved; /**< none yet: NULL or a zeroed struct */
+} hy_timer_opts;
+
+/** Start k's timers: the timer thread, and with a journal the "timers"
+ * subsystem (recovering and re-arming journaled timers). hy_send_after and
+ * hy_send_every attach them by themselves on first use (once, thread-safe);
+ * until then timers cost nothing. Returns 0, HY_EINVAL (k NULL), HY_EEXIST
+ * (attached already), HY_ECLOSED (shut down), HY_ENOMEM, HY_ESYS (thread),
+ * or an error of registering "timers" (HY_EEXIST if the name is taken).
+ * Thread-safe. From a handler: no (registration waits for sends under way). */
+HY_API int hy_timer_attach(hy_kernel *k, const hy_timer_opts *opts);
+
+/** Send payload to path once, delay_ms from now (0: as soon as the timer
+ * thread gets to it). *id (may be NULL) names it for hy_timer_cancel; ids
+ * are never 0. Usable from any thread and from handlers. Returns 0,
+ * HY_EINVAL (k or path NULL, payload NULL with len > 0, delay_ms < 0 or
+ * over HY_TIMER_MAX_MS), HY_EBADPATH, HY_ETOOBIG (over HY_MAX_PAYLOAD; the
+ * kernel's own max_payload is applied when it fires, as for any send),
+ * HY_ENOMEM (memory, or 2^24 timers pending), HY_ECLOSED (shut down), or an
+ * attach error. Payloads up to 64 bytes with the path live in the timer's
+ * own pooled record; larger ones take one allocation.
+ * Thread-safe. From a handler: yes (the first call, which attaches the
+ * timers, not from a handler of a kernel with a journal). */
+HY_API int hy_send_after(hy_kernel *k, const char *path, const void *payload, size_t len,
+                         int64_t delay_ms, uint64_t *id);
+
+/** Send payload to path every period_ms, the first time period_ms from now,
+ * until cancelled. Deadlines are start + n * period, so a late firing does
+ * not delay the next ones (no drift); a timer that falls more than a period
+ * behind skips the periods it missed. Errors as hy_send_after (period_ms
+ * must be at least 1). Thread-safe. From a handler: as hy_send_after. */
+HY_API int hy_send_every(hy_kernel *k, const char *path, const void *payload, size_t len,
+                         int64_t period_ms, uint64_t *id);
+
+/** Cancel a timer: 1 when it was pending and will not fire (a periodic one:
+ * will not fire again; a firing under way still completes), 0 when it has
+ * fired already (a one-shot timer), was cancelled already, or the id is
+ * unknown (0, or not this kernel's). HY_ECLOSED after shutdown, HY_EINVAL
+ * for a NULL k. Thread-safe. From a handler: yes. */
+HY_API int hy_timer_cancel(hy_kernel *k, uint64_t id);
+
+/** A kernel's timer figures. */
+typedef struct hy_timer_stats {
+    uint64_t pending;     /**< scheduled and not yet fired nor cancelled */
+    uint64_t fired;       /**< firings (each period counts) */
+    uint64_t cancelled;   /**< hy_timer_cancel calls that returned 1 */
+    uint64_t late;        /**< firings more than 1 ms + one tick after the deadline */
+    uint64_t failed;      /**< firings whose send was refused (no route included) */
+    uint64_t noroute;     /**< of those, to a path no route matched */
+    uint64_t recovered;   /**< journaled timers re-armed at attach */
+    /** Firing time minus deadline, over the last 4096 firings. @{ */
+    uint64_t lateness_p50_ns;
+    uint64_t lateness_p99_ns;
+    /** @} */
+} hy_timer_stats;
+
+/** k's timer figures (all 0 when the timers are not attached). Returns 0 or
+ * HY_EINVAL. Thread-safe. From a handler: yes. */
+HY_API int hy_timer_stats_get(hy_kernel *k, hy_timer_stats *out);
 /** @} */
 
 #ifdef __cplusplus

@@ -27,6 +27,82 @@ extern "C" {
  * it), HY_ECLOSED (after hy_kernel_shutdown) or HY_ENOMEM. */
 HY_API int hy_kernel_routes_add(hy_kernel *k, const hy_route *routes, size_t n);
 
+/* ---------------------------------------------------------------- per-kernel state */
+
+/* A built-in's state hangs on the kernel in a slot of its own: one fixed
+ * index per built-in, so finding it is one load. */
+enum {
+    HY_EXT_SLOT_TIMERS = 0, /* subsystems/timer.c */
+    HY_EXT_SLOTS = 4
+};
+
+typedef struct hy_ext_slot_ops {
+    /* Called once by hy_kernel_shutdown (or hy_kernel_close), first thing:
+     * before the kernel stops accepting messages, while the workers run. It
+     * must stop the built-in's threads and make its calls fail (HY_ECLOSED)
+     * from then on; the state stays readable until free. May be NULL. */
+    void (*stop)(hy_kernel *k, void *state);
+    /* Called once by hy_kernel_close after the workers stopped and before
+     * the journal closes: free the state. May be NULL. */
+    void (*free)(hy_kernel *k, void *state);
+} hy_ext_slot_ops;
+/* Slots stop in decreasing index order, and are freed in the same order. */
+
+/* Hang state on slot (ops is copied). Once per slot and kernel. Returns 0,
+ * HY_EINVAL (k NULL, slot out of range, state NULL), HY_EEXIST (the slot is
+ * taken) or HY_ECLOSED (shutdown has begun: the state was not taken, the
+ * caller still owns it). */
+HY_API int hy_ext_slot_set(hy_kernel *k, unsigned slot, void *state,
+                           const hy_ext_slot_ops *ops);
+/* The state on slot, or NULL (acquire: what the setter wrote before setting
+ * it is visible). */
+HY_API void *hy_ext_slot_get(hy_kernel *k, unsigned slot);
+
+/* ---------------------------------------------------------------- timers */
+
+/* What the core's hy_ask_async_timeout needs of the timers (the core does
+ * not know subsystems/timer.c by name; the timers register this at attach).
+ * arm: call fn(arg, 0) on the timer thread delay_ms from now; *id for
+ * cancel. cancel: 1 when the timer was pending and fn will never be called,
+ * 0 otherwise (fired or firing: fn is, or will be, called). A timer still
+ * pending at shutdown is dropped with fn(arg, HY_ECLOSED) from the slot's
+ * stop. */
+typedef void (*hy_ext_timer_fn)(void *arg, int status);
+typedef struct hy_ext_timer_ops {
+    int (*arm)(void *self, int64_t delay_ms, hy_ext_timer_fn fn, void *arg, uint64_t *id);
+    int (*cancel)(void *self, uint64_t id);
+} hy_ext_timer_ops;
+
+/* Register the timer provider of k (ops must outlive the kernel; self stays
+ * valid until close). Once: HY_EEXIST after; HY_EINVAL for NULLs. */
+HY_API int hy_ext_timer_provide(hy_kernel *k, const hy_ext_timer_ops *ops, void *self);
+
+/* ---------------------------------------------------------------- sending on a built-in's behalf */
+
+/* From now on, a message the calling thread sends (hy_send, hy_send_batch)
+ * that matches no route is a dead letter with this reason rather than
+ * HY_DEAD_NOROUTE: for a built-in's own thread (the timer thread), so its
+ * dead letters say why. Per thread; the default is HY_DEAD_NOROUTE. */
+HY_API void hy_ext_noroute_reason(hy_dead_reason reason);
+
+/* Whether path routes to a persistent subsystem: 1 yes, 0 no, or
+ * HY_ENOROUTE, HY_EBADPATH, HY_EINVAL (NULLs). One route lookup. */
+HY_API int hy_ext_path_persistent(hy_kernel *k, const char *path);
+
+/* Non-zero when the calling thread is running a handler of k that replays a
+ * journal entry (hy_is_replaying, for calls that take no hy_ctx): a
+ * built-in's calls then do nothing, as hy_send does. */
+HY_API int hy_ext_is_replaying(hy_kernel *k);
+
+/* The principal the calling thread's sends act as now (the principal of the
+ * message its handler of k runs, unless that subsystem is trusted), with a
+ * reference the caller gives back with hy_ext_principal_release; NULL for
+ * the trusted principal (nothing to give back). A built-in that sends later
+ * on a caller's behalf (a timer) sends as it with the *_as calls, so nothing
+ * reaches a route through it that its caller could not. */
+HY_API hy_principal *hy_ext_principal_hold(hy_kernel *k);
+HY_API void hy_ext_principal_release(hy_principal *p);
+
 #ifdef __cplusplus
 }
 #endif

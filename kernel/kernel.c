@@ -1,7 +1,10 @@
 /* The kernel's life: open, drain, shutdown, close. (Its statistics: stats.c.)
+ * Also the built-ins' per-kernel slots and the timer provider (hypha_ext.h),
+ * since their hooks run at shutdown and close.
  *
  * Shutdown is the one delicate step: sends may be under way on other threads.
- * It sets `closed` (new sends see it and return HY_ECLOSED), waits for every
+ * It first stops the built-ins (their slots' stop hooks: the timer thread is
+ * joined while the kernel still accepts its last sends), then sets `closed` (new sends see it and return HY_ECLOSED), waits for every
  * router read section that began before (each send runs inside one, so the
  * sends that missed the flag have finished their push), drains, stops the
  * passivation thread, and only then stops the workers. */
@@ -130,6 +133,72 @@ int hy_kernel_drain(hy_kernel *k, int timeout_ms)
     return 0;
 }
 
+/* ------------------------------------------------------------ built-ins' slots */
+
+int hy_ext_slot_set(hy_kernel *k, unsigned slot, void *state, const hy_ext_slot_ops *ops)
+{
+    if (!k || slot >= HY_EXT_SLOTS || !state)
+        return hyi_fail(HY_EINVAL, "hy_ext_slot_set: NULL kernel or state, or slot %u", slot);
+    int rc = 0;
+    pthread_mutex_lock(&k->registry_lock);
+    /* shut_down is set under this lock before the stop hooks run: a slot is
+     * either set before (and stopped) or refused. */
+    if (k->shut_down)
+        rc = hyi_fail(HY_ECLOSED, "the kernel is shutting down");
+    else if (atomic_load_explicit(&k->ext_state[slot], memory_order_relaxed))
+        rc = hyi_fail(HY_EEXIST, "slot %u is taken", slot);
+    if (rc == 0) {
+        k->ext_ops[slot] = ops ? *ops : (hy_ext_slot_ops){0};
+        /* release: ext_ops and whatever the setter wrote into state are
+         * visible to whoever acquires the pointer */
+        atomic_store_explicit(&k->ext_state[slot], state, memory_order_release);
+    }
+    pthread_mutex_unlock(&k->registry_lock);
+    return rc;
+}
+
+void *hy_ext_slot_get(hy_kernel *k, unsigned slot)
+{
+    if (!k || slot >= HY_EXT_SLOTS)
+        return NULL;
+    /* acquire: pairs with the release in hy_ext_slot_set */
+    return atomic_load_explicit(&k->ext_state[slot], memory_order_acquire);
+}
+
+int hy_ext_timer_provide(hy_kernel *k, const hy_ext_timer_ops *ops, void *self)
+{
+    if (!k || !ops || !ops->arm || !ops->cancel)
+        return hyi_fail(HY_EINVAL, "hy_ext_timer_provide: NULL kernel or ops");
+    int rc = 0;
+    pthread_mutex_lock(&k->registry_lock);
+    if (atomic_load_explicit(&k->timer_ops, memory_order_relaxed)) {
+        rc = hyi_fail(HY_EEXIST, "a timer provider is registered already");
+    } else {
+        k->timer_self = self;
+        /* release: timer_self is visible to whoever acquires ops (ask.c) */
+        atomic_store_explicit(&k->timer_ops, ops, memory_order_release);
+    }
+    pthread_mutex_unlock(&k->registry_lock);
+    return rc;
+}
+
+/* Stop (shutdown) or free (close) every built-in, highest slot first. The
+ * slots are not set any more: shut_down is set. */
+static void ext_slots_each(hy_kernel *k, bool stop)
+{
+    for (int i = HY_EXT_SLOTS - 1; i >= 0; i--) {
+        /* relaxed: set under registry_lock, which this thread took since */
+        void *state = atomic_load_explicit(&k->ext_state[i], memory_order_relaxed);
+        if (!state)
+            continue;
+        void (*fn)(hy_kernel *, void *) = stop ? k->ext_ops[i].stop : k->ext_ops[i].free;
+        if (fn)
+            fn(k, state);
+    }
+}
+
+/* ------------------------------------------------------------ shutdown */
+
 int hy_kernel_shutdown(hy_kernel *k)
 {
     if (!k)
@@ -139,12 +208,18 @@ int hy_kernel_shutdown(hy_kernel *k)
     pthread_mutex_lock(&k->registry_lock);
     bool already = k->shut_down;
     k->shut_down = true;
+    pthread_mutex_unlock(&k->registry_lock);
+    if (already)
+        return 0;
+    /* Built-ins first, while the kernel still accepts messages: the timer
+     * thread is joined here, so it never sends into a closed kernel, and a
+     * handler's later hy_send_after gets HY_ECLOSED from the timers. */
+    ext_slots_each(k, true);
+    pthread_mutex_lock(&k->registry_lock);
     /* seq_cst: a send loads it (seq_cst) inside its read section; the
      * synchronize below then waits for every send that loaded 0. */
     atomic_store_explicit(&k->closed, 1, memory_order_seq_cst);
     pthread_mutex_unlock(&k->registry_lock);
-    if (already)
-        return 0;
     hyi_router_synchronize(k->router);
     hy_kernel_drain(k, -1);
     /* Passivation ends before the workers: it may hand actors back to them,
@@ -166,6 +241,7 @@ void hy_kernel_close(hy_kernel *k)
     if (!k)
         return;
     hy_kernel_shutdown(k);
+    ext_slots_each(k, false); /* no worker runs; the journal is still open */
     hyi_persist_close(k); /* no worker runs; every completion has run after it */
     hyi_pubsub_free(k);
     hyi_actor_table_free(k);

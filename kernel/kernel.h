@@ -35,6 +35,7 @@
 #include "deque.h"
 #include "hy_common.h"
 #include "hypha.h"
+#include "hypha_ext.h"
 #include "mpscq.h"
 #include "pool.h"
 #include "router.h"
@@ -402,6 +403,16 @@ struct hy_kernel {
      * that may lag, read for ages only. */
     _Atomic uint32_t coarse_ms;
 
+    /* Built-ins' state (hypha_ext.h): each slot set once, under
+     * registry_lock, before shutdown begins; read with acquire. ext_ops[i]
+     * is written before ext_state[i] is published. */
+    void *_Atomic ext_state[HY_EXT_SLOTS];
+    hy_ext_slot_ops ext_ops[HY_EXT_SLOTS];
+    /* The timer provider for hy_ask_async_timeout (ask.c): timer_self is
+     * written before timer_ops is published (release). */
+    const hy_ext_timer_ops *_Atomic timer_ops;
+    void *timer_self;
+
     hyi_actor_segment segments[HYI_ACTOR_SEGMENTS];
 };
 
@@ -439,6 +450,7 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor);
  * with each message, so what few messages need stays out of it. */
 enum {
     HYI_MSG_SHARED = 1,   /* a publish envelope: its hook heads the shared body */
+    HYI_MSG_TIMEOUT = 2,  /* hy_ask_async_timeout's timeout message (ask.c) */
     HYI_MSG_REPLY_TO = 4, /* the reply-to path follows the payload */
     HYI_MSG_REPLIED = 8,  /* hy_reply was called while handling it */
     HYI_MSG_FAILED = 16,  /* its handler returned an error */
@@ -689,6 +701,9 @@ static inline bool hyi_actor_give_up(hyi_actor *actor)
  * the hook's `released` will be called. */
 int hyi_send(hy_kernel *k, hy_principal *const *as, const char *path, const void *payload,
              size_t len, const char *reply_to, hyi_msg_hook *hook, bool *hooked);
+/* hy_send of a message carrying extra HYI_MSG_* flags (HYI_MSG_TIMEOUT). */
+int hyi_send_flagged(hy_kernel *k, const char *path, const void *payload, size_t len,
+                     uint8_t flags);
 /* Count n messages (all for this actor, linked first..last) as sent to its
  * subsystem and push them (hyi_actor_push). The one place where a sent
  * message reaches an actor; journaled messages skip the count (persistent.c

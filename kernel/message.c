@@ -78,3 +78,8 @@ uint64_t hy_msg_sender(const hy_msg *msg)
 {
     return msg->sender;
 }
+
+int hy_msg_is_timeout(const hy_msg *msg)
+{
+    return msg && (msg->flags & HYI_MSG_TIMEOUT) != 0;
+}

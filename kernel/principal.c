@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hypha_ext.h"
 #include "kernel.h"
 
 /* ---------------------------------------------------------------- scopes */
@@ -200,6 +201,22 @@ void hy_principal_destroy(hy_principal *p)
     if (hyi_credit.principal == p)
         credit_return();
     hyi_principal_unref(p);
+}
+
+hy_principal *hy_ext_principal_hold(hy_kernel *k)
+{
+    hy_ctx *c = hyi_running;
+    if (!c || c->k != k || c->sub->trusted || !c->msg->principal)
+        return NULL;
+    /* relaxed: the running message holds a reference, so the count is not 0 */
+    atomic_fetch_add_explicit(&c->msg->principal->refs, 1, memory_order_relaxed);
+    return c->msg->principal;
+}
+
+void hy_ext_principal_release(hy_principal *p)
+{
+    if (p)
+        hyi_principal_unref(p);
 }
 
 const char *hy_msg_principal(const hy_msg *msg)

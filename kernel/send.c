@@ -174,13 +174,23 @@ admit_and_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
     return 0;
 }
 
+/* What a send that matches no route is, as a dead letter: HY_DEAD_NOROUTE
+ * unless this thread said otherwise (hy_ext_noroute_reason: a built-in's own
+ * thread, such as the timer thread). Read on the failure path only. */
+static _Thread_local hy_dead_reason tl_noroute_reason = HY_DEAD_NOROUTE;
+
+void hy_ext_noroute_reason(hy_dead_reason reason)
+{
+    tl_noroute_reason = (unsigned)reason < HY_DEAD__COUNT ? reason : HY_DEAD_NOROUTE;
+}
+
 static int match(hy_kernel *k, const char *path, size_t path_len, const void *payload,
                  size_t len, hyi_match *m)
 {
     int rc = hyi_router_match(k->router, path, path_len, m);
     if (HY_LIKELY(rc != HY_ENOROUTE))
         return rc;
-    hyi_dead_letter(k, path, path_len, payload, len, HY_DEAD_NOROUTE);
+    hyi_dead_letter(k, path, path_len, payload, len, tl_noroute_reason);
     return m->subsystem
                    ? hyi_fail(rc, "no route of its subsystem matches '%.*s'", (int)path_len, path)
                    : hyi_fail(rc, "no subsystem for path '%.*s'", (int)path_len, path);
@@ -271,7 +281,8 @@ static int match_cached(hy_kernel *k, const char *path, size_t path_len, const v
 /* hyi_send, and hy_send_durable when durable is set. */
 static int send_one(hy_kernel *k, hy_principal *const *as, const char *path,
                     const void *payload, size_t len, const char *reply_to, hyi_msg_hook *hook,
-                    bool *hooked, bool durable, void (*on_durable)(void *, int), void *udata)
+                    bool *hooked, bool durable, void (*on_durable)(void *, int), void *udata,
+                    uint8_t flags)
 {
     HYI_SUPPRESS_IF_REPLAYING(k);
     size_t path_len = 0;
@@ -298,6 +309,8 @@ static int send_one(hy_kernel *k, hy_principal *const *as, const char *path,
     if (HY_LIKELY(rc == 0))
         rc = place(k, m, path, path_len, payload, len, reply_to, hook != NULL, &stamp, &msg,
                    &actor);
+    if (HY_UNLIKELY(rc == 0 && flags))
+        msg->flags |= flags;
     if (HY_UNLIKELY(rc == 0 && hook)) {
         /* held from here on: every path below releases or delivers msg */
         *hyi_msg_slot(msg) = hook;
@@ -318,30 +331,36 @@ static int send_one(hy_kernel *k, hy_principal *const *as, const char *path,
 int hyi_send(hy_kernel *k, hy_principal *const *as, const char *path, const void *payload,
              size_t len, const char *reply_to, hyi_msg_hook *hook, bool *hooked)
 {
-    return send_one(k, as, path, payload, len, reply_to, hook, hooked, false, NULL, NULL);
+    return send_one(k, as, path, payload, len, reply_to, hook, hooked, false, NULL, NULL, 0);
+}
+
+int hyi_send_flagged(hy_kernel *k, const char *path, const void *payload, size_t len,
+                     uint8_t flags)
+{
+    return send_one(k, NULL, path, payload, len, NULL, NULL, NULL, false, NULL, NULL, flags);
 }
 
 int hy_send_durable(hy_kernel *k, const char *path, const void *payload, size_t len,
                     void (*on_durable)(void *udata, int status), void *udata)
 {
-    return send_one(k, NULL, path, payload, len, NULL, NULL, NULL, true, on_durable, udata);
+    return send_one(k, NULL, path, payload, len, NULL, NULL, NULL, true, on_durable, udata, 0);
 }
 
 int hy_send_durable_as(hy_kernel *k, hy_principal *p, const char *path, const void *payload,
                        size_t len, void (*on_durable)(void *udata, int status), void *udata)
 {
-    return send_one(k, &p, path, payload, len, NULL, NULL, NULL, true, on_durable, udata);
+    return send_one(k, &p, path, payload, len, NULL, NULL, NULL, true, on_durable, udata, 0);
 }
 
 int hy_send(hy_kernel *k, const char *path, const void *payload, size_t len)
 {
-    return send_one(k, NULL, path, payload, len, NULL, NULL, NULL, false, NULL, NULL);
+    return send_one(k, NULL, path, payload, len, NULL, NULL, NULL, false, NULL, NULL, 0);
 }
 
 int hy_send_as(hy_kernel *k, hy_principal *p, const char *path, const void *payload,
                size_t len)
 {
-    return send_one(k, &p, path, payload, len, NULL, NULL, NULL, false, NULL, NULL);
+    return send_one(k, &p, path, payload, len, NULL, NULL, NULL, false, NULL, NULL, 0);
 }
 
 /* hy_send_batch keeps one open chain per destination actor, in first-seen

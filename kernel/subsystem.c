@@ -340,3 +340,16 @@ int hy_match(hy_kernel *k, const char *path, hy_match_result *out)
     }
     return 0;
 }
+
+int hy_ext_path_persistent(hy_kernel *k, const char *path)
+{
+    if (!k || !path)
+        return hyi_fail(HY_EINVAL, "hy_ext_path_persistent: NULL argument");
+    hyi_match m;
+    int rc = hyi_router_match(k->router, path, strnlen(path, HYI_PATH_MAX + 1), &m);
+    if (rc != 0)
+        return rc;
+    /* bindings and subsystems live until close */
+    hyi_route_binding *r = m.route;
+    return r->sub->persistent ? 1 : 0;
+}

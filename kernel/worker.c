@@ -73,6 +73,12 @@ static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg, bool extras)
     return rc == 0;
 }
 
+int hy_ext_is_replaying(hy_kernel *k)
+{
+    hy_ctx *c = hyi_running;
+    return c && c->k == k && c->replaying;
+}
+
 int hy_is_replaying(hy_ctx *ctx)
 {
     return ctx && ctx->replaying;
