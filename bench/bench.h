@@ -37,6 +37,9 @@ uint64_t bench_now_ns(void);
 uint64_t bench_cpu_ns(void);
 /* Resident set size of this process, in bytes. */
 uint64_t bench_rss_bytes(void);
+/* The median of n figures (sorts v): what the families that alternate
+ * hypha with a peer over rounds report. */
+double bench_median(double *v, int n);
 /* Sort a sample array and return its q-quantile (0 <= q <= 1). */
 uint64_t bench_quantile(uint64_t *samples, uint64_t n, double q);
 /* Progress on stderr, only when stderr is a terminal: the label, the percent

@@ -80,17 +80,6 @@ static uint64_t data_file_bytes(const char *env)
     return stat(p, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-static double median3(double *v, int n)
-{
-    for (int i = 1; i < n; i++) /* insertion sort: n is tiny */
-        for (int k = i; k > 0 && v[k] < v[k - 1]; k--) {
-            double t = v[k];
-            v[k] = v[k - 1];
-            v[k - 1] = t;
-        }
-    return v[n / 2];
-}
-
 static void key_be(unsigned char *k, uint64_t actor, uint64_t seq)
 {
     for (int i = 7; i >= 0; i--, actor >>= 8, seq >>= 8) {
@@ -248,24 +237,24 @@ static int run_pair(const bench_opts *o, bool sync, bool want_raw, bool want_gc)
         }
     }
     char extra[256];
-    double raw_med = median3(raw_rate, ROUNDS);
+    double raw_med = bench_median(raw_rate, ROUNDS);
     if (want_raw) {
         snprintf(extra, sizeof extra,
                  "\"messages\":%llu,\"value_bytes\":%d,\"per_txn\":1000,"
                  "\"bytes_per_msg\":%.1f,\"rounds\":%d",
-                 (unsigned long long)n, PAYLOAD, median3(raw_bpm, ROUNDS), ROUNDS);
+                 (unsigned long long)n, PAYLOAD, bench_median(raw_bpm, ROUNDS), ROUNDS);
         bench_report(o, "journal", sync ? "raw-lmdb-sync" : "raw-lmdb-nosync",
-                     BENCH_MSGS | BENCH_PEER, raw_med, median3(raw_s, ROUNDS), extra);
+                     BENCH_MSGS | BENCH_PEER, raw_med, bench_median(raw_s, ROUNDS), extra);
     }
     if (want_gc) {
-        double gc_med = median3(gc_rate, ROUNDS);
+        double gc_med = bench_median(gc_rate, ROUNDS);
         snprintf(extra, sizeof extra,
                  "\"messages\":%llu,\"payload_bytes\":%d,\"ratio_to_raw\":%.3f,"
                  "\"batch_p50\":%.0f,\"bytes_per_msg\":%.1f,\"rounds\":%d",
                  (unsigned long long)n, PAYLOAD, gc_med / raw_med,
-                 median3(gc_p50, ROUNDS), median3(gc_bpm, ROUNDS), ROUNDS);
+                 bench_median(gc_p50, ROUNDS), bench_median(gc_bpm, ROUNDS), ROUNDS);
         bench_report(o, "journal", sync ? "group-commit-sync" : "group-commit-nosync",
-                     BENCH_MSGS, gc_med, median3(gc_s, ROUNDS), extra);
+                     BENCH_MSGS, gc_med, bench_median(gc_s, ROUNDS), extra);
     }
     return 0;
 }
@@ -346,8 +335,8 @@ static int sc_recovery(const bench_opts *o)
              "\"entries\":%llu,\"payload_bytes\":%d,\"bytes_per_msg\":%.1f,\"rounds\":%d",
              (unsigned long long)n, PAYLOAD,
              (double)data_file_bytes(t.env) / (double)n, ROUNDS);
-    bench_report(o, "journal", "recovery", BENCH_MSGS, median3(rates, ROUNDS),
-                 median3(secs, ROUNDS), extra);
+    bench_report(o, "journal", "recovery", BENCH_MSGS, bench_median(rates, ROUNDS),
+                 bench_median(secs, ROUNDS), extra);
     ret = 0;
 out:
     free(recs);
@@ -512,16 +501,16 @@ static int run_kernel(const bench_opts *o, bool keyed, bool sync)
         bpm[r] = (double)b.bytes_on_disk / (double)n;
         p50[r] = (double)b.batch_p50;
     }
-    double raw_med = median3(raw_rate, ROUNDS), med = median3(rate, ROUNDS);
+    double raw_med = bench_median(raw_rate, ROUNDS), med = bench_median(rate, ROUNDS);
     char extra[256], name[48];
     snprintf(extra, sizeof extra,
              "\"messages\":%llu,\"payload_bytes\":%d,\"actors\":%d,\"raw_lmdb_%s\":%.0f,"
              "\"ratio_to_raw\":%.3f,\"batch_p50\":%.0f,\"bytes_per_msg\":%.1f,\"rounds\":%d",
              (unsigned long long)n, PAYLOAD, keyed ? KEYED_ACTORS : 1, sync ? "sync" : "nosync",
-             raw_med, med / raw_med, median3(p50, ROUNDS), median3(bpm, ROUNDS), ROUNDS);
+             raw_med, med / raw_med, bench_median(p50, ROUNDS), bench_median(bpm, ROUNDS), ROUNDS);
     snprintf(name, sizeof name, "persistent-%s-%s", keyed ? "keyed" : "static",
              sync ? "sync" : "nosync");
-    bench_report(o, "journal", name, BENCH_MSGS, med, median3(secs, ROUNDS), extra);
+    bench_report(o, "journal", name, BENCH_MSGS, med, bench_median(secs, ROUNDS), extra);
     return 0;
 }
 

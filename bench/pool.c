@@ -268,18 +268,6 @@ static double run_cross(int kind, hyi_pool *p, uint64_t n, int *bad)
 
 /* ------------------------------------------------------------------ driver */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
 typedef double (*run_fn)(int kind, hyi_pool *p, uint64_t n, int *bad);
 
 /* Run every contender ROUNDS times, rotating who goes first, then report. */
@@ -313,7 +301,7 @@ static int scenario(const bench_opts *opts, const char *name, run_fn run, uint64
     }
     double med[NKIND];
     for (int k = 0; k < NKIND; k++)
-        med[k] = median(secs[k], ROUNDS);
+        med[k] = bench_median(secs[k], ROUNDS);
     for (int k = 0; k < NKIND; k++) {
         char sc[64], ex[512];
         snprintf(sc, sizeof sc, "%s/%s", name, kind_name[k]);

@@ -299,18 +299,6 @@ static double r3_rate(node *tree, match_entry *e, probe *const *list, size_t n, 
 
 /* ------------------------------------------------------------------ driver */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
-
 /* Probes of one kind (-1: all), shuffled so the order is not the trie's. */
 static probe **select_probes(const table *t, int kind, size_t *n)
 {
@@ -380,7 +368,7 @@ static int run_mixed(const bench_opts *o, uint64_t total)
             r3[round] = r3_rate(tree, e, list, n, total);
             bench_progress(scen, (uint64_t)round + 1, ROUNDS);
         }
-        double hm = median(hy, ROUNDS), rm = median(r3, ROUNDS);
+        double hm = bench_median(hy, ROUNDS), rm = bench_median(r3, ROUNDS);
         char extra[512];
         snprintf(extra, sizeof extra,
                  "\"table\":\"mixed\",\"kind\":\"%s\",\"routes\":%zu,\"probes\":%zu,"
@@ -422,7 +410,7 @@ static int run_table(const bench_opts *o, table *t, uint64_t total)
                  "\"table\":\"%s\",\"routes\":%zu,\"compile_ms\":%.3f,\"bytes_per_route\":%.0f",
                  t->name, nroutes, (double)ns / 1e6,
                  (double)hyi_router_memory(r) / (double)nroutes);
-        bench_report(o, "router", t->name, BENCH_OPS, median(hy, ROUNDS), secs / ROUNDS,
+        bench_report(o, "router", t->name, BENCH_OPS, bench_median(hy, ROUNDS), secs / ROUNDS,
                      extra);
     }
     free(list);

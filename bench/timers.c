@@ -278,18 +278,6 @@ static int run_lateness(const bench_opts *opts, unsigned workers)
 
 /* ------------------------------------------------------------ driver */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
-
 static void report_rate(const bench_opts *opts, const char *scenario, uint64_t n, double secs,
                         int round)
 {
@@ -321,7 +309,7 @@ static int pair(const bench_opts *opts, const char *name, unsigned workers, uint
         report_rate(opts, uv_name, n, s, r);
         uv_rate[r] = (double)n / s;
     }
-    double mh = median(hy_rate, ROUNDS), mu = median(uv_rate, ROUNDS);
+    double mh = bench_median(hy_rate, ROUNDS), mu = bench_median(uv_rate, ROUNDS);
     char scen[96], extra[96];
     snprintf(extra, sizeof extra, "\"pending\":%u,\"ops\":%llu,\"rounds\":%d", PENDING,
              (unsigned long long)n, ROUNDS);

@@ -1,7 +1,8 @@
 /* The kill -9 harness the crash tests share: each round makes a fresh
  * directory, forks a child that writes and acknowledges until it is killed,
  * kills it with SIGKILL at a moment that depends on the round, and reaps it;
- * the test then checks what survived. Include after cmocka.h. */
+ * the test then checks what survived; and the actor state both tests keep.
+ * Include after cmocka.h. */
 #ifndef HY_TEST_CRASH_H
 #define HY_TEST_CRASH_H
 
@@ -15,6 +16,86 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "hypha.h"
+
+/* ---------------------------------------------------------------- history */
+
+/* An actor's state in both crash tests: every number it applied, in order.
+ * Saved and loaded as the raw array (state_save/state_load's bytes). */
+typedef struct history {
+    uint64_t *nums;
+    size_t n, cap;
+} history;
+
+static inline int history_push(history *h, uint64_t v)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 256;
+        uint64_t *p = realloc(h->nums, cap * sizeof *p);
+        if (!p)
+            return -1;
+        h->nums = p;
+        h->cap = cap;
+    }
+    h->nums[h->n++] = v;
+    return 0;
+}
+
+static inline void history_free(history *h)
+{
+    free(h->nums);
+    free(h);
+}
+
+/* A copy of h's numbers for a snapshot: 0, or -1 when out of memory. */
+static inline int history_save(const history *h, void **bytes, size_t *len)
+{
+    *len = h->n * sizeof *h->nums;
+    if (!(*bytes = malloc(*len ? *len : 1)))
+        return -1;
+    if (*len)
+        memcpy(*bytes, h->nums, *len);
+    return 0;
+}
+
+/* A history made from a snapshot's bytes; NULL when they are not whole
+ * numbers or memory runs out. */
+static inline history *history_load(const void *bytes, size_t len)
+{
+    history *h = len % sizeof(uint64_t) ? NULL : (history *)calloc(1, sizeof *h);
+    for (size_t i = 0; h && i < len / sizeof(uint64_t); i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)bytes + i * sizeof v, sizeof v);
+        if (history_push(h, v) != 0) {
+            history_free(h);
+            h = NULL;
+        }
+    }
+    return h;
+}
+
+/* The handler that applies a number (an 8-byte payload) to the actor's
+ * history; any other payload fails. */
+static inline int history_apply(hy_ctx *ctx, const hy_msg *msg)
+{
+    size_t len;
+    const void *p = hy_msg_payload(msg, &len);
+    uint64_t v;
+    if (len != sizeof v)
+        return -1;
+    memcpy(&v, p, sizeof v);
+    return history_push((history *)hy_state(ctx), v);
+}
+
+/* A handler that does nothing: a message sent only to be journaled. */
+static inline int history_ignore(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)ctx, (void)msg;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- rounds */
 
 /* The current round's directory, so a failed assertion (which leaves the
  * round early) still has it removed by the teardown. */

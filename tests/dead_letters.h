@@ -1,6 +1,7 @@
 /* A kernel whose dead letters and escalations are recorded, for the tests
- * that check what was not handled and why. Header-only like support.h;
- * include it after cmocka.h, hypha.h and support.h. */
+ * that check what was not handled and why, and a one-route registration
+ * those tests share. Header-only like support.h; include it after cmocka.h,
+ * hypha.h and support.h. */
 #ifndef HY_TEST_DEAD_LETTERS_H
 #define HY_TEST_DEAD_LETTERS_H
 
@@ -104,6 +105,17 @@ static inline hy_stats drained_stats(hy_kernel *k)
     hy_stats s;
     assert_int_equal(hy_kernel_stats(k, &s), 0);
     return s;
+}
+
+/* Register subsystem `name` with one route; a failure fails the test. */
+static inline void add_route(hy_kernel *k, const char *name, const char *pattern, hy_handler h,
+                             void *udata)
+{
+    hy_route r = {.pattern = pattern, .handler = h};
+    hy_subsystem_def def = {.routes = &r, .nroutes = 1, .udata = udata};
+    int rc = hy_subsystem_register(k, name, &def);
+    if (rc != 0)
+        fail_msg("register %s/%s: %s: %s", name, pattern, hy_strerror(rc), hy_errdetail());
 }
 
 #endif

@@ -43,6 +43,18 @@ static inline bool wait_for(_Atomic int *v, int want)
     return true;
 }
 
+/* wait_for for a 64-bit counter. */
+static inline bool wait_for_u64(_Atomic uint64_t *v, uint64_t want)
+{
+    uint64_t deadline = mono_ns() + (uint64_t)WAIT_MS * 1000000u;
+    while (atomic_load(v) < want) {
+        if (mono_ns() > deadline)
+            return false;
+        usleep(200);
+    }
+    return true;
+}
+
 /* A handler stops at a gate until the test opens it (or WAIT_MS passes). */
 typedef struct gate {
     _Atomic int entered;

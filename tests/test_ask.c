@@ -23,16 +23,6 @@
 
 /* ------------------------------------------------------------ helpers */
 
-static void add_route(hy_kernel *k, const char *name, const char *pattern, hy_handler h,
-                      void *udata)
-{
-    hy_route r = {.pattern = pattern, .handler = h};
-    hy_subsystem_def def = {.routes = &r, .nroutes = 1, .udata = udata};
-    int rc = hy_subsystem_register(k, name, &def);
-    if (rc != 0)
-        fail_msg("register %s/%s: %s: %s", name, pattern, hy_strerror(rc), hy_errdetail());
-}
-
 /* ------------------------------------------------------------ handlers */
 
 /* Replies "pong:" + the request's payload. */

@@ -52,50 +52,14 @@ typedef struct ack {
 
 /* ---------------------------------------------------------------- the subsystem */
 
-/* An actor's state: every number it applied, in order. latest[a] is the
- * last one made for actor a (two senders may race to make an actor; the
- * parent makes each once, from one thread). */
-typedef struct history {
-    uint64_t *nums;
-    size_t n, cap;
-} history;
+/* latest[a] is the last history made for actor a (two senders may race to
+ * make an actor; the parent makes each once, from one thread). */
 
 static history *_Atomic latest[ACTORS];
 
 static int actor_of(const char *key, size_t len)
 {
     return len == 1 && key[0] >= '0' && key[0] < '0' + ACTORS ? key[0] - '0' : -1;
-}
-
-static int h_push(history *h, uint64_t v)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 256;
-        uint64_t *p = realloc(h->nums, cap * sizeof *p);
-        if (!p)
-            return -1;
-        h->nums = p;
-        h->cap = cap;
-    }
-    h->nums[h->n++] = v;
-    return 0;
-}
-
-static int on_add(hy_ctx *ctx, const hy_msg *msg)
-{
-    size_t len;
-    const void *p = hy_msg_payload(msg, &len);
-    uint64_t v;
-    if (len != sizeof v)
-        return -1;
-    memcpy(&v, p, sizeof v);
-    return h_push(hy_state(ctx), v);
-}
-
-static int on_probe(hy_ctx *ctx, const hy_msg *msg)
-{
-    (void)ctx, (void)msg;
-    return 0;
 }
 
 static int s_init(void *udata, const char *key, size_t key_len, void **state)
@@ -122,21 +86,13 @@ static void s_free(void *udata, void *state)
         history *cur = h;
         atomic_compare_exchange_strong(&latest[a], &cur, NULL);
     }
-    free(h->nums);
-    free(h);
+    history_free(h);
 }
 
 static int s_save(void *udata, void *state, void **bytes, size_t *len)
 {
     (void)udata;
-    history *h = state;
-    *len = h->n * sizeof *h->nums;
-    *bytes = malloc(*len ? *len : 1);
-    if (!*bytes)
-        return -1;
-    if (*len)
-        memcpy(*bytes, h->nums, *len);
-    return 0;
+    return history_save(state, bytes, len);
 }
 
 static int s_load(void *udata, const char *key, size_t key_len, const void *bytes, size_t len,
@@ -144,23 +100,17 @@ static int s_load(void *udata, const char *key, size_t key_len, const void *byte
 {
     (void)udata;
     int a = actor_of(key, key_len);
-    history *h = a < 0 || len % sizeof(uint64_t) ? NULL : calloc(1, sizeof *h);
+    history *h = a < 0 ? NULL : history_load(bytes, len);
     if (!h)
         return -1;
-    for (size_t i = 0; i < len / sizeof(uint64_t); i++) {
-        uint64_t v;
-        memcpy(&v, (const char *)bytes + i * sizeof v, sizeof v);
-        if (h_push(h, v))
-            return -1;
-    }
     atomic_store(&latest[a], h);
     *state = h;
     return 0;
 }
 
 static const hy_route routes[] = {
-    {.pattern = "acct/{id}/add", .handler = on_add, .key = "id"},
-    {.pattern = "acct/{id}/probe", .handler = on_probe, .key = "id"},
+    {.pattern = "acct/{id}/add", .handler = history_apply, .key = "id"},
+    {.pattern = "acct/{id}/probe", .handler = history_ignore, .key = "id"},
 };
 
 static int open_kernel(const char *env, hy_kernel **k)

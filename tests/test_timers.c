@@ -22,33 +22,12 @@
 #include "support.h"
 #include "dead_letters.h"
 
-static void add_route(hy_kernel *k, const char *name, const char *pattern, hy_handler h,
-                      void *udata)
-{
-    hy_route r = {.pattern = pattern, .handler = h};
-    hy_subsystem_def def = {.routes = &r, .nroutes = 1, .udata = udata};
-    int rc = hy_subsystem_register(k, name, &def);
-    if (rc != 0)
-        fail_msg("register %s/%s: %s: %s", name, pattern, hy_strerror(rc), hy_errdetail());
-}
-
 static hy_kernel *open_plain(void)
 {
     hy_config cfg = {.workers = 2};
     hy_kernel *k = NULL;
     assert_int_equal(hy_kernel_open(&k, &cfg), 0);
     return k;
-}
-
-static bool wait_u64(_Atomic uint64_t *v, uint64_t want)
-{
-    uint64_t deadline = mono_ns() + (uint64_t)WAIT_MS * 1000000u;
-    while (atomic_load(v) < want) {
-        if (mono_ns() > deadline)
-            return false;
-        usleep(200);
-    }
-    return true;
 }
 
 /* ------------------------------------------------------------ a recorder */
@@ -113,7 +92,7 @@ static void fires_in_deadline_order_never_early(void **state)
         hi[v] = mono_ns() + d;
         assert_true(id != 0);
     }
-    assert_true(wait_u64(&log.n, N));
+    assert_true(wait_for_u64(&log.n, N));
     assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
     uint64_t worst = 0;
     const uint64_t tick = 262144; /* timers within one tick fire in schedule order */
@@ -145,7 +124,7 @@ static void same_deadline_keeps_schedule_order(void **state)
     add_route(k, "rec", "t", on_record, &log);
     for (uint32_t v = 0; v < 50; v++)
         assert_int_equal(hy_send_after(k, "rec://t", &v, sizeof v, 0, NULL), 0);
-    assert_true(wait_u64(&log.n, 50));
+    assert_true(wait_for_u64(&log.n, 50));
     for (uint32_t v = 0; v < 50; v++)
         assert_int_equal(log.value[v], v);
     hy_kernel_close(k);
@@ -169,12 +148,12 @@ static void cancel_before_and_after_firing(void **state)
     assert_int_equal(atomic_load(&log.n), 0);     /* and it never fires */
 
     assert_int_equal(hy_send_after(k, "rec://t", &v, sizeof v, 0, &id), 0);
-    assert_true(wait_u64(&log.n, 1));
+    assert_true(wait_for_u64(&log.n, 1));
     assert_int_equal(hy_timer_cancel(k, id), 0);  /* after: too late */
 
     /* a periodic one stops at once */
     assert_int_equal(hy_send_every(k, "rec://t", &v, sizeof v, 1, &id), 0);
-    assert_true(wait_u64(&log.n, 4));
+    assert_true(wait_for_u64(&log.n, 4));
     assert_int_equal(hy_timer_cancel(k, id), 1);
     assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
     uint64_t after = atomic_load(&log.n);
@@ -242,7 +221,7 @@ static void periodic_timer_does_not_drift(void **state)
     uint64_t start = mono_ns();
     assert_int_equal(hy_send_every(k, "rec://t", &v, sizeof v, 1, &id), 0);
     uint64_t end_sched = mono_ns();
-    assert_true(wait_u64(&log.n, PERIODS));
+    assert_true(wait_for_u64(&log.n, PERIODS));
     assert_int_equal(hy_timer_cancel(k, id), 1);
     assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
     hy_timer_stats ts;
@@ -285,7 +264,7 @@ static void timer_to_a_path_without_route_is_its_own_dead_letter(void **state)
     /* no such subsystem when scheduled, registered before it fires */
     assert_int_equal(hy_send_after(k, "later://t", &v, sizeof v, 40, NULL), 0);
     add_route(k, "later", "t", on_record, &log);
-    assert_true(wait_u64(&log.n, 1));
+    assert_true(wait_for_u64(&log.n, 1));
     hy_timer_stats ts;
     uint64_t deadline = mono_ns() + (uint64_t)WAIT_MS * 1000000u;
     do {
@@ -413,7 +392,7 @@ static void usable_from_a_handler(void **state)
     add_route(k, "arm", "t", on_arm_from_handler, NULL);
     for (uint32_t v = 0; v < 10; v++)
         assert_int_equal(hy_send(k, "arm://t", &v, sizeof v), 0);
-    assert_true(wait_u64(&log.n, 10));
+    assert_true(wait_for_u64(&log.n, 10));
     hy_kernel_close(k);
 }
 
@@ -617,7 +596,7 @@ static void close_with_periodic_timers_running(void **state)
     add_route(k, "rec", "t", on_record, &log);
     for (int i = 0; i < 10; i++)
         assert_int_equal(hy_send_every(k, "rec://t", NULL, 0, 1, NULL), 0);
-    assert_true(wait_u64(&log.n, 20));
+    assert_true(wait_for_u64(&log.n, 20));
     hy_kernel_close(k);
 }
 

@@ -36,58 +36,16 @@
 #include <cmocka.h>
 
 #include "crash.h"
+#include "support.h"
 
 #include "hypha.h"
 
-typedef struct numbers {
-    uint64_t *v;
-    size_t n, cap;
-} numbers;
-
-static numbers *_Atomic latest;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int push(numbers *h, uint64_t v)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 256;
-        uint64_t *p = realloc(h->v, cap * sizeof *p);
-        if (!p)
-            return -1;
-        h->v = p;
-        h->cap = cap;
-    }
-    h->v[h->n++] = v;
-    return 0;
-}
-
-static int on_fire(hy_ctx *ctx, const hy_msg *msg)
-{
-    size_t len;
-    const void *p = hy_msg_payload(msg, &len);
-    uint64_t v;
-    if (len != sizeof v)
-        return -1;
-    memcpy(&v, p, sizeof v);
-    return push(hy_state(ctx), v);
-}
-
-static int on_mark(hy_ctx *ctx, const hy_msg *msg)
-{
-    (void)ctx, (void)msg;
-    return 0;
-}
+static history *_Atomic latest;
 
 static int s_init(void *udata, const char *key, size_t key_len, void **state)
 {
     (void)udata, (void)key, (void)key_len;
-    numbers *h = calloc(1, sizeof *h);
+    history *h = calloc(1, sizeof *h);
     if (!h)
         return -1;
     atomic_store(&latest, h);
@@ -98,45 +56,32 @@ static int s_init(void *udata, const char *key, size_t key_len, void **state)
 static void s_free(void *udata, void *state)
 {
     (void)udata;
-    numbers *h = state, *cur = h;
+    history *h = state, *cur = h;
     atomic_compare_exchange_strong(&latest, &cur, NULL);
-    free(h->v);
-    free(h);
+    history_free(h);
 }
 
 static int s_save(void *udata, void *state, void **bytes, size_t *len)
 {
     (void)udata;
-    numbers *h = state;
-    *len = h->n * sizeof *h->v;
-    if (!(*bytes = malloc(*len ? *len : 1)))
-        return -1;
-    if (*len)
-        memcpy(*bytes, h->v, *len);
-    return 0;
+    return history_save(state, bytes, len);
 }
 
 static int s_load(void *udata, const char *key, size_t key_len, const void *bytes, size_t len,
                   void **state)
 {
     (void)udata, (void)key, (void)key_len;
-    numbers *h = calloc(1, sizeof *h);
-    if (!h || len % sizeof(uint64_t))
+    history *h = history_load(bytes, len);
+    if (!h)
         return -1;
-    for (size_t i = 0; i < len / sizeof(uint64_t); i++) {
-        uint64_t v;
-        memcpy(&v, (const char *)bytes + i * sizeof v, sizeof v);
-        if (push(h, v))
-            return -1;
-    }
     atomic_store(&latest, h);
     *state = h;
     return 0;
 }
 
 static const hy_route routes[] = {
-    {.pattern = "fire", .handler = on_fire},
-    {.pattern = "mark", .handler = on_mark},
+    {.pattern = "fire", .handler = history_apply},
+    {.pattern = "mark", .handler = history_ignore},
 };
 
 static int open_kernel(const char *env, hy_kernel **k)
@@ -224,13 +169,13 @@ static size_t crash_round(unsigned seed, int round, size_t *recovered)
     if (rc)
         fail_msg("round %d: reopen: %s: %s", round, hy_err_name(rc), hy_errdetail());
     hy_timer_stats ts;
-    uint64_t deadline = now_ns() + 10000000000ull;
+    uint64_t deadline = mono_ns() + 10000000000ull;
     do {
         assert_int_equal(hy_timer_stats_get(k, &ts), 0);
         if (ts.pending == 0)
             break;
         usleep(1000);
-    } while (now_ns() < deadline);
+    } while (mono_ns() < deadline);
     if (ts.pending)
         fail_msg("round %d: %llu timers still pending", round, (unsigned long long)ts.pending);
     assert_int_equal(hy_kernel_drain(k, 10000), 0);
@@ -238,11 +183,11 @@ static size_t crash_round(unsigned seed, int round, size_t *recovered)
     rearmed += ts.recovered;
     if (round == 0)
         rearmed = ts.recovered;
-    numbers *h = atomic_load(&latest);
+    history *h = atomic_load(&latest);
     assert_non_null(h);
     uint64_t *sorted = malloc((h->n + 1) * sizeof *sorted);
     if (h->n)
-        memcpy(sorted, h->v, h->n * sizeof *sorted);
+        memcpy(sorted, h->nums, h->n * sizeof *sorted);
     qsort(sorted, h->n, sizeof *sorted, cmp_u64);
     for (size_t i = 1; i < h->n; i++)
         if (sorted[i] == sorted[i - 1])
