@@ -1025,7 +1025,8 @@ HY_API int hy_timer_stats_get(hy_kernel *k, hy_timer_stats *out);
  * "code":-4,"message":...,"detail":...} as the body: HY_EBADPATH and
  * HY_EINVAL 400, HY_ENOROUTE 404, HY_EPERM 403, HY_ETOOBIG (or a body over
  * max_body) 413, HY_EFULL 429, HY_ECLOSED, HY_ESTOPPED and HY_ENOMEM 503,
- * HY_ETIMEDOUT 504, HY_EMAPFULL and HY_EDISKFULL 507, any other 500. An
+ * HY_ETIMEDOUT 504, HY_EMAPFULL and HY_EDISKFULL 507, HY_ENOENT (an ask
+ * whose handler sent no reply) and HY_EHANDLER 502, any other 500. An
  * unknown path is 404, a known path with the wrong method 405.
  *
  * Authentication: bearer tokens ("Authorization: Bearer <token>") from

@@ -191,6 +191,9 @@ static unsigned status_of(int err)
     case HY_EMAPFULL:
     case HY_EDISKFULL:
         return MHD_HTTP_INSUFFICIENT_STORAGE;
+    case HY_ENOENT:   /* an ask whose handler sent no reply */
+    case HY_EHANDLER: /* ... or failed */
+        return MHD_HTTP_BAD_GATEWAY;
     default:
         return MHD_HTTP_INTERNAL_SERVER_ERROR;
     }
