@@ -999,10 +999,10 @@ HY_API int hy_timer_stats_get(hy_kernel *k, hy_timer_stats *out);
  * worker; a request is one hy_send_as or hy_ask_as from such a thread.
  *
  * Endpoints (the URL path is percent-decoded by the server first):
- *  - POST /send/<subsystem>/<rest>: hy_send to "<subsystem>://<rest>", the
+ *  - POST /send/SUBSYSTEM/REST: hy_send to "SUBSYSTEM://REST", the
  *    request body as the payload: POST /send/orders/item/42 sends to
  *    orders://item/42. 202 with {"status":"accepted"} when accepted.
- *  - POST /ask/<subsystem>/<rest>?timeout_ms=N: hy_ask to the same path;
+ *  - POST /ask/SUBSYSTEM/REST?timeout_ms=N: hy_ask to the same path;
  *    200 with the reply as the body (application/octet-stream). timeout_ms
  *    defaults to hy_http_opts.ask_timeout_ms, and is capped at max_ask_ms.
  *  - GET /stats, /routes, /actors: the JSON documents of kernel://stats,
@@ -1029,8 +1029,8 @@ HY_API int hy_timer_stats_get(hy_kernel *k, hy_timer_stats *out);
  * whose handler sent no reply) and HY_EHANDLER 502, any other 500. An
  * unknown path is 404, a known path with the wrong method 405.
  *
- * Authentication: bearer tokens ("Authorization: Bearer <token>") from
- * hy_http_opts.tokens_file, one per line: "<token> <principal> [scope,scope...]"
+ * Authentication: bearer tokens ("Authorization: Bearer TOKEN") from
+ * hy_http_opts.tokens_file, one per line: "TOKEN PRINCIPAL [SCOPE,SCOPE...]"
  * (blank lines and lines starting with # are skipped). Tokens are kept as
  * SHA-256 digests only, and compared in constant time. A request with a
  * valid token acts as its principal (a hy_principal with its scopes); one
