@@ -7,11 +7,17 @@
  * is its own client (libcurl), so what it prints does not depend on the
  * port. (Written to compile as C and as C++.)
  *
+ * "gateway serve SECONDS" makes the same requests, then prints the
+ * dashboard's URL and stays up that long, every GET endpoint open (it
+ * listens on loopback only): open the URL in a browser.
+ *
  * From a shell, against a gateway on port PORT:
  *   curl -X POST --data 'two mugs' http://127.0.0.1:PORT/send/orders/item/42
  *   curl -X POST --data '?' 'http://127.0.0.1:PORT/ask/orders/item/42?timeout_ms=500' */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -63,8 +69,9 @@ static void request(int port, const char *method, const char *path, const char *
     printf("%s %s -> %ld %s\n", method, path, status, out);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int serve = argc > 2 && strcmp(argv[1], "serve") == 0 ? atoi(argv[2]) : 0;
     hy_kernel *k;
     if (hy_kernel_open(&k, NULL) != 0)
         return 1;
@@ -80,6 +87,9 @@ int main(void)
 
     hy_http_opts opts;
     memset(&opts, 0, sizeof opts); /* 127.0.0.1, a port the OS picks */
+    if (serve) /* no tokens: the stats and the page need none */
+        opts.open = HY_HTTP_OPEN_STATS | HY_HTTP_OPEN_DASHBOARD | HY_HTTP_OPEN_METRICS |
+                    HY_HTTP_OPEN_HEALTH;
     if (rc == 0)
         rc = hy_http_attach(k, &opts);
     if (rc != 0) {
@@ -96,6 +106,11 @@ int main(void)
     request(port, "GET", "/health", NULL);
     hy_kernel_drain(k, 5000);
     printf("orders handled %d\n", orders_seen);
+    if (serve > 0) {
+        printf("dashboard: http://127.0.0.1:%d/\n", port);
+        fflush(stdout);
+        sleep((unsigned)serve);
+    }
     curl_global_cleanup();
     hy_kernel_close(k);
     return 0;
