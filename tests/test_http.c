@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -428,6 +431,8 @@ static bool sample_value(const char *p, const char *end)
  * name{label="value",...} value [timestamp] with escaped label values, and
  * every sample's family typed. Returns the number of samples, or -1 with the
  * bad line printed. */
+static bool checker_quiet; /* while the checker's own self-test runs */
+
 static int check_prometheus(const char *text)
 {
     char typed[256][96];
@@ -437,6 +442,7 @@ static int check_prometheus(const char *text)
         lineno++;
         const char *eol = strchr(line, '\n');
         if (!eol) {
+            if (!checker_quiet)
             print_error("line %d: no final newline\n", lineno);
             return -1;
         }
@@ -526,7 +532,8 @@ static int check_prometheus(const char *text)
         line = eol + 1;
         continue;
     bad:
-        print_error("line %d does not parse: %.*s\n", lineno, (int)(eol - line), line);
+        if (!checker_quiet)
+            print_error("line %d does not parse: %.*s\n", lineno, (int)(eol - line), line);
         return -1;
     }
     return samples;
@@ -536,12 +543,15 @@ static void test_metrics(void **st)
 {
     (void)st;
     /* the checker itself refuses what it should */
+    checker_quiet = true;
     assert_int_equal(check_prometheus("# TYPE a counter\na 1\n"), 1);
     assert_int_equal(check_prometheus("a 1\n"), -1);                          /* untyped */
     assert_int_equal(check_prometheus("# TYPE a counter\na{b=\"x} 1\n"), -1); /* quote */
     assert_int_equal(check_prometheus("# TYPE a counter\na one\n"), -1);
     assert_int_equal(check_prometheus("# TYPE a counte\na 1\n"), -1);
     assert_int_equal(check_prometheus("# TYPE a gauge\na{b=\"\\\"q\\\"\",c=\"\"} 1.5e3 17\n"), 1);
+    assert_int_equal(check_prometheus("# TYPE a gauge\na 1"), -1); /* no newline */
+    checker_quiet = false;
 
     hy_kernel *k = start(NULL);
     /* a subsystem whose name needs no escaping, timers attached, traffic */
@@ -589,6 +599,107 @@ static void test_health(void **st)
     gate_open(&g_gate);
     assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
     expect("GET", "/health", NULL, NULL, 200, "\"ok\"");
+    stop(k);
+}
+
+/* A journal whose map is at its cap: persistent sends through the gateway
+ * are refused with HY_EMAPFULL (507), and /health says "journal". */
+static void test_health_journal(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/hypha-http-journalXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char env[sizeof dir + 16];
+    snprintf(env, sizeof env, "%s/j", dir);
+    hy_config cfg = {.workers = 2, .journal_path = env, .durability = HY_DURABILITY_NOSYNC,
+                     .journal_map_size = 256 << 10, .journal_map_max = 256 << 10};
+    hy_kernel *k;
+    assert_int_equal(hy_kernel_open(&k, &cfg), 0);
+    hy_route r = {.pattern = "add", .handler = silent};
+    hy_subsystem_def def = {.routes = &r, .nroutes = 1, .persistent = 1};
+    assert_int_equal(hy_subsystem_register(k, "ledger", &def), 0);
+    assert_int_equal(hy_http_attach(k, NULL), 0);
+    g_port = hy_http_port(k);
+    expect("GET", "/health", NULL, NULL, 200, "\"ok\"");
+    static char big[8193];
+    memset(big, 'j', sizeof big - 1);
+    long status = 202;
+    for (int i = 0; i < 1000 && status == 202; i++) {
+        resp x = request("POST", "/send/ledger/add", NULL, big);
+        status = x.status;
+        if (status != 202 && !strstr(x.body, "HY_EMAPFULL"))
+            fail_msg("send %d: %ld %s", i, x.status, x.body);
+        free(x.body);
+        if (i % 8 == 7)
+            assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
+    }
+    assert_int_equal(status, 507);
+    expect("GET", "/health", NULL, NULL, 503, "\"journal\"");
+    expect("GET", "/metrics", NULL, NULL, 200, "\nhypha_healthy 0\n");
+    hy_kernel_close(k);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Slow clients hold connections, never the server: with one server thread
+ * and twenty connections sending half a request line, a full request is
+ * still answered. */
+static void test_slow_clients(void **st)
+{
+    (void)st;
+    enum { SLOW = 20 };
+    hy_http_opts o = {.threads = 1, .max_connections = 64};
+    hy_kernel *k = start(&o);
+    int fds[SLOW];
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    for (int i = 0; i < SLOW; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(connect(fds[i], (struct sockaddr *)&sa, sizeof sa), 0);
+        static const char half[] = "POST /send/orders/item/1 HTTP/1.1\r\nHost: x\r\nContent-Le";
+        assert_true(write(fds[i], half, sizeof half - 1) == (ssize_t)(sizeof half - 1));
+    }
+    expect("POST", "/send/orders/item/2", NULL, "x", 202, NULL);
+    expect("GET", "/health", NULL, NULL, 200, NULL);
+    hy_http_stats hs;
+    hy_http_stats_get(k, &hs);
+    assert_true(hs.connections_peak >= SLOW);
+    for (int i = 0; i < SLOW; i++)
+        close(fds[i]);
+    stop(k);
+}
+
+/* Headers over max_header_bytes are refused by the server (431, or the
+ * connection closed), and it goes on serving. */
+static void test_header_limit(void **st)
+{
+    (void)st;
+    hy_http_opts o = {.max_header_bytes = 4096};
+    hy_kernel *k = start(&o);
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/health", g_port);
+    static char hdr[16384];
+    strcpy(hdr, "X-Big: ");
+    memset(hdr + 7, 'h', sizeof hdr - 8);
+    CURL *c = curl_easy_init();
+    struct curl_slist *l = curl_slist_append(NULL, hdr);
+    resp r = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, l);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    CURLcode cc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    print_message("16 KiB header against 4 KiB: %s, status %ld\n", curl_easy_strerror(cc), status);
+    assert_true(cc != CURLE_OK || status >= 400);
+    curl_slist_free_all(l);
+    curl_easy_cleanup(c);
+    free(r.body);
+    expect("GET", "/health", NULL, NULL, 200, NULL);
     stop(k);
 }
 
@@ -644,7 +755,9 @@ int main(void)
         cmocka_unit_test(test_send_statuses), cmocka_unit_test(test_ask),
         cmocka_unit_test(test_auth),          cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_many_connections), cmocka_unit_test(test_metrics),
-        cmocka_unit_test(test_health),        cmocka_unit_test(test_attach_api),
+        cmocka_unit_test(test_health),        cmocka_unit_test(test_health_journal),
+        cmocka_unit_test(test_slow_clients),  cmocka_unit_test(test_header_limit),
+        cmocka_unit_test(test_attach_api),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
