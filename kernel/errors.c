@@ -5,6 +5,7 @@
 
 #include "hy_common.h"
 #include "hypha.h"
+#include "hypha_ext.h"
 
 const char *hy_strerror(int err)
 {
@@ -39,6 +40,16 @@ const char *hy_err_name(int err)
 const char *hy_errdetail(void)
 {
     return hyi_errdetail();
+}
+
+int hy_ext_fail(int err, const char *fmt, ...)
+{
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    return hyi_fail(err, "%s", text);
 }
 
 unsigned hy_version(void)

@@ -992,6 +992,119 @@ typedef struct hy_timer_stats {
 HY_API int hy_timer_stats_get(hy_kernel *k, hy_timer_stats *out);
 /** @} */
 
+
+/** @name HTTP gateway
+ * An embedded HTTP/1.1 server (libmicrohttpd) in front of the kernel. It
+ * runs on threads of its own (a small pool polling the sockets), never on a
+ * worker; a request is one hy_send_as or hy_ask_as from such a thread.
+ *
+ * Endpoints (the URL path is percent-decoded by the server first):
+ *  - POST /send/SUBSYSTEM/REST: hy_send to "SUBSYSTEM://REST", the
+ *    request body as the payload: POST /send/orders/item/42 sends to
+ *    orders://item/42. 202 with {"status":"accepted"} when accepted.
+ *  - POST /ask/SUBSYSTEM/REST?timeout_ms=N: hy_ask to the same path;
+ *    200 with the reply as the body (application/octet-stream). timeout_ms
+ *    defaults to hy_http_opts.ask_timeout_ms, and is capped at max_ask_ms.
+ *  - GET /stats, /routes, /actors: the JSON documents of kernel://stats,
+ *    kernel://routes and kernel://actors (see "Introspection"; the same code
+ *    writes them, whether introspection is attached or not).
+ *  - GET /metrics: the figures in the Prometheus text exposition format
+ *    0.0.4: counters and gauges named hypha_*, per subsystem with a
+ *    subsystem="name" label, dead letters with reason="name", the pool,
+ *    the journal, passivation, the timers when attached, and the gateway's
+ *    own hypha_http_* figures.
+ *  - GET /health: 200 {"status":"ok"}, or 503 {"status":"unhealthy",
+ *    "reasons":[...]} naming each reason: "journal" (journal_failed_commits
+ *    rose, or a send through the gateway was refused with HY_EMAPFULL or
+ *    HY_EDISKFULL, within the last journal_window_ms), "stalled" (two or
+ *    more /health or /metrics requests at least stall_ms apart all saw
+ *    messages queued and hy_stats.handled not moving between them).
+ *  - GET /: the dashboard page, compiled into the library.
+ *
+ * Errors of a send or ask map to a status, with {"error":"HY_ENOROUTE",
+ * "code":-4,"message":...,"detail":...} as the body: HY_EBADPATH and
+ * HY_EINVAL 400, HY_ENOROUTE 404, HY_EPERM 403, HY_ETOOBIG (or a body over
+ * max_body) 413, HY_EFULL 429, HY_ECLOSED, HY_ESTOPPED and HY_ENOMEM 503,
+ * HY_ETIMEDOUT 504, HY_EMAPFULL and HY_EDISKFULL 507, HY_ENOENT (an ask
+ * whose handler sent no reply) and HY_EHANDLER 502, any other 500. An
+ * unknown path is 404, a known path with the wrong method 405.
+ *
+ * Authentication: bearer tokens ("Authorization: Bearer TOKEN") from
+ * hy_http_opts.tokens_file, one per line: "TOKEN PRINCIPAL [SCOPE,SCOPE...]"
+ * (blank lines and lines starting with # are skipped). Tokens are kept as
+ * SHA-256 digests only, and compared in constant time. A request with a
+ * valid token acts as its principal (a hy_principal with its scopes); one
+ * without an Authorization header acts as the principal "anonymous", which
+ * has no scopes (it reaches only routes that require none); a request with
+ * an unknown token is 401. /send and /ask are open to anyone (the route's
+ * scope decides); /stats, /routes, /actors and / need a valid token, and
+ * /metrics and /health none, unless hy_http_opts.open says otherwise.
+ *
+ * Limits: body size (413 before the body is read when Content-Length says
+ * so), the memory a connection may use for its headers, concurrent
+ * connections (further ones are accepted and closed at once), idle time of
+ * a connection; a slow client holds a connection, never a worker. The
+ * server listens on 127.0.0.1 unless told otherwise.
+ *
+ * It stops at hy_kernel_shutdown (before the kernel stops accepting
+ * messages): no new connection is accepted and requests under way finish.
+ * @{ */
+#define HY_HTTP_OPEN_METRICS   1u  /**< GET /metrics without a token */
+#define HY_HTTP_OPEN_HEALTH    2u  /**< GET /health without a token */
+#define HY_HTTP_OPEN_STATS     4u  /**< GET /stats, /routes, /actors without a token */
+#define HY_HTTP_OPEN_DASHBOARD 8u  /**< GET / without a token */
+#define HY_HTTP_OPEN_NONE      0x100u /**< or'ed in: exactly the bits given (so
+                                         HY_HTTP_OPEN_NONE alone opens nothing) */
+
+/** Options of hy_http_attach; a zeroed struct (or NULL) gives the defaults. */
+typedef struct hy_http_opts {
+    const char *address;    /**< numeric IPv4 or IPv6 address to listen on;
+                               NULL: "127.0.0.1" */
+    uint16_t port;          /**< 0: one the OS picks (see hy_http_port) */
+    const char *tokens_file; /**< bearer tokens (format above); NULL: none */
+    unsigned open;          /**< HY_HTTP_OPEN_* bits; 0: METRICS | HEALTH */
+    size_t max_body;        /**< largest request body; 0: 64 KiB */
+    size_t max_header_bytes; /**< memory per connection for the request line
+                                and headers; 0: 32 KiB (at least 4 KiB) */
+    unsigned max_connections; /**< concurrent connections; 0: 256 */
+    unsigned timeout_s;     /**< a connection idle this long is closed; 0: 10 */
+    unsigned threads;       /**< server threads; 0: 4 */
+    int ask_timeout_ms;     /**< /ask without timeout_ms; 0: 1000 */
+    int max_ask_ms;         /**< the longest /ask wait; 0: 10000 */
+    unsigned stall_ms;      /**< /health's "stalled" threshold; 0: 5000 */
+    unsigned journal_window_ms; /**< /health's "journal" window; 0: 60000 */
+} hy_http_opts;
+
+/** Start k's HTTP gateway. Returns 0, HY_EINVAL (k NULL, a bad address, a
+ * bad bit in open, a tokens_file line that does not parse: hy_errdetail()
+ * names the line), HY_ENOENT (tokens_file cannot be read), HY_EEXIST
+ * (attached already), HY_ECLOSED (shut down), HY_ENOMEM, or HY_ESYS (the
+ * server could not start: the port is taken, say; hy_errdetail() says).
+ * Thread-safe. From a handler: yes. */
+HY_API int hy_http_attach(hy_kernel *k, const hy_http_opts *opts);
+
+/** The port k's gateway listens on (the one the OS picked for port 0), or
+ * HY_ENOENT when no gateway is attached, HY_EINVAL when k is NULL.
+ * Thread-safe. From a handler: yes. */
+HY_API int hy_http_port(hy_kernel *k);
+
+/** The gateway's figures (what /metrics shows as hypha_http_*). */
+typedef struct hy_http_stats {
+    uint64_t requests;         /**< requests answered */
+    uint64_t status_2xx;       /**< of those, with a 2xx status */
+    uint64_t status_4xx;       /**< ... 4xx (401 included) */
+    uint64_t status_5xx;       /**< ... 5xx */
+    uint64_t unauthorized;     /**< 401s: an unknown token, or none where needed */
+    uint64_t connections;      /**< open now */
+    uint64_t connections_peak; /**< the most open at once */
+    uint64_t connections_total; /**< accepted in all */
+} hy_http_stats;
+
+/** k's gateway figures (all 0 when none is attached). Returns 0 or
+ * HY_EINVAL. Thread-safe. From a handler: yes. */
+HY_API int hy_http_stats_get(hy_kernel *k, hy_http_stats *out);
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

@@ -27,12 +27,18 @@ extern "C" {
  * it), HY_ECLOSED (after hy_kernel_shutdown) or HY_ENOMEM. */
 HY_API int hy_kernel_routes_add(hy_kernel *k, const hy_route *routes, size_t n);
 
+/* Set the calling thread's hy_errdetail() text (printf format, cut at 255
+ * bytes) and return err: for a built-in's own failures, so they explain
+ * themselves as the core's do: return hy_ext_fail(HY_EINVAL, "line %d", n). */
+HY_API int hy_ext_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* ---------------------------------------------------------------- per-kernel state */
 
 /* A built-in's state hangs on the kernel in a slot of its own: one fixed
  * index per built-in, so finding it is one load. */
 enum {
     HY_EXT_SLOT_TIMERS = 0, /* subsystems/timer.c */
+    HY_EXT_SLOT_HTTP = 1,   /* subsystems/http.c (stops before the timers) */
     HY_EXT_SLOTS = 4
 };
 
