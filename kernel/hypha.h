@@ -670,6 +670,9 @@ typedef struct hy_stats {
     uint64_t journal_replay_skipped; /**< entries (or snapshots) not applied because
                                         they name another actor (an id collision) */
     uint64_t journal_corrupt;        /**< recoveries stopped early by a corrupt entry */
+    uint64_t journal_map_used;       /**< bytes of the journal's map in use */
+    uint64_t journal_map_max;        /**< the size the map may grow to
+                                          (hy_config.journal_map_max) */
     uint64_t snapshots;              /**< snapshots saved by the kernel */
     uint64_t snapshot_failures;      /**< state_save or the journal refused one */
     uint64_t replay_suppressed;      /**< sends made by replaying handlers, dropped */
@@ -1018,7 +1021,9 @@ HY_API int hy_timer_stats_get(hy_kernel *k, hy_timer_stats *out);
  *    rose, or a send through the gateway was refused with HY_EMAPFULL or
  *    HY_EDISKFULL, within the last journal_window_ms), "stalled" (two or
  *    more /health or /metrics requests at least stall_ms apart all saw
- *    messages queued and hy_stats.handled not moving between them).
+ *    messages queued and hy_stats.handled not moving between them), "map"
+ *    (the journal's map more than 90% used of the size it may grow to:
+ *    hy_stats.journal_map_used against journal_map_max).
  *  - GET /: the dashboard page, compiled into the library.
  *
  * Errors of a send or ask map to a status, with {"error":"HY_ENOROUTE",

@@ -618,6 +618,8 @@ void hyi_persist_stats(hy_kernel *k, hy_stats *out)
     out->journal_bytes = js.bytes;
     out->journal_batch_p50 = js.batch_p50;
     out->journal_failed_commits = js.failed_commits;
+    out->journal_map_used = js.map_used;
+    out->journal_map_max = js.map_max;
     out->journal_replayed = hyi_stat_load(&p->replayed);
     out->journal_replay_skipped = hyi_stat_load(&p->replay_skipped);
     out->journal_corrupt = hyi_stat_load(&p->corrupt);

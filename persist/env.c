@@ -539,10 +539,15 @@ void hyi_journal_get_stats(hyi_journal *j, hyi_journal_stats *out)
     out->writer_commits = atomic_load_explicit(&j->st_writer_commits, memory_order_relaxed);
     out->batch_max = atomic_load_explicit(&j->st_batch_max, memory_order_relaxed);
     MDB_envinfo info;
+    MDB_stat st;
     pthread_rwlock_rdlock(&j->map_lock); /* me_mapsize changes only under wrlock */
-    if (mdb_env_info(j->env, &info) == 0)
+    if (mdb_env_info(j->env, &info) == 0) {
         out->map_size = info.me_mapsize;
+        if (mdb_env_stat(j->env, &st) == 0)
+            out->map_used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+    }
     pthread_rwlock_unlock(&j->map_lock);
+    out->map_max = j->cfg.map_size_max;
     pthread_mutex_lock(&j->q_lock);
     out->pending = j->q_len;
     pthread_mutex_unlock(&j->q_lock);

@@ -261,6 +261,8 @@ typedef struct hyi_journal_stats {
     uint64_t failed_commits; /* transactions that ended in an error */
     uint64_t map_grows;      /* times the map was enlarged */
     uint64_t map_size;       /* current map size */
+    uint64_t map_used;       /* bytes of the map in use (pages up to the last) */
+    uint64_t map_max;        /* the cap the map may grow to */
     uint64_t pending;        /* entries queued for the writer now */
     uint64_t batch_p50;      /* median entries per writer commit, over the last
                                 HYI_JOURNAL_BATCH_RING writer commits (0: none) */

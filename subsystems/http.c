@@ -98,7 +98,7 @@ typedef struct req {
     bool answered; /* a response was queued early (413 by Content-Length) */
 } req;
 
-enum { HEALTH_JOURNAL = 1, HEALTH_STALLED = 2 };
+enum { HEALTH_JOURNAL = 1, HEALTH_STALLED = 2, HEALTH_MAP = 4 };
 
 static uint64_t mono_ns(void)
 {
@@ -271,6 +271,10 @@ static unsigned health_check(http *h, const hy_stats *s)
     uint64_t refused = atomic_load_explicit(&h->journal_refused_ns, memory_order_relaxed);
     if (refused && now - refused < h->journal_window_ns)
         why |= HEALTH_JOURNAL;
+    /* Near the cap: more than 90% of what the map may grow to is in use, so
+     * persistent sends will soon be refused with HY_EMAPFULL. */
+    if (s->journal_map_max && s->journal_map_used > s->journal_map_max / 10 * 9)
+        why |= HEALTH_MAP;
 
     /* Stalled: this sample and the one before both saw messages queued and
      * the same handled count, so nothing was handled in between; stuck since
@@ -308,8 +312,12 @@ static enum MHD_Result serve_health(http *h, struct MHD_Connection *c)
         hyj_printf(&b, "%s\"journal\"", sep);
         sep = ",";
     }
-    if (why & HEALTH_STALLED)
+    if (why & HEALTH_STALLED) {
         hyj_printf(&b, "%s\"stalled\"", sep);
+        sep = ",";
+    }
+    if (why & HEALTH_MAP)
+        hyj_printf(&b, "%s\"map\"", sep);
     hyj_printf(&b, "],\"journal_failed_commits\":%llu,\"queued\":%llu,\"handled\":%llu}",
                (unsigned long long)s.journal_failed_commits, (unsigned long long)s.queued,
                (unsigned long long)s.handled);
@@ -416,6 +424,10 @@ static void write_metrics(http *h, hyj_buf *b, const hy_stats *s, unsigned why,
            s->journal_batch_p50);
     metric(b, "hypha_journal_failed_commits_total", "counter",
            "Journal write transactions that failed.", s->journal_failed_commits);
+    metric(b, "hypha_journal_map_used_bytes", "gauge", "Bytes of the journal's map in use.",
+           s->journal_map_used);
+    metric(b, "hypha_journal_map_max_bytes", "gauge",
+           "The size the journal's map may grow to.", s->journal_map_max);
     metric(b, "hypha_journal_replayed_total", "counter", "Entries replayed at recovery.",
            s->journal_replayed);
     metric(b, "hypha_journal_replay_skipped_total", "counter",

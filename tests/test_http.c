@@ -642,6 +642,43 @@ static void test_health_journal(void **st)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A journal's map over 90% of the size it may grow to: /health says "map"
+ * before any send is refused. */
+static void test_health_map_near_cap(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/hypha-http-mapXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char env[sizeof dir + 16];
+    snprintf(env, sizeof env, "%s/j", dir);
+    hy_config cfg = {.workers = 2, .journal_path = env, .durability = HY_DURABILITY_NOSYNC,
+                     .journal_map_size = 256 << 10, .journal_map_max = 256 << 10};
+    hy_kernel *k;
+    assert_int_equal(hy_kernel_open(&k, &cfg), 0);
+    hy_route r = {.pattern = "add", .handler = silent};
+    hy_subsystem_def def = {.routes = &r, .nroutes = 1, .persistent = 1};
+    assert_int_equal(hy_subsystem_register(k, "ledger", &def), 0);
+    assert_int_equal(hy_http_attach(k, NULL), 0);
+    g_port = hy_http_port(k);
+    expect("GET", "/health", NULL, NULL, 200, "\"ok\"");
+    static char small[1024];
+    memset(small, 'm', sizeof small);
+    hy_stats s;
+    assert_int_equal(hy_kernel_stats(k, &s), 0);
+    assert_int_equal(s.journal_map_max, 256 << 10);
+    for (int i = 0; i < 1000 && s.journal_map_used <= s.journal_map_max / 10 * 9; i++) {
+        assert_int_equal(hy_send(k, "ledger://add", small, sizeof small), 0);
+        assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
+        assert_int_equal(hy_kernel_stats(k, &s), 0);
+    }
+    assert_true(s.journal_map_used > s.journal_map_max / 10 * 9);
+    expect("GET", "/health", NULL, NULL, 503, "\"map\"");
+    hy_kernel_close(k);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* Slow clients hold connections, never the server: with one server thread
  * and twenty connections sending half a request line, a full request is
  * still answered. */
@@ -756,6 +793,7 @@ int main(void)
         cmocka_unit_test(test_auth),          cmocka_unit_test(test_body_limit),
         cmocka_unit_test(test_many_connections), cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_health),        cmocka_unit_test(test_health_journal),
+        cmocka_unit_test(test_health_map_near_cap),
         cmocka_unit_test(test_slow_clients),  cmocka_unit_test(test_header_limit),
         cmocka_unit_test(test_attach_api),
     };
