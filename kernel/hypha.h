@@ -844,6 +844,10 @@ HY_API int hy_subscribe_scoped(hy_kernel *k, const char *pattern, const char *sc
  *            (hy_dead_reason's names in lower case),
  *      restarts, stopped, subsystems, actors, workers, steals, parks,
  *      pool: {created, reused, in_use, peak, bytes_reserved, reuse_rate},
+ *      journal: {commits, entries, failed_commits, map_used, map_max}
+ *               (all 0 without a journal),
+ *      passivation: {active, passivations} (keyed actors active now, and
+ *               passivated in all),
  *      per_subsystem: [{name: string, sent, handled, failed, dead, queued,
  *                       actors, refused}, ...]}
  *   kernel://routes  {subsystems: [{name: string, routes: [pattern, ...],

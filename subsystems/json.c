@@ -124,13 +124,20 @@ void hyj_stats(hyj_buf *b, hy_kernel *k, const hy_subsystem_info *subs, size_t n
               "},\"restarts\":%llu,\"stopped\":%llu,\"subsystems\":%llu,\"actors\":%llu,"
               "\"workers\":%u,\"steals\":%llu,\"parks\":%llu,"
               "\"pool\":{\"created\":%llu,\"reused\":%llu,\"in_use\":%llu,\"peak\":%llu,"
-              "\"bytes_reserved\":%llu,\"reuse_rate\":%.4f},\"per_subsystem\":[",
+              "\"bytes_reserved\":%llu,\"reuse_rate\":%.4f},"
+              "\"journal\":{\"commits\":%llu,\"entries\":%llu,\"failed_commits\":%llu,"
+              "\"map_used\":%llu,\"map_max\":%llu},"
+              "\"passivation\":{\"active\":%llu,\"passivations\":%llu},\"per_subsystem\":[",
               (unsigned long long)s.restarts, (unsigned long long)s.stopped,
               (unsigned long long)s.subsystems, (unsigned long long)s.actors, s.workers,
               (unsigned long long)s.steals, (unsigned long long)s.parks,
               (unsigned long long)s.pool_created, (unsigned long long)s.pool_reused,
               (unsigned long long)s.pool_in_use, (unsigned long long)s.pool_peak,
-              (unsigned long long)s.pool_bytes_reserved, s.pool_reuse_rate);
+              (unsigned long long)s.pool_bytes_reserved, s.pool_reuse_rate,
+              (unsigned long long)s.journal_commits, (unsigned long long)s.journal_entries,
+              (unsigned long long)s.journal_failed_commits,
+              (unsigned long long)s.journal_map_used, (unsigned long long)s.journal_map_max,
+              (unsigned long long)s.actors_active, (unsigned long long)s.passivations);
     for (size_t i = 0; i < n; i++) {
         hyj_printf(b, i ? "," : "");
         subsys_stats(b, &subs[i]);
