@@ -602,14 +602,13 @@ static void test_health(void **st)
     stop(k);
 }
 
-/* A journal whose map is at its cap: persistent sends through the gateway
- * are refused with HY_EMAPFULL (507), and /health says "journal". */
-static void test_health_journal(void **st)
+/* A kernel whose journal map is 256 KiB and may not grow, with a persistent
+ * subsystem "ledger" (route "add") and the gateway; healthy to begin with.
+ * dir: a mkdtemp template, filled in; journal_close removes it. */
+static hy_kernel *open_small_journal(char *dir)
 {
-    (void)st;
-    char dir[] = "/tmp/hypha-http-journalXXXXXX";
     assert_non_null(mkdtemp(dir));
-    char env[sizeof dir + 16];
+    char env[64];
     snprintf(env, sizeof env, "%s/j", dir);
     hy_config cfg = {.workers = 2, .journal_path = env, .durability = HY_DURABILITY_NOSYNC,
                      .journal_map_size = 256 << 10, .journal_map_max = 256 << 10};
@@ -621,6 +620,24 @@ static void test_health_journal(void **st)
     assert_int_equal(hy_http_attach(k, NULL), 0);
     g_port = hy_http_port(k);
     expect("GET", "/health", NULL, NULL, 200, "\"ok\"");
+    return k;
+}
+
+static void journal_close(hy_kernel *k, const char *dir)
+{
+    hy_kernel_close(k);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A journal whose map is at its cap: persistent sends through the gateway
+ * are refused with HY_EMAPFULL (507), and /health says "journal". */
+static void test_health_journal(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/hypha-http-journalXXXXXX";
+    hy_kernel *k = open_small_journal(dir);
     static char big[8193];
     memset(big, 'j', sizeof big - 1);
     long status = 202;
@@ -636,10 +653,7 @@ static void test_health_journal(void **st)
     assert_int_equal(status, 507);
     expect("GET", "/health", NULL, NULL, 503, "\"journal\"");
     expect("GET", "/metrics", NULL, NULL, 200, "\nhypha_healthy 0\n");
-    hy_kernel_close(k);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    journal_close(k, dir);
 }
 
 /* A journal's map over 90% of the size it may grow to: /health says "map"
@@ -648,19 +662,7 @@ static void test_health_map_near_cap(void **st)
 {
     (void)st;
     char dir[] = "/tmp/hypha-http-mapXXXXXX";
-    assert_non_null(mkdtemp(dir));
-    char env[sizeof dir + 16];
-    snprintf(env, sizeof env, "%s/j", dir);
-    hy_config cfg = {.workers = 2, .journal_path = env, .durability = HY_DURABILITY_NOSYNC,
-                     .journal_map_size = 256 << 10, .journal_map_max = 256 << 10};
-    hy_kernel *k;
-    assert_int_equal(hy_kernel_open(&k, &cfg), 0);
-    hy_route r = {.pattern = "add", .handler = silent};
-    hy_subsystem_def def = {.routes = &r, .nroutes = 1, .persistent = 1};
-    assert_int_equal(hy_subsystem_register(k, "ledger", &def), 0);
-    assert_int_equal(hy_http_attach(k, NULL), 0);
-    g_port = hy_http_port(k);
-    expect("GET", "/health", NULL, NULL, 200, "\"ok\"");
+    hy_kernel *k = open_small_journal(dir);
     static char small[1024];
     memset(small, 'm', sizeof small);
     hy_stats s;
@@ -673,10 +675,7 @@ static void test_health_map_near_cap(void **st)
     }
     assert_true(s.journal_map_used > s.journal_map_max / 10 * 9);
     expect("GET", "/health", NULL, NULL, 503, "\"map\"");
-    hy_kernel_close(k);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    journal_close(k, dir);
 }
 
 /* Slow clients hold connections, never the server: with one server thread
