@@ -643,11 +643,6 @@ hyi_msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m, const 
     return msg;
 }
 
-/* hyi_msg_build with a stamp taken now, out of line: for the kernel's own
- * messages (replays, publish envelopes). */
-hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
-                    const char *path, size_t path_len, const void *payload, size_t len,
-                    const char *reply_to, bool slot);
 /* Call the slot's hook, if any, and give the block back to the pool. */
 void hyi_msg_release(hy_kernel *k, hy_msg *msg);
 

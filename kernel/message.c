@@ -1,5 +1,5 @@
-/* Messages: ids, building one with a fresh stamp, releasing it through its
- * hook, and the handler's accessors. The layout and the builder itself are in
+/* Messages: ids, releasing one through its hook, and the handler's
+ * accessors. The layout and the builder itself are in
  * kernel.h's message.c section, inline, since the send path is their caller.
  *
  * Metadata costs little on the hot path: the trace id and sender come from the
@@ -22,15 +22,6 @@ uint64_t hyi_msg_id_block(void)
     hyi_tl_next_id = atomic_fetch_add_explicit(&next_id_block, ID_BLOCK, memory_order_relaxed);
     hyi_tl_id_end = hyi_tl_next_id + ID_BLOCK;
     return hyi_tl_next_id++;
-}
-
-hy_msg *hyi_msg_new(hy_kernel *k, hyi_route_binding *route, const hyi_match *m,
-                    const char *path, size_t path_len, const void *payload, size_t len,
-                    const char *reply_to, bool slot)
-{
-    hyi_stamp stamp;
-    hyi_stamp_take(k, &stamp);
-    return hyi_msg_build(k, route, m, path, path_len, payload, len, reply_to, slot, &stamp);
 }
 
 void hyi_msg_release(hy_kernel *k, hy_msg *msg)
