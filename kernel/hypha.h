@@ -225,6 +225,14 @@ typedef struct hy_config {
  * message's header and path). */
 #define HY_MAX_PAYLOAD ((size_t)1 << 19)
 
+/** The longest path, in bytes, and the most segments one may have (after
+ * "subsystem://"): a longer path is HY_EBADPATH, with hy_errdetail() naming
+ * the limit. A ** capture can therefore hold at most HY_MAX_SEGMENTS - 1
+ * segments after a static one. @{ */
+#define HY_PATH_MAX 1024
+#define HY_MAX_SEGMENTS 32
+/** @} */
+
 /** Start a kernel: its pool, router, journal (when journal_path is set) and
  * worker threads.
  * Returns 0, HY_EINVAL (out NULL, a config value out of range), HY_ENOMEM or

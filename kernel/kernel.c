@@ -29,6 +29,14 @@ static int apply_config(hy_kernel *k, const hy_config *cfg, unsigned *workers)
     }
     if (c.overflow > HY_OVERFLOW_DROP_NEWEST)
         return hyi_fail(HY_EINVAL, "overflow = %d is not a hy_overflow", (int)c.overflow);
+    if (c.durability > HY_DURABILITY_OFF)
+        return hyi_fail(HY_EINVAL, "durability = %d is not a hy_durability", (int)c.durability);
+    if (c.block_timeout_ms < 0)
+        return hyi_fail(HY_EINVAL, "block_timeout_ms = %d; want 0 (the default) or more",
+                        c.block_timeout_ms);
+    if (c.journal_map_max && c.journal_map_size > c.journal_map_max)
+        return hyi_fail(HY_EINVAL, "journal_map_size = %zu is over journal_map_max = %zu",
+                        c.journal_map_size, c.journal_map_max);
     if (c.block_timeout_ms <= 0)
         c.block_timeout_ms = HYI_DEFAULT_BLOCK_TIMEOUT_MS;
     *workers = c.workers;

@@ -71,8 +71,11 @@ place(hy_kernel *k, const hyi_match *m, const char *path, size_t path_len,
         return hyi_fail(HY_ENOMEM, "message pool at its cap");
     int rc = route_actor(k, route, msg, actor_out);
     if (HY_UNLIKELY(rc != 0)) {
-        /* state_init refused the actor: the sender gets the error; no handler
-         * ran, so it is neither `failed` nor a dead letter. */
+        /* state_init refused the actor: the sender gets the error, and the
+         * message counts as failed (as hypha.h says); it was never accepted,
+         * so it is not a dead letter. relaxed: a statistic */
+        if (rc == HY_EHANDLER)
+            atomic_fetch_add_explicit(&route->sub->failed, 1, memory_order_relaxed);
         hyi_msg_release(k, msg);
         return rc;
     }
@@ -184,10 +187,30 @@ void hy_ext_noroute_reason(hy_dead_reason reason)
     tl_noroute_reason = (unsigned)reason < HY_DEAD__COUNT ? reason : HY_DEAD_NOROUTE;
 }
 
+/* HY_EBADPATH with a detail that names the limit a path broke, if one. */
+static int bad_path(const char *path, size_t path_len)
+{
+    if (path_len > HY_PATH_MAX)
+        return hyi_fail(HY_EBADPATH, "path longer than HY_PATH_MAX (%d bytes): '%.40s...'",
+                        HY_PATH_MAX, path);
+    const char *sep = memmem(path, path_len, "://", 3);
+    size_t segments = 1;
+    for (const char *c = sep ? sep + 3 : path; c < path + path_len; c++)
+        segments += *c == '/';
+    if (sep && segments > HY_MAX_SEGMENTS)
+        return hyi_fail(HY_EBADPATH, "path of %zu segments, more than HY_MAX_SEGMENTS (%d): "
+                        "'%.*s'", segments, HY_MAX_SEGMENTS, (int)path_len, path);
+    return hyi_fail(HY_EBADPATH, "malformed path '%.*s': want subsystem://segments, the "
+                    "name [a-z][a-z0-9_-]*, segments of printable bytes but / ? # { } *",
+                    (int)path_len, path);
+}
+
 static int match(hy_kernel *k, const char *path, size_t path_len, const void *payload,
                  size_t len, hyi_match *m)
 {
     int rc = hyi_router_match(k->router, path, path_len, m);
+    if (HY_UNLIKELY(rc == HY_EBADPATH))
+        return bad_path(path, path_len);
     if (HY_LIKELY(rc != HY_ENOROUTE))
         return rc;
     hyi_dead_letter(k, path, path_len, payload, len, tl_noroute_reason);

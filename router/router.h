@@ -20,8 +20,8 @@
 #include "hy_common.h"
 #include "hypha.h"
 
-#define HYI_PATH_MAX      1024 /* bytes, whole path */
-#define HYI_MAX_SEGMENTS  32
+#define HYI_PATH_MAX      HY_PATH_MAX     /* bytes, whole path (hypha.h) */
+#define HYI_MAX_SEGMENTS  HY_MAX_SEGMENTS
 #define HYI_MAX_PARAMS    16   /* captures per route */
 #define HYI_NAME_MAX      64   /* subsystem name and param name, bytes */
 

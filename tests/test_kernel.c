@@ -108,6 +108,42 @@ static void open_rejects_bad_config(void **state)
     cfg = (hy_config){.max_payload = HY_MAX_PAYLOAD + 1};
     assert_int_equal(hy_kernel_open(&k, &cfg), HY_EINVAL);
     assert_int_equal(hy_kernel_open(NULL, NULL), HY_EINVAL);
+    /* each refusal names the field */
+    cfg = (hy_config){.durability = (hy_durability)9};
+    assert_int_equal(hy_kernel_open(&k, &cfg), HY_EINVAL);
+    assert_non_null(strstr(hy_errdetail(), "durability"));
+    cfg = (hy_config){.block_timeout_ms = -5};
+    assert_int_equal(hy_kernel_open(&k, &cfg), HY_EINVAL);
+    assert_non_null(strstr(hy_errdetail(), "block_timeout_ms"));
+    cfg = (hy_config){.journal_map_size = 2 << 20, .journal_map_max = 1 << 20};
+    assert_int_equal(hy_kernel_open(&k, &cfg), HY_EINVAL);
+    assert_non_null(strstr(hy_errdetail(), "journal_map_size"));
+    assert_null(k);
+}
+
+/* A malformed path's detail is its own (not an earlier failure's) and names
+ * the limit it broke. */
+static void bad_paths_say_why(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(1);
+    counter c = {0};
+    register_route(k, "p", "**", count_message, NULL, &c);
+    assert_int_equal(hy_send(k, "p://nowhere/near", NULL, 0), 0);
+    assert_int_equal(hy_send(k, "q://x", NULL, 0), HY_ENOROUTE);
+    assert_int_equal(hy_send(k, "p:/x", NULL, 0), HY_EBADPATH);
+    assert_non_null(strstr(hy_errdetail(), "'p:/x'"));
+    char path[HY_PATH_MAX + 64] = "p://";
+    memset(path + 4, 'a', HY_PATH_MAX);
+    path[HY_PATH_MAX + 4] = '\0';
+    assert_int_equal(hy_send(k, path, NULL, 0), HY_EBADPATH);
+    assert_non_null(strstr(hy_errdetail(), "HY_PATH_MAX"));
+    strcpy(path, "p://");
+    for (int i = 0; i < HY_MAX_SEGMENTS + 1; i++)
+        strcat(path, i ? "/s" : "s");
+    assert_int_equal(hy_send(k, path, NULL, 0), HY_EBADPATH);
+    assert_non_null(strstr(hy_errdetail(), "HY_MAX_SEGMENTS"));
+    hy_kernel_close(k);
 }
 
 static void send_reaches_handler_with_path_and_payload(void **state)
@@ -236,8 +272,12 @@ static void refused_actor_fails_the_send(void **state)
     assert_int_equal(hy_send(k, "orders://item/1", NULL, 0), HY_EHANDLER);
     hy_subsystem_stats ss;
     assert_int_equal(hy_subsystem_stats_get(k, "orders", &ss), 0);
-    /* Refused at send: no handler ran, nothing was accepted. */
-    assert_int_equal(ss.failed, 0);
+    /* Refused at send: counted as failed (as hypha.h says), not accepted,
+     * so neither sent nor a dead letter. */
+    assert_int_equal(ss.failed, 1);
+    hy_stats st;
+    assert_int_equal(hy_kernel_stats(k, &st), 0);
+    assert_int_equal(st.failed, 1);
     assert_int_equal(ss.dead, 0);
     assert_int_equal(ss.sent, 0);
     hy_kernel_close(k);
@@ -825,6 +865,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(open_with_zero_config_uses_defaults),
         cmocka_unit_test(open_rejects_bad_config),
+        cmocka_unit_test(bad_paths_say_why),
         cmocka_unit_test(send_reaches_handler_with_path_and_payload),
         cmocka_unit_test(params_are_slices_of_the_path),
         cmocka_unit_test(empty_payload_is_allowed),
