@@ -238,7 +238,10 @@ typedef struct hy_config {
  * Returns 0, HY_EINVAL (out NULL, a config value out of range), HY_ENOMEM or
  * HY_ESYS (a thread could not be started); when the journal cannot be opened,
  * its error (HY_EPERM, HY_ECORRUPT, HY_EREADERS, HY_EDISKFULL, HY_EJOURNAL),
- * with hy_errdetail() naming the path and LMDB's message.
+ * with hy_errdetail() naming the path and LMDB's message; HY_EBUSY when
+ * another kernel, of this process or another, has the journal open (one
+ * kernel per journal; the detail names the holder's process id; the lock
+ * goes with its process, so a killed one does not keep it).
  * Thread-safe (each call makes its own kernel). From a handler: yes. */
 HY_API int hy_kernel_open(hy_kernel **out, const hy_config *config);
 

@@ -9,8 +9,11 @@
  * write op again, up to map_size_max; past that the write fails HY_EMAPFULL and
  * the environment stays usable for reads and for smaller writes. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -409,6 +412,8 @@ static void free_journal(hyi_journal *j)
 {
     if (j->env)
         mdb_env_close(j->env);
+    if (j->lock_fd >= 0)
+        close(j->lock_fd); /* releases the flock */
     hyi_seqmap_free(&j->cache);
     hyi_seqmap_free(&j->overlay);
     pthread_mutex_destroy(&j->write_lock);
@@ -427,6 +432,41 @@ static int errno_fail(const char *path, const char *what)
 {
     int e = errno;
     return hyi_fail(map_code(e), "journal %s: %s: %s", path, what, strerror(e));
+}
+
+/* One owner per journal: an exclusive flock on <path>/hypha.lock. flock
+ * conflicts between open file descriptions, so a second kernel of this
+ * process is refused as well as another process; the kernel releases it when
+ * the process dies, so a kill -9 leaves nothing that blocks the next open.
+ * The owner writes its pid into the file so a refusal can name it. */
+static int take_ownership(hyi_journal *j)
+{
+    char name[4096];
+    snprintf(name, sizeof name, "%s/hypha.lock", j->path);
+    int fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return errno_fail(j->path, "open its lock file");
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = e == EWOULDBLOCK ? pread(fd, pid, sizeof pid - 1, 0) : -1;
+        close(fd);
+        if (e != EWOULDBLOCK) {
+            errno = e;
+            return errno_fail(j->path, "lock");
+        }
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        return hyi_fail(HY_EBUSY, "journal %s is open already, by process %s (one kernel "
+                        "per journal)", j->path, *pid ? pid : "(unknown)");
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len) {
+        /* the pid is only for the refusal's detail: the lock is what counts */
+    }
+    j->lock_fd = fd;
+    return 0;
 }
 
 int hyi_journal_open(hyi_journal **out, const hyi_journal_config *cfg)
@@ -455,6 +495,7 @@ int hyi_journal_open(hyi_journal **out, const hyi_journal_config *cfg)
     }
     j->cfg = *cfg;
     j->cfg.path = j->path;
+    j->lock_fd = -1;
     long ps = sysconf(_SC_PAGESIZE);
     j->page_size = ps > 0 ? (size_t)ps : 4096;
     if (!j->cfg.map_size)
@@ -483,7 +524,12 @@ int hyi_journal_open(hyi_journal **out, const hyi_journal_config *cfg)
     pthread_cond_init(&j->q_done, NULL);
     pthread_mutex_init(&j->ring_lock, NULL);
 
-    int rc = mdb_env_create(&j->env);
+    int rc = take_ownership(j);
+    if (rc) {
+        free_journal(j);
+        return rc;
+    }
+    rc = mdb_env_create(&j->env);
     if (rc) {
         j->env = NULL;
         goto fail;

@@ -68,6 +68,9 @@ struct hyi_journal {
     MDB_env *env;
     MDB_dbi db_journal, db_snap;
     char *path;
+    /* The owner's lock: an exclusive flock on <path>/hypha.lock, held while
+     * the journal is open (-1: none). */
+    int lock_fd;
     hyi_journal_config cfg;
     size_t page_size;
 

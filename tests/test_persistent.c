@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -387,6 +389,59 @@ static void test_unusable_journal_path_fails_open_naming_it(void **state)
     assert_non_null(strstr(hy_errdetail(), path));
 }
 
+/* One owner per journal: a second kernel of this process is refused with
+ * HY_EBUSY, naming the path and the holder; once the first closes, it opens. */
+static void test_second_kernel_on_one_journal_is_refused(void **state)
+{
+    fixture *f = *state;
+    hy_config cfg = {.workers = 1, .journal_path = f->env};
+    hy_kernel *a, *b = (hy_kernel *)1;
+    assert_int_equal(hy_kernel_open(&a, &cfg), 0);
+    assert_int_equal(hy_kernel_open(&b, &cfg), HY_EBUSY);
+    assert_null(b);
+    assert_non_null(strstr(hy_errdetail(), f->env));
+    char pid[32];
+    snprintf(pid, sizeof pid, "process %ld", (long)getpid());
+    assert_non_null(strstr(hy_errdetail(), pid));
+    hy_kernel_close(a);
+    assert_int_equal(hy_kernel_open(&b, &cfg), 0);
+    hy_kernel_close(b);
+}
+
+/* ... and another process's: refused while it holds the journal, open again
+ * after it was killed with SIGKILL (the lock dies with the process). */
+static void test_journal_of_a_killed_process_opens_again(void **state)
+{
+    fixture *f = *state;
+    hy_config cfg = {.workers = 1, .journal_path = f->env};
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        hy_kernel *k;
+        char c = hy_kernel_open(&k, &cfg) == 0 ? 'y' : 'n';
+        if (write(ready[1], &c, 1) != 1)
+            _exit(2);
+        for (;;)
+            pause(); /* holds the journal until killed */
+    }
+    char c = 0;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    assert_int_equal(c, 'y');
+    hy_kernel *k = (hy_kernel *)1;
+    assert_int_equal(hy_kernel_open(&k, &cfg), HY_EBUSY);
+    char pid[32];
+    snprintf(pid, sizeof pid, "process %ld", (long)child);
+    assert_non_null(strstr(hy_errdetail(), pid));
+    assert_int_equal(kill(child, SIGKILL), 0);
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    assert_int_equal(hy_kernel_open(&k, &cfg), 0);
+    hy_kernel_close(k);
+    close(ready[0]);
+    close(ready[1]);
+}
+
 static void test_persistent_subsystem_without_journal_is_refused(void **state)
 {
     (void)state;
@@ -537,6 +592,8 @@ int main(void)
         T(test_send_durable_calls_back_once_per_message),
         T(test_batch_to_persistent_subsystem_is_one_commit),
         T(test_unusable_journal_path_fails_open_naming_it),
+        T(test_second_kernel_on_one_journal_is_refused),
+        T(test_journal_of_a_killed_process_opens_again),
         T(test_persistent_subsystem_without_journal_is_refused),
         T(test_map_cap_fails_persistent_sends_only),
         T(test_corrupt_entry_stops_replay_at_last_good),
