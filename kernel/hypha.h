@@ -612,14 +612,44 @@ HY_API void hy_free(void *p);
  * state_init (either may run inside a send, which this waits for). */
 HY_API int hy_subscribe(hy_kernel *k, const char *pattern, hy_handler handler, void *udata,
                         uint64_t *id);
+/** Options of hy_subscribe_ex; a zeroed struct (or NULL) gives hy_subscribe. */
+typedef struct hy_subscribe_opts {
+    const char *scope;          /**< as hy_subscribe_scoped's; NULL: none */
+    /** The subscription's mailbox bound, as a subsystem's
+     * (hy_subsystem_def.mailbox_capacity): 0 takes hy_config's
+     * mailbox_capacity and overflow (so hy_subscribe's subscriptions are
+     * bounded as a subsystem that sets none). */
+    uint32_t mailbox_capacity;
+    hy_overflow overflow;       /**< used when mailbox_capacity != 0 */
+    int block_timeout_ms;       /**< HY_OVERFLOW_BLOCK; 0 takes hy_config's */
+} hy_subscribe_opts;
+
+/** hy_subscribe with options (opts may be NULL: hy_subscribe). A bounded
+ * subscription admits a publish as a mailbox admits a send: see hy_publish
+ * for what a full one does. Errors as hy_subscribe's, and HY_EINVAL
+ * (overflow not a hy_overflow, block_timeout_ms < 0).
+ * Thread-safe. From a handler: yes, as hy_subscribe. */
+HY_API int hy_subscribe_ex(hy_kernel *k, const char *pattern, const hy_subscribe_opts *opts,
+                           hy_handler handler, void *udata, uint64_t *id);
 /** End a subscription: once this returns, no publish delivers to it.
  * HY_ENOENT when no such subscription. Messages already queued to it are still
  * handled. HY_EINVAL (k NULL), HY_ENOMEM.
  * Thread-safe. From a handler: yes, as hy_subscribe. */
 HY_API int hy_unsubscribe(hy_kernel *k, uint64_t id);
 /** Deliver to every subscription whose pattern matches path: one copy of the
- * payload shared by all of them. *delivered (may be NULL) is how many.
- * Publishing to no subscriber is not an error. HY_EBADPATH, HY_ETOOBIG,
+ * payload shared by all of them. *delivered (may be NULL) is how many
+ * subscriptions' mailboxes took it. Publishing to no subscriber is not an
+ * error. A bounded subscription (hy_subscribe_opts, or hy_config's default
+ * bound) that is full applies its overflow policy, as a send to a full
+ * mailbox: HY_OVERFLOW_FAIL (and BLOCK past its timeout, or from a
+ * handler) refuses it, a dead letter HY_DEAD_FULL; the publish still goes
+ * to every other subscription, then returns HY_EFULL (hy_errdetail() says
+ * how many refused and how many got it), *delivered counting those that
+ * did. DROP_NEWEST takes it and drops it (counted sent, a dead letter
+ * HY_DEAD_DROPPED, not in *delivered: the call returns 0); DROP_OLDEST
+ * delivers it and drops the oldest when the worker gets there. BLOCK makes
+ * a publisher outside a handler wait for room at each full subscription in
+ * turn. Other errors: HY_EBADPATH, HY_ETOOBIG,
  * HY_ECLOSED, HY_EINVAL (k or path NULL, or NULL payload with len > 0);
  * HY_ENOMEM when the pool refuses part way, with *delivered saying how many
  * subscribers did get it.

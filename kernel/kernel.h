@@ -186,6 +186,13 @@ int hyi_refuse(hyi_route_binding *route, const hy_principal *p);
 /* ================================================================ actor.c
  * Actors and the keyed-actor table. */
 
+/* A mailbox bound: what admission (hyi_admit) and the worker apply. */
+typedef struct hyi_bound {
+    uint32_t capacity;          /* 0 = none */
+    hy_overflow overflow;
+    int block_timeout_ms;
+} hyi_bound;
+
 /* An actor: a mailbox, a flag that says whether it is scheduled, its state. A
  * subsystem's own actor has no key; a keyed actor carries its key inline. */
 struct hyi_actor {
@@ -226,6 +233,9 @@ struct hyi_actor {
      * a turn of this actor last ended: stored by the worker once per turn. */
     _Atomic uint32_t last_active_ms;
     uint32_t since_snapshot;
+    /* The bound the worker applies as it takes messages (drop-oldest): the
+     * subsystem's, copied at creation, or a subscription's own (pubsub.c). */
+    hyi_bound bound;
     /* Persistent subsystems (persistent.c): the actor's journal key, stable
      * across runs (a hash of subsystem and key), and the sequence of the last
      * entry applied to its state (since_snapshot: messages handled since its
@@ -705,6 +715,42 @@ int hyi_send_flagged(hy_kernel *k, const char *path, const void *payload, size_t
  * counts them when they are submitted, so drain waits for them while they
  * are in the journal's queue). */
 void hyi_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last, uint64_t n);
+
+/* Admission into a bounded mailbox, for hy_send and hy_publish alike.
+ * hyi_admit: HYI_ADMIT (room taken, or no bound), HYI_ADMIT_DROP (taken and
+ * dropped by the drop-newest policy: the caller counts it as sent and
+ * dead-letters it), HY_EFULL or HY_ESTOPPED (hy_errdetail names `name`).
+ * Unbounded mailboxes cost one relaxed load of the stopped flag. A sender
+ * outside a handler waits under HY_OVERFLOW_BLOCK (hyi_wait_for_room); a
+ * worker never does. */
+enum { HYI_ADMIT = 0, HYI_ADMIT_DROP = 1 };
+int hyi_wait_for_room(hyi_actor *a, const char *name, int64_t capacity, int timeout_ms);
+
+static inline __attribute__((always_inline)) int
+hyi_admit(hy_kernel *k, const char *name, const hyi_bound *b, hyi_actor *a)
+{
+    /* relaxed: a stop racing with this send is caught by the worker, which
+     * dead-letters what reaches a stopped actor */
+    if (HY_UNLIKELY(atomic_load_explicit(&a->stopped, memory_order_relaxed)))
+        return hyi_fail(HY_ESTOPPED, "an actor of '%s' was stopped by supervision", name);
+    if (HY_LIKELY(b->capacity == 0))
+        return HYI_ADMIT;
+    int64_t cap = b->capacity;
+    /* relaxed: the count only bounds the mailbox; the push orders the
+     * message itself */
+    if (atomic_fetch_add_explicit(&a->depth, 1, memory_order_relaxed) < cap)
+        return HYI_ADMIT;
+    if (b->overflow == HY_OVERFLOW_DROP_OLDEST)
+        return HYI_ADMIT; /* the worker drops from the old end while over */
+    /* No room: give the slot back. relaxed: as above */
+    atomic_fetch_sub_explicit(&a->depth, 1, memory_order_relaxed);
+    if (b->overflow == HY_OVERFLOW_DROP_NEWEST)
+        return HYI_ADMIT_DROP;
+    if (b->overflow == HY_OVERFLOW_BLOCK && !hyi_current_worker(k))
+        return hyi_wait_for_room(a, name, cap, b->block_timeout_ms);
+    /* FAIL, and BLOCK inside a handler: a worker never waits */
+    return hyi_fail(HY_EFULL, "mailbox of '%s' is full (%u)", name, b->capacity);
+}
 
 /* ================================================================ pubsub.c
  * hy_subscribe, hy_unsubscribe, hy_publish. */

@@ -22,10 +22,16 @@
  * delivers to that subscription any more. A subscription itself, live or not,
  * is freed at kernel close: messages already queued to it are still handled.
  *
- * Subscription mailboxes are unbounded (the "kernel" subsystem takes no
- * hy_config bound), so a publish never waits or drops; a subscriber whose
- * handler fails is counted under "kernel" (failed, dead FAILED) and goes on.
- * On HY_ENOMEM midway, *delivered still says how many got the message. */
+ * A subscription's mailbox has its own bound (hy_subscribe_opts, else
+ * hy_config's default, as a subsystem that sets none), kept in its actor and
+ * applied by the same admission as a send (hyi_admit, kernel.h): a full one
+ * refuses (FAIL, BLOCK past its timeout: a dead letter HY_DEAD_FULL, the
+ * publish goes on to the others and returns HY_EFULL), drops the new copy
+ * (DROP_NEWEST: counted sent under "kernel", dead letter HY_DEAD_DROPPED) or
+ * lets the worker drop the oldest. A subscriber whose handler fails is
+ * counted under "kernel" (failed, dead FAILED) and goes on. On HY_ENOMEM
+ * midway, *delivered still says how many got the message. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +51,7 @@ _Static_assert(sizeof(body_head) <= BODY_HEAD, "the body header outgrew its room
 
 typedef struct subscription {
     uint64_t id;                  /* its actor's id */
+    char name[32];                /* "subscription N", for admission's errors */
     hyi_router *router;           /* private: one subsystem, one route */
     hyi_route_binding *binding;   /* handler, udata, capture names */
     hyi_actor *actor;
@@ -123,7 +130,8 @@ static int binding_new(hy_kernel *k, const char *pattern, const char *route, siz
 
 /* Compile a pattern into a new, not yet live, subscription. */
 static int subscription_new(hy_kernel *k, const char *pattern, const char *scope,
-                            hy_handler handler, void *udata, subscription **out)
+                            const hyi_bound *bound, hy_handler handler, void *udata,
+                            subscription **out)
 {
     const char *sep = strstr(pattern, "://");
     if (!sep)
@@ -169,6 +177,8 @@ static int subscription_new(hy_kernel *k, const char *pattern, const char *scope
         return rc;
     }
     s->id = s->actor->id;
+    s->actor->bound = *bound; /* not shared yet: the set swap publishes it */
+    snprintf(s->name, sizeof s->name, "subscription %llu", (unsigned long long)s->id);
     *out = s;
     return 0;
 }
@@ -190,18 +200,37 @@ static void set_swap(hy_kernel *k, hyi_pubsub *ps, sub_set *next)
 int hy_subscribe(hy_kernel *k, const char *pattern, hy_handler handler, void *udata,
                  uint64_t *id)
 {
-    return hy_subscribe_scoped(k, pattern, NULL, handler, udata, id);
+    return hy_subscribe_ex(k, pattern, NULL, handler, udata, id);
 }
 
 int hy_subscribe_scoped(hy_kernel *k, const char *pattern, const char *scope,
                         hy_handler handler, void *udata, uint64_t *id)
 {
+    hy_subscribe_opts o = {.scope = scope};
+    return hy_subscribe_ex(k, pattern, &o, handler, udata, id);
+}
+
+int hy_subscribe_ex(hy_kernel *k, const char *pattern, const hy_subscribe_opts *opts,
+                    hy_handler handler, void *udata, uint64_t *id)
+{
     if (id)
         *id = 0;
     if (!k || !pattern || !handler)
         return hyi_fail(HY_EINVAL, "hy_subscribe: NULL kernel, pattern or handler");
+    hy_subscribe_opts o = opts ? *opts : (hy_subscribe_opts){0};
+    if ((unsigned)o.overflow > HY_OVERFLOW_DROP_NEWEST)
+        return hyi_fail(HY_EINVAL, "hy_subscribe: overflow = %d is not a hy_overflow",
+                        (int)o.overflow);
+    if (o.block_timeout_ms < 0)
+        return hyi_fail(HY_EINVAL, "hy_subscribe: block_timeout_ms = %d is negative",
+                        o.block_timeout_ms);
+    /* As a subsystem's: 0 takes hy_config's bound and its policy. */
+    const hy_config *c = &k->config;
+    hyi_bound bound = {o.mailbox_capacity ? o.mailbox_capacity : c->mailbox_capacity,
+                       o.mailbox_capacity ? o.overflow : c->overflow,
+                       o.block_timeout_ms > 0 ? o.block_timeout_ms : c->block_timeout_ms};
     subscription *s;
-    int rc = subscription_new(k, pattern, scope, handler, udata, &s);
+    int rc = subscription_new(k, pattern, o.scope, &bound, handler, udata, &s);
     if (rc != 0)
         return rc;
     hyi_pubsub *ps = k->pubsub;
@@ -359,13 +388,41 @@ static int check_scopes(const sub_set *set, const char *path, size_t path_len, s
     return 0;
 }
 
-/* Deliver to every live subscription that matches; *n counts them. */
+/* Admit the envelope into s's mailbox and deliver it: 1 when delivered, 0
+ * when its policy dropped it, or the refusal (a dead letter HY_DEAD_FULL). */
+static int admit_envelope(hy_kernel *k, subscription *s, hy_msg *e, const char *path,
+                          size_t path_len, const void *payload, size_t len)
+{
+    int rc = hyi_admit(k, s->name, &s->actor->bound, s->actor);
+    if (HY_LIKELY(rc == HYI_ADMIT)) {
+        hyi_deliver(k, s->actor, e, e, 1);
+        return 1;
+    }
+    if (rc == HYI_ADMIT_DROP) {
+        /* Accepted by policy and dropped at once: sent, and a dead letter
+         * (as send.c's admit_msg). relaxed: a statistic */
+        atomic_fetch_add_explicit(&k->kernel_sub->sent, 1, memory_order_relaxed);
+        hyi_dead_letter_msg(k, e, HY_DEAD_DROPPED);
+        hyi_msg_release(k, e);
+        return 0;
+    }
+    if (rc == HY_EFULL)
+        hyi_dead_letter(k, path, path_len, payload, len, HY_DEAD_FULL);
+    hyi_msg_release(k, e);
+    return rc;
+}
+
+/* Deliver to every live subscription that matches; *n counts them. A
+ * subscription whose mailbox refuses does not stop the others: the first
+ * refusal is returned once all were tried. */
 static int deliver_all(hy_kernel *k, const sub_set *set, const char *path, size_t path_len,
                        const void *payload, size_t len, const hyi_stamp *stamp, size_t *n)
 {
     const char *sep = strstr(path, "://"); /* the path is valid: it has one */
     size_t sys_len = (size_t)(sep - path);
     hy_msg *body = NULL;
+    size_t refused = 0;
+    int first_refusal = 0;
     int rc = check_scopes(set, path, path_len, sys_len, stamp->principal);
     if (rc != 0)
         return rc;
@@ -383,9 +440,16 @@ static int deliver_all(hy_kernel *k, const sub_set *set, const char *path, size_
             rc = hyi_fail(HY_ENOMEM, "message pool at its cap after %zu deliveries", *n);
             break;
         }
-        hyi_deliver(k, s->actor, e, e, 1);
-        ++*n;
+        int got = admit_envelope(k, s, e, path, path_len, payload, len);
+        if (got > 0)
+            ++*n;
+        else if (got < 0 && refused++ == 0)
+            first_refusal = got;
     }
+    if (rc == 0 && refused)
+        rc = hyi_fail(first_refusal, "hy_publish '%.*s': %zu subscription(s) refused it "
+                      "(the first: %s), %zu got it", (int)path_len, path, refused,
+                      hy_strerror(first_refusal), *n);
     if (body)
         body_unref(k, body); /* the publisher's own reference */
     return rc;

@@ -85,7 +85,7 @@ place(hy_kernel *k, const hyi_match *m, const char *path, size_t path_len,
 
 /* HY_OVERFLOW_BLOCK: wait (polling with a growing pause) until the mailbox has
  * room, then take it. A sender waits, never a worker. */
-static int wait_for_room(hyi_actor *a, int64_t capacity, int timeout_ms)
+int hyi_wait_for_room(hyi_actor *a, const char *name, int64_t capacity, int timeout_ms)
 {
     uint64_t deadline = hyi_deadline_ns(timeout_ms);
     long pause_ns = 1000;
@@ -99,7 +99,7 @@ static int wait_for_room(hyi_actor *a, int64_t capacity, int timeout_ms)
             atomic_fetch_sub_explicit(&a->depth, 1, memory_order_relaxed);
         }
         if (hyi_now_ns() >= deadline)
-            return hyi_fail(HY_EFULL, "mailbox of '%s' stayed full for %d ms", a->sub->name,
+            return hyi_fail(HY_EFULL, "mailbox of '%s' stayed full for %d ms", name,
                             timeout_ms);
         struct timespec ts = {0, pause_ns};
         nanosleep(&ts, NULL);
@@ -108,34 +108,13 @@ static int wait_for_room(hyi_actor *a, int64_t capacity, int timeout_ms)
     }
 }
 
-enum { ADMIT = 0, ADMIT_DROP = 1 };
-
-/* Room in the actor's mailbox for one message: ADMIT, ADMIT_DROP (taken and
- * dropped by the drop-newest policy), HY_EFULL or HY_ESTOPPED. Unbounded
- * mailboxes cost one relaxed load of the stopped flag. */
+/* A subsystem's bound, as hyi_admit takes it (the fields stay in hyi_subsys,
+ * where registration sets them). */
 static inline __attribute__((always_inline)) int admit(hy_kernel *k, hyi_subsys *sub,
                                                        hyi_actor *a)
 {
-    /* relaxed: a stop racing with this send is caught by the worker, which
-     * dead-letters what reaches a stopped actor */
-    if (HY_UNLIKELY(atomic_load_explicit(&a->stopped, memory_order_relaxed)))
-        return hyi_fail(HY_ESTOPPED, "an actor of '%s' was stopped by supervision", sub->name);
-    if (HY_LIKELY(sub->capacity == 0))
-        return ADMIT;
-    int64_t cap = sub->capacity;
-    /* relaxed: as in wait_for_room */
-    if (atomic_fetch_add_explicit(&a->depth, 1, memory_order_relaxed) < cap)
-        return ADMIT;
-    if (sub->overflow == HY_OVERFLOW_DROP_OLDEST)
-        return ADMIT; /* the worker drops from the old end while over */
-    /* No room: give the slot back. relaxed: as above */
-    atomic_fetch_sub_explicit(&a->depth, 1, memory_order_relaxed);
-    if (sub->overflow == HY_OVERFLOW_DROP_NEWEST)
-        return ADMIT_DROP;
-    if (sub->overflow == HY_OVERFLOW_BLOCK && !hyi_current_worker(k))
-        return wait_for_room(a, cap, sub->block_timeout_ms);
-    /* FAIL, and BLOCK inside a handler: a worker never waits */
-    return hyi_fail(HY_EFULL, "mailbox of '%s' is full (%u)", sub->name, sub->capacity);
+    hyi_bound b = {sub->capacity, sub->overflow, sub->block_timeout_ms};
+    return hyi_admit(k, sub->name, &b, a);
 }
 
 /* Admit one message: 1 when the caller may deliver it, 0 when the policy
@@ -145,9 +124,9 @@ admit_msg(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
 {
     hyi_subsys *sub = msg->route->sub;
     int rc = admit(k, sub, actor);
-    if (HY_LIKELY(rc == ADMIT))
+    if (HY_LIKELY(rc == HYI_ADMIT))
         return 1;
-    if (rc == ADMIT_DROP) {
+    if (rc == HYI_ADMIT_DROP) {
         /* Accepted by policy and dropped at once: sent, and a dead letter. */
         atomic_fetch_add_explicit(&sub->sent, 1, memory_order_relaxed);
         if (HY_UNLIKELY(sub->persistent))

@@ -22,10 +22,10 @@ static void count_handled(hyi_subsys *sub, uint64_t handled)
  * says it is one of the excess (it is then a dead letter). */
 static bool keep_after_bound(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
 {
-    hyi_subsys *sub = actor->sub;
-    /* relaxed: only the count matters (see admit() in send.c) */
+    const hyi_bound *b = &actor->bound;
+    /* relaxed: only the count matters (see hyi_admit() in kernel.h) */
     int64_t before = atomic_fetch_sub_explicit(&actor->depth, 1, memory_order_relaxed);
-    if (before <= (int64_t)sub->capacity || sub->overflow != HY_OVERFLOW_DROP_OLDEST)
+    if (before <= (int64_t)b->capacity || b->overflow != HY_OVERFLOW_DROP_OLDEST)
         return true;
     hyi_dead_letter_msg(k, msg, HY_DEAD_DROPPED);
     return false;
@@ -51,7 +51,7 @@ static inline void prefetch_message(const hyi_mpsc_node *node)
 static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg, bool extras)
 {
     hyi_actor *actor = ctx->actor;
-    if (HY_UNLIKELY(extras) && ctx->sub->capacity && !keep_after_bound(k, actor, msg))
+    if (HY_UNLIKELY(extras) && actor->bound.capacity && !keep_after_bound(k, actor, msg))
         return false;
     if (HY_UNLIKELY(ctx->stopped)) {
         hyi_dead_letter_msg(k, msg, HY_DEAD_STOPPED);
@@ -150,7 +150,7 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
                   .sub = sub,
                   .key_len = actor->key_len,
                   .stopped = actor_stopped(actor)};
-    const bool extras = sub->capacity != 0 || sub->persistent;
+    const bool extras = actor->bound.capacity != 0 || sub->persistent;
     for (;;) {
         unsigned taken = 0;
         uint64_t handled = 0;

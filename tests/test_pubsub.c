@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "hypha.h"
+#include "support.h"
 
 static hy_kernel *open_kernel(unsigned workers)
 {
@@ -496,6 +497,159 @@ static void publish_from_4_threads_while_subscribing_and_unsubscribing(void **st
     hy_kernel_close(k);
 }
 
+/* ------------------------------------------------------------ bounded subscriptions */
+
+static gate sub_gate;
+static _Atomic int gated_seen;
+
+static int gated_handler(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)ctx;
+    (void)msg;
+    gate_pass(&sub_gate);
+    atomic_fetch_add(&gated_seen, 1);
+    return 0;
+}
+
+static _Atomic int plain_seen;
+
+static int plain_handler(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_fetch_add(&plain_seen, 1);
+    return 0;
+}
+
+static void gate_reset(void)
+{
+    atomic_store(&sub_gate.entered, 0);
+    atomic_store(&sub_gate.open, 0);
+    atomic_store(&gated_seen, 0);
+    atomic_store(&plain_seen, 0);
+}
+
+/* hy_config's default bound (2, FAIL) applies to a plain subscription: a
+ * subscriber held in its handler takes 2 more, the other 97 are refused
+ * (HY_EFULL, dead letters HY_DEAD_FULL). Before subscriptions had bounds it
+ * accepted all 100. */
+static void config_bound_applies_to_subscriptions(void **state)
+{
+    (void)state;
+    gate_reset();
+    hy_kernel *k = NULL;
+    hy_config cfg = {.workers = 2, .mailbox_capacity = 2, .overflow = HY_OVERFLOW_FAIL};
+    assert_int_equal(hy_kernel_open(&k, &cfg), 0);
+    subscribe(k, "news://**", gated_handler, NULL, NULL);
+    size_t d = 0;
+    assert_int_equal(hy_publish(k, "news://a", "x", 1, &d), 0);
+    assert_int_equal(d, 1);
+    assert_true(wait_for(&sub_gate.entered, 1));
+    int accepted = 1, refused = 0;
+    for (int i = 1; i < 100; i++) {
+        int rc = hy_publish(k, "news://a", "x", 1, &d);
+        if (rc == 0) {
+            assert_int_equal(d, 1);
+            accepted++;
+        } else {
+            assert_int_equal(rc, HY_EFULL);
+            assert_int_equal(d, 0);
+            assert_non_null(strstr(hy_errdetail(), "1 subscription(s) refused it"));
+            refused++;
+        }
+    }
+    assert_int_equal(accepted, 3);
+    assert_int_equal(refused, 97);
+    hy_stats st;
+    assert_int_equal(hy_kernel_stats(k, &st), 0);
+    assert_int_equal(st.dead[HY_DEAD_FULL], 97);
+    gate_open(&sub_gate);
+    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
+    assert_int_equal(atomic_load(&gated_seen), 3);
+    assert_int_equal(hy_kernel_stats(k, &st), 0);
+    assert_int_equal(st.sent, st.handled);
+    hy_kernel_close(k);
+}
+
+/* A bounded subscription beside an unbounded one: the full one refuses, the
+ * other still gets every message; the publish says HY_EFULL with *delivered
+ * counting the one that took it. */
+static void full_subscription_does_not_starve_the_others(void **state)
+{
+    (void)state;
+    gate_reset();
+    hy_kernel *k = open_kernel(2);
+    hy_subscribe_opts o = {.mailbox_capacity = 1, .overflow = HY_OVERFLOW_FAIL};
+    uint64_t id = 0;
+    assert_int_equal(hy_subscribe_ex(k, "news://**", &o, gated_handler, NULL, &id), 0);
+    assert_true(id != 0);
+    subscribe(k, "news://**", plain_handler, NULL, NULL);
+    size_t d = 0;
+    assert_int_equal(hy_publish(k, "news://a", "x", 1, &d), 0);
+    assert_int_equal(d, 2);
+    assert_true(wait_for(&sub_gate.entered, 1));
+    assert_int_equal(hy_publish(k, "news://a", "x", 1, &d), 0); /* fills it */
+    assert_int_equal(d, 2);
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(hy_publish(k, "news://a", "x", 1, &d), HY_EFULL);
+        assert_int_equal(d, 1);
+    }
+    gate_open(&sub_gate);
+    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
+    assert_int_equal(atomic_load(&plain_seen), 22);
+    assert_int_equal(atomic_load(&gated_seen), 2);
+    hy_stats st;
+    assert_int_equal(hy_kernel_stats(k, &st), 0);
+    assert_int_equal(st.dead[HY_DEAD_FULL], 20);
+    hy_kernel_close(k);
+}
+
+/* DROP_NEWEST: the publish succeeds, the copy is dropped (sent, a dead
+ * letter HY_DEAD_DROPPED) and not counted as delivered. */
+static void drop_newest_subscription_drops_and_counts(void **state)
+{
+    (void)state;
+    gate_reset();
+    hy_kernel *k = open_kernel(2);
+    hy_subscribe_opts o = {.mailbox_capacity = 1, .overflow = HY_OVERFLOW_DROP_NEWEST};
+    assert_int_equal(hy_subscribe_ex(k, "news://**", &o, gated_handler, NULL, NULL), 0);
+    size_t d = 0;
+    assert_int_equal(hy_publish(k, "news://a", "x", 1, &d), 0);
+    assert_true(wait_for(&sub_gate.entered, 1));
+    assert_int_equal(hy_publish(k, "news://a", "x", 1, &d), 0);
+    assert_int_equal(d, 1);
+    for (int i = 0; i < 9; i++) {
+        assert_int_equal(hy_publish(k, "news://a", "x", 1, &d), 0);
+        assert_int_equal(d, 0);
+    }
+    gate_open(&sub_gate);
+    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
+    assert_int_equal(atomic_load(&gated_seen), 2);
+    hy_stats st;
+    assert_int_equal(hy_kernel_stats(k, &st), 0);
+    assert_int_equal(st.dead[HY_DEAD_DROPPED], 9);
+    assert_int_equal(st.sent, st.handled + st.dead[HY_DEAD_DROPPED]);
+    hy_kernel_close(k);
+}
+
+/* Bad options are refused before anything is made. */
+static void subscribe_ex_refuses_bad_options(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(1);
+    hy_subscribe_opts o = {.mailbox_capacity = 1, .overflow = (hy_overflow)9};
+    assert_int_equal(hy_subscribe_ex(k, "news://**", &o, plain_handler, NULL, NULL),
+                     HY_EINVAL);
+    assert_non_null(strstr(hy_errdetail(), "overflow"));
+    o = (hy_subscribe_opts){.block_timeout_ms = -1};
+    assert_int_equal(hy_subscribe_ex(k, "news://**", &o, plain_handler, NULL, NULL),
+                     HY_EINVAL);
+    assert_non_null(strstr(hy_errdetail(), "block_timeout_ms"));
+    assert_int_equal(hy_subscribe_ex(k, "news://**", NULL, plain_handler, NULL, NULL), 0);
+    hy_kernel_close(k);
+}
+
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -513,6 +667,10 @@ int main(void)
         cmocka_unit_test(subscriber_failures_are_counted),
         cmocka_unit_test(publish_from_a_handler_keeps_the_trace),
         cmocka_unit_test(publish_from_4_threads_while_subscribing_and_unsubscribing),
+        cmocka_unit_test(config_bound_applies_to_subscriptions),
+        cmocka_unit_test(full_subscription_does_not_starve_the_others),
+        cmocka_unit_test(drop_newest_subscription_drops_and_counts),
+        cmocka_unit_test(subscribe_ex_refuses_bad_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
