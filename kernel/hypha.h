@@ -685,7 +685,9 @@ typedef struct hy_stats {
     uint64_t sent;          /**< messages accepted by a send */
     uint64_t handled;       /**< handlers that ran and returned 0 */
     uint64_t failed;        /**< handlers that returned an error */
-    uint64_t queued;        /**< accepted, neither handled nor a dead letter yet */
+    uint64_t queued;        /**< accepted, neither handled nor a dead letter yet
+                                 (the messages being handled included; see
+                                 hy_subsystem_stats.queued) */
     uint64_t dead[HY_DEAD__COUNT]; /**< dead letters by hy_dead_reason */
     uint64_t restarts;      /**< actor restarts by supervision */
     uint64_t stopped;       /**< actors stopped by supervision */
@@ -747,7 +749,15 @@ typedef struct hy_subsystem_stats {
     uint64_t sent, handled, failed;
     /** @} */
     uint64_t dead;    /**< dead letters among the messages it accepted */
-    uint64_t queued;  /**< mailbox depth summed over the subsystem's actors */
+    /** Messages accepted for it (sent) and not yet through a handler nor a
+     * dead letter (a failed one is a dead letter too): sent - (handled +
+     * dead). Not the mailbox depth: the message a handler is running on is
+     * included (an actor held in its handler with nothing behind it counts
+     * 1), and so are those its worker already ran in the turn under way
+     * (handled is counted at the end of each turn, at most hy_config.batch
+     * messages), and, for a persistent subsystem, those still in the
+     * journal's queue. Summed over its actors. */
+    uint64_t queued;
     uint64_t actors;  /**< its own actor plus its active keyed actors */
     /** Of its keyed actors, as in hy_stats. @{ */
     uint64_t activations, passivations;

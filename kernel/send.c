@@ -6,6 +6,7 @@
  * Everything a send reads of the kernel is either immutable after registration
  * or atomic, and the whole send runs inside a router read section so
  * hy_kernel_shutdown can wait it out. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -179,9 +180,13 @@ static int bad_path(const char *path, size_t path_len)
     if (sep && segments > HY_MAX_SEGMENTS)
         return hyi_fail(HY_EBADPATH, "path of %zu segments, more than HY_MAX_SEGMENTS (%d): "
                         "'%.*s'", segments, HY_MAX_SEGMENTS, (int)path_len, path);
-    return hyi_fail(HY_EBADPATH, "malformed path '%.*s': want subsystem://segments, the "
-                    "name [a-z][a-z0-9_-]*, segments of printable bytes but / ? # { } *",
-                    (int)path_len, path);
+    /* The router said why (router/path.c); keep it. */
+    char why[128];
+    snprintf(why, sizeof why, "%s", hyi_errdetail());
+    return hyi_fail(HY_EBADPATH, "malformed path '%.*s': %s; want subsystem://segments, the "
+                    "name [a-z][a-z0-9_-]*, segments of printable bytes (valid UTF-8) but "
+                    "/ ? # { } *",
+                    (int)path_len, path, why[0] ? why : "bad byte");
 }
 
 static int match(hy_kernel *k, const char *path, size_t path_len, const void *payload,
@@ -298,7 +303,7 @@ static int send_one(hy_kernel *k, hy_principal *const *as, const char *path,
         return rc;
     if (HY_UNLIKELY(kernel_closed(k))) {
         hyi_router_read_exit(k->router);
-        return HY_ECLOSED;
+        return hyi_fail(HY_ECLOSED, "the kernel is shut down");
     }
     const hyi_match *m = NULL;
     hy_msg *msg = NULL;
@@ -462,7 +467,7 @@ static int send_batch(hy_kernel *k, hy_principal *const *as, const hy_send_item 
         return rc;
     if (kernel_closed(k)) {
         hyi_router_read_exit(k->router);
-        return HY_ECLOSED;
+        return hyi_fail(HY_ECLOSED, "the kernel is shut down");
     }
     chain chains[BATCH_CHAINS];
     unsigned nchains = 0;

@@ -73,21 +73,38 @@ static inline uint64_t zero_bytes(uint64_t v)
     return ~(((v & low7) + low7) | v | low7);
 }
 
+/* Why a path is malformed, in the thread's detail (hyi_fail): cold, so the
+ * checks above stay a branch each. */
+static __attribute__((cold, noinline)) int bad(const char *why, size_t at)
+{
+    return hyi_fail(HY_EBADPATH, "%s (at byte %zu)", why, at);
+}
+
+static __attribute__((cold, noinline)) int bad_byte(const unsigned char *s, size_t from,
+                                                    size_t len)
+{
+    for (size_t i = from; i < len; i++)
+        if (hyi_path_class[s[i]] & HYI_CH_BAD)
+            return hyi_fail(HY_EBADPATH, "byte 0x%02x is not allowed in a segment (at byte "
+                            "%zu)", s[i], i);
+    return bad("a byte not allowed in a segment", from);
+}
+
 int hyi_path_split(const char *path, size_t len, hyi_path *p)
 {
     if (HY_UNLIKELY(!path || len == 0 || len > HYI_PATH_MAX))
-        return HY_EBADPATH;
+        return bad(!path || len == 0 ? "empty" : "longer than HY_PATH_MAX", 0);
     const unsigned char *s = (const unsigned char *)path;
 
     /* Subsystem name, then "://". */
     if (HY_UNLIKELY(s[0] < 'a' || s[0] > 'z'))
-        return HY_EBADPATH;
+        return bad("the subsystem name must start with a-z", 0);
     size_t i = 1;
     while (i < len && name_char[s[i]])
         i++;
     if (HY_UNLIKELY(i > HYI_NAME_MAX || i + 3 > len || s[i] != ':' || s[i + 1] != '/' ||
                     s[i + 2] != '/'))
-        return HY_EBADPATH;
+        return bad("want a subsystem name [a-z][a-z0-9_-]{0,63} then ://", i);
     const size_t rest = i + 3;
     p->name_len = (uint16_t)i;
     p->rest = (uint16_t)rest;
@@ -102,7 +119,7 @@ int hyi_path_split(const char *path, size_t len, hyi_path *p)
     for (; i < len; i++)
         acc |= hyi_path_class[s[i]];
     if (HY_UNLIKELY(acc & HYI_CH_BAD))
-        return HY_EBADPATH;
+        return bad_byte(s, rest, len);
     if (acc & HYI_CH_HIGH) {
         /* Rare: some UTF-8; decode those sequences properly. */
         for (i = rest; i < len;) {
@@ -112,7 +129,7 @@ int hyi_path_split(const char *path, size_t len, hyi_path *p)
             }
             size_t n = hyi_utf8_seq(s + i, len - i);
             if (HY_UNLIKELY(n == 0))
-                return HY_EBADPATH;
+                return bad("invalid UTF-8", i);
             i += n;
         }
     }
@@ -126,7 +143,7 @@ int hyi_path_split(const char *path, size_t len, hyi_path *p)
         while (m) {
             size_t at = i + ((size_t)__builtin_ctzll(m) >> 3);
             if (HY_UNLIKELY(at == start || nseg == HYI_MAX_SEGMENTS))
-                return HY_EBADPATH;
+                return bad(at == start ? "an empty segment" : "more than HY_MAX_SEGMENTS", at);
             p->seg[nseg++] = (hyi_slice){(uint16_t)start, (uint16_t)(at - start)};
             start = at + 1;
             m &= m - 1;
@@ -136,16 +153,16 @@ int hyi_path_split(const char *path, size_t len, hyi_path *p)
         if (s[i] != '/')
             continue;
         if (HY_UNLIKELY(i == start || nseg == HYI_MAX_SEGMENTS))
-            return HY_EBADPATH;
+            return bad(i == start ? "an empty segment" : "more than HY_MAX_SEGMENTS", i);
         p->seg[nseg++] = (hyi_slice){(uint16_t)start, (uint16_t)(i - start)};
         start = i + 1;
     }
     if (start < len) {
         if (HY_UNLIKELY(nseg == HYI_MAX_SEGMENTS))
-            return HY_EBADPATH;
+            return bad("more than HY_MAX_SEGMENTS", start);
         p->seg[nseg++] = (hyi_slice){(uint16_t)start, (uint16_t)(len - start)};
     } else if (nseg > 0) {
-        return HY_EBADPATH; /* trailing '/' */
+        return bad("a trailing '/'", len - 1);
     }
     p->nseg = (uint16_t)nseg;
     return 0;

@@ -853,15 +853,18 @@ int hy_http_attach(hy_kernel *k, const hy_http_opts *opts)
 {
     static const hy_http_opts defaults = {0};
     if (!k)
-        return HY_EINVAL;
+        return hy_ext_fail(HY_EINVAL, "hy_http_attach: NULL kernel");
     if (!opts)
         opts = &defaults;
     const unsigned every = HY_HTTP_OPEN_METRICS | HY_HTTP_OPEN_HEALTH | HY_HTTP_OPEN_STATS |
                            HY_HTTP_OPEN_DASHBOARD | HY_HTTP_OPEN_NONE;
-    if ((opts->open & ~every) || opts->ask_timeout_ms < 0 || opts->max_ask_ms < 0)
-        return HY_EINVAL;
+    if (opts->open & ~every)
+        return hy_ext_fail(HY_EINVAL, "hy_http_attach: open = %#x has bits that are not "
+                           "HY_HTTP_OPEN_*", opts->open);
+    if (opts->ask_timeout_ms < 0 || opts->max_ask_ms < 0)
+        return hy_ext_fail(HY_EINVAL, "hy_http_attach: ask_timeout_ms or max_ask_ms < 0");
     if (hy_ext_slot_get(k, HY_EXT_SLOT_HTTP))
-        return HY_EEXIST;
+        return hy_ext_fail(HY_EEXIST, "hy_http_attach: a gateway is attached already");
 
     struct sockaddr_storage ss;
     bool v6 = false;
@@ -928,15 +931,15 @@ int hy_http_attach(hy_kernel *k, const hy_http_opts *opts)
 int hy_http_port(hy_kernel *k)
 {
     if (!k)
-        return HY_EINVAL;
+        return hy_ext_fail(HY_EINVAL, "hy_http_port: NULL kernel");
     http *h = hy_ext_slot_get(k, HY_EXT_SLOT_HTTP);
-    return h ? (int)h->port : HY_ENOENT;
+    return h ? (int)h->port : hy_ext_fail(HY_ENOENT, "hy_http_port: no gateway attached");
 }
 
 int hy_http_stats_get(hy_kernel *k, hy_http_stats *out)
 {
     if (!k || !out)
-        return HY_EINVAL;
+        return hy_ext_fail(HY_EINVAL, "hy_http_stats_get: NULL argument");
     memset(out, 0, sizeof *out);
     http *h = hy_ext_slot_get(k, HY_EXT_SLOT_HTTP);
     if (!h)

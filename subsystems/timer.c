@@ -883,7 +883,8 @@ static int provider_arm(void *self, int64_t delay_ms, hy_ext_timer_fn fn, void *
 {
     timers *t = self;
     if (delay_ms < 0 || delay_ms > HY_TIMER_MAX_MS)
-        return HY_EINVAL;
+        return hy_ext_fail(HY_EINVAL, "timeout of %lld ms: want 0 to HY_TIMER_MAX_MS",
+                           (long long)delay_ms);
     uint64_t deadline = mono_ns() + (uint64_t)delay_ms * 1000000u;
     pthread_mutex_lock(&t->lock);
     int rc = schedule_locked_check(t);
@@ -1025,7 +1026,7 @@ int hy_timer_attach(hy_kernel *k, const hy_timer_opts *opts)
 {
     (void)opts;
     if (!k)
-        return HY_EINVAL;
+        return hy_ext_fail(HY_EINVAL, "hy_timer_attach: NULL kernel");
     timers *t;
     return attach(k, false, &t);
 }
@@ -1038,11 +1039,14 @@ static int schedule(hy_kernel *k, const char *path, const void *payload, size_t 
     if (id)
         *id = 0;
     if (!k || !path || (!payload && len))
-        return HY_EINVAL;
+        return hy_ext_fail(HY_EINVAL, "hy_send_after/hy_send_every: NULL kernel, path or "
+                           "payload");
     if (delay_ms < 0 || delay_ms > HY_TIMER_MAX_MS)
-        return HY_EINVAL;
+        return hy_ext_fail(HY_EINVAL, "delay of %lld ms: want 0 to HY_TIMER_MAX_MS",
+                           (long long)delay_ms);
     if (len > HY_MAX_PAYLOAD)
-        return HY_ETOOBIG;
+        return hy_ext_fail(HY_ETOOBIG, "timer payload of %zu bytes; at most HY_MAX_PAYLOAD "
+                           "(%zu)", len, (size_t)HY_MAX_PAYLOAD);
     if (hy_ext_is_replaying(k))
         return 0; /* scheduled live; a persistent one is in the book */
     timers *t = hy_ext_slot_get(k, HY_EXT_SLOT_TIMERS);
@@ -1055,6 +1059,9 @@ static int schedule(hy_kernel *k, const char *path, const void *payload, size_t 
     int persistent = hy_ext_path_persistent(k, path);
     if (persistent == HY_ENOROUTE)
         persistent = 0;
+    else if (persistent == HY_EBADPATH)
+        return hy_ext_fail(persistent, "timer path '%.80s' is malformed: %s", path,
+                           hy_errdetail());
     else if (persistent < 0)
         return persistent;
     bool persist = persistent && t->journaled;
@@ -1142,7 +1149,8 @@ int hy_send_every(hy_kernel *k, const char *path, const void *payload, size_t le
     if (period_ms < 1 || period_ms > HY_TIMER_MAX_MS) {
         if (id)
             *id = 0;
-        return HY_EINVAL;
+        return hy_ext_fail(HY_EINVAL, "period of %lld ms: want 1 to HY_TIMER_MAX_MS",
+                           (long long)period_ms);
     }
     return schedule(k, path, payload, len, period_ms, (uint32_t)period_ms, id);
 }
@@ -1180,7 +1188,7 @@ static int cancel_impl(timers *t, uint64_t id, bool *persist)
 int hy_timer_cancel(hy_kernel *k, uint64_t id)
 {
     if (!k)
-        return HY_EINVAL;
+        return hy_ext_fail(HY_EINVAL, "hy_timer_cancel: NULL kernel");
     if (hy_ext_is_replaying(k))
         return 0;
     timers *t = hy_ext_slot_get(k, HY_EXT_SLOT_TIMERS);
@@ -1202,7 +1210,7 @@ static int cmp_u64(const void *a, const void *b)
 int hy_timer_stats_get(hy_kernel *k, hy_timer_stats *out)
 {
     if (!k || !out)
-        return HY_EINVAL;
+        return hy_ext_fail(HY_EINVAL, "hy_timer_stats_get: NULL argument");
     memset(out, 0, sizeof *out);
     timers *t = hy_ext_slot_get(k, HY_EXT_SLOT_TIMERS);
     if (!t)

@@ -860,10 +860,52 @@ static void idle_workers_park(void **state)
     hy_kernel_close(k);
 }
 
+/* hy_subsystem_stats.queued is sent - (handled + dead), as hypha.h says: the
+ * message a handler is running on counts. One message held at a gate with
+ * nothing behind it: queued 1 (its mailbox is empty); two more behind it: 3;
+ * all through: 0. A mailbox depth would say 0, then 2. */
+static gate queued_gate;
+
+static int queued_gated(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)ctx;
+    (void)msg;
+    gate_pass(&queued_gate);
+    return 0;
+}
+
+static void queued_counts_the_message_being_handled(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(2);
+    register_route(k, "held", "x", queued_gated, NULL, NULL);
+    hy_subsystem_stats ss;
+    assert_int_equal(hy_send(k, "held://x", "a", 1), 0);
+    assert_true(wait_for(&queued_gate.entered, 1));
+    assert_int_equal(hy_subsystem_stats_get(k, "held", &ss), 0);
+    assert_int_equal(ss.sent, 1);
+    assert_int_equal(ss.handled, 0);
+    assert_int_equal(ss.queued, 1);
+    hy_stats st;
+    assert_int_equal(hy_kernel_stats(k, &st), 0);
+    assert_int_equal(st.queued, 1);
+    assert_int_equal(hy_send(k, "held://x", "b", 1), 0);
+    assert_int_equal(hy_send(k, "held://x", "c", 1), 0);
+    assert_int_equal(hy_subsystem_stats_get(k, "held", &ss), 0);
+    assert_int_equal(ss.queued, 3);
+    gate_open(&queued_gate);
+    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
+    assert_int_equal(hy_subsystem_stats_get(k, "held", &ss), 0);
+    assert_int_equal(ss.queued, 0);
+    assert_int_equal(ss.handled, 3);
+    hy_kernel_close(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(open_with_zero_config_uses_defaults),
+        cmocka_unit_test(queued_counts_the_message_being_handled),
         cmocka_unit_test(open_rejects_bad_config),
         cmocka_unit_test(bad_paths_say_why),
         cmocka_unit_test(send_reaches_handler_with_path_and_payload),
