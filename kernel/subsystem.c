@@ -245,7 +245,7 @@ static int register_subsystem(hy_kernel *k, const char *name, const hy_subsystem
     /* relaxed: registry_lock orders it against shutdown, which sets it under
      * the same lock */
     if (rc == 0 && atomic_load_explicit(&k->closed, memory_order_relaxed))
-        rc = HY_ECLOSED;
+        rc = hyi_fail(HY_ECLOSED, "subsystem '%s': the kernel is shut down", name);
     /* passivate.c: the first subsystem that can passivate starts its thread
      * (under registry_lock, so shutdown cannot miss it) */
     if (rc == 0 && sub->can_passivate)

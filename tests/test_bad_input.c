@@ -433,9 +433,7 @@ static const row ROWS[] = {
     {"closed", closed_call, "send", HY_ECLOSED, "shut", NULL},
     {"closed", closed_call, "publish", HY_ECLOSED, "shut", NULL},
     {"closed", closed_call, "subscribe", HY_ECLOSED, "shut", NULL},
-    {"closed", closed_call, "register", HY_ECLOSED, "shut",
-     "kernel/subsystem.c returns HY_ECLOSED without a detail; left to the change "
-     "of registration under way there"},
+    {"closed", closed_call, "register", HY_ECLOSED, "shut", NULL},
     {"closed", closed_call, "batch", HY_ECLOSED, "shut", NULL},
     {"closed", closed_call, "ask", HY_ECLOSED, "shut", NULL},
     {"closed", closed_call, "send_after", HY_ECLOSED, "shut", NULL},
