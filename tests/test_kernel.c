@@ -860,6 +860,41 @@ static void idle_workers_park(void **state)
     hy_kernel_close(k);
 }
 
+/* Many subsystems: every one routes to its own route, and a duplicate name
+ * is still refused (the registry is a hash, not a list to scan). Correctness
+ * only; the register bench measures the time. */
+static void many_subsystems_all_route(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    counter c = {0};
+    hy_kernel *k = open_kernel(1);
+    char name[32], path[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "many%d", i);
+        register_route(k, name, i % 2 ? "in/{id}" : "in", count_message, NULL, &c);
+    }
+    hy_route r = {.pattern = "in", .handler = count_message};
+    hy_subsystem_def def = {.routes = &r, .nroutes = 1};
+    assert_int_equal(hy_subsystem_register(k, "many777", &def), HY_EEXIST);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "many%d", i);
+        snprintf(path, sizeof path, "many%d://in%s", i, i % 2 ? "/7" : "");
+        hy_match_result m;
+        assert_int_equal(hy_match(k, path, &m), 0);
+        assert_string_equal(m.subsystem, name);
+        assert_string_equal(m.pattern, i % 2 ? "in/{id}" : "in");
+    }
+    assert_int_equal(hy_send(k, "nosuch://in", NULL, 0), HY_ENOROUTE);
+    for (int i = 0; i < N; i += 97) {
+        snprintf(path, sizeof path, "many%d://in%s", i, i % 2 ? "/7" : "");
+        assert_int_equal(hy_send(k, path, NULL, 0), 0);
+    }
+    assert_int_equal(hy_kernel_drain(k, 60000), 0);
+    assert_int_equal(atomic_load(&c.n), (N + 96) / 97);
+    hy_kernel_close(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -887,6 +922,7 @@ int main(void)
         cmocka_unit_test(registering_while_sending_is_safe),
         cmocka_unit_test(slow_handler_does_not_stall_other_actors),
         cmocka_unit_test(idle_workers_park),
+        cmocka_unit_test(many_subsystems_all_route),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
