@@ -1,4 +1,4 @@
-/* The router's entry points and copy-on-write publishing.
+/* The router's entry points and publishing.
  *
  * What readers see is one open-addressing map from subsystem name to that
  * subsystem's compiled table, whose slots are atomic pointers. A change
