@@ -919,8 +919,8 @@ static int count_slowly(hy_ctx *ctx, const hy_msg *msg)
 {
     (void)msg;
     unreg_counts *c = hy_subsystem_udata(ctx);
-    for (volatile int i = 0; i < 2000; i++)
-        ;
+    struct timespec ts = {0, 20000};
+    nanosleep(&ts, NULL);
     atomic_fetch_add(&c->handled, 1);
     return 0;
 }
@@ -943,7 +943,7 @@ static void register_victim(hy_kernel *k, unreg_counts *c)
 
 typedef struct unreg_sender {
     hy_kernel *k;
-    uint64_t accepted;
+    _Atomic uint64_t accepted; /* read by the main thread while it grows */
     int last_rc;
     unsigned seed;
 } unreg_sender;
@@ -963,7 +963,8 @@ static void *send_until_gone(void *arg)
             s->last_rc = rc;
             return NULL;
         }
-        s->accepted++;
+        /* relaxed: a count; the join orders the final value */
+        atomic_fetch_add_explicit(&s->accepted, 1, memory_order_relaxed);
     }
 }
 
@@ -981,11 +982,16 @@ static void unregister_while_senders_send_loses_nothing(void **state)
     pthread_t th[SENDERS];
     unreg_sender snd[SENDERS];
     for (unsigned i = 0; i < SENDERS; i++) {
-        snd[i] = (unreg_sender){k, 0, 0, 7 + 2 * i};
+        snd[i].k = k;
+        atomic_init(&snd[i].accepted, 0);
+        snd[i].last_rc = 0;
+        snd[i].seed = 7 + 2 * i;
         pthread_create(&th[i], NULL, send_until_gone, &snd[i]);
     }
     /* Let a queue build up (not a timing assertion: any amount will do). */
-    for (int i = 0; i < 2000 && snd[0].accepted + snd[1].accepted < 20000; i++)
+    for (int i = 0; i < 2000 && atomic_load(&snd[0].accepted) + atomic_load(&snd[1].accepted) <
+                                    20000;
+         i++)
         usleep(1000);
     int rc = hy_subsystem_unregister(k, "victim", 0);
     assert_true(rc == 0 || rc == HY_ETIMEDOUT);
@@ -993,7 +999,7 @@ static void unregister_while_senders_send_loses_nothing(void **state)
     for (unsigned i = 0; i < SENDERS; i++) {
         pthread_join(th[i], NULL);
         assert_int_equal(snd[i].last_rc, HY_ENOROUTE);
-        accepted += snd[i].accepted;
+        accepted += atomic_load(&snd[i].accepted);
     }
     /* Every count is final once unregister returned and the senders ended. */
     uint64_t handled = atomic_load(&c.handled), dead = atomic_load(&c.dead_unregistered);
