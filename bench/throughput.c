@@ -22,7 +22,9 @@
  *   full-fail, full-block, full-drop-oldest, full-drop-newest
  *             one sender into a bounded mailbox kept full by a slow handler,
  *             under each overflow policy; msgs_per_s counts messages handled
- *   idle      CPU time an idle kernel uses in one second */
+ *   idle      CPU time an idle kernel uses in one second
+ *   register  registering 100,000 subsystems of one route each; ops_per_s is
+ *             registrations/s, and every one must route afterwards */
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
@@ -722,6 +724,41 @@ static int scenario_idle(const bench_opts *o, uint64_t n, scenario_result *res)
     return rc;
 }
 
+/* register: n subsystems of one static route each ("r0" .. "r<n-1>", all to
+ * one handler), timed from the first registration to the last; then every one
+ * must route (hy_match), outside the timing. Measures the registry, not
+ * messaging: a registration that is linear in the subsystems already there
+ * makes this quadratic. */
+static int scenario_register(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    hy_kernel *k = open_kernel(o);
+    if (!k)
+        return -1;
+    hy_route r = {.pattern = "count", .handler = on_ordered};
+    hy_subsystem_def def = {.routes = &r, .nroutes = 1};
+    char name[32];
+    int rc = 0;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t i = 0; rc == 0 && i < n; i++) {
+        snprintf(name, sizeof name, "r%" PRIu64, i);
+        rc = hy_subsystem_register(k, name, &def);
+        if (rc != 0)
+            fprintf(stderr, "register %s: %s %s\n", name, hy_strerror(rc), hy_errdetail());
+    }
+    res->seconds = (double)(bench_now_ns() - t0) / 1e9;
+    res->messages = n;
+    for (uint64_t i = 0; rc == 0 && i < n; i++) {
+        char path[48];
+        hy_match_result m;
+        snprintf(path, sizeof path, "r%" PRIu64 "://count", i);
+        rc = check(hy_match(k, path, &m) == 0, "register", "a registered subsystem does not route");
+    }
+    if (rc == 0)
+        snprintf(res->extra, sizeof res->extra, "\"subsystems\":%" PRIu64, n);
+    hy_kernel_close(k);
+    return rc;
+}
+
 typedef struct scenario {
     const char *name;
     int (*run)(const bench_opts *, uint64_t, scenario_result *);
@@ -745,6 +782,7 @@ static const scenario scenarios[] = {
     {"full-drop-oldest", scenario_full_drop_oldest, 1000000, BENCH_MSGS},
     {"full-drop-newest", scenario_full_drop_newest, 1000000, BENCH_MSGS},
     {"idle", scenario_idle, 0, BENCH_MSGS},
+    {"register", scenario_register, 100000, BENCH_OPS},
 };
 
 #define NSCENARIOS (sizeof scenarios / sizeof scenarios[0])
@@ -790,4 +828,4 @@ static int bench_throughput(const bench_opts *o)
 
 HY_BENCH_FAMILY(throughput, bench_throughput,
                 "messages/s through the kernel: static param regex fanout keyed batch multi routes pingpong "
-                "full-{fail,block,drop-oldest,drop-newest} idle")
+                "full-{fail,block,drop-oldest,drop-newest} idle register")

@@ -128,7 +128,8 @@ typedef enum hy_overflow {
     X(NOROUTE,    "no route matched its path (refused at send)")              \
     X(FULL,       "its mailbox was full (refused at send)")                   \
     X(LATE_REPLY, "a reply that arrived after its asker gave up")             \
-    X(TIMER_NOROUTE, "a timer fired to a path no route matched")
+    X(TIMER_NOROUTE, "a timer fired to a path no route matched")                \
+    X(UNREGISTERED, "its subsystem was unregistered before it was handled")
 
 /** Dead-letter reasons: HY_DEAD_<NAME> for each row of HY_DEAD_TABLE, in its
  * order, then HY_DEAD__COUNT, their number. */
@@ -439,6 +440,23 @@ HY_API int hy_passivate_discard(void *udata, const char *key, size_t key_len, vo
  * state_init (either may run inside a send, which this waits for). */
 HY_API int hy_subsystem_register(hy_kernel *k, const char *name,
                                  const hy_subsystem_def *def);
+
+/** Unregister a subsystem. Its routes are withdrawn first: once this has begun
+ * withdrawing them, a send to the subsystem either was accepted before or gets
+ * HY_ENOROUTE, and the name may be registered again once this returns. The
+ * messages already accepted (queued, or waiting on the journal) are then
+ * handled for up to timeout_ms (negative: no limit); past it, every one not yet handled becomes a
+ * dead letter HY_DEAD_UNREGISTERED (a handler already running is waited for),
+ * so none is dropped silently. Its actors are not run again.
+ * The subsystem's memory (its actors, keyed ones included, and its route
+ * bindings) is kept until hy_kernel_close, and its counters still count in
+ * hy_stats.
+ * Returns 0 (everything accepted was handled), HY_ETIMEDOUT (unregistered, the
+ * rest dead-lettered), HY_EINVAL (NULL argument, "kernel", or called from a
+ * handler, which would wait on itself), HY_ENOENT (no such subsystem),
+ * HY_ECLOSED.
+ * Thread-safe. From a handler: no (HY_EINVAL). */
+HY_API int hy_subsystem_unregister(hy_kernel *k, const char *name, int timeout_ms);
 
 /* ---------------------------------------------------------------- sending */
 

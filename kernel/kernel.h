@@ -81,6 +81,10 @@ struct hyi_subsys {
     _Atomic uint64_t dead;      /* accepted messages that became dead letters */
     _Atomic uint64_t keyed_actors;
     HY_CACHE_ALIGNED hy_kernel *k;
+    /* hy_subsystem_unregister gave up waiting: workers dead-letter what is
+     * left (HY_DEAD_UNREGISTERED) instead of handling it */
+    _Atomic int unregistered;
+    bool withdrawn;             /* routes withdrawn; under registry_lock */
     void *udata;
     int (*state_init)(void *udata, const char *key, size_t key_len, void **state);
     void (*state_free)(void *udata, void *state);

@@ -12,6 +12,7 @@
  * paths by the same checks and the same all-or-none publication. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hypha_ext.h"
 #include "kernel.h"
@@ -281,6 +282,76 @@ int hy_subsystem_register(hy_kernel *k, const char *name, const hy_subsystem_def
     if (rc != 0)
         return rc;
     return register_subsystem(k, name, def, false, NULL);
+}
+
+/* Every message the subsystem accepted has been handled or dead-lettered (as
+ * quiescent() in kernel.c, for one subsystem). */
+static bool sub_quiescent(hyi_subsys *s)
+{
+    /* acquire: pairs with the release adds at the end of a turn and in
+     * hyi_dead_letter_msg */
+    uint64_t done = atomic_load_explicit(&s->handled, memory_order_acquire) +
+                    atomic_load_explicit(&s->dead, memory_order_acquire);
+    /* relaxed: ordered after the acquire loads above */
+    return atomic_load_explicit(&s->sent, memory_order_relaxed) == done;
+}
+
+/* Poll until sub is quiescent or the deadline (UINT64_MAX: none) passes. */
+static bool wait_quiescent(hyi_subsys *sub, uint64_t deadline)
+{
+    long pause_ns = 1000;
+    while (!sub_quiescent(sub)) {
+        if (deadline != UINT64_MAX && hyi_now_ns() >= deadline)
+            return false;
+        struct timespec ts = {0, pause_ns};
+        nanosleep(&ts, NULL);
+        if (pause_ns < 1000000)
+            pause_ns *= 2;
+    }
+    return true;
+}
+
+/* Unregistering keeps the subsystem's memory until close, so nothing a
+ * sender, a worker, the passivation thread or a journal completion may still
+ * hold is freed under it: withdrawing the routes (which waits out every send
+ * in a read section) ends the sends, and the counts end the rest. */
+int hy_subsystem_unregister(hy_kernel *k, const char *name, int timeout_ms)
+{
+    if (!k || !name)
+        return hyi_fail(HY_EINVAL, "hy_subsystem_unregister: NULL kernel or name");
+    if (strcmp(name, "kernel") == 0)
+        return hyi_fail(HY_EINVAL, "the kernel's own subsystem cannot be unregistered");
+    if (hyi_current_worker(k))
+        return hyi_fail(HY_EINVAL, "hy_subsystem_unregister from a handler would wait on "
+                                   "itself");
+    uint64_t deadline = hyi_deadline_ns(timeout_ms);
+    int rc = 0;
+    hyi_subsys *sub = NULL;
+    pthread_mutex_lock(&k->registry_lock);
+    /* relaxed: registry_lock orders it against shutdown, as in registration */
+    if (atomic_load_explicit(&k->closed, memory_order_relaxed))
+        rc = hyi_fail(HY_ECLOSED, "hy_subsystem_unregister: the kernel is shut down");
+    for (hyi_subsys *s = k->subsystems; rc == 0 && s && !sub; s = s->next)
+        if (!s->withdrawn && strcmp(s->name, name) == 0)
+            sub = s;
+    if (rc == 0 && !sub)
+        rc = hyi_fail(HY_ENOENT, "subsystem '%s' is not registered", name);
+    /* Returns once no send can still reach the subsystem: every send that
+     * matched its routes has counted itself in `sent` by then. */
+    if (rc == 0 && (rc = hyi_router_remove_subsystem(k->router, name)) == 0)
+        sub->withdrawn = true;
+    pthread_mutex_unlock(&k->registry_lock);
+    if (rc != 0)
+        return rc;
+    if (wait_quiescent(sub, deadline))
+        return 0;
+    /* seq_cst: a plain flag; whatever the workers take from now on becomes a
+     * dead letter, which the wait below counts */
+    atomic_store_explicit(&sub->unregistered, 1, memory_order_seq_cst);
+    wait_quiescent(sub, UINT64_MAX);
+    return hyi_fail(HY_ETIMEDOUT, "subsystem '%s': messages still queued after %d ms were "
+                                  "dead-lettered",
+                    name, timeout_ms);
 }
 
 int hyi_subsystem_register_internal(hy_kernel *k, const char *name,

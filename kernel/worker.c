@@ -57,6 +57,12 @@ static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg, bool extras)
         hyi_dead_letter_msg(k, msg, HY_DEAD_STOPPED);
         return false;
     }
+    /* relaxed: unregistering only needs every later message to see it, and
+     * waits for the counts this adds to */
+    if (HY_UNLIKELY(atomic_load_explicit(&ctx->sub->unregistered, memory_order_relaxed))) {
+        hyi_dead_letter_msg(k, msg, HY_DEAD_UNREGISTERED);
+        return false;
+    }
     ctx->msg = msg;
     hyi_running = ctx;
     int rc = msg->route->handler(ctx, msg);

@@ -1,13 +1,17 @@
-/* The router's entry points and copy-on-write publishing.
+/* The router's entry points and publishing.
  *
- * What readers see is one immutable snapshot: an open-addressing map from
- * subsystem name to that subsystem's compiled table. A change (serialized by
- * the router's mutex) builds what it changes anew: one subsystem's table and a
- * copy of the small name map that points at it, the other subsystems' tables
- * being shared. It publishes the new snapshot with one atomic store, waits
- * until no reader can hold the old one (epoch.c), then frees the parts no
- * longer used. So a change costs O(routes of that subsystem + subsystems), and
- * matching never waits.
+ * What readers see is one open-addressing map from subsystem name to that
+ * subsystem's compiled table, whose slots are atomic pointers. A change
+ * (serialized by the router's mutex) builds what it changes anew, one
+ * subsystem's table, and stores it into that subsystem's slot in place: a
+ * new subsystem fills an empty slot (or a tombstone), a removed one leaves a
+ * tombstone, which probes step over. The writer then waits until no reader
+ * can hold what the slot held before (epoch.c) and frees it. Only when the
+ * map would pass half full, counting tombstones, is a new map built (twice
+ * the live entries, at least), published with one atomic store and the old
+ * one freed after the same wait. So a change costs O(routes of that
+ * subsystem), amortized, whatever the number of subsystems, and matching
+ * never waits.
  *
  * The writer's own view, the list of route records per subsystem in
  * registration order, hangs off each table (src) and is never touched by
@@ -41,9 +45,15 @@ typedef struct subtab {
 
 typedef struct snap {
     uint32_t mask;         /* slot has mask + 1 entries, at most half used */
-    uint32_t count;
-    subtab *slot[];
+    uint32_t count;        /* live entries; writer only */
+    uint32_t used;         /* live entries and tombstones; writer only */
+    _Atomic(subtab *) slot[];
 } snap;
+
+/* A removed subsystem's slot: never matches (no name is 255 bytes), so a
+ * probe steps over it; refilled by a later add or dropped by a resize. */
+static subtab tombstone = {.name_len = UINT8_MAX};
+#define TOMB (&tombstone)
 
 /* Generations come from one process-wide counter, so no two tables, even of
  * routers created at the same address, ever share a number. */
@@ -58,10 +68,13 @@ struct hyi_router {
 
 /* ------------------------------------------------------------------ snapshot */
 
+/* A reader's lookup (inside a read section), and a writer's. */
 static subtab *snap_find(const snap *s, const char *name, size_t len, uint64_t h)
 {
     for (uint32_t i = (uint32_t)h & s->mask;; i = (i + 1) & s->mask) {
-        subtab *st = s->slot[i];
+        /* seq_cst: like the map load, ordered after the reader's announcement
+         * (epoch.c), since what a slot held is freed after a synchronize. */
+        subtab *st = atomic_load_explicit(&s->slot[i], memory_order_seq_cst);
         if (!st)
             return NULL;
         if (st->hash == h && st->name_len == len && hyi_eq(st->name, name, len))
@@ -69,31 +82,74 @@ static subtab *snap_find(const snap *s, const char *name, size_t len, uint64_t h
     }
 }
 
+/* The index of st's slot (st is in s). Writer only. */
+static uint32_t snap_index(const snap *s, const subtab *st)
+{
+    uint32_t i = (uint32_t)st->hash & s->mask;
+    /* relaxed: only writers store slots, and we hold the lock */
+    while (atomic_load_explicit(&s->slot[i], memory_order_relaxed) != st)
+        i = (i + 1) & s->mask;
+    return i;
+}
+
+/* Put st into a map no reader sees yet. */
 static void snap_put(snap *s, subtab *st)
 {
     uint32_t i = (uint32_t)st->hash & s->mask;
-    while (s->slot[i])
+    /* relaxed: s is not yet published; its publication releases it */
+    while (atomic_load_explicit(&s->slot[i], memory_order_relaxed))
         i = (i + 1) & s->mask;
-    s->slot[i] = st;
+    atomic_store_explicit(&s->slot[i], st, memory_order_relaxed);
+    s->count++;
+    s->used++;
 }
 
-/* A copy of old with `from` replaced by `to` (from NULL: to is added). */
-static snap *snap_with(const snap *old, const subtab *from, subtab *to)
+/* A new map holding old's live entries, with room for `extra` more while
+ * staying at most a quarter full, so the next resize is as many adds away as
+ * there are entries: amortized O(1) per add. */
+static snap *snap_resized(const snap *old, uint32_t extra)
 {
-    uint32_t count = old->count + (from ? 0 : 1);
-    uint32_t cap = old->mask + 1;
-    while (count * 2 > cap)
+    uint64_t want = ((uint64_t)old->count + extra) * 4;
+    uint64_t cap = 8;
+    while (cap < want)
         cap *= 2;
+    if (cap > ((uint64_t)1 << 31))
+        return NULL;
     snap *s = calloc(1, sizeof *s + cap * sizeof s->slot[0]);
     if (!s)
         return NULL;
-    s->mask = cap - 1;
-    s->count = count;
-    for (uint32_t i = 0; i <= old->mask; i++)
-        if (old->slot[i] && old->slot[i] != from)
-            snap_put(s, old->slot[i]);
-    snap_put(s, to);
+    s->mask = (uint32_t)cap - 1;
+    for (uint32_t i = 0; i <= old->mask; i++) {
+        /* relaxed: writer only, under the lock */
+        subtab *st = atomic_load_explicit(&old->slot[i], memory_order_relaxed);
+        if (st && st != TOMB)
+            snap_put(s, st);
+    }
     return s;
+}
+
+/* Readers are told of a change (the generation) and waited out. */
+static void changed(hyi_router *r)
+{
+    /* seq_cst (both): after the slot or map store and before the wait below,
+     * so a reader that still sees the old generation inside its section is one
+     * that synchronize waits for, and a cached match stays usable until it
+     * exits. */
+    atomic_store_explicit(&r->generation,
+                          atomic_fetch_add_explicit(&generation_source, 1, memory_order_seq_cst),
+                          memory_order_seq_cst);
+    hyi_epoch_synchronize();
+}
+
+/* Store `to` in slot i of the current map, in place; wait out every reader
+ * that could still hold what the slot held. */
+static void slot_publish(hyi_router *r, uint32_t i, subtab *to)
+{
+    /* relaxed: only writers store cur, and we hold the lock. */
+    snap *s = atomic_load_explicit(&r->cur, memory_order_relaxed);
+    /* seq_cst: S1 of epoch.c's argument; also releases the new table. */
+    atomic_store_explicit(&s->slot[i], to, memory_order_seq_cst);
+    changed(r);
 }
 
 /* Make s current, wait out the readers of the old one, free the old map. */
@@ -101,15 +157,9 @@ static void publish(hyi_router *r, snap *s)
 {
     /* relaxed: only writers store cur, and we hold the lock. */
     snap *old = atomic_load_explicit(&r->cur, memory_order_relaxed);
-    /* seq_cst: S1 of epoch.c's argument; also releases the new tables. */
+    /* seq_cst: S1 of epoch.c's argument; also releases the new map. */
     atomic_store_explicit(&r->cur, s, memory_order_seq_cst);
-    /* seq_cst (both): after the swap and before the wait below, so a reader
-     * that still sees the old generation inside its section is one that
-     * synchronize waits for, and a cached match stays usable until it exits. */
-    atomic_store_explicit(&r->generation,
-                          atomic_fetch_add_explicit(&generation_source, 1, memory_order_seq_cst),
-                          memory_order_seq_cst);
-    hyi_epoch_synchronize();
+    changed(r);
     free(old);
 }
 
@@ -158,9 +208,11 @@ void hyi_router_destroy(hyi_router *r)
         return;
     /* relaxed: the contract says no reader or writer runs any more. */
     snap *s = atomic_load_explicit(&r->cur, memory_order_relaxed);
-    for (uint32_t i = 0; i <= s->mask; i++)
-        if (s->slot[i])
-            subtab_free(s->slot[i], true);
+    for (uint32_t i = 0; i <= s->mask; i++) {
+        subtab *st = atomic_load_explicit(&s->slot[i], memory_order_relaxed);
+        if (st && st != TOMB)
+            subtab_free(st, true);
+    }
     free(s);
     pthread_mutex_destroy(&r->lock);
     free(r);
@@ -200,13 +252,29 @@ int hyi_router_add_subsystem(hyi_router *r, const char *name, void *udata)
 
     int rc = 0;
     pthread_mutex_lock(&r->lock);
-    snap *s = NULL;
+    snap *s = writer_snap(r);
     if (writer_find(r, name)) {
         rc = hyi_fail(HY_EEXIST, "subsystem \"%s\" is already registered", name);
-    } else if (!(s = snap_with(writer_snap(r), NULL, st))) {
-        rc = hyi_fail(HY_ENOMEM, "subsystem \"%s\": out of memory", name);
+    } else if ((uint64_t)(s->used + 1) * 2 > (uint64_t)s->mask + 1) {
+        snap *ns = snap_resized(s, 1);
+        if (!ns) {
+            rc = hyi_fail(HY_ENOMEM, "subsystem \"%s\": out of memory", name);
+        } else {
+            snap_put(ns, st);
+            publish(r, ns);
+        }
     } else {
-        publish(r, s);
+        /* In place: the first tombstone or empty slot of st's probe (st is
+         * not in the map, so the probe reaches an empty slot). */
+        uint32_t i = (uint32_t)st->hash & s->mask;
+        subtab *at;
+        /* relaxed: only writers store slots, and we hold the lock */
+        while ((at = atomic_load_explicit(&s->slot[i], memory_order_relaxed)) && at != TOMB)
+            i = (i + 1) & s->mask;
+        s->count++;
+        if (!at)
+            s->used++;
+        slot_publish(r, i, st);
     }
     pthread_mutex_unlock(&r->lock);
     if (rc)
@@ -230,13 +298,7 @@ static int replace_table(hyi_router *r, subtab *st, hyi_route_rec **recs, size_t
         free(nt);
         return rc;
     }
-    snap *s = snap_with(writer_snap(r), st, nt);
-    if (!s) {
-        hyi_table_free(&nt->t);
-        free(nt);
-        return HY_ENOMEM;
-    }
-    publish(r, s);
+    slot_publish(r, snap_index(writer_snap(r), st), nt);
     /* No reader holds st any more; its records live on in the new table. */
     sub_src *src = st->src;
     if (src->recs != recs)
@@ -393,19 +455,10 @@ int hyi_router_remove_subsystem(hyi_router *r, const char *name)
     if (!st) {
         rc = hyi_fail(HY_ENOENT, "subsystem \"%.80s\" is not registered", name);
     } else {
-        const snap *old = writer_snap(r);
-        snap *s = calloc(1, sizeof *s + (old->mask + 1ull) * sizeof s->slot[0]);
-        if (!s) {
-            rc = hyi_fail(HY_ENOMEM, "router: out of memory");
-        } else {
-            s->mask = old->mask;
-            s->count = old->count - 1;
-            for (uint32_t i = 0; i <= old->mask; i++)
-                if (old->slot[i] && old->slot[i] != st)
-                    snap_put(s, old->slot[i]);
-            publish(r, s);
-            subtab_free(st, true);
-        }
+        snap *s = writer_snap(r);
+        s->count--;
+        slot_publish(r, snap_index(s, st), TOMB);
+        subtab_free(st, true);
     }
     pthread_mutex_unlock(&r->lock);
     return rc;
@@ -467,8 +520,9 @@ size_t hyi_router_memory(hyi_router *r)
     const snap *s = writer_snap(r);
     size_t b = sizeof *r + sizeof *s + (s->mask + 1ull) * sizeof s->slot[0];
     for (uint32_t i = 0; i <= s->mask; i++) {
-        const subtab *st = s->slot[i];
-        if (!st)
+        /* relaxed: we hold the lock, and only writers store slots */
+        const subtab *st = atomic_load_explicit(&s->slot[i], memory_order_relaxed);
+        if (!st || st == TOMB)
             continue;
         b += sizeof *st + st->t.bytes + sizeof *st->src + st->src->cap * sizeof(void *);
         for (size_t k = 0; k < st->src->n; k++)

@@ -901,6 +901,196 @@ static void queued_counts_the_message_being_handled(void **state)
     hy_kernel_close(k);
 }
 
+/* Many subsystems: every one routes to its own route, and a duplicate name
+ * is still refused (the registry is a hash, not a list to scan). Correctness
+ * only; the register bench measures the time. */
+static void many_subsystems_all_route(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    counter c = {0};
+    hy_kernel *k = open_kernel(1);
+    char name[32], path[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "many%d", i);
+        register_route(k, name, i % 2 ? "in/{id}" : "in", count_message, NULL, &c);
+    }
+    hy_route r = {.pattern = "in", .handler = count_message};
+    hy_subsystem_def def = {.routes = &r, .nroutes = 1};
+    assert_int_equal(hy_subsystem_register(k, "many777", &def), HY_EEXIST);
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof name, "many%d", i);
+        snprintf(path, sizeof path, "many%d://in%s", i, i % 2 ? "/7" : "");
+        hy_match_result m;
+        assert_int_equal(hy_match(k, path, &m), 0);
+        assert_string_equal(m.subsystem, name);
+        assert_string_equal(m.pattern, i % 2 ? "in/{id}" : "in");
+    }
+    assert_int_equal(hy_send(k, "nosuch://in", NULL, 0), HY_ENOROUTE);
+    for (int i = 0; i < N; i += 97) {
+        snprintf(path, sizeof path, "many%d://in%s", i, i % 2 ? "/7" : "");
+        assert_int_equal(hy_send(k, path, NULL, 0), 0);
+    }
+    assert_int_equal(hy_kernel_drain(k, 60000), 0);
+    assert_int_equal(atomic_load(&c.n), (N + 96) / 97);
+    hy_kernel_close(k);
+}
+
+/* ------------------------------------------------------------ unregistering */
+
+typedef struct unreg_counts {
+    _Atomic uint64_t handled;
+    _Atomic uint64_t dead_unregistered;
+    _Atomic uint64_t dead_other;
+} unreg_counts;
+
+static void count_dead(void *udata, const char *path, size_t path_len, const void *payload,
+                       size_t len, hy_dead_reason reason)
+{
+    (void)path, (void)path_len, (void)payload, (void)len;
+    unreg_counts *c = udata;
+    if (reason == HY_DEAD_UNREGISTERED)
+        atomic_fetch_add(&c->dead_unregistered, 1);
+    else if (reason != HY_DEAD_NOROUTE) /* refused sends, not accepted ones */
+        atomic_fetch_add(&c->dead_other, 1);
+}
+
+/* Slow enough that senders build a queue the unregistering must deal with. */
+static int count_slowly(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)msg;
+    unreg_counts *c = hy_subsystem_udata(ctx);
+    struct timespec ts = {0, 20000};
+    nanosleep(&ts, NULL);
+    atomic_fetch_add(&c->handled, 1);
+    return 0;
+}
+
+static hy_kernel *open_counting_dead(unreg_counts *c)
+{
+    hy_kernel *k = NULL;
+    hy_config cfg = {.workers = 2, .dead_letter = count_dead, .udata = c};
+    assert_int_equal(hy_kernel_open(&k, &cfg), 0);
+    return k;
+}
+
+static void register_victim(hy_kernel *k, unreg_counts *c)
+{
+    hy_route r[] = {{.pattern = "own", .handler = count_slowly},
+                    {.pattern = "k/{id}", .handler = count_slowly, .key = "id"}};
+    hy_subsystem_def def = {.routes = r, .nroutes = 2, .udata = c};
+    assert_int_equal(hy_subsystem_register(k, "victim", &def), 0);
+}
+
+typedef struct unreg_sender {
+    hy_kernel *k;
+    _Atomic uint64_t accepted; /* read by the main thread while it grows */
+    int last_rc;
+    unsigned seed;
+} unreg_sender;
+
+/* Sends until the subsystem is gone (HY_ENOROUTE) or something else fails. */
+static void *send_until_gone(void *arg)
+{
+    unreg_sender *s = arg;
+    char path[32];
+    for (uint64_t i = 0;; i++) {
+        if (i % 3 == 0)
+            snprintf(path, sizeof path, "victim://own");
+        else
+            snprintf(path, sizeof path, "victim://k/%u", (unsigned)((i * s->seed) % 50));
+        int rc = hy_send(s->k, path, &i, sizeof i);
+        if (rc != 0) {
+            s->last_rc = rc;
+            return NULL;
+        }
+        /* relaxed: a count; the join orders the final value */
+        atomic_fetch_add_explicit(&s->accepted, 1, memory_order_relaxed);
+    }
+}
+
+/* Senders hammer a subsystem (its own actor and 50 keyed ones) while it is
+ * unregistered with no time to finish: every accepted message is either
+ * handled or a dead letter HY_DEAD_UNREGISTERED, later sends get
+ * HY_ENOROUTE, and the name can be registered again. */
+static void unregister_while_senders_send_loses_nothing(void **state)
+{
+    (void)state;
+    enum { SENDERS = 3 };
+    unreg_counts c = {0};
+    hy_kernel *k = open_counting_dead(&c);
+    register_victim(k, &c);
+    pthread_t th[SENDERS];
+    unreg_sender snd[SENDERS];
+    for (unsigned i = 0; i < SENDERS; i++) {
+        snd[i].k = k;
+        atomic_init(&snd[i].accepted, 0);
+        snd[i].last_rc = 0;
+        snd[i].seed = 7 + 2 * i;
+        pthread_create(&th[i], NULL, send_until_gone, &snd[i]);
+    }
+    /* Let a queue build up (not a timing assertion: any amount will do). */
+    for (int i = 0; i < 2000 && atomic_load(&snd[0].accepted) + atomic_load(&snd[1].accepted) <
+                                    20000;
+         i++)
+        usleep(1000);
+    int rc = hy_subsystem_unregister(k, "victim", 0);
+    assert_true(rc == 0 || rc == HY_ETIMEDOUT);
+    uint64_t accepted = 0;
+    for (unsigned i = 0; i < SENDERS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(snd[i].last_rc, HY_ENOROUTE);
+        accepted += atomic_load(&snd[i].accepted);
+    }
+    /* Every count is final once unregister returned and the senders ended. */
+    uint64_t handled = atomic_load(&c.handled), dead = atomic_load(&c.dead_unregistered);
+    print_message("accepted %lu: handled %lu, dead-lettered %lu (rc %d)\n",
+                  (unsigned long)accepted, (unsigned long)handled, (unsigned long)dead, rc);
+    assert_int_equal(handled + dead, accepted);
+    assert_int_equal(atomic_load(&c.dead_other), 0);
+    if (rc == 0)
+        assert_int_equal(dead, 0);
+    else
+        assert_true(dead > 0);
+    assert_int_equal(hy_send(k, "victim://own", NULL, 0), HY_ENOROUTE);
+    assert_int_equal(hy_subsystem_unregister(k, "victim", 0), HY_ENOENT);
+
+    /* The name is free again; the new subsystem starts from nothing. */
+    unreg_counts c2 = {0};
+    hy_route r = {.pattern = "own", .handler = count_slowly};
+    hy_subsystem_def def = {.routes = &r, .nroutes = 1, .udata = &c2};
+    assert_int_equal(hy_subsystem_register(k, "victim", &def), 0);
+    assert_int_equal(hy_send(k, "victim://own", NULL, 0), 0);
+    assert_int_equal(hy_kernel_drain(k, 60000), 0);
+    assert_int_equal(atomic_load(&c2.handled), 1);
+    assert_int_equal(atomic_load(&c.handled), handled);
+    hy_kernel_close(k);
+}
+
+/* With time enough, everything queued is handled and nothing is a dead
+ * letter; "kernel" and unknown names are refused. */
+static void unregister_with_time_handles_everything(void **state)
+{
+    (void)state;
+    unreg_counts c = {0};
+    hy_kernel *k = open_counting_dead(&c);
+    register_victim(k, &c);
+    char path[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(path, sizeof path, i % 2 ? "victim://k/%d" : "victim://own", i % 20);
+        assert_int_equal(hy_send(k, path, NULL, 0), 0);
+    }
+    assert_int_equal(hy_subsystem_unregister(k, "victim", 60000), 0);
+    assert_int_equal(atomic_load(&c.handled), 3000);
+    assert_int_equal(atomic_load(&c.dead_unregistered), 0);
+    assert_int_equal(hy_send(k, "victim://own", NULL, 0), HY_ENOROUTE);
+    assert_int_equal(hy_subsystem_unregister(k, "kernel", 0), HY_EINVAL);
+    assert_int_equal(hy_subsystem_unregister(k, "nosuch", 0), HY_ENOENT);
+    assert_int_equal(hy_subsystem_unregister(k, NULL, 0), HY_EINVAL);
+    assert_int_equal(hy_kernel_drain(k, 10000), 0);
+    hy_kernel_close(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -929,6 +1119,9 @@ int main(void)
         cmocka_unit_test(registering_while_sending_is_safe),
         cmocka_unit_test(slow_handler_does_not_stall_other_actors),
         cmocka_unit_test(idle_workers_park),
+        cmocka_unit_test(many_subsystems_all_route),
+        cmocka_unit_test(unregister_while_senders_send_loses_nothing),
+        cmocka_unit_test(unregister_with_time_handles_everything),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

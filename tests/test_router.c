@@ -988,9 +988,52 @@ static void read_sections_nest(void **st)
     hyi_router_destroy(r);
 }
 
+/* Subsystems removed and added again in bulk: removal leaves tombstones the
+ * probes step over, adds refill them, growth rebuilds the map; every live
+ * name matches its own udata, every removed one is unknown. */
+static void many_subsystems_removed_and_readded(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    static int tag[N];
+    hyi_router *r;
+    assert_int_equal(hyi_router_create(&r), 0);
+    char name[32], path[64];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            if (round > 0 && i % 2)
+                continue; /* odd ones stayed */
+            snprintf(name, sizeof name, "s%d", i);
+            assert_int_equal(hyi_router_add_subsystem(r, name, &tag[i]), 0);
+            assert_int_equal(hyi_router_add_route(r, name, "x", &tag[i], NULL), 0);
+        }
+        for (int i = 0; i < N; i += 2) {
+            snprintf(name, sizeof name, "s%d", i);
+            assert_int_equal(hyi_router_remove_subsystem(r, name), 0);
+        }
+        for (int i = 0; i < N; i++) {
+            snprintf(path, sizeof path, "s%d://x", i);
+            hyi_match m;
+            int rc = hyi_router_match(r, path, strlen(path), &m);
+            if (i % 2) {
+                assert_int_equal(rc, 0);
+                assert_ptr_equal(m.subsystem, &tag[i]);
+                assert_ptr_equal(m.route, &tag[i]);
+            } else {
+                assert_int_equal(rc, HY_ENOROUTE);
+                assert_null(m.subsystem);
+            }
+        }
+        snprintf(name, sizeof name, "s%d", 1);
+        assert_int_equal(hyi_router_add_subsystem(r, name, NULL), HY_EEXIST);
+    }
+    hyi_router_destroy(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(many_subsystems_removed_and_readded),
         cmocka_unit_test(path_simple_is_valid),
         cmocka_unit_test(path_subsystem_alone_is_valid),
         cmocka_unit_test(path_empty_is_bad),

@@ -151,6 +151,16 @@ static void concurrent_changes_never_give_wrong_results(void **st)
             present[k] = true;
         }
         errors += rc != 0;
+        /* Fillers: the map grows (rebuilt and republished) and gathers
+         * tombstones while the matchers probe it. */
+        char filler[32];
+        if (op % 4 == 0) {
+            snprintf(filler, sizeof filler, "f%d", op / 4);
+            errors += hyi_router_add_subsystem(R, filler, NULL) != 0;
+        } else if (op % 8 == 1 && op > 8) {
+            snprintf(filler, sizeof filler, "f%d", op / 4 - 1);
+            errors += hyi_router_remove_subsystem(R, filler) != 0;
+        }
     }
     /* On a loaded machine the writer can finish before a matcher ran at all:
      * let them match the last table until both kinds of result are seen. */
