@@ -7,8 +7,9 @@
  * subscription, messages to persistent keyed actors spread over more keys
  * than stay active (they are passivated when idle: a snapshot, then activated
  * again by a later message), and registrations of new subsystems, which then
- * take messages too. There is no unregistration in hypha.h, so registrations
- * are bounded (REGISTRATIONS, all in the first fifth of the run): their memory
+ * take messages too. hy_subsystem_unregister keeps a subsystem's memory until
+ * the kernel closes, so the soak does not churn registrations: they are
+ * bounded (REGISTRATIONS, all in the first fifth of the run) and their memory
  * is part of the baseline, not a leak.
  *
  * Every 10 s the resident set is sampled and printed as one JSON line:
