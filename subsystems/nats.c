@@ -543,7 +543,7 @@ static void on_export(natsConnection *nc, natsSubscription *sub, natsMsg *m, voi
         atomic_fetch_add_explicit(&ep->st.dropped, 1, memory_order_relaxed);
         /* The kernel reports what it refused by route (no route, full); a
          * subject that is no path, or a payload over max_payload, is ours. */
-        if (rc == HY_EBADPATH || rc == HY_ETOOBIG || rc == HY_EINVAL)
+        if (rc == HY_EBADPATH || rc == HY_ETOOBIG)
             hy_ext_dead_letter(k, subj, strlen(subj), data, len, HY_DEAD_REMOTE);
         if (reply && *reply)
             reply_status(n, reply, v ? "Hy-Status" : "Hy-Error", rc, NULL, 0);
