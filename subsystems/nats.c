@@ -352,15 +352,16 @@ static pending *pending_take(nats_state *n, uint64_t id)
 
 static void pending_finish(pending *p, int err, const void *data, size_t len)
 {
+    /* counted first: whoever the answer wakes sees it counted */
+    if (err == 0)
+        atomic_fetch_add_explicit(&p->ep->st.acked, 1, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&p->ep->st.dropped, 1, memory_order_relaxed);
     if (p->reply) {
         hy_ext_reply_finish(p->reply, err, data, len);
     } else if (p->on_durable) {
         p->on_durable(p->udata, err);
     }
-    if (err == 0)
-        atomic_fetch_add_explicit(&p->ep->st.acked, 1, memory_order_relaxed);
-    else
-        atomic_fetch_add_explicit(&p->ep->st.dropped, 1, memory_order_relaxed);
     free(p);
 }
 
