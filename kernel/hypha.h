@@ -1125,9 +1125,11 @@ HY_API int hy_http_stats_get(hy_kernel *k, hy_http_stats *out);
  *
  * Subjects: "NAME://a/b" is "hypha.NAME.a.b": one token per path segment.
  * In a segment, A-Z a-z 0-9 '-' '_' stand for themselves and every other
- * byte (the '.', '*', '>', '~', space, '/'-free bytes NATS forbids or
- * reserves) is "~XX", its value in two upper-case hex digits; an empty
- * segment is the token "~". The mapping is one-to-one both ways
+ * byte ('.', '*', '>', '~', space, and all else NATS forbids or reserves)
+ * is "~XX", its value in two upper-case hex digits; an empty segment is the
+ * token "~" ("NAME://" has no token, "NAME:///" two "~"). A subject the
+ * mapping would not write (lower-case hex, an escaped plain byte or '/',
+ * a lone "~") is refused. The mapping is one-to-one both ways
  * (hy_nats_subject, hy_nats_path; fuzzed by tests/fuzz/fuzz_subject.c).
  * Keyed paths of a partitioned import go to "hyphap.NAME.P.a.b", P the
  * partition of the key (hy_nats_partition: FNV-1a of the key modulo the

@@ -133,6 +133,7 @@ static int path_of(const char *name, size_t name_len, const char *toks, char *ou
         if (*toks != '.')
             return HY_EBADPATH;
         toks++;
+        bool first = true;
         for (;;) {
             const char *end = strchr(toks, '.');
             size_t n = end ? (size_t)(end - toks) : strlen(toks);
@@ -148,7 +149,7 @@ static int path_of(const char *name, size_t name_len, const char *toks, char *ou
                         if (hi < 0 || lo < 0)
                             return HY_EBADPATH;
                         char v = (char)(hi << 4 | lo);
-                        if (v == 0 || plain_byte((unsigned char)v))
+                        if (v == 0 || v == '/' || plain_byte((unsigned char)v))
                             return HY_EBADPATH;
                         sb_put(&b, &v, 1);
                         i += 2;
@@ -159,6 +160,11 @@ static int path_of(const char *name, size_t name_len, const char *toks, char *ou
                     }
                 }
             }
+            /* "NAME://" has no token: a lone empty one is not a subject
+             * the mapping writes */
+            if (!end && first && n == 1 && toks[0] == '~')
+                return HY_EBADPATH;
+            first = false;
             if (!end)
                 break;
             sb_put(&b, "/", 1);

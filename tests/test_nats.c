@@ -123,6 +123,9 @@ static void test_subject_mapping(void **st)
     assert_int_equal(hy_nats_path("hypha.Orders.x", out, sizeof out), HY_EBADPATH);
     assert_int_equal(hy_nats_path("other.orders.x", out, sizeof out), HY_EBADPATH);
     assert_int_equal(hy_nats_path("hypha.orders.~2", out, sizeof out), HY_EBADPATH);
+    assert_int_equal(hy_nats_path("hypha.orders.~", out, sizeof out), HY_EBADPATH);
+    roundtrip("orders:///", "hypha.orders.~.~");
+    assert_int_equal(hy_nats_path("hypha.orders.a~2Fb", out, sizeof out), HY_EBADPATH);
     assert_int_equal(hy_nats_subject("nopath", out, sizeof out), HY_EBADPATH);
     assert_int_equal(hy_nats_subject("orders://item/42", out, 8), HY_ETOOBIG);
     /* random paths round-trip */
