@@ -33,8 +33,7 @@ static int item(hy_ctx *ctx, const hy_msg *msg)
     size_t len;
     const char *id = hy_param(ctx, "id", &len);
     char reply[96];
-    int n = snprintf(reply, sizeof reply, "item %.*s: %d added so far",
-                     (int)len, id, added);
+    int n = snprintf(reply, sizeof reply, "item %.*s: in stock", (int)len, id);
     return hy_reply(ctx, reply, (size_t)n);
 }
 
@@ -98,8 +97,8 @@ int main(int argc, char **argv)
         return 1;
     for (int i = 0; i < 3; i++)
         hy_send(k, "orders://item/42/add", "mug", 3);
-    /* An ask is a NATS request; it follows the sends on the same connection,
-     * so the worker has handled them. */
+    /* An ask is a NATS request, answered by the worker's hy_reply. (It
+     * travels on a connection of its own, so it may overtake the sends.) */
     void *reply;
     size_t len;
     int rc = hy_ask(k, "orders://item/42", NULL, 0, &reply, &len, 2000);

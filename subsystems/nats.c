@@ -264,6 +264,11 @@ typedef struct pending {
 struct nats_state {
     hy_kernel *k;
     natsConnection *nc;
+    /* Requests and answers go on a second connection that writes each
+     * message at once (libnats' "send ASAP"): on the buffered one each would
+     * wait for its flusher. Plain sends stay buffered, for throughput; so a
+     * request may overtake plain sends published just before it. */
+    natsConnection *fast;
     _Atomic int stopped;
     _Atomic uint32_t refs;             /* the slot's, and each durable ack's */
     _Atomic uint64_t reconnects;
@@ -314,6 +319,7 @@ static void state_unref(nats_state *n)
     if (atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) != 1)
         return;
     natsConnection_Destroy(n->nc);
+    natsConnection_Destroy(n->fast);
     for (endpoint *e = n->eps, *nx; e; e = nx) {
         nx = e->next;
         for (unsigned i = 0; i < e->nsubs; i++)
@@ -333,13 +339,13 @@ static nats_state *state_of(hy_kernel *k)
 
 /* Publishing is refused at once while disconnected with no reconnect
  * buffer; with one, libnats buffers it (and fails when the buffer is full). */
-static int publish(nats_state *n, natsMsg *m)
+static int publish(nats_state *n, natsConnection *nc, natsMsg *m)
 {
     if (atomic_load_explicit(&n->stopped, memory_order_acquire))
         return HY_ECLOSED;
-    if (n->buf_bytes < 0 && natsConnection_Status(n->nc) != NATS_CONN_STATUS_CONNECTED)
+    if (n->buf_bytes < 0 && natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED)
         return HY_EDISCONNECTED;
-    return nats_err(natsConnection_PublishMsg(n->nc, m));
+    return nats_err(natsConnection_PublishMsg(nc, m));
 }
 
 /* ------------------------------------------------------------ pending requests */
@@ -450,7 +456,7 @@ static int request(nats_state *n, pending *p, const char *subj, const void *data
     if (rc == 0 && durable)
         rc = nats_err(natsMsgHeader_Set(m, "Hy-Durable", "1"));
     if (rc == 0)
-        rc = publish(n, m);
+        rc = publish(n, n->fast, m);
     natsMsg_Destroy(m);
     if (rc != 0 && pending_take(n, p->id) != p)
         return 0; /* the sweeper took it meanwhile and finishes it */
@@ -476,7 +482,7 @@ static void reply_status(nats_state *n, const char *reply, const char *hdr, int 
         snprintf(v, sizeof v, "%d", err);
         natsMsgHeader_Set(m, hdr, v);
     }
-    (void)natsConnection_PublishMsg(n->nc, m);
+    (void)natsConnection_PublishMsg(n->fast, m);
     natsMsg_Destroy(m);
 }
 
@@ -602,7 +608,7 @@ static int import_handler(hy_ctx *ctx, const hy_msg *msg)
     natsMsg *m = NULL;
     rc = nats_err(natsMsg_Create(&m, subj, NULL, data, (int)len));
     if (rc == 0)
-        rc = publish(n, m);
+        rc = publish(n, n->nc, m);
     natsMsg_Destroy(m);
     if (rc != 0) {
         atomic_fetch_add_explicit(&ep->st.dropped, 1, memory_order_relaxed);
@@ -638,6 +644,7 @@ static void nats_stop(hy_kernel *k, void *state)
             if (natsSubscription_Drain(e->subs[i]) == NATS_OK)
                 (void)natsSubscription_WaitForDrainCompletion(e->subs[i], 2000);
     (void)natsConnection_FlushTimeout(n->nc, 1000);
+    (void)natsConnection_FlushTimeout(n->fast, 1000);
     if (n->inbox_sub && natsSubscription_Drain(n->inbox_sub) == NATS_OK)
         (void)natsSubscription_WaitForDrainCompletion(n->inbox_sub, 1000);
 }
@@ -647,6 +654,7 @@ static void nats_free(hy_kernel *k, void *state)
     (void)k;
     nats_state *n = state;
     natsConnection_Close(n->nc);
+    natsConnection_Close(n->fast);
     state_unref(n);
 }
 
@@ -712,6 +720,10 @@ int hy_nats_attach(hy_kernel *k, const hy_nats_opts *opts)
         s = natsOptions_SetMaxPendingMsgs(o, 1 << 20);
     if (s == NATS_OK)
         s = natsConnection_Connect(&n->nc, o);
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(o, true);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&n->fast, o);
     natsOptions_Destroy(o);
     int rc = 0;
     if (s != NATS_OK) {
@@ -728,7 +740,7 @@ int hy_nats_attach(hy_kernel *k, const hy_nats_opts *opts)
     natsInbox_Destroy(ib);
     char wild[160];
     snprintf(wild, sizeof wild, "%s.*", n->inbox);
-    if ((s = natsConnection_Subscribe(&n->inbox_sub, n->nc, wild, on_inbox, n)) != NATS_OK ||
+    if ((s = natsConnection_Subscribe(&n->inbox_sub, n->fast, wild, on_inbox, n)) != NATS_OK ||
         (s = natsSubscription_SetPendingLimits(n->inbox_sub, -1, -1)) != NATS_OK) {
         rc = nats_err(s);
         goto fail;
@@ -750,6 +762,8 @@ fail:
     }
     if (n->nc)
         natsConnection_Close(n->nc);
+    if (n->fast)
+        natsConnection_Close(n->fast);
     state_unref(n);
     return rc;
 }
@@ -942,7 +956,7 @@ int hy_nats_send_durable(hy_kernel *k, const char *path, const void *payload, si
     int rc = subject_of(path, part, subj, sizeof subj);
     if (rc < 0)
         return rc;
-    if (n->buf_bytes < 0 && natsConnection_Status(n->nc) != NATS_CONN_STATUS_CONNECTED)
+    if (n->buf_bytes < 0 && natsConnection_Status(n->fast) != NATS_CONN_STATUS_CONNECTED)
         return hy_ext_fail(HY_EDISCONNECTED, "NATS: not connected");
     pending *p = calloc(1, sizeof *p);
     if (!p)
