@@ -11,7 +11,10 @@
  *   remote-ask     MESSAGES/10 sequential round trips. hypha: hy_ask on an
  *                  imported path answered by hy_reply in the other process;
  *                  raw ("raw-request"): natsConnection_Request answered by
- *                  natsConnection_Publish to the reply subject.
+ *                  natsConnection_Publish to the reply subject, both
+ *                  connections "send ASAP" as hypha's request connection
+ *                  (with libnats' default buffering a raw round trip waits
+ *                  for the flusher: under 1 k/s here).
  *
  * ROUNDS rounds, one JSON line per contender and round, then median-* lines
  * and ratio-* lines (hypha / raw of the medians; the target is 0.80,
@@ -97,6 +100,22 @@ static void raw_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, vo
     natsMsg_Destroy(m);
 }
 
+/* A raw connection; asap: each publish written at once (as hypha's
+ * request connection), else libnats' default buffering with its flusher. */
+static natsStatus raw_connect(natsConnection **nc, bool asap)
+{
+    natsOptions *o;
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(o, url);
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(o, asap);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(nc, o);
+    natsOptions_Destroy(o);
+    return s;
+}
+
 /* A receiver process: hypha (an exporting kernel) or raw; writes 'r' when
  * subscribed, 'd' when it counted target messages; killed after. */
 static pid_t receiver(bool hypha, unsigned workers, int *rfd)
@@ -126,7 +145,7 @@ static pid_t receiver(bool hypha, unsigned workers, int *rfd)
     } else {
         natsConnection *nc;
         natsSubscription *s1, *s2;
-        if (natsConnection_ConnectTo(&nc, url) != NATS_OK ||
+        if (raw_connect(&nc, true) != NATS_OK ||
             natsConnection_Subscribe(&s1, nc, "raw.t", raw_on_msg, NULL) != NATS_OK ||
             natsConnection_Subscribe(&s2, nc, "raw.echo", raw_on_msg, NULL) != NATS_OK ||
             natsSubscription_SetPendingLimits(s1, -1, -1) != NATS_OK ||
@@ -209,7 +228,7 @@ static double round_raw(bool ask, uint64_t n)
     if (pid < 0 || read(rfd, &c, 1) != 1)
         return -1;
     natsConnection *nc;
-    if (natsConnection_ConnectTo(&nc, url) != NATS_OK) {
+    if (raw_connect(&nc, ask) != NATS_OK) {
         receiver_stop(pid, rfd);
         return -1;
     }

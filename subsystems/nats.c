@@ -605,11 +605,13 @@ static int import_handler(hy_ctx *ctx, const hy_msg *msg)
         atomic_fetch_add_explicit(&ep->st.published, 1, memory_order_relaxed);
         return 0;
     }
-    natsMsg *m = NULL;
-    rc = nats_err(natsMsg_Create(&m, subj, NULL, data, (int)len));
-    if (rc == 0)
-        rc = publish(n, n->nc, m);
-    natsMsg_Destroy(m);
+    /* no headers: straight from the payload, no natsMsg to build */
+    if (atomic_load_explicit(&n->stopped, memory_order_acquire))
+        rc = HY_ECLOSED;
+    else if (n->buf_bytes < 0 && natsConnection_Status(n->nc) != NATS_CONN_STATUS_CONNECTED)
+        rc = HY_EDISCONNECTED;
+    else
+        rc = nats_err(natsConnection_Publish(n->nc, subj, data, (int)len));
     if (rc != 0) {
         atomic_fetch_add_explicit(&ep->st.dropped, 1, memory_order_relaxed);
         return rc; /* a dead letter HY_DEAD_FAILED: at most once */
