@@ -406,6 +406,84 @@ static void test_ask_durable_malformed(void **st)
     assert_int_equal(system(cmd), 0);
 }
 
+/* ------------------------------------------------------------ ownership moves */
+
+static int whoami(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)msg;
+    const char *who = hy_subsystem_udata(ctx);
+    return hy_reply(ctx, who, strlen(who));
+}
+
+/* A process owning every partition of "own" (2 of them); it answers asks
+ * with its name. */
+static pid_t owner_start(const char *who)
+{
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(fd[0]);
+        hy_kernel *k = kernel_with_nats(NULL, 0);
+        hy_route r[] = {{.pattern = "item/{id}", .handler = whoami}};
+        hy_subsystem_def d = {.routes = r, .nroutes = 1, .udata = (void *)who};
+        static const uint32_t owned[] = {0, 1};
+        hy_nats_export_opts eo = {.partitions = 2, .owned = owned, .nowned = 2};
+        if (hy_subsystem_register(k, "own", &d) || hy_nats_export(k, "own", &eo))
+            _exit(2);
+        char c = 'r';
+        if (write(fd[1], &c, 1) != 1)
+            _exit(4);
+        for (;;)
+            pause();
+    }
+    close(fd[1]);
+    char c;
+    assert_int_equal(read(fd[0], &c, 1), 1);
+    close(fd[0]);
+    return pid;
+}
+
+static void ask_all(hy_kernel *k, const char *want, int want_rc)
+{
+    for (int key = 0; key < 20; key++) {
+        char path[64];
+        snprintf(path, sizeof path, "own://item/%d", key);
+        void *rep = NULL;
+        size_t rl = 0;
+        int rc = hy_ask(k, path, NULL, 0, &rep, &rl, 1000);
+        assert_int_equal(rc, want_rc);
+        if (rc == 0) {
+            assert_int_equal(rl, strlen(want));
+            assert_memory_equal(rep, want, rl);
+        }
+        hy_free(rep);
+    }
+}
+
+/* Ownership is static: when the owner leaves, its partitions have no
+ * subscriber (asks: HY_ENOROUTE) until another process exports the
+ * subsystem owning them; from then on every key reaches the new owner. */
+static void test_ownership_moves(void **st)
+{
+    (void)st;
+    pid_t a = owner_start("A");
+    hy_kernel *k = kernel_with_nats(NULL, 0);
+    hy_nats_import_opts io = {.partitions = 2, .key_pattern = "item/{id}", .key = "id"};
+    assert_int_equal(hy_nats_import(k, "own", &io), 0);
+    ask_all(k, "A", 0);
+    kill(a, SIGKILL);
+    waitpid(a, NULL, 0);
+    sleep_ms(100); /* the server notices the closed connection */
+    ask_all(k, NULL, HY_ENOROUTE);
+    pid_t b = owner_start("B");
+    ask_all(k, "B", 0);
+    kill(b, SIGKILL);
+    waitpid(b, NULL, 0);
+    hy_kernel_close(k);
+}
+
 /* ------------------------------------------------------------ server restart */
 
 static void test_server_restart(void **st)
@@ -480,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_subject_mapping),
         cmocka_unit_test(test_keyed_three_processes),
         cmocka_unit_test(test_ask_durable_malformed),
+        cmocka_unit_test(test_ownership_moves),
         cmocka_unit_test(test_server_restart),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
