@@ -1154,7 +1154,8 @@ HY_API int hy_http_stats_get(hy_kernel *k, hy_http_stats *out);
  * buffer), or the remote error (HY_ENOENT, HY_EHANDLER...). The exporter
  * answers one request per subscription at a time. hy_nats_send_durable is
  * the durable send: on_durable(udata, 0) only after the exporting process
- * journaled the message. A message from NATS whose subject is no path or
+ * journaled the message. hy_nats_bridge_publish carries publish/subscribe
+ * across processes. A message from NATS whose subject is no path or
  * whose payload is too large is a dead letter HY_DEAD_REMOTE.
  *
  * It stops at hy_kernel_shutdown: subscriptions drain, outstanding requests
@@ -1226,6 +1227,16 @@ HY_API int hy_nats_import(hy_kernel *k, const char *name, const hy_nats_import_o
 HY_API int hy_nats_send_durable(hy_kernel *k, const char *path, const void *payload,
                                 size_t len, void (*on_durable)(void *udata, int status),
                                 void *udata);
+
+/** Publish/subscribe on name:// across processes: from now on a hy_publish
+ * to a path under name:// here also reaches the subscribers of every other
+ * process that bridges name (as subject "hyphapub." and the mapping's
+ * tokens), and theirs reach the subscribers here, published as the
+ * principal "nats". At most once, as plain sends; a process does not get
+ * its own publishes back. Returns 0, HY_EINVAL (NATS not attached, bad
+ * name), HY_ECLOSED, HY_EDISCONNECTED, HY_ENOMEM. Call it once per name.
+ * Thread-safe. From a handler: yes. */
+HY_API int hy_nats_bridge_publish(hy_kernel *k, const char *name);
 
 /** The subject of path (mapping above) into out (cap bytes, NUL included).
  * Returns its length, HY_EBADPATH (no "NAME://"), HY_ETOOBIG (out too

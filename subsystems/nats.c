@@ -240,6 +240,7 @@ typedef struct endpoint {
     nats_state *n;
     char name[65];
     bool import;
+    bool bridge;                /* hy_nats_bridge_publish */
     nstats st;
     /* export */
     natsSubscription *subs[64 + 2];
@@ -283,6 +284,7 @@ struct nats_state {
     pthread_t sweeper;
     bool sweeper_started;
     pthread_cond_t cv;
+    hy_principal *from_nats;           /* what bridged publishes act as */
 };
 
 static uint64_t now_ns(void)
@@ -327,6 +329,8 @@ static void state_unref(nats_state *n)
         free(e);
     }
     natsSubscription_Destroy(n->inbox_sub);
+    if (n->from_nats)
+        hy_principal_destroy(n->from_nats);
     pthread_mutex_destroy(&n->mu);
     pthread_cond_destroy(&n->cv);
     free(n);
@@ -720,6 +724,9 @@ int hy_nats_attach(hy_kernel *k, const hy_nats_opts *opts)
         s = natsOptions_LoadCATrustedCertificates(o, opts->ca_file);
     if (s == NATS_OK)
         s = natsOptions_SetMaxPendingMsgs(o, 1 << 20);
+    /* a bridged publish must not come back to the process that made it */
+    if (s == NATS_OK)
+        s = natsOptions_SetNoEcho(o, true);
     if (s == NATS_OK)
         s = natsConnection_Connect(&n->nc, o);
     if (s == NATS_OK)
@@ -774,7 +781,7 @@ static endpoint *endpoint_find(nats_state *n, const char *name, bool import)
 {
     pthread_mutex_lock(&n->mu);
     endpoint *e = n->eps;
-    while (e && !(e->import == import && strcmp(e->name, name) == 0))
+    while (e && !(!e->bridge && e->import == import && strcmp(e->name, name) == 0))
         e = e->next;
     pthread_mutex_unlock(&n->mu);
     return e;
@@ -917,6 +924,104 @@ int hy_nats_import(hy_kernel *k, const char *name, const hy_nats_import_opts *op
     def.trusted = 1;
     rc = hy_subsystem_register(k, name, &def);
     if (rc != 0) {
+        free(e);
+        return rc;
+    }
+    endpoint_add(n, e);
+    return 0;
+}
+
+/* ------------------------------------------------------------ publish bridge */
+
+#define FROM_NATS "nats"
+
+/* A local publish under NAME:// goes out as hyphapub.NAME...; one that came
+ * in from NATS (published as the "nats" principal) does not go back. */
+static int bridge_out(hy_ctx *ctx, const hy_msg *msg)
+{
+    endpoint *ep = hy_route_udata(ctx);
+    nats_state *n = ep->n;
+    const char *who = hy_msg_principal(msg);
+    if (who && strcmp(who, FROM_NATS) == 0)
+        return 0;
+    size_t len;
+    const void *data = hy_msg_payload(msg, &len);
+    char subj[SUBJ_MAX + 8];
+    int rc = subject_of(hy_msg_path(msg, NULL), -1, subj + 3, SUBJ_MAX);
+    if (rc < 0)
+        return rc;
+    memcpy(subj, "hyphapub.", 9); /* over "hyp" + "hypha." */
+    rc = atomic_load_explicit(&n->stopped, memory_order_acquire)
+             ? HY_ECLOSED
+             : nats_err(natsConnection_Publish(n->nc, subj, data, (int)len));
+    atomic_fetch_add_explicit(rc ? &ep->st.dropped : &ep->st.published, 1,
+                              memory_order_relaxed);
+    return rc;
+}
+
+static void on_bridge_in(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+    (void)nc, (void)sub;
+    endpoint *ep = arg;
+    nats_state *n = ep->n;
+    const char *subj = natsMsg_GetSubject(m);
+    char alt[SUBJ_MAX], path[PATH_MAX_];
+    const void *data = natsMsg_GetData(m);
+    size_t len = (size_t)natsMsg_GetDataLength(m);
+    atomic_fetch_add_explicit(&ep->st.received, 1, memory_order_relaxed);
+    /* hyphapub.NAME... reads as hypha.NAME... */
+    int rc = (size_t)snprintf(alt, sizeof alt, "hypha%s", subj + 8) < sizeof alt
+                 ? hy_nats_path(alt, path, sizeof path)
+                 : HY_ETOOBIG;
+    if (rc >= 0)
+        rc = hy_publish_as(n->k, n->from_nats, path, data, len, NULL);
+    if (rc < 0) {
+        atomic_fetch_add_explicit(&ep->st.dropped, 1, memory_order_relaxed);
+        if (rc == HY_EBADPATH || rc == HY_ETOOBIG)
+            hy_ext_dead_letter(n->k, subj, strlen(subj), data, len, HY_DEAD_REMOTE);
+    }
+    natsMsg_Destroy(m);
+}
+
+int hy_nats_bridge_publish(hy_kernel *k, const char *name)
+{
+    nats_state *n;
+    int rc = ready(k, name, &n);
+    if (rc)
+        return rc;
+    endpoint *e = endpoint_new(n, name, false);
+    if (!e)
+        return HY_ENOMEM;
+    e->bridge = true;
+    pthread_mutex_lock(&n->mu);
+    if (!n->from_nats)
+        rc = hy_principal_create(k, FROM_NATS, NULL, 0, &n->from_nats);
+    pthread_mutex_unlock(&n->mu);
+    char subj[160];
+    for (int i = 0; rc == 0 && i < 2; i++) {
+        snprintf(subj, sizeof subj, i ? "hyphapub.%s.>" : "hyphapub.%s", name);
+        natsSubscription *sub = NULL;
+        natsStatus st = natsConnection_Subscribe(&sub, n->nc, subj, on_bridge_in, e);
+        if (st == NATS_OK)
+            st = natsSubscription_SetPendingLimits(sub, -1, -1);
+        if (st != NATS_OK) {
+            natsSubscription_Destroy(sub);
+            rc = hy_ext_fail(nats_err(st), "NATS subscribe '%s'", subj);
+        } else {
+            e->subs[e->nsubs++] = sub;
+        }
+    }
+    char pattern[80];
+    snprintf(pattern, sizeof pattern, "%s://**", name);
+    if (rc == 0)
+        rc = hy_subscribe(k, pattern, bridge_out, e, NULL);
+    if (rc == 0)
+        rc = nats_err(natsConnection_FlushTimeout(n->nc, 2000));
+    if (rc != 0) {
+        for (unsigned i = 0; i < e->nsubs; i++) {
+            natsSubscription_Unsubscribe(e->subs[i]);
+            natsSubscription_Destroy(e->subs[i]);
+        }
         free(e);
         return rc;
     }

@@ -484,6 +484,68 @@ static void test_ownership_moves(void **st)
     hy_kernel_close(k);
 }
 
+/* ------------------------------------------------------------ pub/sub */
+
+static _Atomic int g_got;
+
+static int on_event(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)ctx;
+    size_t len;
+    const char *p = hy_msg_payload(msg, &len);
+    if (len == 5 && memcmp(p, "hello", 5) == 0 &&
+        strcmp(hy_msg_path(msg, NULL), "events://user/7/login") == 0)
+        atomic_fetch_add(&g_got, 1);
+    return 0;
+}
+
+/* A publish in one process reaches a subscriber in another; the other's
+ * reach ours; neither gets its own back twice. */
+static void test_pubsub_across(void **st)
+{
+    (void)st;
+    int fd[2], back[2];
+    assert_int_equal(pipe(fd), 0);
+    assert_int_equal(pipe(back), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        hy_kernel *k = kernel_with_nats(NULL, 0);
+        if (hy_subscribe(k, "events://user/{id}/login", on_event, NULL, NULL) ||
+            hy_nats_bridge_publish(k, "events"))
+            _exit(2);
+        char c = 'r';
+        if (write(fd[1], &c, 1) != 1)
+            _exit(4);
+        for (int i = 0; i < 300 && atomic_load(&g_got) < 3; i++)
+            sleep_ms(10);
+        int got = atomic_load(&g_got);
+        hy_publish(k, "events://user/7/login", "hello", 5, NULL);
+        if (write(back[1], &got, sizeof got) != sizeof got)
+            _exit(5);
+        sleep_ms(300);
+        _exit(0);
+    }
+    char c;
+    assert_int_equal(read(fd[0], &c, 1), 1);
+    hy_kernel *k = kernel_with_nats(NULL, 0);
+    assert_int_equal(hy_subscribe(k, "events://**", on_event, NULL, NULL), 0);
+    assert_int_equal(hy_nats_bridge_publish(k, "events"), 0);
+    atomic_store(&g_got, 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(hy_publish(k, "events://user/7/login", "hello", 5, NULL), 0);
+    int got = 0;
+    assert_int_equal(read(back[0], &got, sizeof got), (ssize_t)sizeof got);
+    assert_int_equal(got, 3); /* the child saw all three */
+    for (int i = 0; i < 300 && atomic_load(&g_got) < 4; i++)
+        sleep_ms(10);
+    sleep_ms(50);
+    /* ours three, locally, and the child's one: no echo */
+    assert_int_equal(atomic_load(&g_got), 4);
+    waitpid(child, NULL, 0);
+    hy_kernel_close(k);
+}
+
 /* ------------------------------------------------------------ server restart */
 
 static void test_server_restart(void **st)
@@ -559,6 +621,7 @@ int main(void)
         cmocka_unit_test(test_keyed_three_processes),
         cmocka_unit_test(test_ask_durable_malformed),
         cmocka_unit_test(test_ownership_moves),
+        cmocka_unit_test(test_pubsub_across),
         cmocka_unit_test(test_server_restart),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
