@@ -95,6 +95,24 @@ static hy_kernel *kernel_with_nats(const hy_config *cfg, int bufbytes)
     return k;
 }
 
+/* Start this program again in a role (fork and exec): the test process
+ * holds libnats threads and locks by then, which a bare fork would copy in
+ * whatever state they are (and TSan refuses threads after such a fork).
+ * The pipe ends stay open across exec. */
+static pid_t spawn(const char *role, const char *arg, int wfd, int wfd2)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        char port[16], a[16], b[16];
+        snprintf(port, sizeof port, "%d", g_port);
+        snprintf(a, sizeof a, "%d", wfd);
+        snprintf(b, sizeof b, "%d", wfd2);
+        execl("/proc/self/exe", "test_nats", role, arg, port, a, b, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
 /* ------------------------------------------------------------ mapping */
 
 static void roundtrip(const char *path, const char *want)
@@ -337,11 +355,7 @@ static void test_ask_durable_malformed(void **st)
     snprintf(g_dir, sizeof g_dir, "/tmp/hy-nats-test-%d", (int)getpid());
     int fd[2];
     assert_int_equal(pipe(fd), 0);
-    pid_t child = fork();
-    if (child == 0) {
-        close(fd[0]);
-        calc_child(fd[1]);
-    }
+    pid_t child = spawn("calc", g_dir, fd[1], -1);
     close(fd[1]);
     char c;
     assert_int_equal(read(fd[0], &c, 1), 1);
@@ -440,15 +454,7 @@ static pid_t owner_start(const char *who)
 {
     int fd[2];
     assert_int_equal(pipe(fd), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fd[0]);
-        char port[16], wfd[16];
-        snprintf(port, sizeof port, "%d", g_port);
-        snprintf(wfd, sizeof wfd, "%d", fd[1]);
-        execl("/proc/self/exe", "test_nats", "owner", who, port, wfd, (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = spawn("owner", who, fd[1], -1);
     close(fd[1]);
     char c;
     assert_int_equal(read(fd[0], &c, 1), 1);
@@ -512,6 +518,26 @@ static int on_event(hy_ctx *ctx, const hy_msg *msg)
     return 0;
 }
 
+static void pubsub_main(int wfd, int wfd2)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    hy_kernel *k = kernel_with_nats(NULL, 0);
+    if (hy_subscribe(k, "events://user/{id}/login", on_event, NULL, NULL) ||
+        hy_nats_bridge_publish(k, "events"))
+        _exit(2);
+    char c = 'r';
+    if (write(wfd, &c, 1) != 1)
+        _exit(4);
+    for (int i = 0; i < 300 && atomic_load(&g_got) < 3; i++)
+        sleep_ms(10);
+    int got = atomic_load(&g_got);
+    hy_publish(k, "events://user/7/login", "hello", 5, NULL);
+    if (write(wfd2, &got, sizeof got) != sizeof got)
+        _exit(5);
+    sleep_ms(300);
+    _exit(0);
+}
+
 /* A publish in one process reaches a subscriber in another; the other's
  * reach ours; neither gets its own back twice. */
 static void test_pubsub_across(void **st)
@@ -520,25 +546,9 @@ static void test_pubsub_across(void **st)
     int fd[2], back[2];
     assert_int_equal(pipe(fd), 0);
     assert_int_equal(pipe(back), 0);
-    pid_t child = fork();
-    if (child == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        hy_kernel *k = kernel_with_nats(NULL, 0);
-        if (hy_subscribe(k, "events://user/{id}/login", on_event, NULL, NULL) ||
-            hy_nats_bridge_publish(k, "events"))
-            _exit(2);
-        char c = 'r';
-        if (write(fd[1], &c, 1) != 1)
-            _exit(4);
-        for (int i = 0; i < 300 && atomic_load(&g_got) < 3; i++)
-            sleep_ms(10);
-        int got = atomic_load(&g_got);
-        hy_publish(k, "events://user/7/login", "hello", 5, NULL);
-        if (write(back[1], &got, sizeof got) != sizeof got)
-            _exit(5);
-        sleep_ms(300);
-        _exit(0);
-    }
+    pid_t child = spawn("pubsub", "-", fd[1], back[1]);
+    close(fd[1]);
+    close(back[1]);
     char c;
     assert_int_equal(read(fd[0], &c, 1), 1);
     hy_kernel *k = kernel_with_nats(NULL, 0);
@@ -567,11 +577,7 @@ static void test_server_restart(void **st)
     snprintf(g_dir, sizeof g_dir, "/tmp/hy-nats-test-r%d", (int)getpid());
     int fd[2];
     assert_int_equal(pipe(fd), 0);
-    pid_t child = fork();
-    if (child == 0) {
-        close(fd[0]);
-        calc_child(fd[1]);
-    }
+    pid_t child = spawn("calc", g_dir, fd[1], -1);
     close(fd[1]);
     char c;
     assert_int_equal(read(fd[0], &c, 1), 1);
@@ -621,10 +627,18 @@ static void test_server_restart(void **st)
 
 int main(int argc, char **argv)
 {
-    if (argc == 5 && strcmp(argv[1], "owner") == 0) {
+    if (argc == 6) { /* a role of spawn() */
         g_port = atoi(argv[3]);
         snprintf(g_url, sizeof g_url, "nats://127.0.0.1:%d", g_port);
-        owner_main(argv[2], atoi(argv[4]));
+        if (strcmp(argv[1], "owner") == 0)
+            owner_main(argv[2], atoi(argv[4]));
+        if (strcmp(argv[1], "pubsub") == 0)
+            pubsub_main(atoi(argv[4]), atoi(argv[5]));
+        if (strcmp(argv[1], "calc") == 0) {
+            snprintf(g_dir, sizeof g_dir, "%s", argv[2]);
+            calc_child(atoi(argv[4]));
+        }
+        return 2;
     }
     if (access(SERVER, X_OK) != 0) {
         printf("SKIP test_nats: %s is missing (make test installs nats-server)\n", SERVER);
