@@ -1158,6 +1158,11 @@ HY_API int hy_http_stats_get(hy_kernel *k, hy_http_stats *out);
  * across processes. A message from NATS whose subject is no path or
  * whose payload is too large is a dead letter HY_DEAD_REMOTE.
  *
+ * Trust: what arrives from NATS is sent as the kernel's trusted principal
+ * (the sender's principal does not travel), so whoever may publish to
+ * hypha.NAME reaches every route of an exported NAME: secure the server
+ * (credentials, TLS, subject permissions).
+ *
  * It stops at hy_kernel_shutdown: subscriptions drain, outstanding requests
  * end with HY_ECLOSED; the connection closes at hy_kernel_close.
  * @{ */
