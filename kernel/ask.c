@@ -25,12 +25,18 @@
 #include "futex.h"
 #include "kernel.h"
 
-enum { ASK_WAITING, ASK_REPLIED, ASK_NO_REPLY, ASK_FAILED, ASK_ABANDONED };
+enum { ASK_WAITING, ASK_REPLIED, ASK_NO_REPLY, ASK_FAILED, ASK_ABANDONED, ASK_ERROR };
 
 typedef struct hyi_asker {
     hyi_msg_hook hook;          /* in the request's slot: its release settles */
     _Atomic uint32_t state;
     _Atomic uint32_t refs;
+    /* Set by hy_ext_reply_defer on the handler's thread, before the request's
+     * release (same thread): the release then leaves the outcome to the
+     * deferred reply. */
+    bool deferred;
+    int err;                    /* ASK_ERROR: the code hy_ask returns */
+    uint64_t deadline_ns;       /* when the asker gives up */
     void *reply;
     size_t reply_len;
 } hyi_asker;
@@ -66,7 +72,8 @@ static void asker_released(hy_kernel *k, hy_msg *msg, hyi_msg_hook *hook)
 {
     (void)k;
     hyi_asker *a = (hyi_asker *)hook;
-    asker_settle(a, (msg->flags & HYI_MSG_FAILED) ? ASK_FAILED : ASK_NO_REPLY);
+    if (!a->deferred)
+        asker_settle(a, (msg->flags & HYI_MSG_FAILED) ? ASK_FAILED : ASK_NO_REPLY);
     asker_unref(a);
 }
 
@@ -116,6 +123,7 @@ static int ask(hy_kernel *k, hy_principal *const *as, const char *path, const vo
      * and the request's, dropped by its release hook. */
     atomic_store_explicit(&a->refs, 2, memory_order_relaxed);
     atomic_store_explicit(&a->state, ASK_WAITING, memory_order_relaxed);
+    a->deadline_ns = timeout_ms < 0 ? UINT64_MAX : hyi_deadline_ns(timeout_ms);
     bool hooked = false;
     int rc = hyi_send(k, as, path, payload, len, NULL, &a->hook, &hooked);
     if (!hooked)
@@ -133,6 +141,8 @@ static int ask(hy_kernel *k, hy_principal *const *as, const char *path, const vo
             if (reply_len)
                 *reply_len = a->reply_len;
             a->reply = NULL;
+        } else if (rc == 0 && st == ASK_ERROR) {
+            rc = hyi_fail(a->err, "the request to '%s' failed: %s", path, hy_strerror(a->err));
         } else if (rc == 0 && st == ASK_FAILED) {
             rc = hyi_fail(HY_EHANDLER, "the handler of '%s' failed", path);
         } else if (rc == 0) {
@@ -338,6 +348,120 @@ int hy_reply(hy_ctx *ctx, const void *payload, size_t len)
     if (rc == 0)
         msg->flags |= HYI_MSG_REPLIED;
     return rc;
+}
+
+/* ------------------------------------------------------------ deferred replies */
+
+/* hy_ext_reply_defer: the handler hands its reply duty to a handle that may
+ * be finished later, on any thread (a built-in's network thread). It holds a
+ * reference on whatever the reply settles: the hy_ask record, or the
+ * hy_ask_async_timeout record, or a copy of the reply_to path. */
+struct hy_ext_reply {
+    hy_kernel *k;
+    hyi_asker *asker;
+    hyi_async_ask *async;
+    char reply_to[];            /* plain hy_ask_async: where the reply goes */
+};
+
+hy_ext_reply *hy_ext_reply_defer(hy_ctx *ctx, int64_t *deadline_ms)
+{
+    if (!ctx || ctx->replaying)
+        return NULL;
+    hy_msg *msg = ctx->msg;
+    if (msg->flags & HYI_MSG_REPLIED)
+        return NULL;
+    hyi_asker *asker = asker_of(msg);
+    hyi_async_ask *async = asker ? NULL : async_ask_of(msg);
+    const char *reply_to = "";
+    if (!asker && !async) {
+        if (!(msg->flags & HYI_MSG_REPLY_TO))
+            return NULL;
+        const hy_msg *body = hyi_msg_body(msg);
+        reply_to = (const char *)hyi_msg_payload(msg) + body->payload_len;
+    }
+    size_t rlen = strlen(reply_to);
+    hy_ext_reply *r = malloc(sizeof *r + rlen + 1);
+    if (!r)
+        return NULL;
+    r->k = ctx->k;
+    r->asker = asker;
+    r->async = async;
+    memcpy(r->reply_to, reply_to, rlen + 1);
+    if (deadline_ms)
+        *deadline_ms = -1;
+    if (asker) {
+        /* relaxed: the request's reference keeps it alive meanwhile */
+        atomic_fetch_add_explicit(&asker->refs, 1, memory_order_relaxed);
+        asker->deferred = true;
+        if (deadline_ms && asker->deadline_ns != UINT64_MAX) {
+            uint64_t now = hyi_now_ns();
+            *deadline_ms = asker->deadline_ns > now
+                               ? (int64_t)((asker->deadline_ns - now) / 1000000u) : 0;
+        }
+    } else if (async) {
+        atomic_fetch_add_explicit(&async->refs, 1, memory_order_relaxed);
+    }
+    msg->flags |= HYI_MSG_REPLIED;
+    return r;
+}
+
+int hy_ext_reply_finish(hy_ext_reply *r, int err, const void *payload, size_t len)
+{
+    if (!r)
+        return HY_EINVAL;
+    int rc = 0;
+    hy_kernel *k = r->k;
+    if (r->asker) {
+        hyi_asker *a = r->asker;
+        if (err == 0) {
+            void *copy = NULL;
+            if (len && !(copy = malloc(len))) {
+                err = HY_ENOMEM;
+            } else {
+                if (len)
+                    memcpy(copy, payload, len);
+                a->reply = copy;
+                a->reply_len = len;
+                if (!asker_settle(a, ASK_REPLIED)) {
+                    a->reply = NULL;
+                    free(copy);
+                    hyi_dead_letter(k, "", 0, payload, len, HY_DEAD_LATE_REPLY);
+                }
+            }
+        }
+        if (err != 0) {
+            a->err = err;
+            asker_settle(a, ASK_ERROR);
+        }
+        asker_unref(a);
+    } else if (r->async) {
+        hyi_async_ask *a = r->async;
+        /* An error is not delivered: the timeout message reports it. */
+        if (err == 0) {
+            if (async_ask_settle(a, AT_REPLIED)) {
+                const hy_ext_timer_ops *ops =
+                    atomic_load_explicit(&k->timer_ops, memory_order_acquire);
+                if (ops->cancel(k->timer_self, a->timer_id) == 1)
+                    async_ask_unref(a);
+                rc = hyi_send(k, NULL, a->reply_to, payload, len, NULL, NULL, NULL);
+            } else {
+                hyi_dead_letter(k, a->reply_to, strlen(a->reply_to), payload, len,
+                                HY_DEAD_LATE_REPLY);
+            }
+        }
+        async_ask_unref(a);
+    } else if (err == 0) {
+        rc = hyi_send(k, NULL, r->reply_to, payload, len, NULL, NULL, NULL);
+    }
+    free(r);
+    return rc;
+}
+
+void hy_ext_dead_letter(hy_kernel *k, const char *path, size_t path_len, const void *payload,
+                        size_t len, hy_dead_reason reason)
+{
+    if (k)
+        hyi_dead_letter(k, path ? path : "", path ? path_len : 0, payload, len, reason);
 }
 
 void hy_free(void *p)

@@ -70,7 +70,8 @@ extern "C" {
     X(ESTOPPED,   -18, "actor is stopped")                                     \
     X(EPERM,      -19, "permission denied")                                    \
     X(EBUSY,      -20, "resource busy")                                        \
-    X(ESYS,       -21, "system call failed")
+    X(ESYS,       -21, "system call failed")                                  \
+    X(EDISCONNECTED, -22, "not connected to the NATS server")
 
 /** Error codes: HY_OK (0) and HY_<NAME> for each row of HY_ERR_TABLE. */
 typedef enum hy_err {
@@ -129,7 +130,8 @@ typedef enum hy_overflow {
     X(FULL,       "its mailbox was full (refused at send)")                   \
     X(LATE_REPLY, "a reply that arrived after its asker gave up")             \
     X(TIMER_NOROUTE, "a timer fired to a path no route matched")                \
-    X(UNREGISTERED, "its subsystem was unregistered before it was handled")
+    X(UNREGISTERED, "its subsystem was unregistered before it was handled")    \
+    X(REMOTE,     "a message from NATS that could not be delivered (bad subject, too large)")
 
 /** Dead-letter reasons: HY_DEAD_<NAME> for each row of HY_DEAD_TABLE, in its
  * order, then HY_DEAD__COUNT, their number. */
@@ -1181,6 +1183,159 @@ typedef struct hy_http_stats {
 /** k's gateway figures (all 0 when none is attached). Returns 0 or
  * HY_EINVAL. Thread-safe. From a handler: yes. */
 HY_API int hy_http_stats_get(hy_kernel *k, hy_http_stats *out);
+/** @} */
+
+/** @name NATS: subsystems served by other processes
+ * hy_nats_attach connects the kernel to a NATS server (libnats; its threads,
+ * never a worker, do the network). hy_nats_export serves a local subsystem
+ * to other processes; hy_nats_import registers a local subsystem whose
+ * handler forwards every message to whoever exports it, so hy_send and
+ * hy_ask on its paths work unchanged.
+ *
+ * Subjects: "NAME://a/b" is "hypha.NAME.a.b": one token per path segment.
+ * In a segment, A-Z a-z 0-9 '-' '_' stand for themselves and every other
+ * byte ('.', '*', '>', '~', space, and all else NATS forbids or reserves)
+ * is "~XX", its value in two upper-case hex digits; an empty segment is the
+ * token "~" ("NAME://" has no token, "NAME:///" two "~"). A subject the
+ * mapping would not write (lower-case hex, an escaped plain byte or '/',
+ * a lone "~") is refused. The mapping is one-to-one both ways
+ * (hy_nats_subject, hy_nats_path; fuzzed by tests/fuzz/fuzz_subject.c).
+ * Keyed paths of a partitioned import go to "hyphap.NAME.P.a.b", P the
+ * partition of the key (hy_nats_partition: FNV-1a of the key modulo the
+ * partitions).
+ *
+ * Delivery: unkeyed paths reach one of the exporting processes (a queue
+ * group, "hypha.NAME"); partition P reaches the process(es) that own it
+ * (hy_nats_export_opts.owned) in publish order, so every key is handled in
+ * order by one process when each partition has exactly one owner.
+ * Ownership is static: when an owner leaves, its partitions have no
+ * subscriber (sends to them are lost, asks fail with HY_ENOROUTE) until
+ * another process exports the subsystem owning them; that is how
+ * ownership moves. Two owners of one partition would both handle its
+ * messages.
+ *
+ * Plain sends are at most once: the importer's handler publishes (libnats
+ * buffers; during an outage up to reconnect_buf_bytes, then the handler
+ * fails: dead letter HY_DEAD_FAILED, counted as dropped). A request
+ * (hy_ask, hy_ask_async) becomes a NATS request answered by the exporter's
+ * hy_ask: the caller gets the reply, or HY_ETIMEDOUT, HY_ENOROUTE (no
+ * process exports it), HY_EDISCONNECTED (not connected, no reconnect
+ * buffer), or the remote error (HY_ENOENT, HY_EHANDLER...). The exporter
+ * answers one request per subscription at a time. hy_nats_send_durable is
+ * the durable send: on_durable(udata, 0) only after the exporting process
+ * journaled the message. hy_nats_bridge_publish carries publish/subscribe
+ * across processes. A message from NATS whose subject is no path or
+ * whose payload is too large is a dead letter HY_DEAD_REMOTE.
+ *
+ * Trust: what arrives from NATS is sent as the kernel's trusted principal
+ * (the sender's principal does not travel), so whoever may publish to
+ * hypha.NAME reaches every route of an exported NAME: secure the server
+ * (credentials, TLS, subject permissions).
+ *
+ * It stops at hy_kernel_shutdown: subscriptions drain, outstanding requests
+ * end with HY_ECLOSED; the connection closes at hy_kernel_close.
+ * @{ */
+
+/** Options of hy_nats_attach; a zeroed struct (or NULL) gives the defaults. */
+typedef struct hy_nats_opts {
+    const char *const *servers; /**< server URLs; NULL: nats://127.0.0.1:4222 */
+    size_t nservers;        /**< how many in servers */
+    const char *name;       /**< the connection's name (server monitoring) */
+    int max_reconnect;      /**< reconnect attempts; 0 or < 0: forever */
+    int reconnect_wait_ms;  /**< between attempts; 0: 100 */
+    int reconnect_buf_bytes; /**< publishes buffered while reconnecting; 0: 8
+                                MiB; < 0: none (sends fail HY_EDISCONNECTED) */
+    int connect_timeout_ms; /**< 0: 2000 */
+    int ask_timeout_ms;     /**< longest wait of a forwarded request (and of
+                               the exporter's hy_ask); 0: 5000 */
+    const char *user;       /**< user and password; NULL: none @{ */
+    const char *password;   /** @} */
+    const char *token;      /**< a token; NULL: none */
+    const char *creds_file; /**< a NATS .creds file; NULL: none */
+    int tls;                /**< non-zero: require TLS */
+    const char *ca_file;    /**< CA certificates for TLS; NULL: the system's */
+} hy_nats_opts;
+
+/** Connect k to NATS. Returns 0, HY_EINVAL, HY_EEXIST (attached already),
+ * HY_EDISCONNECTED (no server answered; hy_errdetail() says), HY_ECLOSED,
+ * HY_ENOMEM or HY_ESYS. Thread-safe. From a handler: yes, though it waits
+ * for the connection. */
+HY_API int hy_nats_attach(hy_kernel *k, const hy_nats_opts *opts);
+
+/** Options of hy_nats_export; zeroed: unpartitioned. */
+typedef struct hy_nats_export_opts {
+    uint32_t partitions;    /**< the partitions keyed paths are split in (as
+                               the importers' hy_nats_import_opts.partitions) */
+    const uint32_t *owned;  /**< the partitions this process serves (< partitions) */
+    size_t nowned;          /**< how many in owned; at most 64 */
+    const char *queue;      /**< queue group of the unkeyed subjects; NULL: "hypha.NAME" */
+} hy_nats_export_opts;
+
+/** Serve the local subsystem name to other processes (it need not be
+ * registered yet: a message that finds no route is refused as any send).
+ * Returns 0 once the server has the subscriptions, HY_EINVAL (NATS not
+ * attached, bad name or partition), HY_EEXIST, HY_ECLOSED, HY_EDISCONNECTED.
+ * Thread-safe. From a handler: yes. */
+HY_API int hy_nats_export(hy_kernel *k, const char *name, const hy_nats_export_opts *opts);
+
+/** Options of hy_nats_import; zeroed: unpartitioned. */
+typedef struct hy_nats_import_opts {
+    uint32_t partitions;     /**< as the exporters'; 0: none */
+    const char *key_pattern; /**< paths matching it are keyed (e.g. "item/{id}/tail", or ending in two stars) */
+    const char *key;         /**< the capture of key_pattern that is the key */
+} hy_nats_import_opts;
+
+/** Register the local subsystem name, forwarding to its exporters. Errors
+ * as hy_subsystem_register, and HY_EINVAL (NATS not attached; partitions
+ * without key_pattern and key). Thread-safe. From a handler: yes. */
+HY_API int hy_nats_import(hy_kernel *k, const char *name, const hy_nats_import_opts *opts);
+
+/** The durable send across processes, to an imported persistent subsystem:
+ * on_durable(udata, 0) once the exporting process journaled the message,
+ * or on_durable(udata, err): its error, HY_ETIMEDOUT (no ack within
+ * ask_timeout_ms: it may or may not be journaled), HY_ENOROUTE (no
+ * exporter), HY_ECLOSED. Called once when this returns 0, on a libnats or
+ * the sweeper thread; never on success of a send that was not journaled.
+ * Returns 0, HY_EINVAL, HY_EBADPATH, HY_ENOROUTE (not imported),
+ * HY_EDISCONNECTED, HY_ECLOSED. Thread-safe. From a handler: yes. */
+HY_API int hy_nats_send_durable(hy_kernel *k, const char *path, const void *payload,
+                                size_t len, void (*on_durable)(void *udata, int status),
+                                void *udata);
+
+/** Publish/subscribe on name:// across processes: from now on a hy_publish
+ * to a path under name:// here also reaches the subscribers of every other
+ * process that bridges name (as subject "hyphapub." and the mapping's
+ * tokens), and theirs reach the subscribers here, published as the
+ * principal "nats". At most once, as plain sends; a process does not get
+ * its own publishes back. Returns 0, HY_EINVAL (NATS not attached, bad
+ * name), HY_ECLOSED, HY_EDISCONNECTED, HY_ENOMEM. Call it once per name.
+ * Thread-safe. From a handler: yes. */
+HY_API int hy_nats_bridge_publish(hy_kernel *k, const char *name);
+
+/** The subject of path (mapping above) into out (cap bytes, NUL included).
+ * Returns its length, HY_EBADPATH (no "NAME://"), HY_ETOOBIG (out too
+ * small) or HY_EINVAL. Thread-safe. From a handler: yes. */
+HY_API int hy_nats_subject(const char *path, char *out, size_t cap);
+/** The path of subject: the inverse of hy_nats_subject; HY_EBADPATH for a
+ * subject it would not write. Thread-safe. From a handler: yes. */
+HY_API int hy_nats_path(const char *subject, char *out, size_t cap);
+/** The partition of a key. Thread-safe. From a handler: yes. */
+HY_API uint32_t hy_nats_partition(const char *key, size_t key_len, uint32_t partitions);
+
+/** Figures of the imports and exports. */
+typedef struct hy_nats_stats {
+    uint64_t published;  /**< messages and requests sent to NATS */
+    uint64_t received;   /**< messages and answers from NATS */
+    uint64_t acked;      /**< requests answered, durable sends acknowledged */
+    uint64_t retried;    /**< resends (none yet: libnats' reconnect buffer replays) */
+    uint64_t dropped;    /**< sends that failed, requests that failed */
+    uint64_t reconnects; /**< of the connection */
+} hy_nats_stats;
+
+/** The figures of name's import and export (NULL: all). Returns 0,
+ * HY_ENOENT (not attached, or name neither imported nor exported) or
+ * HY_EINVAL. Thread-safe. From a handler: yes. */
+HY_API int hy_nats_stats_get(hy_kernel *k, const char *name, hy_nats_stats *out);
 /** @} */
 
 #ifdef __cplusplus

@@ -39,6 +39,7 @@ HY_API int hy_ext_fail(int err, const char *fmt, ...) __attribute__((format(prin
 enum {
     HY_EXT_SLOT_TIMERS = 0, /* subsystems/timer.c */
     HY_EXT_SLOT_HTTP = 1,   /* subsystems/http.c (stops before the timers) */
+    HY_EXT_SLOT_NATS = 2,   /* subsystems/nats.c (stops before the gateway) */
     HY_EXT_SLOTS = 4
 };
 
@@ -108,6 +109,36 @@ HY_API int hy_ext_is_replaying(hy_kernel *k);
  * reaches a route through it that its caller could not. */
 HY_API hy_principal *hy_ext_principal_hold(hy_kernel *k);
 HY_API void hy_ext_principal_release(hy_principal *p);
+
+/* ---------------------------------------------------------------- deferred replies */
+
+/* A handler that forwards a request elsewhere (the NATS import forwards it
+ * to another process) cannot reply while it runs, and must not wait for the
+ * answer on a worker. It takes the reply duty instead: hy_ext_reply_defer
+ * returns a handle, the handler returns, and hy_ext_reply_finish answers
+ * later from any thread. Without this, hy_ask on such a path could only end
+ * in HY_ENOENT (released without a reply): the core must know the request is
+ * still being answered, which the public API cannot say.
+ *
+ * defer: NULL when the message carries no reply address, was replied to
+ * already, or is being replayed (nothing to do), or on ENOMEM. After it,
+ * hy_reply on the message returns HY_EEXIST. *deadline_ms (may be NULL):
+ * the milliseconds a hy_ask caller still waits, -1 for no limit or another
+ * kind of request. From the handler whose ctx it is, only.
+ *
+ * finish: exactly once per handle (it frees it), from any thread. err 0
+ * delivers payload as hy_reply would (a reply after the asker gave up is a
+ * HY_DEAD_LATE_REPLY dead letter); a non-zero err makes hy_ask return err
+ * (a hy_ask_async request gets no reply: its timeout reports it). Returns 0
+ * or the error of sending the reply to a reply_to path. */
+typedef struct hy_ext_reply hy_ext_reply;
+/* Count and report a message a built-in received from outside that it could
+ * not deliver (as the core's dead letters: hy_config.dead_letter, and
+ * hy_stats by reason). path may be any bytes of path_len. */
+HY_API void hy_ext_dead_letter(hy_kernel *k, const char *path, size_t path_len,
+                               const void *payload, size_t len, hy_dead_reason reason);
+HY_API hy_ext_reply *hy_ext_reply_defer(hy_ctx *ctx, int64_t *deadline_ms);
+HY_API int hy_ext_reply_finish(hy_ext_reply *r, int err, const void *payload, size_t len);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,342 @@
+/* hypha-bench nats: subsystems across processes through NATS
+ * (subsystems/nats.c) against raw libnats, alternating in the same run
+ * against one nats-server started here on a free loopback port.
+ *
+ *   remote-static  one process sends MESSAGES 16-byte messages, another
+ *                  handles them. hypha: hy_send to an imported subsystem,
+ *                  whose exporter (a forked process) counts them in a
+ *                  handler; raw ("raw-pubsub"): natsConnection_Publish to a
+ *                  subscriber callback that counts. Timed from the first
+ *                  send to the receiver's last message.
+ *   remote-ask     MESSAGES/10 sequential round trips. hypha: hy_ask on an
+ *                  imported path answered by hy_reply in the other process;
+ *                  raw ("raw-request"): natsConnection_Request answered by
+ *                  natsConnection_Publish to the reply subject, both
+ *                  connections "send ASAP" as hypha's request connection
+ *                  (with libnats' default buffering a raw round trip waits
+ *                  for the flusher: under 1 k/s here).
+ *
+ * ROUNDS rounds, one JSON line per contender and round, then median-* lines
+ * and ratio-* lines (hypha / raw of the medians; the target is 0.80,
+ * reported, never asserted). A round fails when a message is lost. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nats/nats.h>
+
+#include "bench.h"
+#include "hypha.h"
+
+#define ROUNDS 3
+
+static char url[64];
+static uint64_t target;
+static _Atomic uint64_t count;
+static int done_fd = -1;
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    if (bind(s, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(s, (struct sockaddr *)&a, &l) != 0) {
+        close(s);
+        return -1;
+    }
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static void counted(void)
+{
+    if (atomic_fetch_add_explicit(&count, 1, memory_order_relaxed) + 1 == target) {
+        char c = 'd';
+        if (write(done_fd, &c, 1) != 1)
+            _exit(1);
+    }
+}
+
+/* ------------------------------------------------------------ receivers */
+
+static int on_t(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)ctx, (void)msg;
+    counted();
+    return 0;
+}
+
+static int on_echo(hy_ctx *ctx, const hy_msg *msg)
+{
+    size_t len;
+    const void *p = hy_msg_payload(msg, &len);
+    return hy_reply(ctx, p, len);
+}
+
+static void raw_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+    (void)sub, (void)arg;
+    const char *reply = natsMsg_GetReply(m);
+    if (reply)
+        natsConnection_Publish(nc, reply, natsMsg_GetData(m), natsMsg_GetDataLength(m));
+    else
+        counted();
+    natsMsg_Destroy(m);
+}
+
+/* A raw connection; asap: each publish written at once (as hypha's
+ * request connection), else libnats' default buffering with its flusher. */
+static natsStatus raw_connect(natsConnection **nc, bool asap)
+{
+    natsOptions *o;
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(o, url);
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(o, asap);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(nc, o);
+    natsOptions_Destroy(o);
+    return s;
+}
+
+/* A receiver process: hypha (an exporting kernel) or raw; writes 'r' when
+ * subscribed, 'd' when it counted target messages; killed after. */
+static pid_t receiver(bool hypha, unsigned workers, int *rfd)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid != 0) {
+        close(p[1]);
+        *rfd = p[0];
+        return pid;
+    }
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    close(p[0]);
+    done_fd = p[1];
+    if (hypha) {
+        hy_config cfg = {.workers = workers};
+        hy_kernel *k;
+        const char *servers[] = {url};
+        hy_nats_opts o = {.servers = servers, .nservers = 1};
+        hy_route r[] = {{.pattern = "t", .handler = on_t}, {.pattern = "echo", .handler = on_echo}};
+        hy_subsystem_def d = {.routes = r, .nroutes = 2};
+        if (hy_kernel_open(&k, &cfg) || hy_nats_attach(k, &o) ||
+            hy_subsystem_register(k, "bench", &d) || hy_nats_export(k, "bench", NULL))
+            _exit(1);
+    } else {
+        natsConnection *nc;
+        natsSubscription *s1, *s2;
+        if (raw_connect(&nc, true) != NATS_OK ||
+            natsConnection_Subscribe(&s1, nc, "raw.t", raw_on_msg, NULL) != NATS_OK ||
+            natsConnection_Subscribe(&s2, nc, "raw.echo", raw_on_msg, NULL) != NATS_OK ||
+            natsSubscription_SetPendingLimits(s1, -1, -1) != NATS_OK ||
+            natsConnection_Flush(nc) != NATS_OK)
+            _exit(1);
+    }
+    char c = 'r';
+    if (write(done_fd, &c, 1) != 1)
+        _exit(1);
+    for (;;)
+        pause();
+}
+
+static void receiver_stop(pid_t pid, int rfd)
+{
+    close(rfd);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+/* ------------------------------------------------------------ rounds */
+
+static const char payload[16] = "0123456789abcdef";
+
+/* Returns the rate, or -1. ask: round trips; else one-way messages. */
+static double round_hypha(bool ask, uint64_t n, unsigned workers)
+{
+    target = n;
+    int rfd;
+    pid_t pid = receiver(true, workers, &rfd);
+    char c;
+    if (pid < 0 || read(rfd, &c, 1) != 1)
+        return -1;
+    hy_config cfg = {.workers = workers};
+    hy_kernel *k;
+    const char *servers[] = {url};
+    hy_nats_opts o = {.servers = servers, .nservers = 1};
+    if (hy_kernel_open(&k, &cfg) || hy_nats_attach(k, &o) || hy_nats_import(k, "bench", NULL)) {
+        receiver_stop(pid, rfd);
+        return -1;
+    }
+    double rate = -1;
+    uint64_t t0 = bench_now_ns();
+    if (ask) {
+        uint64_t i;
+        for (i = 0; i < n; i++) {
+            void *rep;
+            size_t rl;
+            if (hy_ask(k, "bench://echo", payload, sizeof payload, &rep, &rl, 5000) != 0 ||
+                rl != sizeof payload)
+                break;
+            hy_free(rep);
+        }
+        if (i == n)
+            rate = (double)n / ((double)(bench_now_ns() - t0) / 1e9);
+    } else {
+        uint64_t i;
+        for (i = 0; i < n; i++) {
+            int rc;
+            while ((rc = hy_send(k, "bench://t", payload, sizeof payload)) == HY_EFULL ||
+                   rc == HY_ENOMEM)
+                sleep_ms(1);
+            if (rc != 0)
+                break;
+        }
+        if (i == n && read(rfd, &c, 1) == 1)
+            rate = (double)n / ((double)(bench_now_ns() - t0) / 1e9);
+    }
+    hy_kernel_close(k);
+    receiver_stop(pid, rfd);
+    return rate;
+}
+
+static double round_raw(bool ask, uint64_t n)
+{
+    target = n;
+    int rfd;
+    pid_t pid = receiver(false, 0, &rfd);
+    char c;
+    if (pid < 0 || read(rfd, &c, 1) != 1)
+        return -1;
+    natsConnection *nc;
+    if (raw_connect(&nc, ask) != NATS_OK) {
+        receiver_stop(pid, rfd);
+        return -1;
+    }
+    double rate = -1;
+    uint64_t t0 = bench_now_ns();
+    uint64_t i;
+    if (ask) {
+        for (i = 0; i < n; i++) {
+            natsMsg *rep;
+            if (natsConnection_Request(&rep, nc, "raw.echo", payload, sizeof payload, 5000) !=
+                NATS_OK)
+                break;
+            natsMsg_Destroy(rep);
+        }
+        if (i == n)
+            rate = (double)n / ((double)(bench_now_ns() - t0) / 1e9);
+    } else {
+        for (i = 0; i < n; i++)
+            if (natsConnection_Publish(nc, "raw.t", payload, sizeof payload) != NATS_OK)
+                break;
+        if (i == n && natsConnection_Flush(nc) == NATS_OK && read(rfd, &c, 1) == 1)
+            rate = (double)n / ((double)(bench_now_ns() - t0) / 1e9);
+    }
+    natsConnection_Destroy(nc);
+    receiver_stop(pid, rfd);
+    return rate;
+}
+
+static int run_nats(const bench_opts *opts)
+{
+    bool do_static = !opts->scenario || strcmp(opts->scenario, "remote-static") == 0;
+    bool do_ask = !opts->scenario || strcmp(opts->scenario, "remote-ask") == 0;
+    if (!do_static && !do_ask) {
+        fprintf(stderr, "nats: no scenario '%s'\n", opts->scenario);
+        return 2;
+    }
+    const char *server = access("/usr/sbin/nats-server", X_OK) == 0 ? "/usr/sbin/nats-server"
+                                                                    : "/usr/bin/nats-server";
+    if (access(server, X_OK) != 0) {
+        fprintf(stderr, "nats: nats-server is not installed (apt-get install nats-server)\n");
+        return 1;
+    }
+    int port = free_port();
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
+    pid_t srv = fork();
+    if (srv == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        char p[16];
+        snprintf(p, sizeof p, "%d", port);
+        execl(server, server, "-a", "127.0.0.1", "-p", p, (char *)NULL);
+        _exit(127);
+    }
+    natsConnection *probe = NULL;
+    for (int i = 0; i < 200 && natsConnection_ConnectTo(&probe, url) != NATS_OK; i++)
+        sleep_ms(10);
+    if (!probe) {
+        fprintf(stderr, "nats: the server did not start\n");
+        kill(srv, SIGKILL);
+        waitpid(srv, NULL, 0);
+        return 1;
+    }
+    natsConnection_Destroy(probe);
+    uint64_t n = opts->messages ? opts->messages : 500000;
+    uint64_t nask = n / 10 ? n / 10 : 1;
+    unsigned workers = opts->workers ? opts->workers : 2;
+    int fail = 0;
+    for (int s = 0; s < 2 && !fail; s++) {
+        bool ask = s == 1;
+        if ((ask && !do_ask) || (!ask && !do_static))
+            continue;
+        const char *name = ask ? "remote-ask" : "remote-static";
+        const char *raw = ask ? "raw-request" : "raw-pubsub";
+        unsigned unit = ask ? BENCH_ROUND_TRIPS : BENCH_MSGS;
+        uint64_t cnt = ask ? nask : n;
+        double hy[ROUNDS], rw[ROUNDS];
+        char extra[160];
+        for (int r = 0; r < ROUNDS; r++) {
+            hy[r] = round_hypha(ask, cnt, workers);
+            rw[r] = round_raw(ask, cnt);
+            if (hy[r] < 0 || rw[r] < 0) {
+                fprintf(stderr, "nats: %s round %d failed\n", name, r);
+                fail = 1;
+                break;
+            }
+            snprintf(extra, sizeof extra, "\"messages\":%llu,\"round\":%d%s",
+                     (unsigned long long)cnt, r, ask ? ",\"unit\":\"round_trips\"" : "");
+            bench_report(opts, "nats", name, unit, hy[r], (double)cnt / hy[r], extra);
+            bench_report(opts, "nats", raw, unit | BENCH_PEER, rw[r], (double)cnt / rw[r], extra);
+        }
+        if (fail)
+            break;
+        double mh = bench_median(hy, ROUNDS), mr = bench_median(rw, ROUNDS);
+        char label[64];
+        snprintf(extra, sizeof extra, "\"rounds\":%d%s", ROUNDS,
+                 ask ? ",\"unit\":\"round_trips\"" : "");
+        snprintf(label, sizeof label, "median-%s", name);
+        bench_report(opts, "nats", label, unit, mh, 0, extra);
+        snprintf(label, sizeof label, "median-%s", raw);
+        bench_report(opts, "nats", label, unit | BENCH_PEER, mr, 0, extra);
+        snprintf(label, sizeof label, "ratio-%s-vs-%s", name, raw);
+        snprintf(extra, sizeof extra, "\"ratio\":%.2f,\"target\":0.80", mh / mr);
+        bench_report(opts, "nats", label, unit, mh, 0, extra);
+    }
+    kill(srv, SIGKILL);
+    waitpid(srv, NULL, 0);
+    return fail;
+}
+
+HY_BENCH_FAMILY(nats, run_nats,
+                "remote-static, remote-ask: hy_send/hy_ask across processes over NATS, "
+                "against raw libnats pub/sub and request/reply")
