@@ -57,7 +57,7 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
     atomic_store_explicit(&a->depth, 0, memory_order_relaxed);
     atomic_store_explicit(&a->stopped, 0, memory_order_relaxed);
     a->restarts_in_window = 0;
-    a->bound = (hyi_bound){sub->capacity, sub->overflow, sub->block_timeout_ms};
+    a->bound = sub->bound;
     a->restart_window_start_ms = 0;
     if (key_len)
         memcpy(a->key, key, key_len);

@@ -77,13 +77,21 @@ static void asker_released(hy_kernel *k, hy_msg *msg, hyi_msg_hook *hook)
     asker_unref(a);
 }
 
-/* The waiter of a request made by hy_ask, or NULL. */
-static hyi_asker *asker_of(const hy_msg *msg)
+/* The hook in msg's slot if its release function is `released` (so the hook
+ * is that kind of record), else NULL. */
+static hyi_msg_hook *hook_of(const hy_msg *msg,
+                             void (*released)(hy_kernel *, hy_msg *, hyi_msg_hook *))
 {
     if (!(msg->flags & HYI_MSG_SLOT))
         return NULL;
     hyi_msg_hook *hook = *hyi_msg_slot(msg);
-    return hook && hook->released == asker_released ? (hyi_asker *)hook : NULL;
+    return hook && hook->released == released ? hook : NULL;
+}
+
+/* The waiter of a request made by hy_ask, or NULL. */
+static hyi_asker *asker_of(const hy_msg *msg)
+{
+    return (hyi_asker *)hook_of(msg, asker_released);
 }
 
 /* Sleep until the state leaves WAITING or the deadline passes. */
@@ -226,10 +234,7 @@ static void async_ask_timer(void *arg, int status)
 
 static hyi_async_ask *async_ask_of(const hy_msg *msg)
 {
-    if (!(msg->flags & HYI_MSG_SLOT))
-        return NULL;
-    hyi_msg_hook *hook = *hyi_msg_slot(msg);
-    return hook && hook->released == async_ask_released ? (hyi_async_ask *)hook : NULL;
+    return (hyi_async_ask *)hook_of(msg, async_ask_released);
 }
 
 int hy_ask_async_timeout(hy_ctx *ctx, const char *path, const void *payload, size_t len,

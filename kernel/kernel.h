@@ -47,6 +47,13 @@ typedef struct hyi_pubsub hyi_pubsub;
 typedef struct hyi_persist hyi_persist;
 typedef struct hyi_janitor hyi_janitor;
 
+/* A mailbox bound: what admission (hyi_admit) and the worker apply. */
+typedef struct hyi_bound {
+    uint32_t capacity;          /* 0 = none */
+    hy_overflow overflow;
+    int block_timeout_ms;
+} hyi_bound;
+
 /* ================================================================ subsystem.c
  * Registering subsystems and their routes; hy_match. */
 
@@ -90,9 +97,7 @@ struct hyi_subsys {
     void (*state_free)(void *udata, void *state);
     hyi_actor *actor;           /* the subsystem's own actor */
     hyi_subsys *next;           /* the kernel's list, newest first */
-    uint32_t capacity;          /* mailbox bound per actor, 0 = none */
-    hy_overflow overflow;
-    int block_timeout_ms;
+    hyi_bound bound;            /* its actors' mailbox bound; each actor copies it */
     hy_supervision strategy;
     uint32_t max_restarts;
     uint32_t restart_window_ms;
@@ -189,13 +194,6 @@ int hyi_refuse(hyi_route_binding *route, const hy_principal *p);
 
 /* ================================================================ actor.c
  * Actors and the keyed-actor table. */
-
-/* A mailbox bound: what admission (hyi_admit) and the worker apply. */
-typedef struct hyi_bound {
-    uint32_t capacity;          /* 0 = none */
-    hy_overflow overflow;
-    int block_timeout_ms;
-} hyi_bound;
 
 /* An actor: a mailbox, a flag that says whether it is scheduled, its state. A
  * subsystem's own actor has no key; a keyed actor carries its key inline. */

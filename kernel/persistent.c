@@ -143,7 +143,7 @@ int hyi_persist_subsys_init(hy_kernel *k, hyi_subsys *sub, const hy_subsystem_de
     if (!def->state_save != !def->state_load)
         return hyi_fail(HY_EINVAL, "subsystem '%s': state_save and state_load go together",
                         sub->name);
-    if (sub->capacity && sub->overflow == HY_OVERFLOW_DROP_OLDEST)
+    if (sub->bound.capacity && sub->bound.overflow == HY_OVERFLOW_DROP_OLDEST)
         return hyi_fail(HY_EINVAL,
                         "subsystem '%s' is persistent: DROP_OLDEST would drop journaled "
                         "messages unhandled", sub->name);
@@ -409,7 +409,7 @@ int hyi_persist_prepare(hy_kernel *k, hyi_actor *a, hy_msg *msg, bool durable,
 /* Undo admission of a message that never reaches the mailbox. */
 static void unadmit(hyi_actor *a)
 {
-    if (a->sub->capacity)
+    if (a->sub->bound.capacity)
         /* relaxed: the count only bounds the mailbox (see admit() in send.c) */
         atomic_fetch_sub_explicit(&a->depth, 1, memory_order_relaxed);
 }

@@ -109,13 +109,11 @@ int hyi_wait_for_room(hyi_actor *a, const char *name, int64_t capacity, int time
     }
 }
 
-/* A subsystem's bound, as hyi_admit takes it (the fields stay in hyi_subsys,
- * where registration sets them). */
+/* Admission to an actor of sub, under the subsystem's bound. */
 static inline __attribute__((always_inline)) int admit(hy_kernel *k, hyi_subsys *sub,
                                                        hyi_actor *a)
 {
-    hyi_bound b = {sub->capacity, sub->overflow, sub->block_timeout_ms};
-    return hyi_admit(k, sub->name, &b, a);
+    return hyi_admit(k, sub->name, &sub->bound, a);
 }
 
 /* Admit one message: 1 when the caller may deliver it, 0 when the policy
@@ -512,7 +510,7 @@ static int send_batch(hy_kernel *k, hy_principal *const *as, const hy_send_item 
         }
         /* Bounded or stopped actors take messages one at a time, through the
          * same admission as hy_send. relaxed: as in admit() */
-        if (sub->capacity || atomic_load_explicit(&actor->stopped, memory_order_relaxed)) {
+        if (sub->bound.capacity || atomic_load_explicit(&actor->stopped, memory_order_relaxed)) {
             rc = admit_and_deliver(k, actor, msg);
             if (rc != 0)
                 break;

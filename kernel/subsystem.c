@@ -186,10 +186,10 @@ static hyi_subsys *subsys_new(hy_kernel *k, const char *name, const hy_subsystem
     sub->state_init = def->state_init;
     sub->state_free = def->state_free;
     const hy_config *c = &k->config;
-    sub->capacity = def->mailbox_capacity ? def->mailbox_capacity : c->mailbox_capacity;
-    sub->overflow = def->mailbox_capacity ? def->overflow : c->overflow;
-    sub->block_timeout_ms = def->block_timeout_ms > 0 ? def->block_timeout_ms
-                                                      : c->block_timeout_ms;
+    sub->bound.capacity = def->mailbox_capacity ? def->mailbox_capacity : c->mailbox_capacity;
+    sub->bound.overflow = def->mailbox_capacity ? def->overflow : c->overflow;
+    sub->bound.block_timeout_ms = def->block_timeout_ms > 0 ? def->block_timeout_ms
+                                                            : c->block_timeout_ms;
     sub->strategy = def->strategy;
     sub->max_restarts = def->max_restarts;
     sub->restart_window_ms = def->restart_window_ms;
@@ -231,7 +231,7 @@ static int register_subsystem(hy_kernel *k, const char *name, const hy_subsystem
     if (!sub)
         return HY_ENOMEM;
     if (internal) {
-        sub->capacity = 0;
+        sub->bound.capacity = 0;
         sub->can_passivate = false; /* subscriptions are not keyed actors */
     }
     hyi_route_binding **b = NULL;
