@@ -303,9 +303,10 @@ static int reply_async_ask(hy_kernel *k, hyi_async_ask *a, hy_msg *msg, const vo
     return hyi_send(k, NULL, reply_to, payload, len, NULL, NULL, NULL);
 }
 
-/* Hand a reply to the asker; counted as a dead letter if it gave up. */
-static int reply_to_asker(hy_kernel *k, hyi_asker *a, hy_msg *msg, const void *payload,
-                          size_t len)
+/* Hand a copy of the reply to the asker; if it gave up already, the reply
+ * is a dead letter (path: the request's, for the record). 0 or HY_ENOMEM. */
+static int answer_asker(hy_kernel *k, hyi_asker *a, const char *path, size_t path_len,
+                        const void *payload, size_t len)
 {
     void *copy = NULL;
     if (len) {
@@ -319,11 +320,15 @@ static int reply_to_asker(hy_kernel *k, hyi_asker *a, hy_msg *msg, const void *p
     if (!asker_settle(a, ASK_REPLIED)) {
         a->reply = NULL;
         free(copy);
-        const hy_msg *body = hyi_msg_body(msg);
-        hyi_dead_letter(k, hyi_msg_path(msg), body->path_len, payload, len,
-                        HY_DEAD_LATE_REPLY);
+        hyi_dead_letter(k, path, path_len, payload, len, HY_DEAD_LATE_REPLY);
     }
     return 0;
+}
+
+static int reply_to_asker(hy_kernel *k, hyi_asker *a, hy_msg *msg, const void *payload,
+                          size_t len)
+{
+    return answer_asker(k, a, hyi_msg_path(msg), hyi_msg_body(msg)->path_len, payload, len);
 }
 
 int hy_reply(hy_ctx *ctx, const void *payload, size_t len)
@@ -418,22 +423,8 @@ int hy_ext_reply_finish(hy_ext_reply *r, int err, const void *payload, size_t le
     hy_kernel *k = r->k;
     if (r->asker) {
         hyi_asker *a = r->asker;
-        if (err == 0) {
-            void *copy = NULL;
-            if (len && !(copy = malloc(len))) {
-                err = HY_ENOMEM;
-            } else {
-                if (len)
-                    memcpy(copy, payload, len);
-                a->reply = copy;
-                a->reply_len = len;
-                if (!asker_settle(a, ASK_REPLIED)) {
-                    a->reply = NULL;
-                    free(copy);
-                    hyi_dead_letter(k, "", 0, payload, len, HY_DEAD_LATE_REPLY);
-                }
-            }
-        }
+        if (err == 0)
+            err = answer_asker(k, a, "", 0, payload, len);
         if (err != 0) {
             a->err = err;
             asker_settle(a, ASK_ERROR);
