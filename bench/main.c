@@ -467,10 +467,13 @@ static bool json_string(const char *line, const char *key, char *out, size_t len
 
 static const char *peer_name(const char *contender)
 {
-    return starts(contender, "caf") ? "CAF" : starts(contender, "zmq") ? "ZeroMQ" : contender;
+    return starts(contender, "caf")   ? "CAF"
+           : starts(contender, "erl") ? "Erlang"
+           : starts(contender, "zmq") ? "ZeroMQ"
+                                      : contender;
 }
 
-/* "static vs CAF 4.51x, vs ZeroMQ 2.90x; pingpong vs CAF 1.23x", for the
+/* "count vs CAF 4.51x, vs Erlang 2.90x; pingpong vs CAF 1.23x", for the
  * throughput scenarios this run reported, with where and how old. */
 static void print_peer_ratios(const char *argv0)
 {

@@ -1,5 +1,5 @@
-# bench-peers: CAF 0.17 and ZeroMQ programs measured against the matching hypha
-# throughput scenarios in one run (bench/peers/run.sh says how). Included by the
+# bench-peers: CAF 0.17, Erlang/OTP and ZeroMQ programs measured against the
+# matching hypha throughput scenarios in one run (bench/peers/run.sh says how). Included by the
 # GNUmakefile, whose BUILD, WARN, PEER_DEPS and install_missing it uses.
 #
 #   make bench-peers                        full sizes, 5 rounds
@@ -8,7 +8,8 @@
 # Peers are built with plain -O2 whatever SAN= says: they are timed, not checked.
 
 PEER_BINS := $(BUILD)/peers/caf_count $(BUILD)/peers/caf_pingpong \
-             $(BUILD)/peers/zmq_pushpull
+             $(BUILD)/peers/zmq_pushpull \
+             $(BUILD)/peers/erl_count $(BUILD)/peers/erl_pingpong
 
 .PHONY: peer-deps
 peer-deps:
@@ -22,6 +23,12 @@ $(BUILD)/peers/caf_%: bench/peers/caf_%.cpp bench/peers/peer.h | peer-deps
 $(BUILD)/peers/zmq_pushpull: bench/peers/zmq_pushpull.c bench/peers/peer.h | peer-deps
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 $(WARN) -pthread $< -o $@ -lzmq
+
+# The Erlang peers are escripts (compiled by escript when they start, outside
+# the clock): copied beside the others so run.sh finds every peer in one place.
+$(BUILD)/peers/erl_%: bench/peers/erl_%.erl | peer-deps
+	@mkdir -p $(dir $@)
+	cp $< $@ && chmod +x $@
 
 bench-peers: peer-deps $(PEER_BINS) $(BUILD)/hypha-bench
 	BUILD=$(BUILD) sh bench/peers/run.sh
