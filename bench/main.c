@@ -549,7 +549,7 @@ static void print_summary(const char *argv0)
 static void usage(FILE *to)
 {
     fprintf(to, "usage: hypha-bench [FAMILY] [--scenario NAME] [--json] "
-                "[--messages N] [--workers W] [--routes N]\nfamilies:\n");
+                "[--messages N] [--workers W] [--routes N] [--alone]\nfamilies:\n");
     for (int i = 0; i < nfamilies; i++)
         fprintf(to, "  %-12s %s\n", families[i].name, families[i].summary);
 }
@@ -596,6 +596,8 @@ int main(int argc, char **argv)
                    parse_u64(argv[i + 1], &v) == 0 && v > 0 && v <= 10000000) {
             opts.routes = v;
             i++;
+        } else if (strcmp(a, "--alone") == 0) {
+            opts.alone = true;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;

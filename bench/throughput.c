@@ -8,7 +8,8 @@
  *
  *   static    one sender thread -> a static route; alternated STATIC_ROUNDS
  *             times with bare in the same run, the median round reported with
- *             "bare_msgs_per_s" and "fraction_of_bare" (static / bare)
+ *             "bare_msgs_per_s" and "fraction_of_bare" (static / bare);
+ *             --alone: one round of static only
  *   bare      the physical floor under static: the same intrusive MPSC queue
  *             (base/mpscq.h) between two threads, no routing, no pool, no
  *             scheduler; the consumer waits as a hypha worker does (see
@@ -432,6 +433,8 @@ static const scenario_result *median_round(const scenario_result *r, int rounds)
 static int scenario_static(const bench_opts *o, uint64_t n, scenario_result *res)
 {
     static const char *const paths[] = {"bench://count"};
+    if (o->alone)
+        return ordered_scenario(o, "static", "count", paths, 1, 1, 0, n, res);
     scenario_result routed[STATIC_ROUNDS] = {{0}}, bare[STATIC_ROUNDS] = {{0}};
     int rc = 0;
     for (int r = 0; rc == 0 && r < STATIC_ROUNDS; r++) {

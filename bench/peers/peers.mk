@@ -5,6 +5,10 @@
 #   make bench-peers                        full sizes, 5 rounds
 #   make bench-peers ROUNDS=1 PEER_MESSAGES=1000000 PEER_ROUNDTRIPS=100000
 #
+# The peers: caf_count.cpp, caf_pingpong.cpp (CAF), erl_count.erl,
+# erl_pingpong.erl (Erlang/OTP escripts), zmq_pushpull.c (ZeroMQ); the bare
+# MPSC floor is hypha-bench's own "bare" scenario.
+#
 # Peers are built with plain -O2 whatever SAN= says: they are timed, not checked.
 
 PEER_BINS := $(BUILD)/peers/caf_count $(BUILD)/peers/caf_pingpong \
@@ -32,3 +36,17 @@ $(BUILD)/peers/erl_%: bench/peers/erl_%.erl | peer-deps
 
 bench-peers: peer-deps $(PEER_BINS) $(BUILD)/hypha-bench
 	BUILD=$(BUILD) sh bench/peers/run.sh
+
+# bench-counters: context switches, CPU migrations and futex calls per message
+# of static, count, bare and pingpong (and of the peers already built), from
+# perf stat (bench/peers/counters.sh says how).
+#   make bench-counters                     2,000,000 messages, 3 runs each
+#   make bench-counters MESSAGES=500000 ROUNDS=1
+COUNTER_DEPS := linux-perf:/usr/bin/perf strace:/usr/bin/strace
+
+.PHONY: bench-counters counter-deps
+counter-deps:
+	$(call install_missing,$(COUNTER_DEPS))
+
+bench-counters: counter-deps $(BUILD)/hypha-bench
+	BUILD=$(BUILD) sh bench/peers/counters.sh
