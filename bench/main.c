@@ -236,7 +236,7 @@ static const char *const table_hides[] = {
     "ring", "capacity", "attempts", "durability", "idle_timeout_ms", "actor_struct",
     "actor_alloc", "rss_baseline", "rss_bytes", "rss_active", "rss_after", "rss_after_purge",
     "cpu_seconds", "pool_bytes_reserved", "r3_compile_ms", "r3_bytes_per_route", "snapshots",
-    "replayed",
+    "replayed", "slice",
 };
 
 static bool starts(const char *s, const char *prefix)
@@ -302,6 +302,8 @@ static void field_text(const field *f, char *out, size_t len)
     } else if (starts(k, "bytes_per_")) {
         FMT(v, f->num, byte_units, 1024);
         snprintf(out, len, "%s/%s", v, words(w, sizeof w, k + 10, kl - 10));
+    } else if (starts(k, "fraction_of_")) { /* "fraction_of_bare": "10.4% of bare" */
+        snprintf(out, len, "%.1f%% of %s", f->num * 100, words(w, sizeof w, k + 12, kl - 12));
     } else if (starts(k, "ratio") || strstr(k, "_vs_")) {
         fmt_ratio(v, sizeof v, f->num);
         size_t skip = starts(k, "ratio_") ? 6 : 0;
