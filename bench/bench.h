@@ -19,6 +19,10 @@ typedef struct bench_opts {
     unsigned workers;      /* 0: the family's default (online CPUs) */
     uint64_t routes;       /* 0: the default route count of a scenario that
                               varies it (throughput routes) */
+    bool alone;            /* a scenario that alternates with a baseline in
+                              its own run (throughput static, with bare) runs
+                              once without it: what bench/peers/counters.sh
+                              counts per message */
 } bench_opts;
 
 typedef int (*bench_family_fn)(const bench_opts *opts);

@@ -236,7 +236,7 @@ static const char *const table_hides[] = {
     "ring", "capacity", "attempts", "durability", "idle_timeout_ms", "actor_struct",
     "actor_alloc", "rss_baseline", "rss_bytes", "rss_active", "rss_after", "rss_after_purge",
     "cpu_seconds", "pool_bytes_reserved", "r3_compile_ms", "r3_bytes_per_route", "snapshots",
-    "replayed",
+    "replayed", "slice",
 };
 
 static bool starts(const char *s, const char *prefix)
@@ -302,6 +302,8 @@ static void field_text(const field *f, char *out, size_t len)
     } else if (starts(k, "bytes_per_")) {
         FMT(v, f->num, byte_units, 1024);
         snprintf(out, len, "%s/%s", v, words(w, sizeof w, k + 10, kl - 10));
+    } else if (starts(k, "fraction_of_")) { /* "fraction_of_bare": "10.4% of bare" */
+        snprintf(out, len, "%.1f%% of %s", f->num * 100, words(w, sizeof w, k + 12, kl - 12));
     } else if (starts(k, "ratio") || strstr(k, "_vs_")) {
         fmt_ratio(v, sizeof v, f->num);
         size_t skip = starts(k, "ratio_") ? 6 : 0;
@@ -467,10 +469,13 @@ static bool json_string(const char *line, const char *key, char *out, size_t len
 
 static const char *peer_name(const char *contender)
 {
-    return starts(contender, "caf") ? "CAF" : starts(contender, "zmq") ? "ZeroMQ" : contender;
+    return starts(contender, "caf")   ? "CAF"
+           : starts(contender, "erl") ? "Erlang"
+           : starts(contender, "zmq") ? "ZeroMQ"
+                                      : contender;
 }
 
-/* "static vs CAF 4.51x, vs ZeroMQ 2.90x; pingpong vs CAF 1.23x", for the
+/* "count vs CAF 4.51x, vs Erlang 2.90x; pingpong vs CAF 1.23x", for the
  * throughput scenarios this run reported, with where and how old. */
 static void print_peer_ratios(const char *argv0)
 {
@@ -546,7 +551,7 @@ static void print_summary(const char *argv0)
 static void usage(FILE *to)
 {
     fprintf(to, "usage: hypha-bench [FAMILY] [--scenario NAME] [--json] "
-                "[--messages N] [--workers W] [--routes N]\nfamilies:\n");
+                "[--messages N] [--workers W] [--routes N] [--alone]\nfamilies:\n");
     for (int i = 0; i < nfamilies; i++)
         fprintf(to, "  %-12s %s\n", families[i].name, families[i].summary);
 }
@@ -593,6 +598,8 @@ int main(int argc, char **argv)
                    parse_u64(argv[i + 1], &v) == 0 && v > 0 && v <= 10000000) {
             opts.routes = v;
             i++;
+        } else if (strcmp(a, "--alone") == 0) {
+            opts.alone = true;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;

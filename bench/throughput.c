@@ -6,7 +6,18 @@
  * message in SAMPLE_EVERY: the sender stamps it, the handler records now - stamp
  * (in keyed, whichever of the many actors it went to).
  *
- *   static    one sender thread -> a static route
+ *   static    one sender thread -> a static route; alternated STATIC_ROUNDS
+ *             times with bare in the same run, the median round reported with
+ *             "bare_msgs_per_s" and "fraction_of_bare" (static / bare);
+ *             --alone: one round of static only
+ *   bare      the physical floor under static: the same intrusive MPSC queue
+ *             (base/mpscq.h) between two threads, no routing, no pool, no
+ *             scheduler; the consumer waits as a hypha worker does (see
+ *             bare_consume)
+ *   count     the shape of the CAF and Erlang counting peers: a sender actor
+ *             sends N messages to one counting actor in slices of COUNT_SLICE,
+ *             sending itself the next slice's start in between; no thread
+ *             outside the kernel sends
  *   static-scoped  the same, to a route that requires a scope, sent with
  *             hy_send_as by a principal that holds it
  *   param     one sender -> a {id} route (1000 distinct paths)
@@ -32,11 +43,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "clock.h"
+#include "futex.h"
 #include "hypha.h"
+#include "mpscq.h"
 
 #define SAMPLE_EVERY 1024
 #define MAX_SAMPLES  (1u << 16)
@@ -77,6 +92,11 @@ typedef struct run_state {
     uint64_t round_trips_wanted;
     /* fanout: per-subsystem counts live here, indexed by the route's udata */
     uint64_t *per_subsystem;
+    /* count: the messages wanted, the clock's two ends (stamped by the sender's
+     * first slice and the counter's last message) and a failed send */
+    uint64_t count_wanted;
+    uint64_t count_t0, count_t1;
+    int count_error;
 } run_state;
 
 static void record_latency(run_state *st, const payload *p)
@@ -89,15 +109,21 @@ static void record_latency(run_state *st, const payload *p)
         st->samples[i] = bench_now_ns() - p->sent_ns;
 }
 
-static int on_ordered(hy_ctx *ctx, const hy_msg *msg)
+/* One message of a sender that must arrive in order: counted, checked,
+ * sampled. Shared by the handlers and the bare consumer, so both do the same
+ * work per message. */
+static void take_ordered(run_state *st, const payload *p)
 {
-    run_state *st = hy_subsystem_udata(ctx);
-    const payload *p = hy_msg_payload(msg, NULL);
     if (p->seq != st->next_seq[p->sender])
         st->out_of_order++;
     st->next_seq[p->sender] = p->seq + 1;
     st->handled++;
     record_latency(st, p);
+}
+
+static int on_ordered(hy_ctx *ctx, const hy_msg *msg)
+{
+    take_ordered(hy_subsystem_udata(ctx), hy_msg_payload(msg, NULL));
     return 0;
 }
 
@@ -232,17 +258,23 @@ typedef struct scenario_result {
     char extra[256];
 } scenario_result;
 
-static hy_kernel *open_kernel(const bench_opts *o)
+/* pool_cap_bytes: 0 for none */
+static hy_kernel *open_kernel_capped(const bench_opts *o, size_t pool_cap_bytes)
 {
     hy_kernel *k;
-    /* A cap keeps a sender that outruns the workers from filling memory. */
-    hy_config cfg = {.workers = o->workers, .pool_cap_bytes = (size_t)256 << 20};
+    hy_config cfg = {.workers = o->workers, .pool_cap_bytes = pool_cap_bytes};
     int rc = hy_kernel_open(&k, &cfg);
     if (rc != 0) {
         fprintf(stderr, "hy_kernel_open: %s %s\n", hy_strerror(rc), hy_errdetail());
         return NULL;
     }
     return k;
+}
+
+static hy_kernel *open_kernel(const bench_opts *o)
+{
+    /* A cap keeps a sender that outruns the workers from filling memory. */
+    return open_kernel_capped(o, (size_t)256 << 20);
 }
 
 static int register_scoped(hy_kernel *k, const char *name, const char *pattern,
@@ -371,10 +403,54 @@ static int ordered_scenario(const bench_opts *o, const char *name, const char *p
                                res);
 }
 
+static int scenario_bare(const bench_opts *o, uint64_t n, scenario_result *res);
+
+/* Rounds of static, each right after a round of bare, so the fraction compares
+ * the two under the same machine state. */
+#define STATIC_ROUNDS 3
+
+static double rate_of(const scenario_result *r)
+{
+    return r->seconds > 0 ? (double)r->messages / r->seconds : 0;
+}
+
+/* The round whose rate is the median of the `rounds`. */
+static const scenario_result *median_round(const scenario_result *r, int rounds)
+{
+    const scenario_result *m = &r[0];
+    for (int i = 0; i < rounds; i++) {
+        int below = 0, above = 0;
+        for (int j = 0; j < rounds; j++) {
+            below += j != i && rate_of(&r[j]) < rate_of(&r[i]);
+            above += j != i && rate_of(&r[j]) > rate_of(&r[i]);
+        }
+        if (below <= rounds / 2 && above <= rounds / 2)
+            m = &r[i];
+    }
+    return m;
+}
+
 static int scenario_static(const bench_opts *o, uint64_t n, scenario_result *res)
 {
     static const char *const paths[] = {"bench://count"};
-    return ordered_scenario(o, "static", "count", paths, 1, 1, 0, n, res);
+    if (o->alone)
+        return ordered_scenario(o, "static", "count", paths, 1, 1, 0, n, res);
+    scenario_result routed[STATIC_ROUNDS] = {{0}}, bare[STATIC_ROUNDS] = {{0}};
+    int rc = 0;
+    for (int r = 0; rc == 0 && r < STATIC_ROUNDS; r++) {
+        rc = scenario_bare(o, n, &bare[r]);
+        if (rc == 0)
+            rc = ordered_scenario(o, "static", "count", paths, 1, 1, 0, n, &routed[r]);
+    }
+    if (rc != 0)
+        return rc;
+    *res = *median_round(routed, STATIC_ROUNDS);
+    double bare_rate = rate_of(median_round(bare, STATIC_ROUNDS));
+    size_t at = strlen(res->extra);
+    snprintf(res->extra + at, sizeof res->extra - at,
+             ",\"rounds\":%d,\"bare_msgs_per_s\":%.0f,\"fraction_of_bare\":%.3f", STATIC_ROUNDS,
+             bare_rate, bare_rate > 0 ? rate_of(res) / bare_rate : 0);
+    return 0;
 }
 
 /* static, to a route that requires a scope, sent as a principal holding it:
@@ -578,6 +654,240 @@ static int scenario_pingpong(const bench_opts *o, uint64_t n, scenario_result *r
     return rc;
 }
 
+/* ------------------------------------------------------------------ count */
+
+/* Messages a sender sends per turn before it re-queues itself: the CAF and
+ * Erlang counting peers send in slices of the same size. */
+#define COUNT_SLICE 1024
+
+static int on_counted(hy_ctx *ctx, const hy_msg *msg)
+{
+    run_state *st = hy_subsystem_udata(ctx);
+    take_ordered(st, hy_msg_payload(msg, NULL));
+    if (st->handled == st->count_wanted)
+        st->count_t1 = bench_now_ns();
+    return 0;
+}
+
+/* One slice: the payload is the first message's number. The next slice goes
+ * through this actor's own mailbox, behind whatever else is queued there, as
+ * the peers' "next slice" message does. */
+static int on_slice(hy_ctx *ctx, const hy_msg *msg)
+{
+    run_state *st = hy_subsystem_udata(ctx);
+    hy_kernel *k = hy_ctx_kernel(ctx);
+    uint64_t first;
+    memcpy(&first, hy_msg_payload(msg, NULL), sizeof first);
+    if (first == 0)
+        st->count_t0 = bench_now_ns();
+    uint64_t end = first + COUNT_SLICE < st->count_wanted ? first + COUNT_SLICE
+                                                          : st->count_wanted;
+    payload p = {0};
+    int rc = 0;
+    for (uint64_t i = first; rc == 0 && i < end; i++) {
+        p.seq = i;
+        p.sent_ns = (i % SAMPLE_EVERY == 0) ? bench_now_ns() : 0;
+        rc = hy_send(k, "count://in", &p, sizeof p);
+    }
+    if ((first & PROGRESS_EVERY) == 0)
+        bench_progress(progress_label, first, st->count_wanted);
+    if (rc == 0 && end < st->count_wanted)
+        rc = hy_send(k, "sender://slice", &end, sizeof end);
+    if (rc != 0)
+        st->count_error = rc;
+    return rc;
+}
+
+static uint64_t max_rss_bytes(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss * 1024 : 0;
+}
+
+/* The kernel has no pool cap here: a handler that meets HY_ENOMEM has no
+ * thread of its own to wait on, and the peers' mailboxes are unbounded too.
+ * max_rss_bytes says how far the counter fell behind (the process's peak, so
+ * run it alone to read it). */
+static int scenario_count(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    run_state *st = calloc(1, sizeof *st);
+    hy_kernel *k = st ? open_kernel_capped(o, 0) : NULL;
+    int rc = k ? 0 : -1;
+    if (rc == 0) {
+        st->count_wanted = n;
+        rc = register_one(k, "count", "in", on_counted, NULL, st, NULL);
+    }
+    if (rc == 0)
+        rc = register_one(k, "sender", "slice", on_slice, NULL, st, NULL);
+    uint64_t first = 0;
+    if (rc == 0)
+        rc = hy_send(k, "sender://slice", &first, sizeof first);
+    if (rc == 0)
+        rc = hy_kernel_drain(k, 120000);
+    res->messages = n;
+    if (rc == 0)
+        rc = check(st->count_error == 0, "count", "the sender actor's hy_send failed");
+    if (rc == 0)
+        rc = check(st->handled == n, "count", "handled count differs from sent");
+    if (rc == 0)
+        rc = check(st->out_of_order == 0, "count", "messages arrived out of order");
+    if (rc == 0) {
+        res->seconds = (double)(st->count_t1 - st->count_t0) / 1e9;
+        char lat[128];
+        latency_fields(st, lat, sizeof lat);
+        snprintf(res->extra, sizeof res->extra, "%s,\"slice\":%d,\"max_rss_bytes\":%" PRIu64,
+                 lat, COUNT_SLICE, max_rss_bytes());
+    }
+    hy_kernel_close(k);
+    free(st);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ bare */
+
+/* A message of bare: the queue's link and static's payload, nothing else. */
+typedef struct bare_msg {
+    hyi_mpsc_node node;
+    payload p;
+} bare_msg;
+
+/* The messages are a ring the producer reuses once the consumer is past
+ * them, in place of the pool: the producer waits when it is a whole ring
+ * ahead, as static's sender waits at the pool's cap. */
+#define BARE_RING (1u << 16)
+
+/* How the consumer waits, copied from the worker loop so the floor is a fair
+ * one: kernel/worker.c lingers 100 pause rounds on an emptied mailbox
+ * (LINGER_SPINS), kernel/sched.c then spins 200 more (IDLE_SPINS), yields
+ * once and parks on a futex event count, and a sender wakes it only when a
+ * sleeper is counted. */
+#define BARE_SPINS (100 + 200)
+
+typedef struct bare_run {
+    hyi_mpscq q;
+    bare_msg *ring;
+    uint64_t n;
+    run_state *st;                      /* the consumer's counts and samples */
+    uint64_t t1, parks;                 /* the consumer's, read after join */
+    HY_CACHE_ALIGNED _Atomic uint64_t consumed; /* the consumer's progress */
+    HY_CACHE_ALIGNED _Atomic uint32_t sleepers;
+    _Atomic uint32_t wake_seq;
+} bare_run;
+
+/* The worker's park(): count ourselves, look once more, sleep. seq_cst on
+ * the count and in is_empty pairs with the producer's seq_cst push and its
+ * seq_cst read of sleepers: either it sees us or we see its message. */
+static void bare_park(bare_run *b)
+{
+    /* acquire: a wake after this load changes wake_seq, so the wait returns */
+    uint32_t seq = atomic_load_explicit(&b->wake_seq, memory_order_acquire);
+    atomic_fetch_add_explicit(&b->sleepers, 1, memory_order_seq_cst);
+    if (hyi_mpscq_is_empty(&b->q)) {
+        b->parks++;
+        hyi_futex_wait(&b->wake_seq, seq, NULL);
+    }
+    /* relaxed: a count only */
+    atomic_fetch_sub_explicit(&b->sleepers, 1, memory_order_relaxed);
+}
+
+static void *bare_consume(void *arg)
+{
+    bare_run *b = arg;
+    unsigned idle = 0;
+    while (b->st->handled < b->n) {
+        hyi_mpsc_node *node = hyi_mpscq_pop(&b->q);
+        if (node) {
+            idle = 0;
+            take_ordered(b->st, &((bare_msg *)node)->p);
+            /* release: the producer may rewrite this message once it sees it */
+            atomic_store_explicit(&b->consumed, b->st->handled, memory_order_release);
+            continue;
+        }
+        if (++idle < BARE_SPINS) {
+            hyi_cpu_relax();
+            continue;
+        }
+        if (idle == BARE_SPINS) {
+            sched_yield();
+            continue;
+        }
+        idle = 0;
+        bare_park(b);
+    }
+    b->t1 = bench_now_ns();
+    return NULL;
+}
+
+static void *bare_produce(void *arg)
+{
+    bare_run *b = arg;
+    uint64_t limit = BARE_RING;
+    for (uint64_t i = 0; i < b->n; i++) {
+        while (i >= limit) {
+            sched_yield();
+            /* acquire: pairs with the consumer's release of `consumed` */
+            limit = atomic_load_explicit(&b->consumed, memory_order_acquire) + BARE_RING;
+        }
+        bare_msg *m = &b->ring[i & (BARE_RING - 1)];
+        m->p = (payload){.seq = i, .sent_ns = (i % SAMPLE_EVERY == 0) ? bench_now_ns() : 0};
+        /* seq_cst read of sleepers after the seq_cst push: see bare_park */
+        if (hyi_mpscq_push(&b->q, &m->node) &&
+            atomic_load_explicit(&b->sleepers, memory_order_seq_cst)) {
+            /* release: the woken consumer that reads the new value sees the push */
+            atomic_fetch_add_explicit(&b->wake_seq, 1, memory_order_release);
+            hyi_futex_wake(&b->wake_seq, 1);
+        }
+        if ((i & PROGRESS_EVERY) == 0)
+            bench_progress(progress_label, i, b->n);
+    }
+    return NULL;
+}
+
+/* Timed as run_senders times static: the consumer is already waiting (as
+ * the workers are), the clock runs from the producer's start to the last
+ * message taken. */
+static int scenario_bare(const bench_opts *o, uint64_t n, scenario_result *res)
+{
+    (void)o;
+    bare_run *b = aligned_alloc(HY_CACHE_LINE, sizeof *b);
+    run_state *st = calloc(1, sizeof *st);
+    bare_msg *ring = calloc(BARE_RING, sizeof *ring);
+    int rc = (b && st && ring) ? 0 : -1;
+    pthread_t consumer, producer;
+    if (rc == 0) {
+        memset(b, 0, sizeof *b);
+        hyi_mpscq_init(&b->q);
+        b->ring = ring;
+        b->n = n;
+        b->st = st;
+        rc = pthread_create(&consumer, NULL, bare_consume, b) == 0 ? 0 : -1;
+    }
+    if (rc == 0) {
+        uint64_t t0 = bench_now_ns();
+        if (pthread_create(&producer, NULL, bare_produce, b) == 0)
+            pthread_join(producer, NULL);
+        else
+            bare_produce(b); /* no second thread: produce from this one */
+        pthread_join(consumer, NULL);
+        res->seconds = (double)(b->t1 - t0) / 1e9;
+    }
+    res->messages = n;
+    if (rc == 0)
+        rc = check(st->handled == n, "bare", "taken count differs from pushed");
+    if (rc == 0)
+        rc = check(st->out_of_order == 0, "bare", "messages came out of order");
+    if (rc == 0) {
+        char lat[128];
+        latency_fields(st, lat, sizeof lat);
+        snprintf(res->extra, sizeof res->extra, "%s,\"ring\":%u,\"parks\":%" PRIu64, lat,
+                 BARE_RING, b->parks);
+    }
+    free(ring);
+    free(st);
+    free(b);
+    return rc;
+}
+
 /* full-*: one sender against a handler several times slower, into a mailbox
  * of FULL_CAPACITY, so the mailbox is full nearly all the time and the policy
  * decides every send. msgs_per_s counts messages handled; the extra fields say
@@ -763,11 +1073,13 @@ typedef struct scenario {
     const char *name;
     int (*run)(const bench_opts *, uint64_t, scenario_result *);
     uint64_t default_messages;
-    bench_unit unit;
+    unsigned unit; /* a bench_unit, or'ed with BENCH_PEER for a baseline */
 } scenario;
 
 static const scenario scenarios[] = {
     {"static", scenario_static, 10000000, BENCH_MSGS},
+    {"bare", scenario_bare, 10000000, BENCH_MSGS | BENCH_PEER},
+    {"count", scenario_count, 10000000, BENCH_MSGS},
     {"static-scoped", scenario_static_scoped, 10000000, BENCH_MSGS},
     {"param", scenario_param, 5000000, BENCH_MSGS},
     {"regex", scenario_regex, 5000000, BENCH_MSGS},
@@ -827,5 +1139,5 @@ static int bench_throughput(const bench_opts *o)
 }
 
 HY_BENCH_FAMILY(throughput, bench_throughput,
-                "messages/s through the kernel: static param regex fanout keyed batch multi routes pingpong "
+                "messages/s through the kernel: static bare count param regex fanout keyed batch multi routes pingpong "
                 "full-{fail,block,drop-oldest,drop-newest} idle register")

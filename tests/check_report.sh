@@ -63,6 +63,7 @@ done
 
 want="workers.svg routes.svg latency.svg"
 [ -x "$B/peers/caf_count" ] && [ -x "$B/peers/caf_pingpong" ] && [ -x "$B/peers/zmq_pushpull" ] &&
+    [ -x "$B/peers/erl_count" ] && [ -x "$B/peers/erl_pingpong" ] &&
     want="peers.svg $want"
 for w in $want; do
     case " $(echo $refs) " in

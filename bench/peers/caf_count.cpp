@@ -1,13 +1,15 @@
-/* caf-count: the CAF 0.17 peer of hypha's "static" throughput scenario
- * (bench/peers/run.sh runs the two in alternating rounds).
+/* caf-count: the CAF 0.17 peer of hypha's "count" throughput scenario
+ * (bench/peers/run.sh runs the two in alternating rounds); erl_count.erl is
+ * the same program in Erlang.
  *
  * One sender actor sends N integers to one counting receiver. The clock runs
  * from the sender's first send until the receiver has counted all N; the
  * receiver's "done" reaches main, which reads the clock. The receiver also sums
  * the payloads, so a lost or duplicated message is a failure, not a fast run.
  *
- * The sender sends in batches and re-queues itself between them, as a
- * well-behaved CAF actor does, so it never holds a worker for the whole run.
+ * The sender sends in slices of 1024 and re-queues itself between them (it
+ * sends itself the next slice's start), as a well-behaved CAF actor does, so
+ * it never holds a worker for the whole run; main only starts it and waits.
  * CAF mailboxes are unbounded: when the receiver falls behind, its mailbox
  * grows; max_rss_bytes in the result shows by how much.
  *

@@ -122,7 +122,7 @@ plot() { # NAME VARIABLES: gnuplot bench/report/NAME.gp into NAME.svg
 
 # ------------------------------------------------------------ 1. peers
 have_peers=1
-for p in caf_count caf_pingpong zmq_pushpull; do
+for p in caf_count caf_pingpong zmq_pushpull erl_count erl_pingpong; do
     [ -x "$PEERS_DIR/$p" ] || have_peers=0
 done
 if [ "$have_peers" = 1 ]; then
@@ -144,16 +144,19 @@ if [ "$have_peers" = 1 ]; then
     awk "$AWK_F"'
 f("bench") == "peers" && f("scenario") ~ /^median-/ { m[substr(f("scenario"), 8)] = f("msgs_per_s") }
 END {
-    n = split("hypha-static:hypha|caf-count:CAF|zmq-inproc:ZeroMQ", a, "|")
-    for (i = 1; i <= n; i++) { split(a[i], kv, ":"); if (kv[1] in m) printf "\"%s\" %s\n", kv[2], m[kv[1]] }
-    printf "\n\n"
-    n = split("hypha-pingpong:hypha|caf-pingpong:CAF", a, "|")
-    for (i = 1; i <= n; i++) { split(a[i], kv, ":"); if (kv[1] in m) printf "\"%s\" %s\n", kv[2], m[kv[1]] }
+    nb = split("hypha-count:hypha|caf-count:CAF|erl-count:Erlang;" \
+               "hypha-static:hypha|zmq-inproc:ZeroMQ|bare:bare MPSC;" \
+               "hypha-pingpong:hypha|caf-pingpong:CAF|erl-pingpong:Erlang", blocks, ";")
+    for (b = 1; b <= nb; b++) {
+        if (b > 1) printf "\n\n"
+        n = split(blocks[b], a, "|")
+        for (i = 1; i <= n; i++) { split(a[i], kv, ":"); if (kv[1] in m) printf "\"%s\" %s\n", kv[2], m[kv[1]] }
+    }
 }' "$REPORT_DIR/peers.jsonl" >"$REPORT_DIR/peers.dat"
-    if [ "$(grep -c '^"' "$REPORT_DIR/peers.dat")" -eq 5 ]; then
+    if [ "$(grep -c '^"' "$REPORT_DIR/peers.dat")" -eq 9 ]; then
         plot peers ""
     else
-        echo "report.sh: bench/peers/run.sh gave fewer than 5 medians; no peers plot" >&2
+        echo "report.sh: bench/peers/run.sh gave fewer than 9 medians; no peers plot" >&2
         failed=1
     fi
 fi
@@ -254,7 +257,7 @@ pre { background: #f4f4f4; padding: 0.6em; overflow-x: auto; font-size: 0.85em; 
 Figures are from this machine and this run only: compare within the page, by ratio.</p>
 HEAD
     section peers "Throughput against peers" \
-        "Medians over $PEER_ROUNDS round(s) of <code>bench/peers/run.sh</code>, which alternates each peer with the matching hypha scenario: hypha <code>static</code> against CAF and ZeroMQ's inproc push/pull ($PEER_MESSAGES messages), hypha <code>pingpong</code> against CAF's ($PEER_ROUNDTRIPS round trips)."
+        "Medians over $PEER_ROUNDS round(s) of <code>bench/peers/run.sh</code>, which alternates each peer with the matching hypha scenario: hypha <code>count</code> (a sender actor in slices of 1024) against CAF's and Erlang's counting actors, hypha <code>static</code> (a sender thread) against ZeroMQ's inproc push/pull and against <code>bare</code>, the mailbox queue alone between two threads ($PEER_MESSAGES messages each), hypha <code>pingpong</code> against CAF's and Erlang's ($PEER_ROUNDTRIPS round trips)."
     section workers "Throughput against worker threads" \
         "Throughput scenarios $WORKER_SCENARIOS with <code>--workers</code> $WORKER_COUNTS, $MESSAGES messages each; each command run $REPEATS time(s), the median plotted. <code>multi</code> runs one sender per worker; the others one sender."
     section routes "Throughput against the number of routes" \
