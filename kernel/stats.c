@@ -35,7 +35,11 @@ int hy_kernel_stats(hy_kernel *k, hy_stats *out)
         return hyi_fail(HY_EINVAL, "hy_kernel_stats: NULL argument");
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&k->registry_lock);
-    uint64_t dead_accepted = 0;
+    /* Subsystems unregistered and freed since still count (reclaim.c). */
+    out->sent = k->retired_sent;
+    out->handled = k->retired_handled;
+    out->failed = k->retired_failed;
+    uint64_t dead_accepted = k->retired_dead;
     for (hyi_subsys *s = k->subsystems; s; s = s->next) {
         /* The internal "kernel" subsystem's messages count, but not it nor
          * its service actor: only its subscription actors (keyed_actors). */
