@@ -128,6 +128,7 @@ struct hyi_subsys {
      * its actors, own and keyed (taken out of the table), linked by
      * table_next, first those not yet claimed, then those claimed; the
      * workers' quiescent counts taken once all are claimed (NULL before). */
+    bool reclaimable;           /* unregister returned; under registry_lock */
     bool reclaim_taken;
     hyi_actor *reclaim_unclaimed;
     hyi_actor *reclaim_claimed;

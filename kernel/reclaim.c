@@ -1,8 +1,9 @@
 /* Freeing unregistered subsystems (docs/ARCHITECTURE.md §3, "Unregistering").
  *
  * hy_subsystem_unregister withdraws a subsystem's routes and leaves it on the
- * kernel's list, marked `withdrawn`. The passivation thread, once a round,
- * moves each such subsystem through three steps and frees it after the last:
+ * kernel's list, marked `withdrawn`, then `reclaimable` as it returns. The
+ * passivation thread, once a round, moves each such subsystem through three
+ * steps and frees it after the last:
  *   1. its books balance (sent == handled + dead): every message it accepted
  *      has been taken from a mailbox or out of the journal's queue. Until
  *      then a handler may be running (unregister may have returned
@@ -165,18 +166,19 @@ static void unlink_subsys(hy_kernel *k, hyi_subsys *sub, hyi_route_binding **rou
     k->retired_dead += hyi_stat_load(&sub->dead);
 }
 
-/* The withdrawn subsystems, into a new array (*n of them); NULL when none or
+/* The subsystems to reclaim (unregistered, and their unregister has
+ * returned: it reads their counters until then), into a new array (*n of them); NULL when none or
  * out of memory (then *n says how many wait). */
-static hyi_subsys **withdrawn_list(hy_kernel *k, size_t *n)
+static hyi_subsys **reclaimable_list(hy_kernel *k, size_t *n)
 {
     *n = 0;
     pthread_mutex_lock(&k->registry_lock);
     for (hyi_subsys *s = k->subsystems; s; s = s->next)
-        *n += s->withdrawn;
+        *n += s->reclaimable;
     hyi_subsys **v = *n ? malloc(*n * sizeof *v) : NULL;
     size_t i = 0;
     for (hyi_subsys *s = k->subsystems; v && s; s = s->next)
-        if (s->withdrawn)
+        if (s->reclaimable)
             v[i++] = s;
     pthread_mutex_unlock(&k->registry_lock);
     return v;
@@ -185,7 +187,7 @@ static hyi_subsys **withdrawn_list(hy_kernel *k, size_t *n)
 bool hyi_reclaim_run(hy_kernel *k)
 {
     size_t n;
-    hyi_subsys **v = withdrawn_list(k, &n);
+    hyi_subsys **v = reclaimable_list(k, &n);
     if (!v)
         return n > 0;
     size_t ready = 0;

@@ -401,7 +401,11 @@ int hy_subsystem_unregister(hy_kernel *k, const char *name, int timeout_ms)
                                     "subsystem freed once it returns",
                           name, UNREGISTER_STALL_MS, timeout_ms);
     }
-    /* The books balanced (or will): the passivation thread takes it from here. */
+    /* The books balanced (or will): the passivation thread takes it from
+     * here, so this thread must not read it any more. */
+    pthread_mutex_lock(&k->registry_lock);
+    sub->reclaimable = true;
+    pthread_mutex_unlock(&k->registry_lock);
     hyi_janitor_kick(k);
     return rc;
 }
