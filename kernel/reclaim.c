@@ -128,12 +128,20 @@ static void free_actor_list(hy_kernel *k, hyi_actor *a)
     }
 }
 
-void hyi_subsys_free(hy_kernel *k, hyi_subsys *s)
+/* Its actors and their states (state_free). */
+static void free_actors(hy_kernel *k, hyi_subsys *s)
 {
     if (s->actor)
         hyi_actor_free(k, s->actor);
+    s->actor = NULL;
     free_actor_list(k, s->reclaim_unclaimed);
     free_actor_list(k, s->reclaim_claimed);
+    s->reclaim_unclaimed = s->reclaim_claimed = NULL;
+}
+
+void hyi_subsys_free(hy_kernel *k, hyi_subsys *s)
+{
+    free_actors(k, s);
     hyi_persist_subsys_free(s);
     free(s->reclaim_qs);
     free(s);
@@ -198,6 +206,9 @@ bool hyi_reclaim_run(hy_kernel *k)
     if (ready) {
         /* hy_match reads a binding inside a read section: wait those out */
         hyi_router_synchronize(k->router);
+        /* States first: once stats no longer list it, its states are freed */
+        for (size_t i = 0; i < ready; i++)
+            free_actors(k, v[i]);
         hyi_route_binding *routes = NULL;
         pthread_mutex_lock(&k->registry_lock);
         for (size_t i = 0; i < ready; i++)
