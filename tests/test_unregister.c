@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -314,12 +315,98 @@ static void close_frees_what_is_not_reclaimed_yet(void **state)
     assert_int_equal(atomic_load(&dead_unregistered), 1);
 }
 
+/* ------------------------------------------------------------ persistent */
+
+#define PKEYS 10
+static _Atomic uint64_t last_count[PKEYS];
+
+static int p_init(void *udata, const char *key, size_t key_len, void **state)
+{
+    (void)udata, (void)key, (void)key_len;
+    if (!(*state = calloc(1, sizeof(uint64_t))))
+        return -1;
+    atomic_fetch_add(&live_states, 1);
+    return 0;
+}
+
+static int p_save(void *udata, void *state, void **bytes, size_t *len)
+{
+    (void)udata;
+    return state_save_copy(state, sizeof(uint64_t), bytes, len);
+}
+
+static int p_load(void *udata, const char *key, size_t key_len, const void *bytes, size_t len,
+                  void **state)
+{
+    (void)udata, (void)key, (void)key_len;
+    int rc = state_load_copy(bytes, len, sizeof(uint64_t), state);
+    if (rc == 0)
+        atomic_fetch_add(&live_states, 1);
+    return rc;
+}
+
+static int p_count(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)msg;
+    uint64_t *n = hy_state(ctx);
+    ++*n;
+    size_t len;
+    const char *key = hy_actor_key(ctx, &len);
+    if (!hy_is_replaying(ctx))
+        atomic_store(&last_count[atoi(key)], *n);
+    return 0;
+}
+
+static void register_persistent(hy_kernel *k)
+{
+    hy_route r = {.pattern = "a/{id}", .handler = p_count, .key = "id"};
+    hy_subsystem_def def = {.routes = &r, .nroutes = 1, .persistent = 1, .state_init = p_init,
+                            .state_free = state_free, .state_save = p_save,
+                            .state_load = p_load};
+    assert_int_equal(hy_subsystem_register(k, "acct", &def), 0);
+}
+
+/* A persistent subsystem is freed too (its actors, replay router, journal
+ * completions all done), and registering it again rebuilds its actors from
+ * the journal. */
+static void persistent_subsystem_is_freed_and_recovers(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/hy-unreg-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char journal[64];
+    snprintf(journal, sizeof journal, "%s/journal", dir);
+    atomic_store(&live_states, 0);
+    hy_kernel *k = NULL;
+    hy_config cfg = {.workers = 2, .journal_path = journal,
+                     .durability = HY_DURABILITY_NOSYNC, .dead_letter = count_dead};
+    assert_int_equal(hy_kernel_open(&k, &cfg), 0);
+    char path[32];
+    for (int round = 0; round < 3; round++) {
+        register_persistent(k);
+        for (int i = 0; i < 10 * PKEYS; i++) {
+            snprintf(path, sizeof path, "acct://a/%d", i % PKEYS);
+            assert_int_equal(hy_send(k, path, NULL, 0), 0);
+        }
+        assert_int_equal(hy_subsystem_unregister(k, "acct", -1), 0);
+        assert_true(wait_reclaimed(k, 0));
+        /* Each key counted on from what the journal held. */
+        for (int i = 0; i < PKEYS; i++)
+            assert_int_equal(atomic_load(&last_count[i]), 10 * (round + 1));
+    }
+    hy_kernel_close(k);
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(churn_keeps_memory_flat),
         cmocka_unit_test(blocked_handler_past_timeout_is_busy),
         cmocka_unit_test(close_frees_what_is_not_reclaimed_yet),
+        cmocka_unit_test(persistent_subsystem_is_freed_and_recovers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
