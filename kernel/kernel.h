@@ -57,8 +57,9 @@ typedef struct hyi_bound {
 /* ================================================================ subsystem.c
  * Registering subsystems and their routes; hy_match. */
 
-/* A registered route: immutable once published to the router, freed at close
- * (a removed route may still be referenced by queued messages). */
+/* A registered route: immutable once published to the router; freed with its
+ * subsystem, once unregistered and nothing can reach it (reclaim.c: queued
+ * messages point to it), or at close. */
 typedef struct hyi_route_binding {
     hyi_subsys *sub;
     hy_handler handler;
