@@ -1,7 +1,7 @@
 /* unregister: take a subsystem away while the kernel runs, and register
  * another under its name. What it had accepted is handled first; later sends
  * get HY_ENOROUTE; its actors and their state are freed in the background. */
-#include <stdatomic.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -11,7 +11,7 @@
 static int count(hy_ctx *ctx, const hy_msg *msg)
 {
     (void)msg;
-    int *n = hy_state(ctx); /* one counter per key */
+    int *n = (int *)hy_state(ctx); /* one counter per key */
     ++*n;
     return 0;
 }
@@ -23,14 +23,18 @@ static int counter_init(void *udata, const char *key, size_t key_len, void **sta
     return *state ? 0 : -1;
 }
 
-/* States freed, and the counts they held (freed on the passivation thread) */
-static atomic_int freed, freed_counts;
+/* States freed, and the counts they held: state_free runs on the kernel's
+ * background thread, hence the lock. */
+static pthread_mutex_t freed_lock = PTHREAD_MUTEX_INITIALIZER;
+static int freed, freed_counts;
 
 static void counter_free(void *udata, void *state)
 {
     (void)udata;
-    atomic_fetch_add(&freed, 1);
-    atomic_fetch_add(&freed_counts, *(int *)state);
+    pthread_mutex_lock(&freed_lock);
+    freed++;
+    freed_counts += *(int *)state;
+    pthread_mutex_unlock(&freed_lock);
     free(state);
 }
 
@@ -75,13 +79,15 @@ int main(void)
         hy_kernel_stats(k, &st);
         if (st.subsystems == 1)
             break;
-        nanosleep(&(struct timespec){0, 1000000}, NULL);
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
     }
     /* Three states: keys a and b, and the subsystem's own actor's. */
     printf("subsystems: %llu, messages handled: %llu\n", (unsigned long long)st.subsystems,
            (unsigned long long)st.handled);
-    printf("states freed: %d, holding %d counts\n", atomic_load(&freed),
-           atomic_load(&freed_counts));
+    pthread_mutex_lock(&freed_lock);
+    printf("states freed: %d, holding %d counts\n", freed, freed_counts);
+    pthread_mutex_unlock(&freed_lock);
     hy_kernel_close(k);
     return rc == 0 ? 0 : 1;
 }
