@@ -436,7 +436,8 @@ struct hy_kernel {
     hyi_pubsub *pubsub;            /* pubsub.c: the subscriptions */
     hyi_persist *persist;          /* persistent.c: the journal; NULL without */
     hyi_janitor *janitor;          /* passivate.c: always made at open; its thread
-                                      starts once a subsystem can passivate */
+                                      starts once a subsystem can passivate or
+                                      one is unregistered (reclaim.c) */
     /* ms since open, updated by the passivation thread at each sweep (0
      * without it); workers stamp actors with it. relaxed everywhere: a clock
      * that may lag, read for ages only. */
