@@ -457,7 +457,8 @@ HY_API int hy_subsystem_register(hy_kernel *k, const char *name,
  * The subsystem's memory (its actors, keyed ones included, their states
  * through state_free, its route bindings) is freed in the background once
  * nothing can reach it any more (with HY_EBUSY: after the running handler
- * returns; at the latest at hy_kernel_close). Until then it still appears in
+ * returns; at the latest at hy_kernel_close), on a thread of the kernel's own,
+ * which calls state_free. Until then it still appears in
  * hy_stats and hy_subsystems_list; its counters keep counting in hy_stats'
  * totals after. The strings of a hy_match result that point into it are
  * valid until it is unregistered.
