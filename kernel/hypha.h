@@ -447,16 +447,26 @@ HY_API int hy_subsystem_register(hy_kernel *k, const char *name,
  * withdrawing them, a send to the subsystem either was accepted before or gets
  * HY_ENOROUTE, and the name may be registered again once this returns. The
  * messages already accepted (queued, or waiting on the journal) are then
- * handled for up to timeout_ms (negative: no limit); past it, every one not yet handled becomes a
- * dead letter HY_DEAD_UNREGISTERED (a handler already running is waited for),
- * so none is dropped silently. Its actors are not run again.
- * The subsystem's memory (its actors, keyed ones included, and its route
- * bindings) is kept until hy_kernel_close, and its counters still count in
- * hy_stats.
+ * handled for up to timeout_ms (negative: no limit); past it, every one not
+ * yet handled becomes a dead letter HY_DEAD_UNREGISTERED, so none is dropped
+ * silently, and no handler of it starts again. A handler already running is
+ * not interrupted, nor waited for without limit: when no message of the
+ * subsystem has been handled or dead-lettered for a second past the timeout,
+ * this returns HY_EBUSY, and what is left is dead-lettered once that handler
+ * returns.
+ * The subsystem's memory (its actors, keyed ones included, their states
+ * through state_free, its route bindings) is freed in the background once
+ * nothing can reach it any more (with HY_EBUSY: after the running handler
+ * returns; at the latest at hy_kernel_close), on a thread of the kernel's own,
+ * which calls state_free. Until then it still appears in
+ * hy_stats and hy_subsystems_list; its counters keep counting in hy_stats'
+ * totals after. The strings of a hy_match result that point into it are
+ * valid until it is unregistered.
  * Returns 0 (everything accepted was handled), HY_ETIMEDOUT (unregistered, the
- * rest dead-lettered), HY_EINVAL (NULL argument, "kernel", or called from a
- * handler, which would wait on itself), HY_ENOENT (no such subsystem),
- * HY_ECLOSED.
+ * rest dead-lettered before it returned), HY_EBUSY (unregistered, a handler
+ * still running: the rest is dead-lettered and the memory freed after it),
+ * HY_EINVAL (NULL argument, "kernel", or called from a handler, which would
+ * wait on itself), HY_ENOENT (no such subsystem), HY_ECLOSED.
  * Thread-safe. From a handler: no (HY_EINVAL). */
 HY_API int hy_subsystem_unregister(hy_kernel *k, const char *name, int timeout_ms);
 
@@ -684,12 +694,12 @@ HY_API int hy_publish(hy_kernel *k, const char *path, const void *payload, size_
 
 /** Which route a path resolves to, without sending. Slices point into `path`. */
 typedef struct hy_match_result {
-    const char *subsystem; /**< valid while the kernel is open */
-    const char *pattern;   /**< valid while the kernel is open */
+    const char *subsystem; /**< valid until the subsystem is unregistered */
+    const char *pattern;   /**< valid until the subsystem is unregistered */
     unsigned nparams;      /**< how many of params are set */
     /** The route's captures, in pattern order. */
     struct {
-        const char *name;  /**< valid while the kernel is open */
+        const char *name;  /**< valid until the subsystem is unregistered */
         const char *value; /**< into path, not NUL-terminated */
         size_t len;
     } params[HY_MAX_PARAMS];
@@ -792,11 +802,11 @@ HY_API int hy_subsystem_stats_get(hy_kernel *k, const char *name,
 
 /** One registered subsystem, as hy_subsystems_list describes it. */
 typedef struct hy_subsystem_info {
-    const char *name;          /**< valid until hy_kernel_close */
+    const char *name;          /**< in the list's allocation */
     hy_subsystem_stats stats;  /**< as hy_subsystem_stats_get gives them */
     size_t nroutes;            /**< how many routes it has */
     const char *const *routes; /**< its nroutes patterns, in registration order;
-                                  the strings are valid until hy_kernel_close */
+                                  the strings are in the list's allocation */
     int internal;              /**< 1 for the kernel's own subsystem, "kernel" (it
                                   owns every subscription's actor, and the
                                   routes built-ins add under kernel://) */
@@ -813,7 +823,7 @@ typedef struct hy_subsystem_info {
  * included: a snapshot taken at one moment of the registry (the figures in
  * it are, as ever, a moment's approximation). *out is one allocation, the
  * array and the route arrays it points to, that the caller frees with
- * hy_free; *n is its length. Names and patterns point into the kernel.
+ * hy_free; *n is its length. Names and patterns are copies in it.
  * Returns 0, HY_EINVAL (a NULL argument) or HY_ENOMEM; on error *out is NULL
  * and *n is 0.
  * Thread-safe. From a handler: yes. */

@@ -238,12 +238,6 @@ int hy_kernel_shutdown(hy_kernel *k)
     return 0;
 }
 
-static void free_subsystem_actor(hy_kernel *k, hyi_subsys *s)
-{
-    if (s->actor)
-        hyi_actor_free(k, s->actor);
-}
-
 void hy_kernel_close(hy_kernel *k)
 {
     if (!k)
@@ -256,8 +250,7 @@ void hy_kernel_close(hy_kernel *k)
     hyi_janitor_free(k);
     for (hyi_subsys *s = k->subsystems, *next; s; s = next) {
         next = s->next;
-        free_subsystem_actor(k, s);
-        free(s);
+        hyi_subsys_free(k, s); /* unregistered ones not yet reclaimed too */
     }
     for (hyi_route_binding *r = k->routes, *next; r; r = next) {
         next = r->next;

@@ -57,8 +57,9 @@ typedef struct hyi_bound {
 /* ================================================================ subsystem.c
  * Registering subsystems and their routes; hy_match. */
 
-/* A registered route: immutable once published to the router, freed at close
- * (a removed route may still be referenced by queued messages). */
+/* A registered route: immutable once published to the router; freed with its
+ * subsystem, once unregistered and nothing can reach it (reclaim.c: queued
+ * messages point to it), or at close. */
 typedef struct hyi_route_binding {
     hyi_subsys *sub;
     hy_handler handler;
@@ -124,8 +125,31 @@ struct hyi_subsys {
     _Atomic uint64_t refused;   /* sends refused for a scope (principal.c) */
     /* Its handlers' sends act as the trusted principal (hy_subsystem_def.trusted). */
     bool trusted;
+    /* Reclamation once unregistered (reclaim.c, on the passivation thread):
+     * its actors, own and keyed (taken out of the table), linked by
+     * table_next, first those not yet claimed, then those claimed; the
+     * workers' quiescent counts taken once all are claimed (NULL before). */
+    bool reclaimable;           /* unregister returned; under registry_lock */
+    bool reclaim_taken;
+    hyi_actor *reclaim_unclaimed;
+    hyi_actor *reclaim_claimed;
+    uint64_t *reclaim_qs;
     char name[HYI_NAME_MAX + 1];
 };
+
+/* Every message the subsystem accepted has been handled or dead-lettered. */
+bool hyi_subsys_quiescent(hyi_subsys *s);
+
+/* ================================================================ reclaim.c
+ * Freeing unregistered subsystems once nothing can reach them. */
+
+/* The passivation thread, once a round: move each unregistered subsystem
+ * along (take its actors, claim them, wait for the workers) and free those
+ * nothing can reach any more. True while some are still waiting. */
+bool hyi_reclaim_run(hy_kernel *k);
+/* Free a subsystem and every actor it still owns (at close, or reclaimed);
+ * its route bindings are the caller's. */
+void hyi_subsys_free(hy_kernel *k, hyi_subsys *s);
 
 /* Register a subsystem of the kernel's own (no reserved-name check; mailboxes
  * unbounded, so deliveries need no admission). *out is the subsystem. */
@@ -401,6 +425,9 @@ struct hy_kernel {
     hyi_subsys *subsystems;        /* read by stats under registry_lock */
     uint64_t nsubsystems;
     hyi_route_binding *routes;
+    /* The counters of subsystems unregistered and freed since (reclaim.c),
+     * so the kernel's figures never go back; under registry_lock. */
+    uint64_t retired_sent, retired_handled, retired_failed, retired_dead;
     bool shut_down;
     /* The internal "kernel" subsystem (kernel.c): serves built-ins' kernel://
      * routes, and every subscription's actor belongs to it, so drain and stats
@@ -409,7 +436,8 @@ struct hy_kernel {
     hyi_pubsub *pubsub;            /* pubsub.c: the subscriptions */
     hyi_persist *persist;          /* persistent.c: the journal; NULL without */
     hyi_janitor *janitor;          /* passivate.c: always made at open; its thread
-                                      starts once a subsystem can passivate */
+                                      starts once a subsystem can passivate or
+                                      one is unregistered (reclaim.c) */
     /* ms since open, updated by the passivation thread at each sweep (0
      * without it); workers stamp actors with it. relaxed everywhere: a clock
      * that may lag, read for ages only. */
@@ -826,5 +854,9 @@ void hyi_passivation_setup(hy_kernel *k, hyi_subsys *sub, const hy_subsystem_def
 void hyi_janitor_activated(hy_kernel *k, hyi_subsys *sub, uint64_t ticks, uint64_t active);
 /* stats.c: activation latencies and passivation figures. */
 void hyi_janitor_stats(hy_kernel *k, hy_stats *out);
+/* Wake the thread for a round now (an unregistered subsystem to reclaim). */
+void hyi_janitor_kick(hy_kernel *k);
+/* On the thread: does its limbo still hold an actor of sub? */
+bool hyi_janitor_limbo_holds(hy_kernel *k, const hyi_subsys *sub);
 
 #endif

@@ -140,15 +140,28 @@ void hyi_janitor_activated(hy_kernel *k, hyi_subsys *sub, uint64_t ticks, uint64
     uint64_t i = atomic_fetch_add_explicit(&j->lat_next, 1, memory_order_relaxed);
     atomic_store_explicit(&j->lat[i % LAT_RING], ticks > UINT32_MAX ? UINT32_MAX : (uint32_t)ticks,
                           memory_order_relaxed);
-    if (HY_UNLIKELY(sub->can_passivate && sub->max_active && active > sub->max_active)) {
-        /* Over the cap: wake the thread, once per round. relaxed exchange:
-         * the flag only limits wake-ups; the futex word's release bump is what
-         * the thread's wait compares. */
-        if (!atomic_exchange_explicit(&j->kicked, 1, memory_order_relaxed)) {
-            atomic_fetch_add_explicit(&j->seq, 1, memory_order_release);
-            hyi_futex_wake(&j->seq, 1);
-        }
+    if (HY_UNLIKELY(sub->can_passivate && sub->max_active && active > sub->max_active))
+        hyi_janitor_kick(k); /* over the cap */
+}
+
+void hyi_janitor_kick(hy_kernel *k)
+{
+    hyi_janitor *j = k->janitor;
+    /* Once per round. relaxed exchange: the flag only limits wake-ups; the
+     * futex word's release bump is what the thread's wait compares. */
+    if (!atomic_exchange_explicit(&j->kicked, 1, memory_order_relaxed)) {
+        atomic_fetch_add_explicit(&j->seq, 1, memory_order_release);
+        hyi_futex_wake(&j->seq, 1);
     }
+}
+
+bool hyi_janitor_limbo_holds(hy_kernel *k, const hyi_subsys *sub)
+{
+    hyi_janitor *j = k->janitor;
+    for (size_t i = 0; i < j->limbo.n; i++)
+        if (j->limbo.v[i]->sub == sub)
+            return true;
+    return false;
 }
 
 void hyi_janitor_stats(hy_kernel *k, hy_stats *out)
@@ -517,8 +530,13 @@ static void *janitor_main(void *arg)
         atomic_store_explicit(&j->kicked, 0, memory_order_relaxed);
         /* acquire: a kick's bump after this makes the wait return at once */
         uint32_t seq = atomic_load_explicit(&j->seq, memory_order_acquire);
+        /* Before the sweep, which reloads its view of the subsystems: none
+         * it holds from the last round is freed under it. */
+        bool reclaiming = hyi_reclaim_run(k);
         sweep(k);
         uint32_t ms = still_over(k) ? 1 : j->period_ms;
+        if (reclaiming && ms > MIN_PERIOD_MS)
+            ms = MIN_PERIOD_MS;
         struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
         hyi_futex_wait(&j->seq, seq, &ts);
     }

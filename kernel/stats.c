@@ -35,7 +35,11 @@ int hy_kernel_stats(hy_kernel *k, hy_stats *out)
         return hyi_fail(HY_EINVAL, "hy_kernel_stats: NULL argument");
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&k->registry_lock);
-    uint64_t dead_accepted = 0;
+    /* Subsystems unregistered and freed since still count (reclaim.c). */
+    out->sent = k->retired_sent;
+    out->handled = k->retired_handled;
+    out->failed = k->retired_failed;
+    uint64_t dead_accepted = k->retired_dead;
     for (hyi_subsys *s = k->subsystems; s; s = s->next) {
         /* The internal "kernel" subsystem's messages count, but not it nor
          * its service actor: only its subscription actors (keyed_actors). */
@@ -91,12 +95,25 @@ int hy_subsystem_stats_get(hy_kernel *k, const char *name, hy_subsystem_stats *o
     return rc == 0 ? 0 : hyi_fail(rc, "no subsystem '%s'", name);
 }
 
-/* A subsystem's route patterns into v and their scopes into scopes, in
- * registration order (k->routes is newest first); returns how many. Caller
- * holds registry_lock. O(routes) per subsystem, as the registry keeps no
- * index by subsystem: fine for what lists them. */
+/* Copy str to *text (advanced past it); NULL stays NULL. The list's strings
+ * live in its own allocation: an unregistered subsystem is freed in the
+ * background (reclaim.c), maybe while the caller still reads them. */
+static const char *copy_text(char **text, const char *str)
+{
+    if (!str)
+        return NULL;
+    size_t n = strlen(str) + 1;
+    char *p = memcpy(*text, str, n);
+    *text += n;
+    return p;
+}
+
+/* A subsystem's route patterns into v and their scopes into scopes, copied
+ * to *text, in registration order (k->routes is newest first); returns how
+ * many. Caller holds registry_lock. O(routes) per subsystem, as the registry
+ * keeps no index by subsystem: fine for what lists them. */
 static size_t subsys_patterns(hy_kernel *k, hyi_subsys *s, const char **v,
-                              const char **scopes)
+                              const char **scopes, char **text)
 {
     size_t n = 0;
     for (hyi_route_binding *r = k->routes; r; r = r->next)
@@ -104,8 +121,8 @@ static size_t subsys_patterns(hy_kernel *k, hyi_subsys *s, const char **v,
     size_t i = n;
     for (hyi_route_binding *r = k->routes; r; r = r->next) {
         if (r->sub == s) {
-            v[--i] = r->pattern;
-            scopes[i] = r->scope_name;
+            v[--i] = copy_text(text, r->pattern);
+            scopes[i] = copy_text(text, r->scope_name);
         }
     }
     return n;
@@ -122,14 +139,15 @@ int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n)
     pthread_mutex_lock(&k->registry_lock);
     /* Sized and filled under one hold of the lock, so the snapshot is of one
      * moment: registration cannot add a subsystem or route in between. */
-    size_t nsubs = 0, nroutes = 0;
-    for (hyi_subsys *s = k->subsystems; s; s = s->next)
-        nsubs++;
-    for (hyi_route_binding *r = k->routes; r; r = r->next)
-        nroutes++;
-    /* The info array, then every subsystem's route array: the struct holds
-     * pointers, so the arrays after it are aligned. */
-    size_t size = nsubs * sizeof(hy_subsystem_info) + 2 * nroutes * sizeof(const char *);
+    size_t nsubs = 0, nroutes = 0, ntext = 0;
+    for (hyi_subsys *s = k->subsystems; s; s = s->next, nsubs++)
+        ntext += strlen(s->name) + 1;
+    for (hyi_route_binding *r = k->routes; r; r = r->next, nroutes++)
+        ntext += strlen(r->pattern) + 1 + (r->scope_name ? strlen(r->scope_name) + 1 : 0);
+    /* The info array, then every subsystem's route array, then the strings:
+     * the struct holds pointers, so the arrays after it are aligned. */
+    size_t size = nsubs * sizeof(hy_subsystem_info) + 2 * nroutes * sizeof(const char *) +
+                  ntext;
     hy_subsystem_info *info = malloc(size ? size : 1);
     if (!info) {
         pthread_mutex_unlock(&k->registry_lock);
@@ -137,15 +155,16 @@ int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n)
     }
     const char **patterns = (const char **)(info + nsubs);
     const char **scopes = patterns + nroutes;
+    char *text = (char *)(scopes + nroutes);
     size_t i = 0;
     for (hyi_subsys *s = k->subsystems; s; s = s->next, i++) {
         hy_subsystem_info *e = &info[i];
         memset(e, 0, sizeof *e);
-        e->name = s->name;
+        e->name = copy_text(&text, s->name);
         subsys_stats(s, &e->stats);
         e->routes = patterns;
         e->scopes = scopes;
-        e->nroutes = subsys_patterns(k, s, patterns, scopes);
+        e->nroutes = subsys_patterns(k, s, patterns, scopes, &text);
         patterns += e->nroutes;
         scopes += e->nroutes;
         e->internal = s == k->kernel_sub;

@@ -284,9 +284,8 @@ int hy_subsystem_register(hy_kernel *k, const char *name, const hy_subsystem_def
     return register_subsystem(k, name, def, false, NULL);
 }
 
-/* Every message the subsystem accepted has been handled or dead-lettered (as
- * quiescent() in kernel.c, for one subsystem). */
-static bool sub_quiescent(hyi_subsys *s)
+/* As quiescent() in kernel.c, for one subsystem. */
+bool hyi_subsys_quiescent(hyi_subsys *s)
 {
     /* acquire: pairs with the release adds at the end of a turn and in
      * hyi_dead_letter_msg */
@@ -296,11 +295,18 @@ static bool sub_quiescent(hyi_subsys *s)
     return atomic_load_explicit(&s->sent, memory_order_relaxed) == done;
 }
 
+static uint64_t sub_done(hyi_subsys *s)
+{
+    /* relaxed: a progress hint only */
+    return atomic_load_explicit(&s->handled, memory_order_relaxed) +
+           atomic_load_explicit(&s->dead, memory_order_relaxed);
+}
+
 /* Poll until sub is quiescent or the deadline (UINT64_MAX: none) passes. */
 static bool wait_quiescent(hyi_subsys *sub, uint64_t deadline)
 {
     long pause_ns = 1000;
-    while (!sub_quiescent(sub)) {
+    while (!hyi_subsys_quiescent(sub)) {
         if (deadline != UINT64_MAX && hyi_now_ns() >= deadline)
             return false;
         struct timespec ts = {0, pause_ns};
@@ -311,10 +317,60 @@ static bool wait_quiescent(hyi_subsys *sub, uint64_t deadline)
     return true;
 }
 
-/* Unregistering keeps the subsystem's memory until close, so nothing a
- * sender, a worker, the passivation thread or a journal completion may still
- * hold is freed under it: withdrawing the routes (which waits out every send
- * in a read section) ends the sends, and the counts end the rest. */
+/* Past the timeout the workers dead-letter what is left, which takes no
+ * handler: wait for that as long as it progresses, but not for a handler
+ * that is still running (blocked, typically): no message done for this long
+ * gives up (HY_EBUSY). */
+#define UNREGISTER_STALL_MS 1000
+
+static bool wait_dead_lettered(hyi_subsys *sub)
+{
+    uint64_t done = sub_done(sub);
+    uint64_t stall_end = hyi_deadline_ns(UNREGISTER_STALL_MS);
+    for (;;) {
+        uint64_t step = hyi_deadline_ns(1);
+        if (wait_quiescent(sub, step < stall_end ? step : stall_end))
+            return true;
+        uint64_t now_done = sub_done(sub);
+        if (now_done != done) {
+            done = now_done;
+            stall_end = hyi_deadline_ns(UNREGISTER_STALL_MS);
+        } else if (hyi_now_ns() >= stall_end) {
+            return false;
+        }
+    }
+}
+
+/* The subsystem named `name`, withdrawn from the router: no send reaches it
+ * any more. Caller holds registry_lock. */
+static int withdraw(hy_kernel *k, const char *name, hyi_subsys **out)
+{
+    /* relaxed: registry_lock orders it against shutdown, as in registration */
+    if (atomic_load_explicit(&k->closed, memory_order_relaxed))
+        return hyi_fail(HY_ECLOSED, "hy_subsystem_unregister: the kernel is shut down");
+    hyi_subsys *sub = NULL;
+    for (hyi_subsys *s = k->subsystems; s && !sub; s = s->next)
+        if (!s->withdrawn && s != k->kernel_sub && strcmp(s->name, name) == 0)
+            sub = s;
+    if (!sub)
+        return hyi_fail(HY_ENOENT, "subsystem '%s' is not registered", name);
+    /* Returns once no send can still reach the subsystem: every send that
+     * matched its routes has counted itself in `sent` by then. */
+    int rc = hyi_router_remove_subsystem(k->router, name);
+    if (rc != 0)
+        return rc;
+    sub->withdrawn = true;
+    /* The passivation thread frees it (reclaim.c) once nothing can reach
+     * it; if the thread cannot start, it is freed at close instead. */
+    (void)hyi_janitor_start(k);
+    *out = sub;
+    return 0;
+}
+
+/* The subsystem leaves the kernel's list only once freed (reclaim.c): until
+ * then drain and stats count it, and nothing that may still hold a pointer
+ * to it (a sender's match, a worker's turn, the passivation thread, a
+ * journal completion) sees it freed. */
 int hy_subsystem_unregister(hy_kernel *k, const char *name, int timeout_ms)
 {
     if (!k || !name)
@@ -325,33 +381,33 @@ int hy_subsystem_unregister(hy_kernel *k, const char *name, int timeout_ms)
         return hyi_fail(HY_EINVAL, "hy_subsystem_unregister from a handler would wait on "
                                    "itself");
     uint64_t deadline = hyi_deadline_ns(timeout_ms);
-    int rc = 0;
     hyi_subsys *sub = NULL;
     pthread_mutex_lock(&k->registry_lock);
-    /* relaxed: registry_lock orders it against shutdown, as in registration */
-    if (atomic_load_explicit(&k->closed, memory_order_relaxed))
-        rc = hyi_fail(HY_ECLOSED, "hy_subsystem_unregister: the kernel is shut down");
-    for (hyi_subsys *s = k->subsystems; rc == 0 && s && !sub; s = s->next)
-        if (!s->withdrawn && strcmp(s->name, name) == 0)
-            sub = s;
-    if (rc == 0 && !sub)
-        rc = hyi_fail(HY_ENOENT, "subsystem '%s' is not registered", name);
-    /* Returns once no send can still reach the subsystem: every send that
-     * matched its routes has counted itself in `sent` by then. */
-    if (rc == 0 && (rc = hyi_router_remove_subsystem(k->router, name)) == 0)
-        sub->withdrawn = true;
+    int rc = withdraw(k, name, &sub);
     pthread_mutex_unlock(&k->registry_lock);
     if (rc != 0)
         return rc;
-    if (wait_quiescent(sub, deadline))
-        return 0;
-    /* seq_cst: a plain flag; whatever the workers take from now on becomes a
-     * dead letter, which the wait below counts */
-    atomic_store_explicit(&sub->unregistered, 1, memory_order_seq_cst);
-    wait_quiescent(sub, UINT64_MAX);
-    return hyi_fail(HY_ETIMEDOUT, "subsystem '%s': messages still queued after %d ms were "
-                                  "dead-lettered",
-                    name, timeout_ms);
+    if (!wait_quiescent(sub, deadline)) {
+        /* seq_cst: a plain flag; whatever the workers take from now on
+         * becomes a dead letter, which the wait below counts */
+        atomic_store_explicit(&sub->unregistered, 1, memory_order_seq_cst);
+        if (wait_dead_lettered(sub))
+            rc = hyi_fail(HY_ETIMEDOUT, "subsystem '%s': messages still queued after %d ms "
+                                        "were dead-lettered",
+                          name, timeout_ms);
+        else
+            rc = hyi_fail(HY_EBUSY, "subsystem '%s': a handler still runs %d ms after the "
+                                    "timeout of %d ms; the rest is dead-lettered and the "
+                                    "subsystem freed once it returns",
+                          name, UNREGISTER_STALL_MS, timeout_ms);
+    }
+    /* The books balanced (or will): the passivation thread takes it from
+     * here, so this thread must not read it any more. */
+    pthread_mutex_lock(&k->registry_lock);
+    sub->reclaimable = true;
+    pthread_mutex_unlock(&k->registry_lock);
+    hyi_janitor_kick(k);
+    return rc;
 }
 
 int hyi_subsystem_register_internal(hy_kernel *k, const char *name,
@@ -394,12 +450,18 @@ int hy_match(hy_kernel *k, const char *path, hy_match_result *out)
     memset(out, 0, sizeof *out);
     size_t len = strnlen(path, HYI_PATH_MAX + 1);
     hyi_match m;
-    int rc = hyi_router_match(k->router, path, len, &m);
+    int rc = hyi_router_read_enter(k->router);
     if (rc != 0)
+        return rc;
+    /* Inside a read section: a binding is freed (reclaim.c) only after a
+     * synchronize, so it stays valid while it is copied out. */
+    rc = hyi_router_match(k->router, path, len, &m);
+    if (rc != 0) {
+        hyi_router_read_exit(k->router);
         return rc == HY_ENOROUTE && !m.subsystem
                    ? hyi_fail(rc, "no subsystem for path '%s'", path)
                    : rc;
-    /* Bindings and subsystems live until close, so these stay valid. */
+    }
     hyi_route_binding *r = m.route;
     out->subsystem = r->sub->name;
     out->pattern = r->pattern;
@@ -409,6 +471,7 @@ int hy_match(hy_kernel *k, const char *path, hy_match_result *out)
         out->params[i].value = path + m.params[i].off;
         out->params[i].len = m.params[i].len;
     }
+    hyi_router_read_exit(k->router);
     return 0;
 }
 
@@ -417,10 +480,13 @@ int hy_ext_path_persistent(hy_kernel *k, const char *path)
     if (!k || !path)
         return hyi_fail(HY_EINVAL, "hy_ext_path_persistent: NULL argument");
     hyi_match m;
-    int rc = hyi_router_match(k->router, path, strnlen(path, HYI_PATH_MAX + 1), &m);
+    int rc = hyi_router_read_enter(k->router);
     if (rc != 0)
         return rc;
-    /* bindings and subsystems live until close */
-    hyi_route_binding *r = m.route;
-    return r->sub->persistent ? 1 : 0;
+    /* inside a read section: see hy_match */
+    rc = hyi_router_match(k->router, path, strnlen(path, HYI_PATH_MAX + 1), &m);
+    if (rc == 0)
+        rc = ((hyi_route_binding *)m.route)->sub->persistent ? 1 : 0;
+    hyi_router_read_exit(k->router);
+    return rc;
 }

@@ -6,11 +6,12 @@
  * is up: single sends, batches, asks (hy_ask from this thread), publishes to a
  * subscription, messages to persistent keyed actors spread over more keys
  * than stay active (they are passivated when idle: a snapshot, then activated
- * again by a later message), and registrations of new subsystems, which then
- * take messages too. hy_subsystem_unregister keeps a subsystem's memory until
- * the kernel closes, so the soak does not churn registrations: they are
- * bounded (REGISTRATIONS, all in the first fifth of the run) and their memory
- * is part of the baseline, not a leak.
+ * again by a later message), and registration churn: each round unregisters
+ * the oldest of LIVE_CHURN subsystems (keyed actors with a state, passivated
+ * when idle) once what it was sent is handled, and registers a new one under
+ * one of CHURN_NAMES names, so names are reused; the live ones take messages
+ * too. An unregistered subsystem's memory is freed in the background, so the
+ * churn must leave the resident set flat like the rest.
  *
  * Every 10 s the resident set is sampled and printed as one JSON line:
  *   {"bench":"soak","scenario":"rss","seconds":T,"rss_bytes":N}
@@ -20,7 +21,8 @@
  * each kind of message this program had accepted must have reached its
  * handler exactly once (no handler here fails, so none may be a dead letter),
  * and the kernel's own books must balance (sent == handled + dead letters of
- * accepted messages, nothing queued). A summary line closes the run. */
+ * accepted messages, nothing queued), or when unregistered subsystems are
+ * not all freed a while after the load stops. A summary line closes the run. */
 #include <ftw.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -33,7 +35,8 @@
 #include "hypha.h"
 
 #define SAMPLE_SECONDS 10
-#define REGISTRATIONS  32
+#define LIVE_CHURN     8      /* churned subsystems registered at a time */
+#define CHURN_NAMES    64     /* the names they cycle through */
 #define KEYS           4000   /* persistent keyed actors, more than stay active */
 #define IDLE_MS        300
 
@@ -188,17 +191,20 @@ int main(int argc, char **argv)
     check(hy_subsystem_register(k, "acct", &acct), "register acct");
     check(hy_subscribe(k, "news://**", on_pub, NULL, NULL), "subscribe");
     static const hy_route reg_routes[] = {
-        {.pattern = "r/{n}", .handler = on_job, .udata = (void *)(intptr_t)C_REG},
+        {.pattern = "r/{n}", .handler = on_job, .udata = (void *)(intptr_t)C_REG, .key = "n"},
     };
-    hy_subsystem_def reg = {.routes = reg_routes, .nroutes = 1};
+    hy_subsystem_def reg = {.routes = reg_routes, .nroutes = 1, .state_init = acct_init,
+                            .state_free = acct_free, .passivate = hy_passivate_discard};
+    hy_stats st0;
+    check(hy_kernel_stats(k, &st0), "stats");
 
     size_t nsamples = (size_t)(seconds / SAMPLE_SECONDS);
     uint64_t *rss = calloc(nsamples + 1, sizeof *rss);
     size_t got = 0;
     uint64_t start = now_ns(), next_sample = start + SAMPLE_SECONDS * 1000000000ull;
     uint64_t end = start + (uint64_t)seconds * 1000000000ull;
-    uint64_t reg_every = (uint64_t)seconds * 1000000000ull / 5 / REGISTRATIONS;
-    unsigned nreg = 0;
+    uint64_t nreg = 0, nunreg = 0; /* live churned subsystems: [nunreg, nreg) */
+    char name[32];
     uint64_t round = 0, key = 0;
     char path[96];
     char bpaths[64][32];
@@ -216,13 +222,16 @@ int main(int argc, char **argv)
         }
         if (t >= end)
             break;
-        /* Registrations, spread over the first fifth. */
-        if (nreg < REGISTRATIONS && t - start >= nreg * reg_every) {
-            char name[32];
-            snprintf(name, sizeof name, "reg%u", nreg);
-            check(hy_subsystem_register(k, name, &reg), "register");
-            nreg++;
+        /* Churn: the oldest goes (the last round's drain had its messages
+         * handled: no time limit needed), a new one comes. */
+        if (nreg - nunreg == LIVE_CHURN) {
+            snprintf(name, sizeof name, "reg%u", (unsigned)(nunreg % CHURN_NAMES));
+            check(hy_subsystem_unregister(k, name, -1), "unregister");
+            nunreg++;
         }
+        snprintf(name, sizeof name, "reg%u", (unsigned)(nreg % CHURN_NAMES));
+        check(hy_subsystem_register(k, name, &reg), "register");
+        nreg++;
         round++;
         for (int i = 0; i < 200; i++) {
             snprintf(path, sizeof path, "work://job/%d", i % 16);
@@ -261,15 +270,25 @@ int main(int argc, char **argv)
             check(hy_send(k, path, "a", 1), "send persistent");
             accepted[C_ACCT]++;
         }
-        for (unsigned i = 0; i < nreg && i < 8; i++) {
-            snprintf(path, sizeof path, "reg%u://r/%llu", (unsigned)((round + i) % nreg),
-                     (unsigned long long)(round % 5));
+        for (unsigned i = 0; i < 16; i++) {
+            uint64_t live = nunreg + (round + i) % (nreg - nunreg);
+            snprintf(path, sizeof path, "reg%u://r/%u", (unsigned)(live % CHURN_NAMES), i % 5);
             check(hy_send(k, path, "r", 1), "send registered");
             accepted[C_REG]++;
         }
         check(hy_kernel_drain(k, 30000), "drain");
     }
     check(hy_kernel_drain(k, 30000), "final drain");
+    /* Every unregistered subsystem is freed in the background soon after:
+     * only the ones registered at the start and the live churned ones stay. */
+    hy_stats st;
+    uint64_t want = st0.subsystems + (nreg - nunreg);
+    for (int i = 0; i < 1000; i++) {
+        check(hy_kernel_stats(k, &st), "stats");
+        if (st.subsystems == want)
+            break;
+        usleep(10000);
+    }
 
     int fail = 0;
     for (int c = 0; c < C__N; c++) {
@@ -280,8 +299,11 @@ int main(int argc, char **argv)
             fail = 1;
         }
     }
-    hy_stats st;
-    check(hy_kernel_stats(k, &st), "stats");
+    if (st.subsystems != want) {
+        fprintf(stderr, "soak: %llu subsystems still registered, want %llu\n",
+                (unsigned long long)st.subsystems, (unsigned long long)want);
+        fail = 1;
+    }
     uint64_t dead = st.dead[HY_DEAD_FAILED] + st.dead[HY_DEAD_DROPPED] +
                     st.dead[HY_DEAD_STOPPED] + st.dead[HY_DEAD_JOURNAL];
     if (st.sent != st.handled + dead || st.queued != 0 || dead != 0 || st.failed != 0) {
@@ -313,12 +335,14 @@ int main(int argc, char **argv)
     }
     printf("{\"bench\":\"soak\",\"scenario\":\"summary\",\"seconds\":%ld,\"rounds\":%llu,"
            "\"sent\":%llu,\"handled\":%llu,\"dead\":%llu,\"activations\":%llu,"
-           "\"passivations\":%llu,\"subsystems\":%llu,\"rss_first_peak\":%llu,"
+           "\"passivations\":%llu,\"subsystems\":%llu,\"registrations\":%llu,"
+           "\"unregistrations\":%llu,\"rss_first_peak\":%llu,"
            "\"rss_last_peak\":%llu,\"rss_growth\":%.4f,\"ok\":%s}\n",
            seconds, (unsigned long long)round, (unsigned long long)st.sent,
            (unsigned long long)st.handled, (unsigned long long)dead,
            (unsigned long long)st.activations, (unsigned long long)st.passivations,
-           (unsigned long long)st.subsystems, (unsigned long long)first,
+           (unsigned long long)st.subsystems, (unsigned long long)nreg,
+           (unsigned long long)nunreg, (unsigned long long)first,
            (unsigned long long)last, growth, fail ? "false" : "true");
     hy_kernel_close(k);
     free(rss);
