@@ -140,6 +140,23 @@ HY_API void hy_ext_dead_letter(hy_kernel *k, const char *path, size_t path_len,
 HY_API hy_ext_reply *hy_ext_reply_defer(hy_ctx *ctx, int64_t *deadline_ms);
 HY_API int hy_ext_reply_finish(hy_ext_reply *r, int err, const void *payload, size_t len);
 
+/* ---------------------------------------------------------------- asks answered by a call */
+
+/* A request whose answer is a call rather than a wait, for a built-in's own
+ * thread that must never block (the NATS exporter answers requests from
+ * libnats' delivery thread). As hy_ask without a timeout: the request goes
+ * to path; when its handler replies, fn(udata, 0, payload, len) runs at once
+ * on the replying thread (the payload is valid during the call only); when
+ * it is released without a reply, fn(udata, HY_ENOENT or HY_EHANDLER, NULL,
+ * 0); a handler that defers its reply (hy_ext_reply_defer) calls fn through
+ * hy_ext_reply_finish. Returns 0 (fn will be called exactly once, perhaps
+ * already) or the error of hy_send (fn is never called). fn must be short
+ * and must not wait; it may send. Thread-safe; not from a handler of k
+ * needing the answer before it returns (it returns at once anyway). */
+typedef void (*hy_ext_answer_fn)(void *udata, int err, const void *payload, size_t len);
+HY_API int hy_ext_ask_cb(hy_kernel *k, const char *path, const void *payload, size_t len,
+                         hy_ext_answer_fn fn, void *udata);
+
 #ifdef __cplusplus
 }
 #endif

@@ -478,16 +478,49 @@ typedef struct ack {
 static void reply_status(nats_state *n, const char *reply, const char *hdr, int err,
                          const void *data, size_t len)
 {
+    if (!hdr) { /* no header: no natsMsg to build */
+        (void)natsConnection_Publish(n->fast, reply, data, (int)len);
+        return;
+    }
     natsMsg *m = NULL;
     if (natsMsg_Create(&m, reply, NULL, data, (int)len) != NATS_OK)
         return;
-    if (hdr) {
-        char v[16];
-        snprintf(v, sizeof v, "%d", err);
-        natsMsgHeader_Set(m, hdr, v);
-    }
+    char v[16];
+    snprintf(v, sizeof v, "%d", err);
+    natsMsgHeader_Set(m, hdr, v);
     (void)natsConnection_PublishMsg(n->fast, m);
     natsMsg_Destroy(m);
+}
+
+static ack *ack_new(nats_state *n, endpoint *ep, const char *reply)
+{
+    size_t rl = strlen(reply);
+    ack *a = malloc(sizeof *a + rl + 1);
+    if (!a)
+        return NULL;
+    a->n = n;
+    a->ep = ep;
+    memcpy(a->reply, reply, rl + 1);
+    /* the connection outlives every answer still to publish */
+    atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
+    return a;
+}
+
+static void ack_free(ack *a)
+{
+    state_unref(a->n);
+    free(a);
+}
+
+/* On the worker that replied (or released the request): publish the answer
+ * to a request from the other process. */
+static void on_answer(void *udata, int err, const void *data, size_t len)
+{
+    ack *a = udata;
+    reply_status(a->n, a->reply, err ? "Hy-Error" : NULL, err, data, len);
+    atomic_fetch_add_explicit(err ? &a->ep->st.dropped : &a->ep->st.acked, 1,
+                              memory_order_relaxed);
+    ack_free(a);
 }
 
 /* On the journal's thread: the durable send is journaled (or will not be). */
@@ -497,8 +530,7 @@ static void on_journaled(void *udata, int status)
     reply_status(a->n, a->reply, "Hy-Status", status, NULL, 0);
     if (status == 0)
         atomic_fetch_add_explicit(&a->ep->st.acked, 1, memory_order_relaxed);
-    state_unref(a->n);
-    free(a);
+    ack_free(a);
 }
 
 static void on_export(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
@@ -521,38 +553,23 @@ static void on_export(natsConnection *nc, natsSubscription *sub, natsMsg *m, voi
     const char *v = NULL;
     if (rc < 0) {
         rc = HY_EBADPATH;
-    } else if (reply && *reply && natsMsgHeader_Get(m, "Hy-Durable", &v) == NATS_OK) {
-        size_t rl = strlen(reply);
-        ack *a = malloc(sizeof *a + rl + 1);
-        if (!a) {
-            rc = HY_ENOMEM;
-        } else {
-            a->n = n;
-            a->ep = ep;
-            memcpy(a->reply, reply, rl + 1);
-            atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
-            rc = hy_send_durable(k, path, data, len, on_journaled, a);
-            if (rc != 0) {
-                state_unref(n);
-                free(a);
-            } else {
-                natsMsg_Destroy(m);
-                return;
-            }
-        }
     } else if (reply && *reply) {
-        void *out = NULL;
-        size_t out_len = 0;
-        int64_t ms = n->ask_timeout_ms;
-        rc = hy_ask(k, path, data, len, &out, &out_len, (int)ms);
-        reply_status(n, reply, rc ? "Hy-Error" : NULL, rc, out, out_len);
-        hy_free(out);
-        if (rc == 0)
-            atomic_fetch_add_explicit(&ep->st.acked, 1, memory_order_relaxed);
+        /* A durable send is acked from the journal's thread, a request
+         * answered from the replying worker: this thread never waits. */
+        bool durable = natsMsgHeader_Get(m, "Hy-Durable", &v) == NATS_OK;
+        ack *a = ack_new(n, ep, reply);
+        if (!a)
+            rc = HY_ENOMEM;
+        else if (durable)
+            rc = hy_send_durable(k, path, data, len, on_journaled, a);
         else
-            atomic_fetch_add_explicit(&ep->st.dropped, 1, memory_order_relaxed);
-        natsMsg_Destroy(m);
-        return;
+            rc = hy_ext_ask_cb(k, path, data, len, on_answer, a);
+        if (rc == 0) {
+            natsMsg_Destroy(m);
+            return;
+        }
+        if (a)
+            ack_free(a);
     } else {
         rc = hy_send(k, path, data, len);
     }
