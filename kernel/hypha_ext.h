@@ -157,6 +157,44 @@ typedef void (*hy_ext_answer_fn)(void *udata, int err, const void *payload, size
 HY_API int hy_ext_ask_cb(hy_kernel *k, const char *path, const void *payload, size_t len,
                          hy_ext_answer_fn fn, void *udata);
 
+/* ---------------------------------------------------------------- forwarding subsystems */
+
+/* A subsystem whose messages are carried elsewhere (the NATS import) may
+ * take them on the sender's thread rather than through its actor: no
+ * message is built, queued or handled here, so a forwarded send costs what
+ * the carrying costs. Only plain sends (hy_send, hy_send_as, hy_send_batch)
+ * and durable ones (hy_send_durable, _as) are offered; asks and replies go
+ * through the actor as ever. The hooks run inside the send, so they must not
+ * wait long; they see the path after routing (the route's udata says which
+ * route matched) and never a replaying handler's sends (suppressed first).
+ * A forwarded message is not counted in the subsystem's sent / handled
+ * figures (it never reaches its actor): the built-in counts its own.
+ *
+ * send: 0 (taken), an HY_E* code (the sender gets it; the hook counts or
+ * dead-letters it), or HY_EXT_FORWARD_DECLINE (deliver it to the actor as
+ * usual: e.g. a keyed route the hook leaves to its handler). The items of
+ * a hy_send_batch it takes are offered one after the other, on the
+ * sender's thread, with nothing in between.
+ * send_durable: as hy_send_durable's contract: 0 and on_durable(udata, ...)
+ * exactly once later, or an error and never; HY_EXT_FORWARD_DECLINE as for
+ * send. NULL: hy_send_durable to the subsystem is refused as for any
+ * non-persistent one. */
+#define HY_EXT_FORWARD_DECLINE 1
+typedef struct hy_ext_forward_ops {
+    int (*send)(void *self, void *route_udata, const char *path, size_t path_len,
+                const void *payload, size_t len);
+    int (*send_durable)(void *self, void *route_udata, const char *path, size_t path_len,
+                        const void *payload, size_t len,
+                        void (*on_durable)(void *udata, int status), void *udata);
+} hy_ext_forward_ops;
+
+/* Make the registered subsystem name forward through ops (which must
+ * outlive the kernel) with self. Once per subsystem. Returns 0, HY_EINVAL
+ * (NULLs, or a persistent subsystem: its messages must be journaled here),
+ * HY_ENOENT (no such subsystem) or HY_EEXIST. */
+HY_API int hy_ext_forward_set(hy_kernel *k, const char *name, const hy_ext_forward_ops *ops,
+                              void *self);
+
 #ifdef __cplusplus
 }
 #endif

@@ -124,6 +124,10 @@ struct hyi_subsys {
     _Atomic uint64_t refused;   /* sends refused for a scope (principal.c) */
     /* Its handlers' sends act as the trusted principal (hy_subsystem_def.trusted). */
     bool trusted;
+    /* hy_ext_forward_set: plain and durable sends taken on the sender's
+     * thread (send.c); fwd_self is written before fwd is published. */
+    _Atomic(const hy_ext_forward_ops *) fwd;
+    void *fwd_self;
     char name[HYI_NAME_MAX + 1];
 };
 

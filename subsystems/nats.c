@@ -209,6 +209,41 @@ static int keyed_path(const char *subject, char *out, size_t cap, long *part)
     return path_of(name, (size_t)(dot - name), e, out, cap);
 }
 
+/* A stream repeats its paths (many messages to one route), so each thread
+ * keeps the last mapping it made, each way, and reuses it when the same
+ * input comes again: the importer's worker and the exporter's delivery
+ * thread then skip the encoding. */
+#define MAP_MAX 1024
+typedef struct map_memo {
+    size_t in_len;      /* 0: empty */
+    long part;
+    int out_len;        /* what the mapping returned */
+    char in[MAP_MAX];
+    char out[MAP_MAX];
+} map_memo;
+static _Thread_local map_memo tl_to_subject, tl_to_path;
+
+/* subject_of through this thread's memo; *out points into the memo (valid
+ * until this thread's next call). */
+static int subject_memo(const char *path, size_t path_len, long part, const char **out)
+{
+    map_memo *m = &tl_to_subject;
+    if (!(m->in_len == path_len && m->part == part && memcmp(m->in, path, path_len) == 0)) {
+        if (path_len >= MAP_MAX)
+            return HY_ETOOBIG;
+        m->in_len = 0;
+        int rc = subject_of(path, part, m->out, sizeof m->out);
+        if (rc < 0)
+            return rc;
+        memcpy(m->in, path, path_len);
+        m->in_len = path_len;
+        m->part = part;
+        m->out_len = rc;
+    }
+    *out = m->out;
+    return m->out_len;
+}
+
 static uint64_t fnv1a(const char *s, size_t n)
 {
     uint64_t h = 14695981039346656037ull;
@@ -222,6 +257,31 @@ uint32_t hy_nats_partition(const char *key, size_t key_len, uint32_t partitions)
     if (!key || partitions == 0)
         return 0;
     return (uint32_t)(fnv1a(key, key_len) % partitions);
+}
+
+/* The path (and partition, -1 for none) of an exported subject, through
+ * this thread's memo; *out points into the memo. */
+static int path_memo(const char *subj, long *part, const char **out)
+{
+    map_memo *m = &tl_to_path;
+    size_t n = strnlen(subj, MAP_MAX);
+    if (!(m->in_len == n && memcmp(m->in, subj, n) == 0)) {
+        if (n >= MAP_MAX)
+            return HY_EBADPATH;
+        m->in_len = 0;
+        long p = -1;
+        int rc = subj[5] == 'p' ? keyed_path(subj, m->out, sizeof m->out, &p)
+                                : hy_nats_path(subj, m->out, sizeof m->out);
+        if (rc < 0)
+            return rc;
+        memcpy(m->in, subj, n);
+        m->in_len = n;
+        m->part = p;
+        m->out_len = rc;
+    }
+    *part = m->part;
+    *out = m->out;
+    return m->out_len;
 }
 
 /* ------------------------------------------------------------ state */
@@ -248,6 +308,7 @@ typedef struct endpoint {
     uint32_t partitions;
     /* import */
     char key[64];
+    char key_pattern[256];
     uint64_t key_route;         /* the udata that marks the keyed route */
 } endpoint;
 
@@ -543,10 +604,9 @@ static void on_export(natsConnection *nc, natsSubscription *sub, natsMsg *m, voi
     const char *reply = natsMsg_GetReply(m);
     const void *data = natsMsg_GetData(m);
     size_t len = (size_t)natsMsg_GetDataLength(m);
-    char path[PATH_MAX_];
+    const char *path = NULL;
     long part = -1;
-    int rc = subj[5] == 'p' ? keyed_path(subj, path, sizeof path, &part)
-                            : hy_nats_path(subj, path, sizeof path);
+    int rc = path_memo(subj, &part, &path);
     if (rc >= 0 && part >= (long)ep->partitions && part >= 0)
         rc = HY_EBADPATH;
     atomic_fetch_add_explicit(&ep->st.received, 1, memory_order_relaxed);
@@ -587,12 +647,55 @@ static void on_export(natsConnection *nc, natsSubscription *sub, natsMsg *m, voi
 
 /* ------------------------------------------------------------ import */
 
+/* A plain send: no headers, so straight from the payload, no natsMsg. */
+static int publish_plain(endpoint *ep, const char *subj, const void *data, size_t len)
+{
+    nats_state *n = ep->n;
+    int rc;
+    if (atomic_load_explicit(&n->stopped, memory_order_acquire))
+        rc = HY_ECLOSED;
+    else if (n->buf_bytes < 0 && natsConnection_Status(n->nc) != NATS_CONN_STATUS_CONNECTED)
+        rc = HY_EDISCONNECTED;
+    else
+        rc = nats_err(natsConnection_Publish(n->nc, subj, data, (int)len));
+    atomic_fetch_add_explicit(rc ? &ep->st.dropped : &ep->st.published, 1,
+                              memory_order_relaxed);
+    return rc;
+}
+
+/* A durable send: a request the owner acks once journaled. */
+static int durable_request(endpoint *e, const char *subj, const void *payload, size_t len,
+                           void (*on_durable)(void *, int), void *udata)
+{
+    nats_state *n = e->n;
+    if (atomic_load_explicit(&n->stopped, memory_order_acquire))
+        return HY_ECLOSED;
+    if (n->buf_bytes < 0 && natsConnection_Status(n->fast) != NATS_CONN_STATUS_CONNECTED)
+        return hy_ext_fail(HY_EDISCONNECTED, "NATS: not connected");
+    pending *p = calloc(1, sizeof *p);
+    if (!p)
+        return HY_ENOMEM;
+    p->ep = e;
+    p->on_durable = on_durable;
+    p->udata = udata;
+    p->deadline_ns = now_ns() + (uint64_t)n->ask_timeout_ms * 1000000u;
+    int rc = request(n, p, subj, payload, len, true);
+    if (rc != 0) {
+        free(p);
+        atomic_fetch_add_explicit(&e->st.dropped, 1, memory_order_relaxed);
+        return rc;
+    }
+    atomic_fetch_add_explicit(&e->st.published, 1, memory_order_relaxed);
+    return 0;
+}
+
+
 static int import_handler(hy_ctx *ctx, const hy_msg *msg)
 {
     endpoint *ep = hy_subsystem_udata(ctx);
     nats_state *n = ep->n;
-    size_t len;
-    const char *path = hy_msg_path(msg, NULL);
+    size_t len, path_len;
+    const char *path = hy_msg_path(msg, &path_len);
     const void *data = hy_msg_payload(msg, &len);
     long part = -1;
     if (hy_route_udata(ctx) == &ep->key_route && ep->partitions) {
@@ -601,8 +704,8 @@ static int import_handler(hy_ctx *ctx, const hy_msg *msg)
         if (key)
             part = (long)hy_nats_partition(key, kl, ep->partitions);
     }
-    char subj[SUBJ_MAX];
-    int rc = subject_of(path, part, subj, sizeof subj);
+    const char *subj;
+    int rc = subject_memo(path, path_len, part, &subj);
     if (rc < 0)
         return rc;
     int64_t deadline_ms = -1;
@@ -626,20 +729,56 @@ static int import_handler(hy_ctx *ctx, const hy_msg *msg)
         atomic_fetch_add_explicit(&ep->st.published, 1, memory_order_relaxed);
         return 0;
     }
-    /* no headers: straight from the payload, no natsMsg to build */
-    if (atomic_load_explicit(&n->stopped, memory_order_acquire))
-        rc = HY_ECLOSED;
-    else if (n->buf_bytes < 0 && natsConnection_Status(n->nc) != NATS_CONN_STATUS_CONNECTED)
-        rc = HY_EDISCONNECTED;
-    else
-        rc = nats_err(natsConnection_Publish(n->nc, subj, data, (int)len));
-    if (rc != 0) {
-        atomic_fetch_add_explicit(&ep->st.dropped, 1, memory_order_relaxed);
-        return rc; /* a dead letter HY_DEAD_FAILED: at most once */
-    }
-    atomic_fetch_add_explicit(&ep->st.published, 1, memory_order_relaxed);
-    return 0;
+    return publish_plain(ep, subj, data, len);
 }
+
+/* The partition of a keyed path of ep (hy_match: the import's key route
+ * names the key), or -1. */
+static long partition_of(endpoint *ep, const char *path)
+{
+    if (!ep->partitions)
+        return -1;
+    hy_match_result mr;
+    if (hy_match(ep->n->k, path, &mr) != 0 || strcmp(mr.pattern, ep->key_pattern) != 0)
+        return -1;
+    for (unsigned i = 0; i < mr.nparams; i++)
+        if (strcmp(mr.params[i].name, ep->key) == 0)
+            return (long)hy_nats_partition(mr.params[i].value, mr.params[i].len,
+                                           ep->partitions);
+    return -1;
+}
+
+/* hy_send to an imported path, on the sender's thread (hy_ext_forward_set):
+ * published at once, with no message built or queued here. What cannot be
+ * published is refused to the sender and kept as a dead letter. */
+static int forward_send(void *self, void *route_udata, const char *path, size_t path_len,
+                        const void *payload, size_t len)
+{
+    endpoint *ep = self;
+    long part = route_udata == &ep->key_route ? partition_of(ep, path) : -1;
+    const char *subj;
+    int rc = subject_memo(path, path_len, part, &subj);
+    if (rc >= 0)
+        rc = publish_plain(ep, subj, payload, len);
+    if (rc != 0)
+        hy_ext_dead_letter(ep->n->k, path, path_len, payload, len, HY_DEAD_REMOTE);
+    return rc;
+}
+
+static int forward_durable(void *self, void *route_udata, const char *path, size_t path_len,
+                           const void *payload, size_t len,
+                           void (*on_durable)(void *, int), void *udata)
+{
+    endpoint *ep = self;
+    long part = route_udata == &ep->key_route ? partition_of(ep, path) : -1;
+    const char *subj;
+    int rc = subject_memo(path, path_len, part, &subj);
+    if (rc < 0)
+        return rc;
+    return durable_request(ep, subj, payload, len, on_durable, udata);
+}
+
+static const hy_ext_forward_ops import_forward = {forward_send, forward_durable};
 
 /* ------------------------------------------------------------ attach */
 
@@ -913,14 +1052,18 @@ int hy_nats_import(hy_kernel *k, const char *name, const hy_nats_import_opts *op
         return rc;
     if (!opts)
         opts = &defaults;
-    if (opts->partitions && (!opts->key_pattern || !opts->key || strlen(opts->key) >= 64))
-        return hy_ext_fail(HY_EINVAL, "a partitioned import needs key_pattern and key");
+    if (opts->partitions && (!opts->key_pattern || !opts->key || strlen(opts->key) >= 64 ||
+                             strlen(opts->key_pattern) >= 256))
+        return hy_ext_fail(HY_EINVAL, "a partitioned import needs key_pattern (under 256 "
+                                      "bytes) and key (under 64)");
     endpoint *e = endpoint_new(n, name, true);
     if (!e)
         return HY_ENOMEM;
     e->partitions = opts->partitions;
-    if (opts->key)
+    if (opts->partitions) {
         snprintf(e->key, sizeof e->key, "%s", opts->key);
+        snprintf(e->key_pattern, sizeof e->key_pattern, "%s", opts->key_pattern);
+    }
     hy_route routes[2];
     memset(routes, 0, sizeof routes);
     size_t nr = 0;
@@ -945,7 +1088,9 @@ int hy_nats_import(hy_kernel *k, const char *name, const hy_nats_import_opts *op
         return rc;
     }
     endpoint_add(n, e);
-    return 0;
+    /* from here on plain and durable sends skip the actor; until then they
+     * went through the handler, which carries them as well */
+    return hy_ext_forward_set(k, name, &import_forward, e);
 }
 
 /* ------------------------------------------------------------ publish bridge */
@@ -1065,38 +1210,11 @@ int hy_nats_send_durable(hy_kernel *k, const char *path, const void *payload, si
     endpoint *e = endpoint_find(n, name, true);
     if (!e)
         return hy_ext_fail(HY_ENOROUTE, "'%s' is not imported", name);
-    long part = -1;
-    if (e->partitions) {
-        hy_match_result mr;
-        int mrc = hy_match(k, path, &mr);
-        if (mrc != 0)
-            return mrc;
-        for (unsigned i = 0; i < mr.nparams; i++)
-            if (strcmp(mr.params[i].name, e->key) == 0)
-                part = (long)hy_nats_partition(mr.params[i].value, mr.params[i].len,
-                                               e->partitions);
-    }
     char subj[SUBJ_MAX];
-    int rc = subject_of(path, part, subj, sizeof subj);
+    int rc = subject_of(path, partition_of(e, path), subj, sizeof subj);
     if (rc < 0)
         return rc;
-    if (n->buf_bytes < 0 && natsConnection_Status(n->fast) != NATS_CONN_STATUS_CONNECTED)
-        return hy_ext_fail(HY_EDISCONNECTED, "NATS: not connected");
-    pending *p = calloc(1, sizeof *p);
-    if (!p)
-        return HY_ENOMEM;
-    p->ep = e;
-    p->on_durable = on_durable;
-    p->udata = udata;
-    p->deadline_ns = now_ns() + (uint64_t)n->ask_timeout_ms * 1000000u;
-    rc = request(n, p, subj, payload, len, true);
-    if (rc != 0) {
-        free(p);
-        atomic_fetch_add_explicit(&e->st.dropped, 1, memory_order_relaxed);
-        return rc;
-    }
-    atomic_fetch_add_explicit(&e->st.published, 1, memory_order_relaxed);
-    return 0;
+    return durable_request(e, subj, payload, len, on_durable, udata);
 }
 
 int hy_nats_stats_get(hy_kernel *k, const char *name, hy_nats_stats *out)

@@ -593,13 +593,17 @@ static void test_server_restart(void **st)
     assert_int_equal(hy_ask(k, "calc://echo", "a", 1, &rep, &rl, 1000), HY_EDISCONNECTED);
     assert_int_equal(hy_nats_send_durable(k, "ledger://put", "x", 1, on_durable, NULL),
                      HY_EDISCONNECTED);
-    /* a plain send is accepted locally and fails in the importer's handler */
+    /* a plain send is published on the sender's thread: refused at once,
+     * and kept as a dead letter */
     hy_stats s0, s1;
     assert_int_equal(hy_kernel_stats(k, &s0), 0);
-    assert_int_equal(hy_send(k, "calc://echo", "a", 1), 0);
-    assert_int_equal(hy_kernel_drain(k, 1000), 0);
+    assert_int_equal(hy_send(k, "calc://echo", "a", 1), HY_EDISCONNECTED);
+    hy_send_item items[2] = {{"calc://echo", "a", 1}, {"calc://echo", "b", 1}};
+    size_t accepted = 9;
+    assert_int_equal(hy_send_batch(k, items, 2, &accepted), HY_EDISCONNECTED);
+    assert_int_equal(accepted, 0);
     assert_int_equal(hy_kernel_stats(k, &s1), 0);
-    assert_int_equal(s1.dead[HY_DEAD_FAILED], s0.dead[HY_DEAD_FAILED] + 1);
+    assert_int_equal(s1.dead[HY_DEAD_REMOTE], s0.dead[HY_DEAD_REMOTE] + 2);
     server_start();
     int rc = -1;
     for (int i = 0; i < 300 && rc != 0; i++) {
