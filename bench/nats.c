@@ -16,6 +16,10 @@
  *                  (with libnats' default buffering a raw round trip waits
  *                  for the flusher: under 1 k/s here).
  *
+ * Like with like: 16-byte payloads, subjects of the same depth ("hypha.
+ * bench.t" and "raw.bench.t"), one sending process, one receiving process
+ * and the server, started afresh each round, the two sides alternating.
+ *
  * ROUNDS rounds, one JSON line per contender and round, then median-* lines
  * and ratio-* lines (hypha / raw of the medians; the target is 0.80,
  * reported, never asserted). A round fails when a message is lost. */
@@ -37,7 +41,7 @@
 #include "bench.h"
 #include "hypha.h"
 
-#define ROUNDS 3
+#define ROUNDS 5
 
 static char url[64];
 static uint64_t target;
@@ -146,8 +150,8 @@ static pid_t receiver(bool hypha, unsigned workers, int *rfd)
         natsConnection *nc;
         natsSubscription *s1, *s2;
         if (raw_connect(&nc, true) != NATS_OK ||
-            natsConnection_Subscribe(&s1, nc, "raw.t", raw_on_msg, NULL) != NATS_OK ||
-            natsConnection_Subscribe(&s2, nc, "raw.echo", raw_on_msg, NULL) != NATS_OK ||
+            natsConnection_Subscribe(&s1, nc, "raw.bench.t", raw_on_msg, NULL) != NATS_OK ||
+            natsConnection_Subscribe(&s2, nc, "raw.bench.echo", raw_on_msg, NULL) != NATS_OK ||
             natsSubscription_SetPendingLimits(s1, -1, -1) != NATS_OK ||
             natsConnection_Flush(nc) != NATS_OK)
             _exit(1);
@@ -238,8 +242,8 @@ static double round_raw(bool ask, uint64_t n)
     if (ask) {
         for (i = 0; i < n; i++) {
             natsMsg *rep;
-            if (natsConnection_Request(&rep, nc, "raw.echo", payload, sizeof payload, 5000) !=
-                NATS_OK)
+            if (natsConnection_Request(&rep, nc, "raw.bench.echo", payload, sizeof payload,
+                                       5000) != NATS_OK)
                 break;
             natsMsg_Destroy(rep);
         }
@@ -247,7 +251,7 @@ static double round_raw(bool ask, uint64_t n)
             rate = (double)n / ((double)(bench_now_ns() - t0) / 1e9);
     } else {
         for (i = 0; i < n; i++)
-            if (natsConnection_Publish(nc, "raw.t", payload, sizeof payload) != NATS_OK)
+            if (natsConnection_Publish(nc, "raw.bench.t", payload, sizeof payload) != NATS_OK)
                 break;
         if (i == n && natsConnection_Flush(nc) == NATS_OK && read(rfd, &c, 1) == 1)
             rate = (double)n / ((double)(bench_now_ns() - t0) / 1e9);

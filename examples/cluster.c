@@ -95,8 +95,21 @@ int main(int argc, char **argv)
     hy_kernel *k = connect_to(url);
     if (hy_nats_import(k, "orders", NULL) != 0)
         return 1;
+    /* A plain send to an imported path is published on this thread; a
+     * batch goes out back to back, written to the server together. */
     for (int i = 0; i < 3; i++)
         hy_send(k, "orders://item/42/add", "mug", 3);
+    hy_send_item batch[2];
+    memset(batch, 0, sizeof batch);
+    batch[0].path = "orders://item/7/add";
+    batch[0].payload = "cup";
+    batch[0].len = 3;
+    batch[1].path = "orders://item/8/add";
+    batch[1].payload = "jug";
+    batch[1].len = 3;
+    size_t accepted = 0;
+    hy_send_batch(k, batch, 2, &accepted);
+    printf("batch: %zu accepted\n", accepted);
     /* An ask is a NATS request, answered by the worker's hy_reply. (It
      * travels on a connection of its own, so it may overtake the sends.) */
     void *reply;

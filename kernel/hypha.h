@@ -1327,7 +1327,6 @@ typedef struct hy_nats_stats {
     uint64_t published;  /**< messages and requests sent to NATS */
     uint64_t received;   /**< messages and answers from NATS */
     uint64_t acked;      /**< requests answered, durable sends acknowledged */
-    uint64_t retried;    /**< resends (none yet: libnats' reconnect buffer replays) */
     uint64_t dropped;    /**< sends that failed, requests that failed */
     uint64_t reconnects; /**< of the connection */
 } hy_nats_stats;

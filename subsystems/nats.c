@@ -290,7 +290,7 @@ static int path_memo(const char *subj, long *part, const char **out)
 #define PATH_MAX_ 1024
 
 typedef struct nstats {
-    _Atomic uint64_t published, received, acked, retried, dropped;
+    _Atomic uint64_t published, received, acked, dropped;
 } nstats;
 
 typedef struct nats_state nats_state;
@@ -1235,7 +1235,6 @@ int hy_nats_stats_get(hy_kernel *k, const char *name, hy_nats_stats *out)
         out->published += atomic_load_explicit(&e->st.published, memory_order_relaxed);
         out->received += atomic_load_explicit(&e->st.received, memory_order_relaxed);
         out->acked += atomic_load_explicit(&e->st.acked, memory_order_relaxed);
-        out->retried += atomic_load_explicit(&e->st.retried, memory_order_relaxed);
         out->dropped += atomic_load_explicit(&e->st.dropped, memory_order_relaxed);
     }
     pthread_mutex_unlock(&n->mu);
