@@ -510,12 +510,19 @@ static int request(nats_state *n, pending *p, const char *subj, const void *data
                    bool durable)
 {
     char reply[160];
+    /* p is the sweeper's or the inbox's to finish (and free) from the
+     * unlock on: only the id is read after */
     pthread_mutex_lock(&n->mu);
-    p->id = ++n->next_id;
+    if (atomic_load_explicit(&n->stopped, memory_order_relaxed)) {
+        /* the sweeper is gone (or going): nobody would finish it */
+        pthread_mutex_unlock(&n->mu);
+        return HY_ECLOSED;
+    }
+    uint64_t id = p->id = ++n->next_id;
     p->next = n->pend;
     n->pend = p;
     pthread_mutex_unlock(&n->mu);
-    snprintf(reply, sizeof reply, "%s.%" PRIu64, n->inbox, p->id);
+    snprintf(reply, sizeof reply, "%s.%" PRIu64, n->inbox, id);
     natsMsg *m = NULL;
     int rc = nats_err(natsMsg_Create(&m, subj, reply, data, (int)len));
     if (rc == 0 && durable)
@@ -523,7 +530,7 @@ static int request(nats_state *n, pending *p, const char *subj, const void *data
     if (rc == 0)
         rc = publish(n, n->fast, m);
     natsMsg_Destroy(m);
-    if (rc != 0 && pending_take(n, p->id) != p)
+    if (rc != 0 && !pending_take(n, id))
         return 0; /* the sweeper took it meanwhile and finishes it */
     return rc;
 }
