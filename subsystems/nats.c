@@ -303,8 +303,12 @@ typedef struct endpoint {
     bool bridge;                /* hy_nats_bridge_publish */
     nstats st;
     /* export */
-    natsSubscription *subs[64 + 2];
+    natsSubscription *subs[2 + 2 * 64];
     unsigned nsubs;
+    /* an export reads each subscription on a thread of its own (export_main) */
+    pthread_t readers[2 + 2 * 64];
+    unsigned nreaders;
+    _Atomic int closing;        /* the readers stop once their queue is empty */
     uint32_t partitions;
     /* import */
     char key[64];
@@ -601,10 +605,10 @@ static void on_journaled(void *udata, int status)
     ack_free(a);
 }
 
-static void on_export(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+/* One message from NATS for an export: a plain send, a durable send or a
+ * request. Destroys m. */
+static void export_one(endpoint *ep, natsMsg *m)
 {
-    (void)nc, (void)sub;
-    endpoint *ep = arg;
     nats_state *n = ep->n;
     hy_kernel *k = n->k;
     const char *subj = natsMsg_GetSubject(m);
@@ -650,6 +654,132 @@ static void on_export(natsConnection *nc, natsSubscription *sub, natsMsg *m, voi
             reply_status(n, reply, v ? "Hy-Status" : "Hy-Error", rc, NULL, 0);
     }
     natsMsg_Destroy(m);
+}
+
+#define EXPORT_BATCH 64
+#define EXPORT_ARENA (64 * 1024)
+
+typedef struct export_reader {
+    endpoint *ep;
+    natsSubscription *sub;
+    natsMsg *held[EXPORT_BATCH];
+    hy_send_item items[EXPORT_BATCH];
+    size_t n, used;
+    char arena[EXPORT_ARENA];   /* the items' paths */
+} export_reader;
+
+/* Send the plain messages gathered so far as one hy_send_batch (one route
+ * lookup per run of one path, one push and wake-up per actor); an item the
+ * kernel refuses is counted and skipped, as hy_send's refusal would be. */
+static void export_flush(export_reader *r)
+{
+    endpoint *ep = r->ep;
+    hy_kernel *k = ep->n->k;
+    for (size_t off = 0; off < r->n;) {
+        size_t acc = 0;
+        int rc = hy_send_batch(k, r->items + off, r->n - off, &acc);
+        if (rc == 0)
+            break;
+        size_t bad = off + acc;
+        atomic_fetch_add_explicit(&ep->st.dropped, 1, memory_order_relaxed);
+        if (rc == HY_EBADPATH || rc == HY_ETOOBIG) {
+            const char *subj = natsMsg_GetSubject(r->held[bad]);
+            hy_ext_dead_letter(k, subj, strlen(subj), r->items[bad].payload, r->items[bad].len,
+                               HY_DEAD_REMOTE);
+        }
+        off = bad + 1;
+    }
+    for (size_t i = 0; i < r->n; i++)
+        natsMsg_Destroy(r->held[i]);
+    r->n = r->used = 0;
+}
+
+/* Gather m into the batch if it is a plain send to a path; false if not. */
+static bool export_gather(export_reader *r, natsMsg *m)
+{
+    const char *reply = natsMsg_GetReply(m);
+    if (reply && *reply)
+        return false;
+    const char *path;
+    long part = -1;
+    int rc = path_memo(natsMsg_GetSubject(m), &part, &path);
+    if (rc < 0 || (part >= 0 && part >= (long)r->ep->partitions) ||
+        r->used + (size_t)rc + 1 > EXPORT_ARENA)
+        return false;
+    char *copy = r->arena + r->used;
+    memcpy(copy, path, (size_t)rc + 1);
+    r->used += (size_t)rc + 1;
+    r->items[r->n] = (hy_send_item){copy, natsMsg_GetData(m),
+                                    (size_t)natsMsg_GetDataLength(m)};
+    r->held[r->n++] = m;
+    atomic_fetch_add_explicit(&r->ep->st.received, 1, memory_order_relaxed);
+    return true;
+}
+
+/* An export's subscription, read here rather than by a libnats callback:
+ * what is already queued when a message comes is taken with it, and the
+ * plain sends among them go to the kernel as one batch, in order (a request
+ * or a durable send first flushes what was gathered before it). Ends when
+ * the subscription does, or once closing with nothing queued. */
+static void *export_main(void *arg)
+{
+    export_reader *r = arg;
+    endpoint *ep = r->ep;
+    for (;;) {
+        natsMsg *m = NULL;
+        natsStatus s = natsSubscription_NextMsg(&m, r->sub, 100);
+        if (s == NATS_TIMEOUT) {
+            if (atomic_load_explicit(&ep->closing, memory_order_acquire))
+                break;
+            continue;
+        }
+        if (s != NATS_OK)
+            break;
+        for (;;) {
+            if (!export_gather(r, m)) {
+                export_flush(r);
+                export_one(ep, m);
+            } else if (r->n == EXPORT_BATCH) {
+                export_flush(r);
+            }
+            int queued = 0;
+            if (natsSubscription_GetPending(r->sub, &queued, NULL) != NATS_OK || queued <= 0 ||
+                natsSubscription_NextMsg(&m, r->sub, 100) != NATS_OK)
+                break;
+        }
+        export_flush(r);
+    }
+    free(r);
+    return NULL;
+}
+
+/* Stop the readers of e (after its subscriptions were drained or
+ * unsubscribed) and wait for them. */
+static void export_readers_join(endpoint *e)
+{
+    atomic_store_explicit(&e->closing, 1, memory_order_release);
+    for (unsigned i = 0; i < e->nreaders; i++)
+        pthread_join(e->readers[i], NULL);
+    e->nreaders = 0;
+}
+
+/* Start a reader per subscription of e. */
+static int export_readers_start(endpoint *e)
+{
+    for (unsigned i = 0; i < e->nsubs; i++) {
+        export_reader *r = malloc(sizeof *r);
+        if (!r)
+            return HY_ENOMEM;
+        r->ep = e;
+        r->sub = e->subs[i];
+        r->n = r->used = 0;
+        if (pthread_create(&e->readers[e->nreaders], NULL, export_main, r) != 0) {
+            free(r);
+            return hy_ext_fail(HY_ESYS, "NATS: cannot start an export's reader thread");
+        }
+        e->nreaders++;
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------ import */
@@ -807,11 +937,15 @@ static void nats_stop(hy_kernel *k, void *state)
     pthread_mutex_unlock(&n->mu);
     if (n->sweeper_started)
         pthread_join(n->sweeper, NULL);
-    /* Drain each export (its callbacks under way finish), then the inbox. */
+    /* Drain each subscription (the server stops sending to it; what is
+     * queued is still handled): the bridges' callbacks finish, the
+     * exports' readers end once their queues are empty. Then the inbox. */
     for (endpoint *e = eps; e; e = e->next)
         for (unsigned i = 0; i < e->nsubs; i++)
-            if (natsSubscription_Drain(e->subs[i]) == NATS_OK)
+            if (natsSubscription_Drain(e->subs[i]) == NATS_OK && e->nreaders == 0)
                 (void)natsSubscription_WaitForDrainCompletion(e->subs[i], 2000);
+    for (endpoint *e = eps; e; e = e->next)
+        export_readers_join(e);
     (void)natsConnection_FlushTimeout(n->nc, 1000);
     (void)natsConnection_FlushTimeout(n->fast, 1000);
     if (n->inbox_sub && natsSubscription_Drain(n->inbox_sub) == NATS_OK)
@@ -987,10 +1121,10 @@ static int ready(hy_kernel *k, const char *name, nats_state **out)
 static int subscribe(endpoint *e, const char *subj, const char *queue)
 {
     if (e->nsubs >= sizeof e->subs / sizeof e->subs[0])
-        return hy_ext_fail(HY_EINVAL, "NATS: at most 64 partitions per process");
+        return hy_ext_fail(HY_EINVAL, "NATS: at most 64 owned partitions per process");
     natsSubscription *sub = NULL;
-    natsStatus s = queue ? natsConnection_QueueSubscribe(&sub, e->n->nc, subj, queue, on_export, e)
-                         : natsConnection_Subscribe(&sub, e->n->nc, subj, on_export, e);
+    natsStatus s = queue ? natsConnection_QueueSubscribeSync(&sub, e->n->nc, subj, queue)
+                         : natsConnection_SubscribeSync(&sub, e->n->nc, subj);
     if (s == NATS_OK)
         s = natsSubscription_SetPendingLimits(sub, -1, -1);
     if (s != NATS_OK) {
@@ -1038,11 +1172,14 @@ int hy_nats_export(hy_kernel *k, const char *name, const hy_nats_export_opts *op
     }
     if (rc == 0)
         rc = nats_err(natsConnection_FlushTimeout(n->nc, 2000));
+    if (rc == 0)
+        rc = export_readers_start(e);
     if (rc != 0) {
-        for (unsigned i = 0; i < e->nsubs; i++) {
+        for (unsigned i = 0; i < e->nsubs; i++)
             natsSubscription_Unsubscribe(e->subs[i]);
+        export_readers_join(e);
+        for (unsigned i = 0; i < e->nsubs; i++)
             natsSubscription_Destroy(e->subs[i]);
-        }
         free(e);
         return rc;
     }
