@@ -1221,7 +1221,7 @@ HY_API int hy_http_stats_get(hy_kernel *k, hy_http_stats *out);
  * no buffer, hy_send returns HY_EDISCONNECTED and the message is a dead
  * letter HY_DEAD_REMOTE (counted as dropped). A request (hy_ask,
  * hy_ask_async) goes through the import's actor and becomes a NATS request,
- * answered by the exporter from the worker that replied (its delivery
+ * answered by the exporter from the worker that replied (its reading
  * thread never waits): the caller gets the reply, or HY_ETIMEDOUT,
  * HY_ENOROUTE (no process exports it), HY_EDISCONNECTED (not connected, no
  * reconnect buffer), or the remote error (HY_ENOENT, HY_EHANDLER...); a

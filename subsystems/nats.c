@@ -2,14 +2,17 @@
  *
  * hy_nats_attach connects the kernel to a NATS server (libnats, its own
  * threads). hy_nats_export subscribes to a local subsystem's subjects and
- * injects what arrives with hy_send (or hy_ask / hy_send_durable when the
- * NATS message asks for a reply); hy_nats_import registers a local
- * subsystem whose handler publishes what it receives. A request (hy_ask)
- * on an imported path is published with a reply subject under the
- * import's inbox; the handler hands its reply duty over with
- * hy_ext_reply_defer, and the inbox's subscription finishes it when the
- * answer comes (or the sweeper when the deadline passes), so no worker ever
- * waits on the network.
+ * injects what arrives, on a reader thread per subscription: plain sends in
+ * batches (hy_send_batch), durable sends with hy_send_durable, requests with
+ * hy_ext_ask_cb (answered from the replying worker; nothing waits).
+ * hy_nats_import registers a local subsystem that forwards: plain and
+ * durable sends are published on the sender's thread (hy_ext_forward_set),
+ * no message is queued locally. A request (hy_ask) on an imported path goes
+ * through the subsystem's handler, which publishes it with a reply subject
+ * under the import's inbox and hands its reply duty over with
+ * hy_ext_reply_defer; the inbox's subscription finishes it when the answer
+ * comes (or the sweeper when the deadline passes), so no worker ever waits
+ * on the network.
  *
  * Metadata travels in NATS headers: Hy-Durable (a durable send to ack),
  * Hy-Error (the hypha error of a failed request), Hy-Status (the durable
