@@ -16,9 +16,16 @@
  *                  (with libnats' default buffering a raw round trip waits
  *                  for the flusher: under 1 k/s here).
  *
- * ROUNDS rounds, one JSON line per contender and round, then median-* lines
- * and ratio-* lines (hypha / raw of the medians; the target is 0.80,
- * reported, never asserted). A round fails when a message is lost. */
+ * Like with like: 16-byte payloads, subjects of the same depth ("hypha.
+ * bench.t" and "raw.bench.t"), one sending process, one receiving process
+ * and the server, started afresh each round, the two sides alternating.
+ *
+ * ROUNDS rounds, one JSON line per contender and round (with
+ * cpu_ns_per_msg: the CPU time of the sending process and the receiving
+ * one, not the server's, per message: a busy machine disturbs it less than
+ * the rate), then median-* lines and ratio-* lines (hypha / raw of the
+ * medians, and cpu_ratio: raw's CPU per message over hypha's; the target is
+ * 0.80, reported, never asserted). A round fails when a message is lost. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -27,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -37,7 +45,7 @@
 #include "bench.h"
 #include "hypha.h"
 
-#define ROUNDS 3
+#define ROUNDS 5
 
 static char url[64];
 static uint64_t target;
@@ -146,8 +154,8 @@ static pid_t receiver(bool hypha, unsigned workers, int *rfd)
         natsConnection *nc;
         natsSubscription *s1, *s2;
         if (raw_connect(&nc, true) != NATS_OK ||
-            natsConnection_Subscribe(&s1, nc, "raw.t", raw_on_msg, NULL) != NATS_OK ||
-            natsConnection_Subscribe(&s2, nc, "raw.echo", raw_on_msg, NULL) != NATS_OK ||
+            natsConnection_Subscribe(&s1, nc, "raw.bench.t", raw_on_msg, NULL) != NATS_OK ||
+            natsConnection_Subscribe(&s2, nc, "raw.bench.echo", raw_on_msg, NULL) != NATS_OK ||
             natsSubscription_SetPendingLimits(s1, -1, -1) != NATS_OK ||
             natsConnection_Flush(nc) != NATS_OK)
             _exit(1);
@@ -159,11 +167,37 @@ static pid_t receiver(bool hypha, unsigned workers, int *rfd)
         pause();
 }
 
+/* CPU time (user + system) of this process and of its reaped children. */
+static uint64_t cpu_ns(int who)
+{
+    struct rusage u;
+    getrusage(who, &u);
+    return ((uint64_t)u.ru_utime.tv_sec + (uint64_t)u.ru_stime.tv_sec) * 1000000000u +
+           ((uint64_t)u.ru_utime.tv_usec + (uint64_t)u.ru_stime.tv_usec) * 1000u;
+}
+
+/* The CPU both ends of the last round used (the sender's threads, the
+ * receiver process; not the server's), per message: a figure a busy machine
+ * disturbs less than the rate. Set by each round. */
+static double last_cpu_ns_per_msg;
+static uint64_t round_cpu0;
+
+static void round_cpu_begin(void)
+{
+    round_cpu0 = cpu_ns(RUSAGE_SELF) + cpu_ns(RUSAGE_CHILDREN);
+}
+
 static void receiver_stop(pid_t pid, int rfd)
 {
     close(rfd);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
+}
+
+static void round_cpu_end(uint64_t n)
+{
+    uint64_t now = cpu_ns(RUSAGE_SELF) + cpu_ns(RUSAGE_CHILDREN);
+    last_cpu_ns_per_msg = (double)(now - round_cpu0) / (double)n;
 }
 
 /* ------------------------------------------------------------ rounds */
@@ -175,6 +209,7 @@ static double round_hypha(bool ask, uint64_t n, unsigned workers)
 {
     target = n;
     int rfd;
+    round_cpu_begin();
     pid_t pid = receiver(true, workers, &rfd);
     char c;
     if (pid < 0 || read(rfd, &c, 1) != 1)
@@ -216,6 +251,7 @@ static double round_hypha(bool ask, uint64_t n, unsigned workers)
     }
     hy_kernel_close(k);
     receiver_stop(pid, rfd);
+    round_cpu_end(n);
     return rate;
 }
 
@@ -223,6 +259,7 @@ static double round_raw(bool ask, uint64_t n)
 {
     target = n;
     int rfd;
+    round_cpu_begin();
     pid_t pid = receiver(false, 0, &rfd);
     char c;
     if (pid < 0 || read(rfd, &c, 1) != 1)
@@ -238,8 +275,8 @@ static double round_raw(bool ask, uint64_t n)
     if (ask) {
         for (i = 0; i < n; i++) {
             natsMsg *rep;
-            if (natsConnection_Request(&rep, nc, "raw.echo", payload, sizeof payload, 5000) !=
-                NATS_OK)
+            if (natsConnection_Request(&rep, nc, "raw.bench.echo", payload, sizeof payload,
+                                       5000) != NATS_OK)
                 break;
             natsMsg_Destroy(rep);
         }
@@ -247,13 +284,14 @@ static double round_raw(bool ask, uint64_t n)
             rate = (double)n / ((double)(bench_now_ns() - t0) / 1e9);
     } else {
         for (i = 0; i < n; i++)
-            if (natsConnection_Publish(nc, "raw.t", payload, sizeof payload) != NATS_OK)
+            if (natsConnection_Publish(nc, "raw.bench.t", payload, sizeof payload) != NATS_OK)
                 break;
         if (i == n && natsConnection_Flush(nc) == NATS_OK && read(rfd, &c, 1) == 1)
             rate = (double)n / ((double)(bench_now_ns() - t0) / 1e9);
     }
     natsConnection_Destroy(nc);
     receiver_stop(pid, rfd);
+    round_cpu_end(n);
     return rate;
 }
 
@@ -303,19 +341,27 @@ static int run_nats(const bench_opts *opts)
         const char *raw = ask ? "raw-request" : "raw-pubsub";
         unsigned unit = ask ? BENCH_ROUND_TRIPS : BENCH_MSGS;
         uint64_t cnt = ask ? nask : n;
-        double hy[ROUNDS], rw[ROUNDS];
-        char extra[160];
+        double hy[ROUNDS], rw[ROUNDS], hy_cpu[ROUNDS], rw_cpu[ROUNDS];
+        char extra[200];
         for (int r = 0; r < ROUNDS; r++) {
             hy[r] = round_hypha(ask, cnt, workers);
+            hy_cpu[r] = last_cpu_ns_per_msg;
             rw[r] = round_raw(ask, cnt);
+            rw_cpu[r] = last_cpu_ns_per_msg;
             if (hy[r] < 0 || rw[r] < 0) {
                 fprintf(stderr, "nats: %s round %d failed\n", name, r);
                 fail = 1;
                 break;
             }
-            snprintf(extra, sizeof extra, "\"messages\":%llu,\"round\":%d%s",
-                     (unsigned long long)cnt, r, ask ? ",\"unit\":\"round_trips\"" : "");
+            snprintf(extra, sizeof extra,
+                     "\"messages\":%llu,\"round\":%d,\"cpu_ns_per_msg\":%.0f%s",
+                     (unsigned long long)cnt, r, hy_cpu[r],
+                     ask ? ",\"unit\":\"round_trips\"" : "");
             bench_report(opts, "nats", name, unit, hy[r], (double)cnt / hy[r], extra);
+            snprintf(extra, sizeof extra,
+                     "\"messages\":%llu,\"round\":%d,\"cpu_ns_per_msg\":%.0f%s",
+                     (unsigned long long)cnt, r, rw_cpu[r],
+                     ask ? ",\"unit\":\"round_trips\"" : "");
             bench_report(opts, "nats", raw, unit | BENCH_PEER, rw[r], (double)cnt / rw[r], extra);
         }
         if (fail)
@@ -329,7 +375,10 @@ static int run_nats(const bench_opts *opts)
         snprintf(label, sizeof label, "median-%s", raw);
         bench_report(opts, "nats", label, unit | BENCH_PEER, mr, 0, extra);
         snprintf(label, sizeof label, "ratio-%s-vs-%s", name, raw);
-        snprintf(extra, sizeof extra, "\"ratio\":%.2f,\"target\":0.80", mh / mr);
+        /* cpu_ratio: raw's CPU per message over hypha's (medians), so 1 is
+         * "costs the same" and lower is costlier, as the rate ratio */
+        snprintf(extra, sizeof extra, "\"ratio\":%.2f,\"target\":0.80,\"cpu_ratio\":%.2f",
+                 mh / mr, bench_median(rw_cpu, ROUNDS) / bench_median(hy_cpu, ROUNDS));
         bench_report(opts, "nats", label, unit, mh, 0, extra);
     }
     kill(srv, SIGKILL);

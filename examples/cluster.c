@@ -47,8 +47,9 @@ static hy_kernel *connect_to(const char *url)
     memset(&o, 0, sizeof o);
     o.servers = servers;
     o.nservers = 1;
-    /* the server may still be starting: try for five seconds */
-    for (int i = 0; i < 100; i++) {
+    /* the server may still be starting (slowly, on a busy machine): try
+     * for twenty seconds */
+    for (int i = 0; i < 400; i++) {
         if (hy_nats_attach(k, &o) == 0)
             return k;
         struct timespec ts = {0, 50 * 1000000L};
@@ -78,14 +79,20 @@ int main(int argc, char **argv)
         memset(&def, 0, sizeof def);
         def.routes = routes;
         def.nroutes = 2;
-        if (hy_subsystem_register(k, "orders", &def) != 0 || hy_nats_export(k, "orders", NULL))
+        int rc = hy_subsystem_register(k, "orders", &def);
+        if (rc == 0)
+            rc = hy_nats_export(k, "orders", NULL);
+        if (rc != 0) {
+            fprintf(stderr, "worker: %s (%s)\n", hy_err_name(rc), hy_errdetail());
             _exit(1);
+        }
         char c = 'r';
         if (write(ready[1], &c, 1) != 1)
             _exit(1);
         pause(); /* until the front is done */
         _exit(0);
     }
+    close(ready[1]); /* so a worker that fails to start ends the read */
     char c;
     if (read(ready[0], &c, 1) != 1) {
         fprintf(stderr, "the worker did not start\n");
@@ -95,8 +102,21 @@ int main(int argc, char **argv)
     hy_kernel *k = connect_to(url);
     if (hy_nats_import(k, "orders", NULL) != 0)
         return 1;
+    /* A plain send to an imported path is published on this thread; a
+     * batch goes out back to back, written to the server together. */
     for (int i = 0; i < 3; i++)
         hy_send(k, "orders://item/42/add", "mug", 3);
+    hy_send_item batch[2];
+    memset(batch, 0, sizeof batch);
+    batch[0].path = "orders://item/7/add";
+    batch[0].payload = "cup";
+    batch[0].len = 3;
+    batch[1].path = "orders://item/8/add";
+    batch[1].payload = "jug";
+    batch[1].len = 3;
+    size_t accepted = 0;
+    hy_send_batch(k, batch, 2, &accepted);
+    printf("batch: %zu accepted\n", accepted);
     /* An ask is a NATS request, answered by the worker's hy_reply. (It
      * travels on a connection of its own, so it may overtake the sends.) */
     void *reply;

@@ -331,6 +331,10 @@ static int reply_to_asker(hy_kernel *k, hyi_asker *a, hy_msg *msg, const void *p
     return answer_asker(k, a, hyi_msg_path(msg), hyi_msg_body(msg)->path_len, payload, len);
 }
 
+typedef struct hyi_cb_ask hyi_cb_ask;
+static hyi_cb_ask *cb_ask_of(const hy_msg *msg);
+static int reply_cb_ask(hyi_cb_ask *a, const void *payload, size_t len);
+
 int hy_reply(hy_ctx *ctx, const void *payload, size_t len)
 {
     if (!ctx || (!payload && len))
@@ -344,8 +348,11 @@ int hy_reply(hy_ctx *ctx, const void *payload, size_t len)
     int rc;
     hyi_asker *asker = asker_of(msg);
     hyi_async_ask *async = asker ? NULL : async_ask_of(msg);
+    hyi_cb_ask *cb = asker || async ? NULL : cb_ask_of(msg);
     if (asker) {
         rc = reply_to_asker(k, asker, msg, payload, len);
+    } else if (cb) {
+        rc = reply_cb_ask(cb, payload, len);
     } else if (async) {
         rc = reply_async_ask(k, async, msg, payload, len);
     } else if (msg->flags & HYI_MSG_REPLY_TO) {
@@ -360,6 +367,96 @@ int hy_reply(hy_ctx *ctx, const void *payload, size_t len)
     return rc;
 }
 
+/* ------------------------------------------------------------ hy_ext_ask_cb */
+
+/* A request answered by a call rather than a wake-up: for a built-in's
+ * network thread, which must not wait (the NATS exporter). hy_reply calls
+ * fn on the replying worker at once; a release without a reply reports
+ * NO_REPLY through the last of the two references (the caller's, the
+ * request's), so a request that fails inside hyi_send is reported by the
+ * return value alone, never also through fn. */
+enum { CB_WAITING, CB_REPLIED, CB_NO_REPLY, CB_ABANDONED };
+
+struct hyi_cb_ask {
+    hyi_msg_hook hook;          /* in the request's slot */
+    _Atomic uint32_t state;
+    _Atomic uint32_t refs;
+    bool deferred;              /* hy_ext_reply_defer took the reply duty */
+    bool suppress;              /* the send failed: its caller reports it */
+    int err;                    /* CB_NO_REPLY: HY_ENOENT or HY_EHANDLER */
+    hy_ext_answer_fn fn;
+    void *udata;
+};
+
+static bool cb_ask_settle(hyi_cb_ask *a, uint32_t to)
+{
+    uint32_t waiting = CB_WAITING;
+    /* acq_rel: err written before is visible to the last unref */
+    return atomic_compare_exchange_strong_explicit(&a->state, &waiting, to,
+                                                   memory_order_acq_rel,
+                                                   memory_order_acquire);
+}
+
+static void cb_ask_unref(hyi_cb_ask *a)
+{
+    if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (atomic_load_explicit(&a->state, memory_order_acquire) == CB_NO_REPLY && !a->suppress)
+        a->fn(a->udata, a->err, NULL, 0);
+    free(a);
+}
+
+static void cb_ask_released(hy_kernel *k, hy_msg *msg, hyi_msg_hook *hook)
+{
+    (void)k;
+    hyi_cb_ask *a = (hyi_cb_ask *)hook;
+    if (!a->deferred) {
+        a->err = (msg->flags & HYI_MSG_FAILED) ? HY_EHANDLER : HY_ENOENT;
+        (void)cb_ask_settle(a, CB_NO_REPLY);
+    }
+    cb_ask_unref(a);
+}
+
+static hyi_cb_ask *cb_ask_of(const hy_msg *msg)
+{
+    return (hyi_cb_ask *)hook_of(msg, cb_ask_released);
+}
+
+int hy_ext_ask_cb(hy_kernel *k, const char *path, const void *payload, size_t len,
+                  hy_ext_answer_fn fn, void *udata)
+{
+    if (!k || !fn)
+        return hyi_fail(HY_EINVAL, "hy_ext_ask_cb: NULL kernel or callback");
+    hyi_cb_ask *a = calloc(1, sizeof *a);
+    if (!a)
+        return HY_ENOMEM;
+    a->hook.released = cb_ask_released;
+    a->fn = fn;
+    a->udata = udata;
+    /* relaxed: not shared until the request is sent */
+    atomic_store_explicit(&a->state, CB_WAITING, memory_order_relaxed);
+    atomic_store_explicit(&a->refs, 2, memory_order_relaxed);
+    bool hooked = false;
+    int rc = hyi_send(k, NULL, path, payload, len, NULL, &a->hook, &hooked);
+    if (!hooked)
+        cb_ask_unref(a); /* no request was built: the hook will never run */
+    if (rc != 0) {
+        if (atomic_load_explicit(&a->state, memory_order_acquire) == CB_REPLIED)
+            rc = 0; /* answered already: fn has been called */
+        else if (!cb_ask_settle(a, CB_ABANDONED))
+            a->suppress = true; /* released without reply: ours to report */
+    }
+    cb_ask_unref(a);
+    return rc;
+}
+
+static int reply_cb_ask(hyi_cb_ask *a, const void *payload, size_t len)
+{
+    if (cb_ask_settle(a, CB_REPLIED))
+        a->fn(a->udata, 0, payload, len);
+    return 0;
+}
+
 /* ------------------------------------------------------------ deferred replies */
 
 /* hy_ext_reply_defer: the handler hands its reply duty to a handle that may
@@ -370,6 +467,7 @@ struct hy_ext_reply {
     hy_kernel *k;
     hyi_asker *asker;
     hyi_async_ask *async;
+    hyi_cb_ask *cb;
     char reply_to[];            /* plain hy_ask_async: where the reply goes */
 };
 
@@ -382,8 +480,9 @@ hy_ext_reply *hy_ext_reply_defer(hy_ctx *ctx, int64_t *deadline_ms)
         return NULL;
     hyi_asker *asker = asker_of(msg);
     hyi_async_ask *async = asker ? NULL : async_ask_of(msg);
+    hyi_cb_ask *cb = asker || async ? NULL : cb_ask_of(msg);
     const char *reply_to = "";
-    if (!asker && !async) {
+    if (!asker && !async && !cb) {
         if (!(msg->flags & HYI_MSG_REPLY_TO))
             return NULL;
         const hy_msg *body = hyi_msg_body(msg);
@@ -396,6 +495,7 @@ hy_ext_reply *hy_ext_reply_defer(hy_ctx *ctx, int64_t *deadline_ms)
     r->k = ctx->k;
     r->asker = asker;
     r->async = async;
+    r->cb = cb;
     memcpy(r->reply_to, reply_to, rlen + 1);
     if (deadline_ms)
         *deadline_ms = -1;
@@ -410,6 +510,9 @@ hy_ext_reply *hy_ext_reply_defer(hy_ctx *ctx, int64_t *deadline_ms)
         }
     } else if (async) {
         atomic_fetch_add_explicit(&async->refs, 1, memory_order_relaxed);
+    } else if (cb) {
+        atomic_fetch_add_explicit(&cb->refs, 1, memory_order_relaxed);
+        cb->deferred = true;
     }
     msg->flags |= HYI_MSG_REPLIED;
     return r;
@@ -446,6 +549,15 @@ int hy_ext_reply_finish(hy_ext_reply *r, int err, const void *payload, size_t le
             }
         }
         async_ask_unref(a);
+    } else if (r->cb) {
+        hyi_cb_ask *a = r->cb;
+        if (err != 0) {
+            a->err = err;
+            (void)cb_ask_settle(a, CB_NO_REPLY);
+        } else {
+            (void)reply_cb_ask(a, payload, len);
+        }
+        cb_ask_unref(a);
     } else if (err == 0) {
         rc = hyi_send(k, NULL, r->reply_to, payload, len, NULL, NULL, NULL);
     }

@@ -131,7 +131,7 @@ typedef enum hy_overflow {
     X(LATE_REPLY, "a reply that arrived after its asker gave up")             \
     X(TIMER_NOROUTE, "a timer fired to a path no route matched")                \
     X(UNREGISTERED, "its subsystem was unregistered before it was handled")    \
-    X(REMOTE,     "a message from NATS that could not be delivered (bad subject, too large)")
+    X(REMOTE,     "a message NATS could not carry (bad subject, too large, not connected)")
 
 /** Dead-letter reasons: HY_DEAD_<NAME> for each row of HY_DEAD_TABLE, in its
  * order, then HY_DEAD__COUNT, their number. */
@@ -1224,18 +1224,26 @@ HY_API int hy_http_stats_get(hy_kernel *k, hy_http_stats *out);
  * ownership moves. Two owners of one partition would both handle its
  * messages.
  *
- * Plain sends are at most once: the importer's handler publishes (libnats
- * buffers; during an outage up to reconnect_buf_bytes, then the handler
- * fails: dead letter HY_DEAD_FAILED, counted as dropped). A request
- * (hy_ask, hy_ask_async) becomes a NATS request answered by the exporter's
- * hy_ask: the caller gets the reply, or HY_ETIMEDOUT, HY_ENOROUTE (no
- * process exports it), HY_EDISCONNECTED (not connected, no reconnect
- * buffer), or the remote error (HY_ENOENT, HY_EHANDLER...). The exporter
- * answers one request per subscription at a time. hy_nats_send_durable is
- * the durable send: on_durable(udata, 0) only after the exporting process
- * journaled the message. hy_nats_bridge_publish carries publish/subscribe
- * across processes. A message from NATS whose subject is no path or
- * whose payload is too large is a dead letter HY_DEAD_REMOTE.
+ * Plain sends are at most once, published on the sender's thread (no
+ * local actor is involved; hy_send_batch's items go out back to back and
+ * libnats writes them together): libnats buffers them; during an outage up
+ * to reconnect_buf_bytes, replayed after the reconnect; beyond it, or with
+ * no buffer, hy_send returns HY_EDISCONNECTED and the message is a dead
+ * letter HY_DEAD_REMOTE (counted as dropped). A request (hy_ask,
+ * hy_ask_async) goes through the import's actor and becomes a NATS request,
+ * answered by the exporter from the worker that replied (its reading
+ * thread never waits): the caller gets the reply, or HY_ETIMEDOUT,
+ * HY_ENOROUTE (no process exports it), HY_EDISCONNECTED (not connected, no
+ * reconnect buffer), or the remote error (HY_ENOENT, HY_EHANDLER...); a
+ * hy_ask_async caller gets the reply or, on any error, its timeout
+ * message. hy_send_durable (and hy_nats_send_durable) to an imported path
+ * is the durable send across processes: on_durable(udata, 0) only after
+ * the exporting process journaled the message; HY_ETIMEDOUT (its fate
+ * unknown: it may be journaled later, e.g. replayed from the reconnect
+ * buffer) is never retried for you, since a resend could journal it twice.
+ * hy_nats_bridge_publish carries publish/subscribe across processes. A
+ * message from NATS whose subject is no path or whose payload is too large
+ * is a dead letter HY_DEAD_REMOTE.
  *
  * Trust: what arrives from NATS is sent as the kernel's trusted principal
  * (the sender's principal does not travel), so whoever may publish to
@@ -1256,8 +1264,8 @@ typedef struct hy_nats_opts {
     int reconnect_buf_bytes; /**< publishes buffered while reconnecting; 0: 8
                                 MiB; < 0: none (sends fail HY_EDISCONNECTED) */
     int connect_timeout_ms; /**< 0: 2000 */
-    int ask_timeout_ms;     /**< longest wait of a forwarded request (and of
-                               the exporter's hy_ask); 0: 5000 */
+    int ask_timeout_ms;     /**< longest wait of a forwarded request or
+                               durable send for its answer; 0: 5000 */
     const char *user;       /**< user and password; NULL: none @{ */
     const char *password;   /** @} */
     const char *token;      /**< a token; NULL: none */
@@ -1300,7 +1308,8 @@ typedef struct hy_nats_import_opts {
  * without key_pattern and key). Thread-safe. From a handler: yes. */
 HY_API int hy_nats_import(hy_kernel *k, const char *name, const hy_nats_import_opts *opts);
 
-/** The durable send across processes, to an imported persistent subsystem:
+/** The durable send across processes, to an imported persistent subsystem
+ * (as hy_send_durable on an imported path):
  * on_durable(udata, 0) once the exporting process journaled the message,
  * or on_durable(udata, err): its error, HY_ETIMEDOUT (no ack within
  * ask_timeout_ms: it may or may not be journaled), HY_ENOROUTE (no
@@ -1337,7 +1346,6 @@ typedef struct hy_nats_stats {
     uint64_t published;  /**< messages and requests sent to NATS */
     uint64_t received;   /**< messages and answers from NATS */
     uint64_t acked;      /**< requests answered, durable sends acknowledged */
-    uint64_t retried;    /**< resends (none yet: libnats' reconnect buffer replays) */
     uint64_t dropped;    /**< sends that failed, requests that failed */
     uint64_t reconnects; /**< of the connection */
 } hy_nats_stats;

@@ -140,6 +140,61 @@ HY_API void hy_ext_dead_letter(hy_kernel *k, const char *path, size_t path_len,
 HY_API hy_ext_reply *hy_ext_reply_defer(hy_ctx *ctx, int64_t *deadline_ms);
 HY_API int hy_ext_reply_finish(hy_ext_reply *r, int err, const void *payload, size_t len);
 
+/* ---------------------------------------------------------------- asks answered by a call */
+
+/* A request whose answer is a call rather than a wait, for a built-in's own
+ * thread that must never block (the NATS exporter answers requests from
+ * libnats' delivery thread). As hy_ask without a timeout: the request goes
+ * to path; when its handler replies, fn(udata, 0, payload, len) runs at once
+ * on the replying thread (the payload is valid during the call only); when
+ * it is released without a reply, fn(udata, HY_ENOENT or HY_EHANDLER, NULL,
+ * 0); a handler that defers its reply (hy_ext_reply_defer) calls fn through
+ * hy_ext_reply_finish. Returns 0 (fn will be called exactly once, perhaps
+ * already) or the error of hy_send (fn is never called). fn must be short
+ * and must not wait; it may send. Thread-safe; not from a handler of k
+ * needing the answer before it returns (it returns at once anyway). */
+typedef void (*hy_ext_answer_fn)(void *udata, int err, const void *payload, size_t len);
+HY_API int hy_ext_ask_cb(hy_kernel *k, const char *path, const void *payload, size_t len,
+                         hy_ext_answer_fn fn, void *udata);
+
+/* ---------------------------------------------------------------- forwarding subsystems */
+
+/* A subsystem whose messages are carried elsewhere (the NATS import) may
+ * take them on the sender's thread rather than through its actor: no
+ * message is built, queued or handled here, so a forwarded send costs what
+ * the carrying costs. Only plain sends (hy_send, hy_send_as, hy_send_batch)
+ * and durable ones (hy_send_durable, _as) are offered; asks and replies go
+ * through the actor as ever. The hooks run inside the send, so they must not
+ * wait long; they see the path after routing (the route's udata says which
+ * route matched) and never a replaying handler's sends (suppressed first).
+ * A forwarded message is not counted in the subsystem's sent / handled
+ * figures (it never reaches its actor): the built-in counts its own.
+ *
+ * send: 0 (taken), an HY_E* code (the sender gets it; the hook counts or
+ * dead-letters it), or HY_EXT_FORWARD_DECLINE (deliver it to the actor as
+ * usual: e.g. a keyed route the hook leaves to its handler). The items of
+ * a hy_send_batch it takes are offered one after the other, on the
+ * sender's thread, with nothing in between.
+ * send_durable: as hy_send_durable's contract: 0 and on_durable(udata, ...)
+ * exactly once later, or an error and never; HY_EXT_FORWARD_DECLINE as for
+ * send. NULL: hy_send_durable to the subsystem is refused as for any
+ * non-persistent one. */
+#define HY_EXT_FORWARD_DECLINE 1
+typedef struct hy_ext_forward_ops {
+    int (*send)(void *self, void *route_udata, const char *path, size_t path_len,
+                const void *payload, size_t len);
+    int (*send_durable)(void *self, void *route_udata, const char *path, size_t path_len,
+                        const void *payload, size_t len,
+                        void (*on_durable)(void *udata, int status), void *udata);
+} hy_ext_forward_ops;
+
+/* Make the registered subsystem name forward through ops (which must
+ * outlive the kernel) with self. Once per subsystem. Returns 0, HY_EINVAL
+ * (NULLs, or a persistent subsystem: its messages must be journaled here),
+ * HY_ENOENT (no such subsystem) or HY_EEXIST. */
+HY_API int hy_ext_forward_set(hy_kernel *k, const char *name, const hy_ext_forward_ops *ops,
+                              void *self);
+
 #ifdef __cplusplus
 }
 #endif

@@ -134,6 +134,10 @@ struct hyi_subsys {
     hyi_actor *reclaim_unclaimed;
     hyi_actor *reclaim_claimed;
     uint64_t *reclaim_qs;
+    /* hy_ext_forward_set: plain and durable sends taken on the sender's
+     * thread (send.c); fwd_self is written before fwd is published. */
+    _Atomic(const hy_ext_forward_ops *) fwd;
+    void *fwd_self;
     char name[HYI_NAME_MAX + 1];
 };
 

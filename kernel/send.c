@@ -283,6 +283,25 @@ static int match_cached(hy_kernel *k, const char *path, size_t path_len, const v
     return 0;
 }
 
+/* A subsystem that forwards (hy_ext_forward_set) takes a plain or durable
+ * send on this thread; HY_EXT_FORWARD_DECLINE: deliver it as usual. */
+static int forward(const hyi_match *m, const char *path, size_t path_len, const void *payload,
+                   size_t len, bool durable, void (*on_durable)(void *, int), void *udata)
+{
+    hyi_route_binding *route = m->route;
+    /* acquire: pairs with hy_ext_forward_set's release (fwd_self) */
+    const hy_ext_forward_ops *ops = atomic_load_explicit(&route->sub->fwd, memory_order_acquire);
+    if (HY_LIKELY(!ops))
+        return HY_EXT_FORWARD_DECLINE;
+    if (durable)
+        return ops->send_durable ? ops->send_durable(route->sub->fwd_self, route->udata, path,
+                                                     path_len, payload, len, on_durable, udata)
+                                 : HY_EXT_FORWARD_DECLINE;
+    return ops->send ? ops->send(route->sub->fwd_self, route->udata, path, path_len, payload,
+                                 len)
+                     : HY_EXT_FORWARD_DECLINE;
+}
+
 /* hyi_send, and hy_send_durable when durable is set. */
 static int send_one(hy_kernel *k, hy_principal *const *as, const char *path,
                     const void *payload, size_t len, const char *reply_to, hyi_msg_hook *hook,
@@ -307,6 +326,13 @@ static int send_one(hy_kernel *k, hy_principal *const *as, const char *path,
     hy_msg *msg = NULL;
     hyi_actor *actor;
     rc = match_cached(k, path, path_len, payload, len, &m);
+    if (HY_LIKELY(rc == 0) && !hook && !reply_to && !flags) {
+        int f = forward(m, path, path_len, payload, len, durable, on_durable, udata);
+        if (f != HY_EXT_FORWARD_DECLINE) {
+            hyi_router_read_exit(k->router);
+            return f;
+        }
+    }
     hyi_stamp stamp;
     hyi_stamp_take(k, &stamp);
     if (HY_UNLIKELY(as != NULL))
@@ -494,6 +520,13 @@ static int send_batch(hy_kernel *k, hy_principal *const *as, const hy_send_item 
                 break;
             last_path = it->path;
             last_len = path_len;
+        }
+        /* a forwarding subsystem's items go out back to back from here */
+        rc = forward(&m, it->path, path_len, it->payload, it->len, false, NULL, NULL);
+        if (rc != HY_EXT_FORWARD_DECLINE) {
+            if (rc != 0)
+                break;
+            continue;
         }
         hy_msg *msg = NULL;
         hyi_actor *actor;

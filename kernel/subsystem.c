@@ -490,3 +490,29 @@ int hy_ext_path_persistent(hy_kernel *k, const char *path)
     hyi_router_read_exit(k->router);
     return rc;
 }
+
+int hy_ext_forward_set(hy_kernel *k, const char *name, const hy_ext_forward_ops *ops,
+                       void *self)
+{
+    if (!k || !name || !ops)
+        return hyi_fail(HY_EINVAL, "hy_ext_forward_set: NULL argument");
+    int rc = hyi_fail(HY_ENOENT, "no subsystem '%s'", name);
+    pthread_mutex_lock(&k->registry_lock);
+    for (hyi_subsys *s = k->subsystems; s; s = s->next) {
+        if (s->withdrawn || strcmp(s->name, name) != 0)
+            continue;
+        if (s->persistent)
+            rc = hyi_fail(HY_EINVAL, "'%s' is persistent: its messages are journaled here", name);
+        else if (atomic_load_explicit(&s->fwd, memory_order_relaxed))
+            rc = hyi_fail(HY_EEXIST, "'%s' forwards already", name);
+        else {
+            s->fwd_self = self;
+            /* release: a sender that sees ops sees self */
+            atomic_store_explicit(&s->fwd, ops, memory_order_release);
+            rc = 0;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&k->registry_lock);
+    return rc;
+}

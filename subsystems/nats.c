@@ -2,14 +2,17 @@
  *
  * hy_nats_attach connects the kernel to a NATS server (libnats, its own
  * threads). hy_nats_export subscribes to a local subsystem's subjects and
- * injects what arrives with hy_send (or hy_ask / hy_send_durable when the
- * NATS message asks for a reply); hy_nats_import registers a local
- * subsystem whose handler publishes what it receives. A request (hy_ask)
- * on an imported path is published with a reply subject under the
- * import's inbox; the handler hands its reply duty over with
- * hy_ext_reply_defer, and the inbox's subscription finishes it when the
- * answer comes (or the sweeper when the deadline passes), so no worker ever
- * waits on the network.
+ * injects what arrives, on a reader thread per subscription: plain sends in
+ * batches (hy_send_batch), durable sends with hy_send_durable, requests with
+ * hy_ext_ask_cb (answered from the replying worker; nothing waits).
+ * hy_nats_import registers a local subsystem that forwards: plain and
+ * durable sends are published on the sender's thread (hy_ext_forward_set),
+ * no message is queued locally. A request (hy_ask) on an imported path goes
+ * through the subsystem's handler, which publishes it with a reply subject
+ * under the import's inbox and hands its reply duty over with
+ * hy_ext_reply_defer; the inbox's subscription finishes it when the answer
+ * comes (or the sweeper when the deadline passes), so no worker ever waits
+ * on the network.
  *
  * Metadata travels in NATS headers: Hy-Durable (a durable send to ack),
  * Hy-Error (the hypha error of a failed request), Hy-Status (the durable
@@ -209,6 +212,41 @@ static int keyed_path(const char *subject, char *out, size_t cap, long *part)
     return path_of(name, (size_t)(dot - name), e, out, cap);
 }
 
+/* A stream repeats its paths (many messages to one route), so each thread
+ * keeps the last mapping it made, each way, and reuses it when the same
+ * input comes again: the importer's worker and the exporter's delivery
+ * thread then skip the encoding. */
+#define MAP_MAX 1024
+typedef struct map_memo {
+    size_t in_len;      /* 0: empty */
+    long part;
+    int out_len;        /* what the mapping returned */
+    char in[MAP_MAX];
+    char out[MAP_MAX];
+} map_memo;
+static _Thread_local map_memo tl_to_subject, tl_to_path;
+
+/* subject_of through this thread's memo; *out points into the memo (valid
+ * until this thread's next call). */
+static int subject_memo(const char *path, size_t path_len, long part, const char **out)
+{
+    map_memo *m = &tl_to_subject;
+    if (!(m->in_len == path_len && m->part == part && memcmp(m->in, path, path_len) == 0)) {
+        if (path_len >= MAP_MAX)
+            return HY_ETOOBIG;
+        m->in_len = 0;
+        int rc = subject_of(path, part, m->out, sizeof m->out);
+        if (rc < 0)
+            return rc;
+        memcpy(m->in, path, path_len);
+        m->in_len = path_len;
+        m->part = part;
+        m->out_len = rc;
+    }
+    *out = m->out;
+    return m->out_len;
+}
+
 static uint64_t fnv1a(const char *s, size_t n)
 {
     uint64_t h = 14695981039346656037ull;
@@ -224,13 +262,38 @@ uint32_t hy_nats_partition(const char *key, size_t key_len, uint32_t partitions)
     return (uint32_t)(fnv1a(key, key_len) % partitions);
 }
 
+/* The path (and partition, -1 for none) of an exported subject, through
+ * this thread's memo; *out points into the memo. */
+static int path_memo(const char *subj, long *part, const char **out)
+{
+    map_memo *m = &tl_to_path;
+    size_t n = strnlen(subj, MAP_MAX);
+    if (!(m->in_len == n && memcmp(m->in, subj, n) == 0)) {
+        if (n >= MAP_MAX)
+            return HY_EBADPATH;
+        m->in_len = 0;
+        long p = -1;
+        int rc = subj[5] == 'p' ? keyed_path(subj, m->out, sizeof m->out, &p)
+                                : hy_nats_path(subj, m->out, sizeof m->out);
+        if (rc < 0)
+            return rc;
+        memcpy(m->in, subj, n);
+        m->in_len = n;
+        m->part = p;
+        m->out_len = rc;
+    }
+    *part = m->part;
+    *out = m->out;
+    return m->out_len;
+}
+
 /* ------------------------------------------------------------ state */
 
 #define SUBJ_MAX 1024
 #define PATH_MAX_ 1024
 
 typedef struct nstats {
-    _Atomic uint64_t published, received, acked, retried, dropped;
+    _Atomic uint64_t published, received, acked, dropped;
 } nstats;
 
 typedef struct nats_state nats_state;
@@ -243,11 +306,16 @@ typedef struct endpoint {
     bool bridge;                /* hy_nats_bridge_publish */
     nstats st;
     /* export */
-    natsSubscription *subs[64 + 2];
+    natsSubscription *subs[2 + 2 * 64];
     unsigned nsubs;
+    /* an export reads each subscription on a thread of its own (export_main) */
+    pthread_t readers[2 + 2 * 64];
+    unsigned nreaders;
+    _Atomic int closing;        /* the readers stop once their queue is empty */
     uint32_t partitions;
     /* import */
     char key[64];
+    char key_pattern[256];
     uint64_t key_route;         /* the udata that marks the keyed route */
 } endpoint;
 
@@ -449,12 +517,19 @@ static int request(nats_state *n, pending *p, const char *subj, const void *data
                    bool durable)
 {
     char reply[160];
+    /* p is the sweeper's or the inbox's to finish (and free) from the
+     * unlock on: only the id is read after */
     pthread_mutex_lock(&n->mu);
-    p->id = ++n->next_id;
+    if (atomic_load_explicit(&n->stopped, memory_order_relaxed)) {
+        /* the sweeper is gone (or going): nobody would finish it */
+        pthread_mutex_unlock(&n->mu);
+        return HY_ECLOSED;
+    }
+    uint64_t id = p->id = ++n->next_id;
     p->next = n->pend;
     n->pend = p;
     pthread_mutex_unlock(&n->mu);
-    snprintf(reply, sizeof reply, "%s.%" PRIu64, n->inbox, p->id);
+    snprintf(reply, sizeof reply, "%s.%" PRIu64, n->inbox, id);
     natsMsg *m = NULL;
     int rc = nats_err(natsMsg_Create(&m, subj, reply, data, (int)len));
     if (rc == 0 && durable)
@@ -462,7 +537,7 @@ static int request(nats_state *n, pending *p, const char *subj, const void *data
     if (rc == 0)
         rc = publish(n, n->fast, m);
     natsMsg_Destroy(m);
-    if (rc != 0 && pending_take(n, p->id) != p)
+    if (rc != 0 && !pending_take(n, id))
         return 0; /* the sweeper took it meanwhile and finishes it */
     return rc;
 }
@@ -478,16 +553,49 @@ typedef struct ack {
 static void reply_status(nats_state *n, const char *reply, const char *hdr, int err,
                          const void *data, size_t len)
 {
+    if (!hdr) { /* no header: no natsMsg to build */
+        (void)natsConnection_Publish(n->fast, reply, data, (int)len);
+        return;
+    }
     natsMsg *m = NULL;
     if (natsMsg_Create(&m, reply, NULL, data, (int)len) != NATS_OK)
         return;
-    if (hdr) {
-        char v[16];
-        snprintf(v, sizeof v, "%d", err);
-        natsMsgHeader_Set(m, hdr, v);
-    }
+    char v[16];
+    snprintf(v, sizeof v, "%d", err);
+    natsMsgHeader_Set(m, hdr, v);
     (void)natsConnection_PublishMsg(n->fast, m);
     natsMsg_Destroy(m);
+}
+
+static ack *ack_new(nats_state *n, endpoint *ep, const char *reply)
+{
+    size_t rl = strlen(reply);
+    ack *a = malloc(sizeof *a + rl + 1);
+    if (!a)
+        return NULL;
+    a->n = n;
+    a->ep = ep;
+    memcpy(a->reply, reply, rl + 1);
+    /* the connection outlives every answer still to publish */
+    atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
+    return a;
+}
+
+static void ack_free(ack *a)
+{
+    state_unref(a->n);
+    free(a);
+}
+
+/* On the worker that replied (or released the request): publish the answer
+ * to a request from the other process. */
+static void on_answer(void *udata, int err, const void *data, size_t len)
+{
+    ack *a = udata;
+    reply_status(a->n, a->reply, err ? "Hy-Error" : NULL, err, data, len);
+    atomic_fetch_add_explicit(err ? &a->ep->st.dropped : &a->ep->st.acked, 1,
+                              memory_order_relaxed);
+    ack_free(a);
 }
 
 /* On the journal's thread: the durable send is journaled (or will not be). */
@@ -497,62 +605,45 @@ static void on_journaled(void *udata, int status)
     reply_status(a->n, a->reply, "Hy-Status", status, NULL, 0);
     if (status == 0)
         atomic_fetch_add_explicit(&a->ep->st.acked, 1, memory_order_relaxed);
-    state_unref(a->n);
-    free(a);
+    ack_free(a);
 }
 
-static void on_export(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+/* One message from NATS for an export: a plain send, a durable send or a
+ * request. Destroys m. */
+static void export_one(endpoint *ep, natsMsg *m)
 {
-    (void)nc, (void)sub;
-    endpoint *ep = arg;
     nats_state *n = ep->n;
     hy_kernel *k = n->k;
     const char *subj = natsMsg_GetSubject(m);
     const char *reply = natsMsg_GetReply(m);
     const void *data = natsMsg_GetData(m);
     size_t len = (size_t)natsMsg_GetDataLength(m);
-    char path[PATH_MAX_];
+    const char *path = NULL;
     long part = -1;
-    int rc = subj[5] == 'p' ? keyed_path(subj, path, sizeof path, &part)
-                            : hy_nats_path(subj, path, sizeof path);
+    int rc = path_memo(subj, &part, &path);
     if (rc >= 0 && part >= (long)ep->partitions && part >= 0)
         rc = HY_EBADPATH;
     atomic_fetch_add_explicit(&ep->st.received, 1, memory_order_relaxed);
     const char *v = NULL;
     if (rc < 0) {
         rc = HY_EBADPATH;
-    } else if (reply && *reply && natsMsgHeader_Get(m, "Hy-Durable", &v) == NATS_OK) {
-        size_t rl = strlen(reply);
-        ack *a = malloc(sizeof *a + rl + 1);
-        if (!a) {
-            rc = HY_ENOMEM;
-        } else {
-            a->n = n;
-            a->ep = ep;
-            memcpy(a->reply, reply, rl + 1);
-            atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
-            rc = hy_send_durable(k, path, data, len, on_journaled, a);
-            if (rc != 0) {
-                state_unref(n);
-                free(a);
-            } else {
-                natsMsg_Destroy(m);
-                return;
-            }
-        }
     } else if (reply && *reply) {
-        void *out = NULL;
-        size_t out_len = 0;
-        int64_t ms = n->ask_timeout_ms;
-        rc = hy_ask(k, path, data, len, &out, &out_len, (int)ms);
-        reply_status(n, reply, rc ? "Hy-Error" : NULL, rc, out, out_len);
-        hy_free(out);
-        if (rc == 0)
-            atomic_fetch_add_explicit(&ep->st.acked, 1, memory_order_relaxed);
+        /* A durable send is acked from the journal's thread, a request
+         * answered from the replying worker: this thread never waits. */
+        bool durable = natsMsgHeader_Get(m, "Hy-Durable", &v) == NATS_OK;
+        ack *a = ack_new(n, ep, reply);
+        if (!a)
+            rc = HY_ENOMEM;
+        else if (durable)
+            rc = hy_send_durable(k, path, data, len, on_journaled, a);
         else
-            atomic_fetch_add_explicit(&ep->st.dropped, 1, memory_order_relaxed);
-        natsMsg_Destroy(m);
-        return;
+            rc = hy_ext_ask_cb(k, path, data, len, on_answer, a);
+        if (rc == 0) {
+            natsMsg_Destroy(m);
+            return;
+        }
+        if (a)
+            ack_free(a);
     } else {
         rc = hy_send(k, path, data, len);
     }
@@ -568,14 +659,183 @@ static void on_export(natsConnection *nc, natsSubscription *sub, natsMsg *m, voi
     natsMsg_Destroy(m);
 }
 
+#define EXPORT_BATCH 64
+#define EXPORT_ARENA (64 * 1024)
+
+typedef struct export_reader {
+    endpoint *ep;
+    natsSubscription *sub;
+    natsMsg *held[EXPORT_BATCH];
+    hy_send_item items[EXPORT_BATCH];
+    size_t n, used;
+    char arena[EXPORT_ARENA];   /* the items' paths */
+} export_reader;
+
+/* Send the plain messages gathered so far as one hy_send_batch (one route
+ * lookup per run of one path, one push and wake-up per actor); an item the
+ * kernel refuses is counted and skipped, as hy_send's refusal would be. */
+static void export_flush(export_reader *r)
+{
+    endpoint *ep = r->ep;
+    hy_kernel *k = ep->n->k;
+    for (size_t off = 0; off < r->n;) {
+        size_t acc = 0;
+        int rc = hy_send_batch(k, r->items + off, r->n - off, &acc);
+        if (rc == 0)
+            break;
+        size_t bad = off + acc;
+        atomic_fetch_add_explicit(&ep->st.dropped, 1, memory_order_relaxed);
+        if (rc == HY_EBADPATH || rc == HY_ETOOBIG) {
+            const char *subj = natsMsg_GetSubject(r->held[bad]);
+            hy_ext_dead_letter(k, subj, strlen(subj), r->items[bad].payload, r->items[bad].len,
+                               HY_DEAD_REMOTE);
+        }
+        off = bad + 1;
+    }
+    for (size_t i = 0; i < r->n; i++)
+        natsMsg_Destroy(r->held[i]);
+    r->n = r->used = 0;
+}
+
+/* Gather m into the batch if it is a plain send to a path; false if not. */
+static bool export_gather(export_reader *r, natsMsg *m)
+{
+    const char *reply = natsMsg_GetReply(m);
+    if (reply && *reply)
+        return false;
+    const char *path;
+    long part = -1;
+    int rc = path_memo(natsMsg_GetSubject(m), &part, &path);
+    if (rc < 0 || (part >= 0 && part >= (long)r->ep->partitions) ||
+        r->used + (size_t)rc + 1 > EXPORT_ARENA)
+        return false;
+    char *copy = r->arena + r->used;
+    memcpy(copy, path, (size_t)rc + 1);
+    r->used += (size_t)rc + 1;
+    r->items[r->n] = (hy_send_item){copy, natsMsg_GetData(m),
+                                    (size_t)natsMsg_GetDataLength(m)};
+    r->held[r->n++] = m;
+    atomic_fetch_add_explicit(&r->ep->st.received, 1, memory_order_relaxed);
+    return true;
+}
+
+/* An export's subscription, read here rather than by a libnats callback:
+ * what is already queued when a message comes is taken with it, and the
+ * plain sends among them go to the kernel as one batch, in order (a request
+ * or a durable send first flushes what was gathered before it). Ends when
+ * the subscription does, or once closing with nothing queued. */
+static void *export_main(void *arg)
+{
+    export_reader *r = arg;
+    endpoint *ep = r->ep;
+    for (;;) {
+        natsMsg *m = NULL;
+        natsStatus s = natsSubscription_NextMsg(&m, r->sub, 100);
+        if (s == NATS_TIMEOUT) {
+            if (atomic_load_explicit(&ep->closing, memory_order_acquire))
+                break;
+            continue;
+        }
+        if (s != NATS_OK)
+            break;
+        for (;;) {
+            if (!export_gather(r, m)) {
+                export_flush(r);
+                export_one(ep, m);
+            } else if (r->n == EXPORT_BATCH) {
+                export_flush(r);
+            }
+            int queued = 0;
+            if (natsSubscription_GetPending(r->sub, &queued, NULL) != NATS_OK || queued <= 0 ||
+                natsSubscription_NextMsg(&m, r->sub, 100) != NATS_OK)
+                break;
+        }
+        export_flush(r);
+    }
+    free(r);
+    return NULL;
+}
+
+/* Stop the readers of e (after its subscriptions were drained or
+ * unsubscribed) and wait for them. */
+static void export_readers_join(endpoint *e)
+{
+    atomic_store_explicit(&e->closing, 1, memory_order_release);
+    for (unsigned i = 0; i < e->nreaders; i++)
+        pthread_join(e->readers[i], NULL);
+    e->nreaders = 0;
+}
+
+/* Start a reader per subscription of e. */
+static int export_readers_start(endpoint *e)
+{
+    for (unsigned i = 0; i < e->nsubs; i++) {
+        export_reader *r = malloc(sizeof *r);
+        if (!r)
+            return HY_ENOMEM;
+        r->ep = e;
+        r->sub = e->subs[i];
+        r->n = r->used = 0;
+        if (pthread_create(&e->readers[e->nreaders], NULL, export_main, r) != 0) {
+            free(r);
+            return hy_ext_fail(HY_ESYS, "NATS: cannot start an export's reader thread");
+        }
+        e->nreaders++;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------ import */
+
+/* A plain send: no headers, so straight from the payload, no natsMsg. */
+static int publish_plain(endpoint *ep, const char *subj, const void *data, size_t len)
+{
+    nats_state *n = ep->n;
+    int rc;
+    if (atomic_load_explicit(&n->stopped, memory_order_acquire))
+        rc = HY_ECLOSED;
+    else if (n->buf_bytes < 0 && natsConnection_Status(n->nc) != NATS_CONN_STATUS_CONNECTED)
+        rc = HY_EDISCONNECTED;
+    else
+        rc = nats_err(natsConnection_Publish(n->nc, subj, data, (int)len));
+    atomic_fetch_add_explicit(rc ? &ep->st.dropped : &ep->st.published, 1,
+                              memory_order_relaxed);
+    return rc;
+}
+
+/* A durable send: a request the owner acks once journaled. */
+static int durable_request(endpoint *e, const char *subj, const void *payload, size_t len,
+                           void (*on_durable)(void *, int), void *udata)
+{
+    nats_state *n = e->n;
+    if (atomic_load_explicit(&n->stopped, memory_order_acquire))
+        return HY_ECLOSED;
+    if (n->buf_bytes < 0 && natsConnection_Status(n->fast) != NATS_CONN_STATUS_CONNECTED)
+        return hy_ext_fail(HY_EDISCONNECTED, "NATS: not connected");
+    pending *p = calloc(1, sizeof *p);
+    if (!p)
+        return HY_ENOMEM;
+    p->ep = e;
+    p->on_durable = on_durable;
+    p->udata = udata;
+    p->deadline_ns = now_ns() + (uint64_t)n->ask_timeout_ms * 1000000u;
+    int rc = request(n, p, subj, payload, len, true);
+    if (rc != 0) {
+        free(p);
+        atomic_fetch_add_explicit(&e->st.dropped, 1, memory_order_relaxed);
+        return rc;
+    }
+    atomic_fetch_add_explicit(&e->st.published, 1, memory_order_relaxed);
+    return 0;
+}
+
 
 static int import_handler(hy_ctx *ctx, const hy_msg *msg)
 {
     endpoint *ep = hy_subsystem_udata(ctx);
     nats_state *n = ep->n;
-    size_t len;
-    const char *path = hy_msg_path(msg, NULL);
+    size_t len, path_len;
+    const char *path = hy_msg_path(msg, &path_len);
     const void *data = hy_msg_payload(msg, &len);
     long part = -1;
     if (hy_route_udata(ctx) == &ep->key_route && ep->partitions) {
@@ -584,8 +844,8 @@ static int import_handler(hy_ctx *ctx, const hy_msg *msg)
         if (key)
             part = (long)hy_nats_partition(key, kl, ep->partitions);
     }
-    char subj[SUBJ_MAX];
-    int rc = subject_of(path, part, subj, sizeof subj);
+    const char *subj;
+    int rc = subject_memo(path, path_len, part, &subj);
     if (rc < 0)
         return rc;
     int64_t deadline_ms = -1;
@@ -609,20 +869,56 @@ static int import_handler(hy_ctx *ctx, const hy_msg *msg)
         atomic_fetch_add_explicit(&ep->st.published, 1, memory_order_relaxed);
         return 0;
     }
-    /* no headers: straight from the payload, no natsMsg to build */
-    if (atomic_load_explicit(&n->stopped, memory_order_acquire))
-        rc = HY_ECLOSED;
-    else if (n->buf_bytes < 0 && natsConnection_Status(n->nc) != NATS_CONN_STATUS_CONNECTED)
-        rc = HY_EDISCONNECTED;
-    else
-        rc = nats_err(natsConnection_Publish(n->nc, subj, data, (int)len));
-    if (rc != 0) {
-        atomic_fetch_add_explicit(&ep->st.dropped, 1, memory_order_relaxed);
-        return rc; /* a dead letter HY_DEAD_FAILED: at most once */
-    }
-    atomic_fetch_add_explicit(&ep->st.published, 1, memory_order_relaxed);
-    return 0;
+    return publish_plain(ep, subj, data, len);
 }
+
+/* The partition of a keyed path of ep (hy_match: the import's key route
+ * names the key), or -1. */
+static long partition_of(endpoint *ep, const char *path)
+{
+    if (!ep->partitions)
+        return -1;
+    hy_match_result mr;
+    if (hy_match(ep->n->k, path, &mr) != 0 || strcmp(mr.pattern, ep->key_pattern) != 0)
+        return -1;
+    for (unsigned i = 0; i < mr.nparams; i++)
+        if (strcmp(mr.params[i].name, ep->key) == 0)
+            return (long)hy_nats_partition(mr.params[i].value, mr.params[i].len,
+                                           ep->partitions);
+    return -1;
+}
+
+/* hy_send to an imported path, on the sender's thread (hy_ext_forward_set):
+ * published at once, with no message built or queued here. What cannot be
+ * published is refused to the sender and kept as a dead letter. */
+static int forward_send(void *self, void *route_udata, const char *path, size_t path_len,
+                        const void *payload, size_t len)
+{
+    endpoint *ep = self;
+    long part = route_udata == &ep->key_route ? partition_of(ep, path) : -1;
+    const char *subj;
+    int rc = subject_memo(path, path_len, part, &subj);
+    if (rc >= 0)
+        rc = publish_plain(ep, subj, payload, len);
+    if (rc != 0)
+        hy_ext_dead_letter(ep->n->k, path, path_len, payload, len, HY_DEAD_REMOTE);
+    return rc;
+}
+
+static int forward_durable(void *self, void *route_udata, const char *path, size_t path_len,
+                           const void *payload, size_t len,
+                           void (*on_durable)(void *, int), void *udata)
+{
+    endpoint *ep = self;
+    long part = route_udata == &ep->key_route ? partition_of(ep, path) : -1;
+    const char *subj;
+    int rc = subject_memo(path, path_len, part, &subj);
+    if (rc < 0)
+        return rc;
+    return durable_request(ep, subj, payload, len, on_durable, udata);
+}
+
+static const hy_ext_forward_ops import_forward = {forward_send, forward_durable};
 
 /* ------------------------------------------------------------ attach */
 
@@ -644,11 +940,15 @@ static void nats_stop(hy_kernel *k, void *state)
     pthread_mutex_unlock(&n->mu);
     if (n->sweeper_started)
         pthread_join(n->sweeper, NULL);
-    /* Drain each export (its callbacks under way finish), then the inbox. */
+    /* Drain each subscription (the server stops sending to it; what is
+     * queued is still handled): the bridges' callbacks finish, the
+     * exports' readers end once their queues are empty. Then the inbox. */
     for (endpoint *e = eps; e; e = e->next)
         for (unsigned i = 0; i < e->nsubs; i++)
-            if (natsSubscription_Drain(e->subs[i]) == NATS_OK)
+            if (natsSubscription_Drain(e->subs[i]) == NATS_OK && e->nreaders == 0)
                 (void)natsSubscription_WaitForDrainCompletion(e->subs[i], 2000);
+    for (endpoint *e = eps; e; e = e->next)
+        export_readers_join(e);
     (void)natsConnection_FlushTimeout(n->nc, 1000);
     (void)natsConnection_FlushTimeout(n->fast, 1000);
     if (n->inbox_sub && natsSubscription_Drain(n->inbox_sub) == NATS_OK)
@@ -824,10 +1124,10 @@ static int ready(hy_kernel *k, const char *name, nats_state **out)
 static int subscribe(endpoint *e, const char *subj, const char *queue)
 {
     if (e->nsubs >= sizeof e->subs / sizeof e->subs[0])
-        return hy_ext_fail(HY_EINVAL, "NATS: at most 64 partitions per process");
+        return hy_ext_fail(HY_EINVAL, "NATS: at most 64 owned partitions per process");
     natsSubscription *sub = NULL;
-    natsStatus s = queue ? natsConnection_QueueSubscribe(&sub, e->n->nc, subj, queue, on_export, e)
-                         : natsConnection_Subscribe(&sub, e->n->nc, subj, on_export, e);
+    natsStatus s = queue ? natsConnection_QueueSubscribeSync(&sub, e->n->nc, subj, queue)
+                         : natsConnection_SubscribeSync(&sub, e->n->nc, subj);
     if (s == NATS_OK)
         s = natsSubscription_SetPendingLimits(sub, -1, -1);
     if (s != NATS_OK) {
@@ -875,11 +1175,14 @@ int hy_nats_export(hy_kernel *k, const char *name, const hy_nats_export_opts *op
     }
     if (rc == 0)
         rc = nats_err(natsConnection_FlushTimeout(n->nc, 2000));
+    if (rc == 0)
+        rc = export_readers_start(e);
     if (rc != 0) {
-        for (unsigned i = 0; i < e->nsubs; i++) {
+        for (unsigned i = 0; i < e->nsubs; i++)
             natsSubscription_Unsubscribe(e->subs[i]);
+        export_readers_join(e);
+        for (unsigned i = 0; i < e->nsubs; i++)
             natsSubscription_Destroy(e->subs[i]);
-        }
         free(e);
         return rc;
     }
@@ -896,14 +1199,18 @@ int hy_nats_import(hy_kernel *k, const char *name, const hy_nats_import_opts *op
         return rc;
     if (!opts)
         opts = &defaults;
-    if (opts->partitions && (!opts->key_pattern || !opts->key || strlen(opts->key) >= 64))
-        return hy_ext_fail(HY_EINVAL, "a partitioned import needs key_pattern and key");
+    if (opts->partitions && (!opts->key_pattern || !opts->key || strlen(opts->key) >= 64 ||
+                             strlen(opts->key_pattern) >= 256))
+        return hy_ext_fail(HY_EINVAL, "a partitioned import needs key_pattern (under 256 "
+                                      "bytes) and key (under 64)");
     endpoint *e = endpoint_new(n, name, true);
     if (!e)
         return HY_ENOMEM;
     e->partitions = opts->partitions;
-    if (opts->key)
+    if (opts->partitions) {
         snprintf(e->key, sizeof e->key, "%s", opts->key);
+        snprintf(e->key_pattern, sizeof e->key_pattern, "%s", opts->key_pattern);
+    }
     hy_route routes[2];
     memset(routes, 0, sizeof routes);
     size_t nr = 0;
@@ -928,7 +1235,9 @@ int hy_nats_import(hy_kernel *k, const char *name, const hy_nats_import_opts *op
         return rc;
     }
     endpoint_add(n, e);
-    return 0;
+    /* from here on plain and durable sends skip the actor; until then they
+     * went through the handler, which carries them as well */
+    return hy_ext_forward_set(k, name, &import_forward, e);
 }
 
 /* ------------------------------------------------------------ publish bridge */
@@ -1048,38 +1357,11 @@ int hy_nats_send_durable(hy_kernel *k, const char *path, const void *payload, si
     endpoint *e = endpoint_find(n, name, true);
     if (!e)
         return hy_ext_fail(HY_ENOROUTE, "'%s' is not imported", name);
-    long part = -1;
-    if (e->partitions) {
-        hy_match_result mr;
-        int mrc = hy_match(k, path, &mr);
-        if (mrc != 0)
-            return mrc;
-        for (unsigned i = 0; i < mr.nparams; i++)
-            if (strcmp(mr.params[i].name, e->key) == 0)
-                part = (long)hy_nats_partition(mr.params[i].value, mr.params[i].len,
-                                               e->partitions);
-    }
     char subj[SUBJ_MAX];
-    int rc = subject_of(path, part, subj, sizeof subj);
+    int rc = subject_of(path, partition_of(e, path), subj, sizeof subj);
     if (rc < 0)
         return rc;
-    if (n->buf_bytes < 0 && natsConnection_Status(n->fast) != NATS_CONN_STATUS_CONNECTED)
-        return hy_ext_fail(HY_EDISCONNECTED, "NATS: not connected");
-    pending *p = calloc(1, sizeof *p);
-    if (!p)
-        return HY_ENOMEM;
-    p->ep = e;
-    p->on_durable = on_durable;
-    p->udata = udata;
-    p->deadline_ns = now_ns() + (uint64_t)n->ask_timeout_ms * 1000000u;
-    rc = request(n, p, subj, payload, len, true);
-    if (rc != 0) {
-        free(p);
-        atomic_fetch_add_explicit(&e->st.dropped, 1, memory_order_relaxed);
-        return rc;
-    }
-    atomic_fetch_add_explicit(&e->st.published, 1, memory_order_relaxed);
-    return 0;
+    return durable_request(e, subj, payload, len, on_durable, udata);
 }
 
 int hy_nats_stats_get(hy_kernel *k, const char *name, hy_nats_stats *out)
@@ -1100,7 +1382,6 @@ int hy_nats_stats_get(hy_kernel *k, const char *name, hy_nats_stats *out)
         out->published += atomic_load_explicit(&e->st.published, memory_order_relaxed);
         out->received += atomic_load_explicit(&e->st.received, memory_order_relaxed);
         out->acked += atomic_load_explicit(&e->st.acked, memory_order_relaxed);
-        out->retried += atomic_load_explicit(&e->st.retried, memory_order_relaxed);
         out->dropped += atomic_load_explicit(&e->st.dropped, memory_order_relaxed);
     }
     pthread_mutex_unlock(&n->mu);

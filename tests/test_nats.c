@@ -26,6 +26,7 @@
 #include <nats/nats.h>
 
 #include "hypha.h"
+#include "hypha_ext.h"
 
 #define SERVER "/usr/sbin/nats-server"
 
@@ -84,15 +85,21 @@ static void server_stop(void)
     waitpid(g_server, NULL, 0);
 }
 
-static hy_kernel *kernel_with_nats(const hy_config *cfg, int bufbytes)
+static hy_kernel *kernel_nats_opts(const hy_config *cfg, int bufbytes, int reconnect_wait_ms,
+                                   int ask_timeout_ms)
 {
     hy_kernel *k;
     assert_int_equal(hy_kernel_open(&k, cfg), 0);
     const char *servers[] = {g_url};
-    hy_nats_opts o = {.servers = servers, .nservers = 1, .reconnect_wait_ms = 50,
-                      .reconnect_buf_bytes = bufbytes, .ask_timeout_ms = 2000};
+    hy_nats_opts o = {.servers = servers, .nservers = 1, .reconnect_wait_ms = reconnect_wait_ms,
+                      .reconnect_buf_bytes = bufbytes, .ask_timeout_ms = ask_timeout_ms};
     assert_int_equal(hy_nats_attach(k, &o), 0);
     return k;
+}
+
+static hy_kernel *kernel_with_nats(const hy_config *cfg, int bufbytes)
+{
+    return kernel_nats_opts(cfg, bufbytes, 50, 2000);
 }
 
 /* Start this program again in a role (fork and exec): the test process
@@ -308,10 +315,32 @@ static int deadcount(hy_ctx *ctx, const hy_msg *msg)
     return hy_reply(ctx, &n, sizeof n);
 }
 
+static _Atomic uint64_t g_journaled, g_ticks;
+
 static int journaled(hy_ctx *ctx, const hy_msg *msg)
 {
-    (void)ctx, (void)msg;
+    (void)msg;
+    if (!hy_is_replaying(ctx))
+        atomic_fetch_add(&g_journaled, 1);
     return 0;
+}
+
+static int tick(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)ctx, (void)msg;
+    atomic_fetch_add(&g_ticks, 1);
+    return 0;
+}
+
+/* calc://count/ticks and calc://count/journaled: the child's figures */
+static int count(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)msg;
+    size_t l;
+    const char *what = hy_param(ctx, "what", &l);
+    uint64_t n = l == 5 && memcmp(what, "ticks", 5) == 0 ? atomic_load(&g_ticks)
+                                                         : atomic_load(&g_journaled);
+    return hy_reply(ctx, &n, sizeof n);
 }
 
 static char g_dir[64];
@@ -323,8 +352,10 @@ static void calc_child(int wfd)
     hy_kernel *k = kernel_with_nats(&cfg, 0);
     hy_route r[] = {{.pattern = "echo", .handler = echo},
                     {.pattern = "slow", .handler = slow},
-                    {.pattern = "dead", .handler = deadcount}};
-    hy_subsystem_def d = {.routes = r, .nroutes = 3};
+                    {.pattern = "dead", .handler = deadcount},
+                    {.pattern = "tick", .handler = tick},
+                    {.pattern = "count/{what}", .handler = count}};
+    hy_subsystem_def d = {.routes = r, .nroutes = 5};
     hy_route rj[] = {{.pattern = "put", .handler = journaled}};
     hy_subsystem_def dj = {.routes = rj, .nroutes = 1, .persistent = 1};
     if (hy_subsystem_register(k, "calc", &d) || hy_subsystem_register(k, "ledger", &dj) ||
@@ -593,13 +624,17 @@ static void test_server_restart(void **st)
     assert_int_equal(hy_ask(k, "calc://echo", "a", 1, &rep, &rl, 1000), HY_EDISCONNECTED);
     assert_int_equal(hy_nats_send_durable(k, "ledger://put", "x", 1, on_durable, NULL),
                      HY_EDISCONNECTED);
-    /* a plain send is accepted locally and fails in the importer's handler */
+    /* a plain send is published on the sender's thread: refused at once,
+     * and kept as a dead letter */
     hy_stats s0, s1;
     assert_int_equal(hy_kernel_stats(k, &s0), 0);
-    assert_int_equal(hy_send(k, "calc://echo", "a", 1), 0);
-    assert_int_equal(hy_kernel_drain(k, 1000), 0);
+    assert_int_equal(hy_send(k, "calc://echo", "a", 1), HY_EDISCONNECTED);
+    hy_send_item items[2] = {{"calc://echo", "a", 1}, {"calc://echo", "b", 1}};
+    size_t accepted = 9;
+    assert_int_equal(hy_send_batch(k, items, 2, &accepted), HY_EDISCONNECTED);
+    assert_int_equal(accepted, 0);
     assert_int_equal(hy_kernel_stats(k, &s1), 0);
-    assert_int_equal(s1.dead[HY_DEAD_FAILED], s0.dead[HY_DEAD_FAILED] + 1);
+    assert_int_equal(s1.dead[HY_DEAD_REMOTE], s0.dead[HY_DEAD_REMOTE] + 2);
     server_start();
     int rc = -1;
     for (int i = 0; i < 300 && rc != 0; i++) {
@@ -623,6 +658,318 @@ static void test_server_restart(void **st)
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
     assert_int_equal(system(cmd), 0);
+}
+
+/* ------------------------------------------------------------ outages */
+
+static pid_t calc_start(const char *dir_tag)
+{
+    snprintf(g_dir, sizeof g_dir, "/tmp/hy-nats-test-%s%d", dir_tag, (int)getpid());
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    pid_t child = spawn("calc", g_dir, fd[1], -1);
+    close(fd[1]);
+    char c;
+    assert_int_equal(read(fd[0], &c, 1), 1);
+    close(fd[0]);
+    return child;
+}
+
+static void calc_stop(pid_t child)
+{
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* One of the child's figures (calc://count/WHAT), asked until it answers. */
+static uint64_t calc_count(hy_kernel *k, const char *what)
+{
+    char path[64];
+    snprintf(path, sizeof path, "calc://count/%s", what);
+    for (int i = 0; i < 300; i++) {
+        void *rep = NULL;
+        size_t rl = 0;
+        if (hy_ask(k, path, NULL, 0, &rep, &rl, 500) == 0 && rl == sizeof(uint64_t)) {
+            uint64_t n;
+            memcpy(&n, rep, sizeof n);
+            hy_free(rep);
+            return n;
+        }
+        hy_free(rep);
+        sleep_ms(20);
+    }
+    fail_msg("calc://count/%s never answered", what);
+    return 0;
+}
+
+static uint64_t calc_count_until(hy_kernel *k, const char *what, uint64_t want)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < 300 && (n = calc_count(k, what)) < want; i++)
+        sleep_ms(20);
+    return n;
+}
+
+/* What the local subsystem "calc" (the import) was sent through its actor. */
+static uint64_t calc_local_sent(hy_kernel *k)
+{
+    hy_subsystem_info *subs = NULL;
+    size_t nsubs = 0;
+    assert_int_equal(hy_subsystems_list(k, &subs, &nsubs), 0);
+    uint64_t sent = UINT64_MAX;
+    for (size_t i = 0; i < nsubs; i++)
+        if (strcmp(subs[i].name, "calc") == 0)
+            sent = subs[i].stats.sent;
+    hy_free(subs);
+    assert_true(sent != UINT64_MAX);
+    return sent;
+}
+
+/* Plain sends during an outage wait in libnats' reconnect buffer and go out
+ * after the restart; once the buffer is full they are refused
+ * (HY_EDISCONNECTED) and dead-lettered. What was accepted is delivered,
+ * exactly that. The importer reconnects later than the exporter (500 ms
+ * against 50), so nothing is replayed before the exporter subscribed. */
+static void test_buffered_outage(void **st)
+{
+    (void)st;
+    pid_t child = calc_start("b");
+    hy_kernel *k = kernel_nats_opts(NULL, 4096, 500, 2000);
+    assert_int_equal(hy_nats_import(k, "calc", NULL), 0);
+    assert_int_equal(calc_count(k, "ticks"), 0);
+    /* a batch to an imported path: every item published, back to back, on
+     * this thread; none passes through the local subsystem's actor */
+    hy_send_item items[100];
+    for (int i = 0; i < 100; i++)
+        items[i] = (hy_send_item){"calc://tick", "0123456789abcdef", 16};
+    hy_nats_stats n0, n1;
+    assert_int_equal(hy_nats_stats_get(k, "calc", &n0), 0);
+    uint64_t local_sent = calc_local_sent(k);
+    size_t accepted_batch = 0;
+    assert_int_equal(hy_send_batch(k, items, 100, &accepted_batch), 0);
+    assert_int_equal(accepted_batch, 100);
+    assert_int_equal(hy_nats_stats_get(k, "calc", &n1), 0);
+    assert_int_equal(n1.published - n0.published, 100);
+    assert_int_equal(calc_local_sent(k), local_sent);
+    uint64_t before = calc_count_until(k, "ticks", 100);
+    assert_int_equal(before, 100);
+    server_stop();
+    sleep_ms(100);
+    hy_stats s0, s1;
+    assert_int_equal(hy_kernel_stats(k, &s0), 0);
+    uint64_t accepted = 0, refused = 0;
+    for (int i = 0; i < 1000; i++) {
+        int rc = hy_send(k, "calc://tick", "0123456789abcdef", 16);
+        if (rc == 0)
+            accepted++;
+        else if (rc == HY_EDISCONNECTED)
+            refused++;
+        else
+            fail_msg("send during the outage: %s", hy_err_name(rc));
+    }
+    assert_true(accepted > 0);
+    assert_true(refused > 0); /* 4 KiB hold fewer than 1000 */
+    assert_int_equal(hy_kernel_stats(k, &s1), 0);
+    assert_int_equal(s1.dead[HY_DEAD_REMOTE] - s0.dead[HY_DEAD_REMOTE], refused);
+    server_start();
+    assert_int_equal(calc_count_until(k, "ticks", before + accepted), before + accepted);
+    sleep_ms(100);
+    assert_int_equal(calc_count(k, "ticks"), before + accepted); /* and no more */
+    hy_kernel_close(k);
+    calc_stop(child);
+}
+
+typedef struct dur_set {
+    dur d[8];
+} dur_set;
+
+static int wait_done(dur *d, int n)
+{
+    int done = 0;
+    for (int i = 0; i < 500; i++) {
+        done = 0;
+        for (int j = 0; j < n; j++)
+            done += atomic_load(&d[j].done);
+        if (done == n)
+            break;
+        sleep_ms(10);
+    }
+    return done;
+}
+
+/* hy_send_durable (the kernel's own call) to an imported persistent
+ * subsystem crosses processes: acknowledged only once the owner journaled
+ * it. During an outage nothing is acknowledged: the sends wait in the
+ * reconnect buffer and time out; after the restart, whatever is
+ * acknowledged has been journaled by the owner. */
+static void test_durable_outage(void **st)
+{
+    (void)st;
+    pid_t child = calc_start("d");
+    hy_kernel *k = kernel_nats_opts(NULL, 0, 500, 1000);
+    assert_int_equal(hy_nats_import(k, "calc", NULL), 0);
+    assert_int_equal(hy_nats_import(k, "ledger", NULL), 0);
+    dur ok = {0};
+    assert_int_equal(hy_send_durable(k, "ledger://put", "x", 1, on_durable, &ok), 0);
+    assert_int_equal(wait_done(&ok, 1), 1);
+    assert_int_equal(atomic_load(&ok.status), 0);
+    assert_true(calc_count_until(k, "journaled", 1) >= 1);
+    /* the local subsystem is not persistent: without the import's hook this
+     * would be HY_EINVAL; a path the import does not have is refused */
+    assert_int_equal(hy_send_durable(k, "nowhere://x", "x", 1, on_durable, &ok), HY_ENOROUTE);
+
+    server_stop();
+    sleep_ms(100);
+    dur_set out = {0};
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(hy_send_durable(k, "ledger://put", "y", 1, on_durable, &out.d[i]), 0);
+    assert_int_equal(wait_done(out.d, 8), 8);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(atomic_load(&out.d[i].status), HY_ETIMEDOUT);
+
+    /* sent while down, the server back before their deadline */
+    dur_set back = {0};
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(hy_send_durable(k, "ledger://put", "z", 1, on_durable, &back.d[i]),
+                         0);
+    server_start();
+    assert_int_equal(wait_done(back.d, 8), 8);
+    uint64_t acked = 1;
+    for (int i = 0; i < 8; i++) {
+        int stt = atomic_load(&back.d[i].status);
+        assert_true(stt == 0 || stt == HY_ETIMEDOUT || stt == HY_ENOROUTE);
+        acked += stt == 0;
+    }
+    /* and one more once all is up again, so something is acknowledged */
+    int rc = -1;
+    for (int i = 0; i < 100 && rc != 0; i++) {
+        dur d = {0};
+        assert_int_equal(hy_send_durable(k, "ledger://put", "w", 1, on_durable, &d), 0);
+        assert_int_equal(wait_done(&d, 1), 1);
+        rc = atomic_load(&d.status);
+        if (rc != 0)
+            sleep_ms(50);
+    }
+    assert_int_equal(rc, 0);
+    acked++;
+    /* every acknowledgement stands for a journaled message (the timed-out
+     * ones may have been journaled as well: their fate is unknown) */
+    assert_true(calc_count_until(k, "journaled", acked) >= acked);
+    hy_kernel_close(k);
+    calc_stop(child);
+}
+
+/* ------------------------------------------------------------ asks without waiting */
+
+#define ASYNC_N 3
+static _Atomic int g_async_state[ASYNC_N]; /* 0 none, 1 reply "ping", 2 timeout, 3 other */
+
+static int async_go(hy_ctx *ctx, const hy_msg *msg)
+{
+    size_t n, len;
+    const char *id = hy_param(ctx, "n", &n);
+    const char *target = hy_msg_payload(msg, &len);
+    char path[64], reply_to[64];
+    snprintf(path, sizeof path, "%.*s", (int)len, target);
+    snprintf(reply_to, sizeof reply_to, "client://reply/%.*s", (int)n, id);
+    return hy_ask_async_timeout(ctx, path, "ping", 4, reply_to, 1500);
+}
+
+static int async_reply(hy_ctx *ctx, const hy_msg *msg)
+{
+    size_t n, len;
+    const char *id = hy_param(ctx, "n", &n);
+    int i = id[0] - '0';
+    const void *p = hy_msg_payload(msg, &len);
+    int v = hy_msg_is_timeout(msg) ? 2 : len == 4 && memcmp(p, "ping", 4) == 0 ? 1 : 3;
+    if (i >= 0 && i < ASYNC_N)
+        atomic_store(&g_async_state[i], v);
+    return 0;
+}
+
+typedef struct answer {
+    _Atomic int done;
+    int err;
+    char data[16];
+    size_t len;
+} answer;
+
+static void on_answer(void *udata, int err, const void *payload, size_t len)
+{
+    answer *a = udata;
+    a->err = err;
+    a->len = len < sizeof a->data ? len : sizeof a->data;
+    if (a->len)
+        memcpy(a->data, payload, a->len);
+    atomic_store(&a->done, 1);
+}
+
+static answer *ask_cb(hy_kernel *k, const char *path, answer *a)
+{
+    memset(a, 0, sizeof *a);
+    assert_int_equal(hy_ext_ask_cb(k, path, "ping", 4, on_answer, a), 0);
+    for (int i = 0; i < 500 && !atomic_load(&a->done); i++)
+        sleep_ms(10);
+    assert_int_equal(atomic_load(&a->done), 1);
+    return a;
+}
+
+/* Asks that do not wait on imported paths. From a handler,
+ * hy_ask_async_timeout: the remote reply arrives at reply_to; a remote
+ * handler that never replies ends in the timeout message. Answered by a
+ * call (hy_ext_ask_cb, what the exporter uses): the reply, HY_ETIMEDOUT at
+ * the import's deadline, HY_ENOROUTE when no process serves the path, and
+ * HY_EDISCONNECTED while the server is down (no reconnect buffer). */
+static void test_ask_async_imported(void **st)
+{
+    (void)st;
+    pid_t child = calc_start("a");
+    hy_kernel *k = kernel_nats_opts(NULL, -1, 50, 250);
+    assert_int_equal(hy_timer_attach(k, NULL), 0);
+    assert_int_equal(hy_nats_import(k, "calc", NULL), 0);
+    assert_int_equal(hy_nats_import(k, "nobody", NULL), 0);
+    hy_route r[] = {{.pattern = "go/{n}", .handler = async_go},
+                    {.pattern = "reply/{n}", .handler = async_reply}};
+    hy_subsystem_def d = {.routes = r, .nroutes = 2};
+    assert_int_equal(hy_subsystem_register(k, "client", &d), 0);
+
+    assert_int_equal(hy_send(k, "client://go/0", "calc://echo", 11), 0);
+    assert_int_equal(hy_send(k, "client://go/1", "calc://slow", 11), 0);
+    assert_int_equal(hy_send(k, "client://go/2", "nobody://x", 10), 0);
+    for (int i = 0; i < 300; i++) {
+        int all = 1;
+        for (int j = 0; j < ASYNC_N; j++)
+            all &= atomic_load(&g_async_state[j]) != 0;
+        if (all)
+            break;
+        sleep_ms(10);
+    }
+    assert_int_equal(atomic_load(&g_async_state[0]), 1);
+    assert_int_equal(atomic_load(&g_async_state[1]), 2);
+    assert_int_equal(atomic_load(&g_async_state[2]), 2);
+
+    answer a;
+    ask_cb(k, "calc://echo", &a);
+    assert_int_equal(a.err, 0);
+    assert_int_equal(a.len, 4);
+    assert_memory_equal(a.data, "ping", 4);
+    assert_int_equal(ask_cb(k, "calc://slow", &a)->err, HY_ETIMEDOUT);
+    assert_int_equal(ask_cb(k, "nobody://x", &a)->err, HY_ENOROUTE);
+    server_stop();
+    sleep_ms(100);
+    assert_int_equal(ask_cb(k, "calc://echo", &a)->err, HY_EDISCONNECTED);
+    server_start();
+    int rc = -1;
+    for (int i = 0; i < 300 && rc != 0; i++) {
+        sleep_ms(20);
+        rc = ask_cb(k, "calc://echo", &a)->err;
+    }
+    assert_int_equal(rc, 0);
+    hy_kernel_close(k);
+    calc_stop(child);
 }
 
 int main(int argc, char **argv)
@@ -655,6 +1002,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_ownership_moves),
         cmocka_unit_test(test_pubsub_across),
         cmocka_unit_test(test_server_restart),
+        cmocka_unit_test(test_buffered_outage),
+        cmocka_unit_test(test_durable_outage),
+        cmocka_unit_test(test_ask_async_imported),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     server_stop();
