@@ -112,6 +112,13 @@ typedef struct hyi_journal_config {
                                 queue (the writer may hold as many again while it
                                 writes them; a batch larger than it is admitted
                                 when the queue is empty); 0: 65536 */
+    size_t cache_actors;     /* actors whose head (newest seq, log key) is kept
+                                in memory; 0: 65536. Older ones are evicted and
+                                read from the heads DB again when needed. */
+    uint64_t checkpoint_entries; /* the heads DB is brought up to date at least
+                                every this many log entries (and whenever
+                                cache_actors/2 heads are newer than it); open
+                                replays at most this much log. 0: 1 Mi */
 } hyi_journal_config;
 
 /* Open (creating if needed) the environment at cfg->path and its two databases.
