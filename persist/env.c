@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "journal_int.h"
@@ -66,8 +67,19 @@ static int fail_path(const char *path, int rc, const char *what)
     return hyi_fail(map_code(rc), "journal %s: %s: %s", path, what, mdb_strerror(rc));
 }
 
+/* LMDB reports a short write as EIO; when the file system has no room left,
+ * that is a full disk. */
+static bool disk_is_full(const char *path)
+{
+    struct statvfs sv;
+    return statvfs(path, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < ((uint64_t)1 << 16);
+}
+
 int hyi_lmdb_fail(const hyi_journal *j, int rc, const char *what)
 {
+    if (rc == EIO && disk_is_full(j->path))
+        return hyi_fail(HY_EDISKFULL, "journal %s: %s: short write, the file system is "
+                        "full (%s)", j->path, what, mdb_strerror(rc));
     return fail_path(j->path, rc, what);
 }
 
