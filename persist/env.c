@@ -901,6 +901,16 @@ void hyi_journal_get_stats(hyi_journal *j, hyi_journal_stats *out)
             out->map_used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
     }
     pthread_rwlock_unlock(&j->map_lock);
+    MDB_txn *txn;
+    if (hyi_env_read_begin(j, &txn) == 0) {
+        if (mdb_stat(txn, j->db_log, &st) == 0)
+            out->log_entries = st.ms_entries;
+        hyi_env_read_end(j, txn);
+    }
+    pthread_mutex_lock(&j->cache_lock);
+    out->heads_cached = j->cache.len;
+    out->heads_dirty = j->cache.dirty;
+    pthread_mutex_unlock(&j->cache_lock);
     out->map_max = j->cfg.map_size_max;
     pthread_mutex_lock(&j->q_lock);
     out->pending = j->q_len;

@@ -275,6 +275,10 @@ typedef struct hyi_journal_stats {
                                 HYI_JOURNAL_BATCH_RING writer commits (0: none) */
     uint64_t batch_max;      /* largest writer commit since open */
     uint64_t writer_commits; /* writer transactions (successful or not) */
+    uint64_t log_entries;    /* entries physically in the log now (reclaimed
+                                ones are gone; ones under a floor may wait) */
+    uint64_t heads_cached;   /* actors whose head is in memory now */
+    uint64_t heads_dirty;    /* of those, ones newer than the heads DB */
 } hyi_journal_stats;
 
 /* Counters are read with relaxed loads: a snapshot that may lag by a commit. */
