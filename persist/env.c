@@ -24,7 +24,7 @@
 #define DEFAULT_MAP_MAX ((size_t)1 << 40)
 #define DEFAULT_MAX_BATCH 4096u
 #define DEFAULT_MAX_PENDING 65536u
-#define DEFAULT_CACHE_ACTORS 65536u
+#define DEFAULT_CACHE_ACTORS ((size_t)1 << 20)
 #define DEFAULT_CHECKPOINT_ENTRIES ((uint64_t)1 << 20)
 
 static int map_code(int rc)
@@ -136,6 +136,9 @@ static int adopt_map_size(hyi_journal *j, bool hold_write_lock)
  * the transaction checkpointed them). */
 static void publish_overlay(hyi_journal *j, bool checkpointed)
 {
+    for (size_t i = 0; i < j->overlay.cap; i++)
+        if (j->overlay.slots[i].used) /* as in prefetch_heads */
+            hyi_seqmap_prefetch(&j->cache, j->overlay.slots[i].actor);
     pthread_mutex_lock(&j->cache_lock);
     if (checkpointed)
         hyi_seqmap_mark_clean(&j->cache);
@@ -350,10 +353,33 @@ static int head_put(MDB_cursor *c, uint64_t actor, uint64_t seq, uint64_t gseq)
     return mdb_cursor_put(c, &k, &v, 0);
 }
 
-static int cmp_slot(const void *a, const void *b)
+/* Sort slots by actor, stably (an actor's later slot stays after its earlier
+ * one): LSD radix sort, a byte per pass, skipping bytes all actors share
+ * (small ids need 2-3 passes). A checkpoint sorts up to cache_actors/2 heads,
+ * where qsort's comparisons were a visible share of the writer's time. tmp
+ * holds n slots. Returns the sorted array (a or tmp). */
+static struct hyi_seqslot *sort_by_actor(struct hyi_seqslot *a, struct hyi_seqslot *tmp,
+                                         size_t n)
 {
-    const struct hyi_seqslot *x = a, *y = b;
-    return x->actor < y->actor ? -1 : x->actor > y->actor;
+    for (int shift = 0; shift < 64; shift += 8) {
+        size_t count[256] = {0};
+        for (size_t i = 0; i < n; i++)
+            count[(a[i].actor >> shift) & 0xff]++;
+        if (n == 0 || count[(a[0].actor >> shift) & 0xff] == n)
+            continue; /* every actor has the same byte here */
+        size_t at = 0;
+        for (int b = 0; b < 256; b++) {
+            size_t c = count[b];
+            count[b] = at;
+            at += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(a[i].actor >> shift) & 0xff]++] = a[i];
+        struct hyi_seqslot *t = a;
+        a = tmp;
+        tmp = t;
+    }
+    return a;
 }
 
 static int meta_put_u64(hyi_wtxn *w, const char *name, uint64_t value)
@@ -372,7 +398,7 @@ static int heads_checkpoint(hyi_wtxn *w)
     hyi_journal *j = w->j;
     pthread_mutex_lock(&j->cache_lock);
     size_t n = 0, cap = j->cache.dirty + j->overlay.len;
-    struct hyi_seqslot *all = malloc((cap ? cap : 1) * sizeof *all);
+    struct hyi_seqslot *all = malloc(2 * (cap ? cap : 1) * sizeof *all);
     if (all) {
         for (size_t i = 0; i < j->cache.cap; i++)
             if (j->cache.slots[i].used && j->cache.slots[i].dirty)
@@ -385,13 +411,14 @@ static int heads_checkpoint(hyi_wtxn *w)
     for (size_t i = 0; i < j->overlay.cap; i++)
         if (j->overlay.slots[i].used)
             all[n++] = j->overlay.slots[i];
-    /* An actor in both: the overlay's (sorted right after) is newer. */
-    qsort(all, n, sizeof *all, cmp_slot);
+    /* An actor in both: the overlay's (after it, the sort being stable) is
+     * newer. */
+    struct hyi_seqslot *sorted = sort_by_actor(all, all + (cap ? cap : 1), n);
     MDB_cursor *c = NULL;
     int rc = mdb_cursor_open(w->txn, j->db_heads, &c);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        const struct hyi_seqslot *s = &all[i];
-        if (i + 1 < n && all[i + 1].actor == s->actor && all[i + 1].seq >= s->seq)
+        const struct hyi_seqslot *s = &sorted[i];
+        if (i + 1 < n && sorted[i + 1].actor == s->actor && sorted[i + 1].seq >= s->seq)
             continue;
         rc = head_put(c, s->actor, s->seq, s->gseq);
     }
@@ -526,10 +553,27 @@ static int sweep_step(hyi_wtxn *w, size_t budget)
 
 /* ---------------------------------------------------------------- puts */
 
-int hyi_entries_put(hyi_wtxn *w, hyi_rec_iter next, void *it)
+/* With many actors, each head lookup is a cache miss in a table of megabytes;
+ * asking for all of a batch's slots first lets the misses overlap instead of
+ * queueing one behind the other. Only this thread (the writer, under
+ * write_lock) moves the table, so reading its shape here is race-free; the
+ * prefetches themselves read nothing. */
+static void prefetch_heads(hyi_journal *j, hyi_rec_iter next, hyi_rec_restart restart,
+                           void *it)
+{
+    hyi_journal_rec r;
+    uint64_t *seq;
+    restart(it);
+    while (next(it, &r, &seq))
+        hyi_seqmap_prefetch(&j->cache, r.actor);
+    restart(it);
+}
+
+int hyi_entries_put(hyi_wtxn *w, hyi_rec_iter next, hyi_rec_restart restart, void *it)
 {
     hyi_journal *j = w->j;
     MDB_cursor *c;
+    prefetch_heads(j, next, restart, it);
     int rc = mdb_cursor_open(w->txn, j->db_log, &c);
     if (rc)
         return rc;

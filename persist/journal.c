@@ -31,11 +31,15 @@ static bool append_next(void *p, hyi_journal_rec *rec, uint64_t **seq)
     return true;
 }
 
+static void append_restart(void *it)
+{
+    struct append_it *a = it;
+    a->i = 0;
+}
+
 static int append_op(hyi_wtxn *w, void *arg)
 {
-    struct append_it *a = arg;
-    a->i = 0; /* an op runs again after the map grows */
-    return hyi_entries_put(w, append_next, a);
+    return hyi_entries_put(w, append_next, append_restart, arg);
 }
 
 int hyi_journal_append_many(hyi_journal *j, const hyi_journal_rec *recs, size_t n,

@@ -113,8 +113,11 @@ typedef struct hyi_journal_config {
                                 writes them; a batch larger than it is admitted
                                 when the queue is empty); 0: 65536 */
     size_t cache_actors;     /* actors whose head (newest seq, log key) is kept
-                                in memory; 0: 65536. Older ones are evicted and
-                                read from the heads DB again when needed. */
+                                in memory (64 bytes each at most); 0: 1 Mi.
+                                Beyond it clean heads are evicted and read from
+                                the heads DB again when needed. Half of it is
+                                how many heads a checkpoint writes at most, so
+                                larger means cheaper checkpoints. */
     uint64_t checkpoint_entries; /* the heads DB is brought up to date at least
                                 every this many log entries (and whenever
                                 cache_actors/2 heads are newer than it); open

@@ -90,6 +90,8 @@ bool hyi_seqmap_get(hyi_seqmap *m, uint64_t actor, hyi_head *h);
 int hyi_seqmap_put(hyi_seqmap *m, uint64_t actor, hyi_head h, bool dirty);
 /* Every entry is in the heads DB now. */
 void hyi_seqmap_mark_clean(hyi_seqmap *m);
+/* Start loading actor's home slot into the CPU cache (no effect otherwise). */
+void hyi_seqmap_prefetch(const hyi_seqmap *m, uint64_t actor);
 
 /* ---------------------------------------------------------------- the journal */
 
@@ -209,14 +211,16 @@ int hyi_env_read_head(hyi_journal *j, uint64_t actor, MDB_txn **txn, hyi_head *h
 /* Yields the next record to write (false when done) and where its sequence
  * goes. */
 typedef bool (*hyi_rec_iter)(void *it, hyi_journal_rec *rec, uint64_t **seq);
+/* Starts an iterator over from its first record. */
+typedef void (*hyi_rec_restart)(void *it);
 /* Within a write op: every record the iterator yields, each under its actor's
  * next sequence, appended to the log (MDB_APPEND) under the next global
  * sequence; then a bounded step of reclamation, and a checkpoint of the heads
  * when the cache's dirty entries or the log since the last one demand it. A
- * record without a timestamp gets the write time. LMDB or hypha code. A write
- * op may run more than once (after the map grows): start the iterator anew in
- * the op, not before it. */
-int hyi_entries_put(hyi_wtxn *w, hyi_rec_iter next, void *it);
+ * record without a timestamp gets the write time. LMDB or hypha code. The
+ * iterator is restarted here (it is walked twice: see prefetch_heads), so an
+ * op that runs again after the map grew needs nothing more. */
+int hyi_entries_put(hyi_wtxn *w, hyi_rec_iter next, hyi_rec_restart restart, void *it);
 
 /* Validate a record's lengths (HY_EINVAL with detail). */
 int hyi_rec_check(const hyi_journal *j, const hyi_journal_rec *rec);

@@ -6,7 +6,7 @@
  *
  * The cache's bound: at max entries an insert evicts one clean entry found by
  * a clock hand (an entry read since the hand last passed has its ref bit
- * cleared and is spared once). Evicting is safe because a clean head is in the
+ * cleared and is spared once); the hand moves by a large odd stride. Evicting is safe because a clean head is in the
  * heads DB, where the writer finds it again. Dirty heads are never evicted; the
  * journal checkpoints them before they reach half of max. */
 #include <stdlib.h>
@@ -98,7 +98,11 @@ static bool evict_one(hyi_seqmap *m)
 {
     for (size_t step = 0; step < 2 * m->cap; step++) {
         size_t i = m->hand;
-        m->hand = (m->hand + 1) & (m->cap - 1);
+        /* An odd stride visits every slot once per cap steps, like a plain
+         * hand, but spreads the holes evictions leave over the table: a hand
+         * moving by 1 empties one region while inserts crowd the rest, and
+         * linear probing's runs there grow long. */
+        m->hand = (m->hand + (size_t)0x9e3779b97f4a7c15ull) & (m->cap - 1);
         struct hyi_seqslot *s = &m->slots[i];
         if (!s->used || s->dirty)
             continue;
@@ -163,4 +167,10 @@ void hyi_seqmap_mark_clean(hyi_seqmap *m)
     for (size_t i = 0; i < m->cap; i++)
         m->slots[i].dirty = 0;
     m->dirty = 0;
+}
+
+void hyi_seqmap_prefetch(const hyi_seqmap *m, uint64_t actor)
+{
+    if (m->cap)
+        __builtin_prefetch(&m->slots[mix(actor) & (m->cap - 1)]);
 }
