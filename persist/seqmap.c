@@ -11,6 +11,7 @@
  * journal checkpoints them before they reach half of max. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "journal_int.h"
 
@@ -116,10 +117,29 @@ static bool evict_one(hyi_seqmap *m)
     return false;
 }
 
+/* A zeroed table of cap slots. From 2 MiB up it is aligned to and advised
+ * into huge pages where the system allows: a lookup in a table of a million
+ * actors is a random access, and with 4 KiB pages most of them also miss the
+ * TLB. */
+static struct hyi_seqslot *table_alloc(size_t cap)
+{
+    size_t bytes = cap * sizeof(struct hyi_seqslot), huge = (size_t)2 << 20;
+    if (bytes < huge)
+        return calloc(cap, sizeof(struct hyi_seqslot));
+    void *p = aligned_alloc(huge, bytes); /* bytes is a multiple of 2 MiB */
+    if (!p)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: fine if refused */
+#endif
+    memset(p, 0, bytes);
+    return p;
+}
+
 static int grow(hyi_seqmap *m)
 {
     size_t ncap = m->cap ? m->cap * 2 : 64;
-    struct hyi_seqslot *ns = calloc(ncap, sizeof *ns);
+    struct hyi_seqslot *ns = table_alloc(ncap);
     if (!ns)
         return HY_ENOMEM;
     for (size_t i = 0; i < m->cap; i++)
