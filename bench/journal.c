@@ -171,8 +171,6 @@ static int open_journal(tmpdir *t, hyi_durability d, hyi_journal **j)
 {
     hyi_journal_config cfg = {.path = t->env, .durability = d,
                               .map_size = (size_t)1 << 30};
-    if (getenv("XCACHE")) cfg.cache_actors = strtoull(getenv("XCACHE"), 0, 0);
-    if (getenv("XCKPT")) cfg.checkpoint_entries = strtoull(getenv("XCKPT"), 0, 0);
     int rc = hyi_journal_open(j, &cfg);
     if (rc)
         fprintf(stderr, "journal bench: open: %s\n", hy_errdetail());
@@ -453,6 +451,94 @@ out:
     return ret;
 }
 
+/* ---------------------------------------------------------------- retention */
+
+/* Steady load with snapshots: 1000 actors, round-robin, one append_many of
+ * 1000 entries (one per actor) per round, nosync; each actor snapshots every
+ * 1000 of its entries (staggered: one actor per round), as the kernel does at
+ * snapshot_every = 1000, with the default retention (covered entries are
+ * reclaimed). The journal's file size is sampled every 1/10 of the run: it
+ * must level off instead of growing with the messages. */
+static int retention_run(const bench_opts *o, uint64_t n, const char *name)
+{
+    enum { ACTORS = 1000, EVERY = 1000 };
+    tmpdir t;
+    if (tmp_make(&t))
+        return -1;
+    hyi_journal *j;
+    if (open_journal(&t, HYI_DUR_NOSYNC, &j)) {
+        tmp_remove(&t);
+        return -1;
+    }
+    int ret = -1;
+    hyi_journal_rec recs[ACTORS];
+    uint64_t seqs[ACTORS];
+    unsigned char payload[PAYLOAD], state[64];
+    memset(payload, 0x5a, sizeof payload);
+    memset(state, 0x33, sizeof state);
+    for (int a = 0; a < ACTORS; a++)
+        recs[a] = (hyi_journal_rec){.actor = (uint64_t)a + 1, .path = "bench://acct/x",
+                                    .path_len = 14, .payload = payload,
+                                    .payload_len = PAYLOAD};
+    uint64_t rounds = n / ACTORS, sample_every = rounds / 10 ? rounds / 10 : 1;
+    uint64_t bytes_max = 0, entries_max = 0, bytes_at_10pct = 0;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t r = 1; r <= rounds; r++) {
+        if (hyi_journal_append_many(j, recs, ACTORS, seqs)) {
+            fprintf(stderr, "journal bench: retention: append: %s\n", hy_errdetail());
+            goto out;
+        }
+        uint64_t a = (EVERY - r % EVERY) % EVERY; /* (seq + a) % EVERY == 0 */
+        if (a < ACTORS && seqs[a] >= EVERY &&
+            hyi_snapshot_save(j, a + 1, seqs[a], state, sizeof state)) {
+            fprintf(stderr, "journal bench: retention: snapshot: %s\n", hy_errdetail());
+            goto out;
+        }
+        if (r % sample_every == 0) {
+            hyi_journal_stats st;
+            hyi_journal_get_stats(j, &st);
+            uint64_t bytes = data_file_bytes(t.env);
+            if (bytes > bytes_max)
+                bytes_max = bytes;
+            if (st.log_entries > entries_max)
+                entries_max = st.log_entries;
+            if (r == sample_every)
+                bytes_at_10pct = bytes;
+            bench_progress(name, r * ACTORS, n);
+        }
+    }
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
+    hyi_journal_stats st;
+    hyi_journal_get_stats(j, &st);
+    uint64_t bytes = data_file_bytes(t.env), msgs = rounds * ACTORS;
+    char extra[512];
+    snprintf(extra, sizeof extra,
+             "\"messages\":%llu,\"payload_bytes\":%d,\"actors\":%d,\"snapshot_every\":%d,"
+             "\"journal_bytes\":%llu,\"journal_bytes_max\":%llu,"
+             "\"journal_bytes_at_10pct\":%llu,\"log_entries\":%llu,\"log_entries_max\":%llu,"
+             "\"disk_bytes_per_msg\":%.2f,\"bytes_written\":%llu",
+             (unsigned long long)msgs, PAYLOAD, ACTORS, EVERY, (unsigned long long)bytes,
+             (unsigned long long)bytes_max, (unsigned long long)bytes_at_10pct,
+             (unsigned long long)st.log_entries, (unsigned long long)entries_max,
+             (double)bytes / (double)msgs, (unsigned long long)st.bytes);
+    bench_report(o, "journal", name, BENCH_MSGS, (double)msgs / secs, secs, extra);
+    ret = 0;
+out:
+    hyi_journal_close(j);
+    tmp_remove(&t);
+    return ret;
+}
+
+static int sc_retention(const bench_opts *o)
+{
+    return retention_run(o, o->messages ? o->messages : 3000000, "retention");
+}
+
+static int sc_retention_10m(const bench_opts *o)
+{
+    return retention_run(o, o->messages ? o->messages : 10000000, "retention-10m");
+}
+
 /* ---------------------------------------------------------------- kernel level */
 
 static _Atomic uint64_t k_handled;
@@ -600,6 +686,8 @@ static const struct scenario {
     {"keyed", sc_keyed, true},   /* persistent-keyed-sync and -nosync, 1000 actors */
     {"keyed-100k", sc_keyed_100k, true},
     {"keyed-1m", sc_keyed_1m, true},
+    {"retention", sc_retention, true},          /* 3 M messages */
+    {"retention-10m", sc_retention_10m, false}, /* 10 M: opt-in, --scenario */
     {"group-commit-keyed", sc_gc_keyed, false},
     {"group-commit-keyed-100k", sc_gc_keyed_100k, false},
     {"group-commit-keyed-1m", sc_gc_keyed_1m, false},
