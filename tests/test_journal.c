@@ -1043,7 +1043,7 @@ static void test_evicted_heads_keep_sequences_exact(void **state)
     hyi_journal *j = open_cfg(f, cfg);
     hyi_journal_rec r[BATCH];
     uint64_t seqs[BATCH];
-    char payload[BATCH][24];
+    char payload[BATCH][48];
     for (int round = 0; round < ROUNDS; round++) {
         /* A stride walk, so consecutive entries rarely share an actor. */
         for (int base = 0; base < ACTORS; base += BATCH) {
@@ -1068,7 +1068,7 @@ static void test_evicted_heads_keep_sequences_exact(void **state)
             read_all(f->j, a, 0, s);
             assert_int_equal(s->n, ROUNDS);
             for (size_t i = 0; i < s->n; i++) {
-                char want[24];
+                char want[48];
                 snprintf(want, sizeof want, "%llu:%zu", (unsigned long long)a, i + 1);
                 assert_int_equal(s->seqs[i], i + 1);
                 assert_string_equal(s->payloads[i], want);
