@@ -1031,6 +1031,69 @@ static void test_unknown_format_is_refused(void **state)
     assert_non_null(strstr(hy_errdetail(), "format 3"));
 }
 
+/* What a crash before any checkpoint leaves: a log whose heads were never
+ * written. Emulated by emptying the heads DB and resetting heads_through. */
+static void forget_heads(const char *path)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi heads, meta;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, path, 0, 0640), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "heads", 0, &heads), 0);
+    assert_int_equal(mdb_drop(txn, heads, 0), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    MDB_val key = {13, "heads_through"};
+    assert_int_equal(mdb_del(txn, meta, &key, NULL), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static void test_heads_are_rebuilt_from_the_log_at_open(void **state)
+{
+    fx *f = *state;
+    hyi_journal_config cfg = {.durability = HYI_DUR_NOSYNC};
+    hyi_journal *j = open_cfg(f, cfg);
+    for (int i = 0; i < 30; i++)
+        append_str(j, (uint64_t)(1 + i % 3), "e");
+    hyi_journal_close(j);
+    f->j = NULL;
+    forget_heads(f->path);
+    open_cfg(f, cfg);
+    for (uint64_t a = 1; a <= 3; a++) {
+        assert_int_equal(highest(f->j, a), 10);
+        assert_int_equal(append_str(f->j, a, "next"), 11);
+    }
+    seen *s = malloc(sizeof *s);
+    read_all(f->j, 2, 0, s);
+    assert_int_equal(s->n, 11);
+    assert_int_equal(s->seqs[10], 11);
+    free(s);
+}
+
+static void test_corrupt_entry_past_the_checkpoint_fails_the_open(void **state)
+{
+    fx *f = *state;
+    hyi_journal_config cfg = {.durability = HYI_DUR_SYNC};
+    hyi_journal *j = open_cfg(f, cfg);
+    append_str(j, 4, "fine-entry");
+    append_str(j, 4, "TAILMARK-unique-payload");
+    hyi_journal_close(j);
+    f->j = NULL;
+    forget_heads(f->path);
+    char file[160];
+    snprintf(file, sizeof file, "%s/data.mdb", f->path);
+    flip_byte_in_file(file, "TAILMARK-unique-payload");
+    cfg.path = f->path;
+    assert_int_equal(hyi_journal_open(&f->j, &cfg), HY_ECORRUPT);
+    assert_null(f->j);
+    const char *d = hy_errdetail();
+    assert_non_null(strstr(d, "log entry at key 2"));
+    assert_non_null(strstr(d, "checksum"));
+}
+
 /* 3000 actors through an 8-head cache: heads are evicted and checkpointed over
  * and over; every actor's sequences must stay 1..n, gap-free, each entry read
  * back once, before and after a reopen, and the cache must stay at its cap. */
@@ -1236,6 +1299,8 @@ int main(void)
         T(test_crc32c_known_vector),
         T(test_format1_journal_is_refused_and_left_intact),
         T(test_unknown_format_is_refused),
+        T(test_heads_are_rebuilt_from_the_log_at_open),
+        T(test_corrupt_entry_past_the_checkpoint_fails_the_open),
         T(test_evicted_heads_keep_sequences_exact),
         T(test_group_commit_with_evictions_is_gap_free),
         T(test_snapshots_keep_the_log_bounded),
