@@ -512,13 +512,13 @@ static int sweep_step(hyi_wtxn *w, size_t budget)
     bool have_floor = false;
     rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
     for (; rc == 0 && budget; budget--) {
-        uint64_t g, actor, seq;
+        uint64_t g, actor, seq, prev;
         if (hyi_log_key_decode(&k, &g) != 0 || g >= w->gseq) {
             rc = MDB_NOTFOUND; /* the end of the log: the pass is over */
             break;
         }
         sw->at = g + 1;
-        if (hyi_entry_peek(&v, &actor, &seq) == 0) {
+        if (hyi_entry_peek(&v, &actor, &seq, &prev) == 0) {
             if (!have_floor || actor != last_actor) {
                 if ((rc = hyi_floor_get(j, w->txn, actor, &last_floor)) != 0)
                     break;
@@ -530,13 +530,10 @@ static int sweep_step(hyi_wtxn *w, size_t budget)
                     break;
                 sw->debt -= sw->debt > 0;
                 sw->deleted_in_pass++;
-                /* After a delete the cursor sits on the next item already;
-                 * MDB_GET_CURRENT reads it (LMDB's C_DEL rule makes NEXT do
-                 * the same, but say what we mean). */
-                rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
-                continue;
             }
         }
+        /* After a delete the cursor already sits on the next item; MDB_NEXT
+         * returns it without stepping (LMDB's C_DEL rule). */
         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(c);

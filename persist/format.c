@@ -188,13 +188,14 @@ void hyi_entry_encode(void *out, const hyi_entry_ids *ids, uint64_t ts, uint16_t
     put_le(h + 4, crc, 4);
 }
 
-int hyi_entry_peek(const MDB_val *val, uint64_t *actor, uint64_t *seq)
+int hyi_entry_peek(const MDB_val *val, uint64_t *actor, uint64_t *seq, uint64_t *prev)
 {
     const unsigned char *h = val->mv_data;
     if (val->mv_size < HYI_ENTRY_HDR || h[0] != HYI_ENTRY_VERSION || h[1] != HYI_ENTRY_HDR)
         return -1;
     *actor = get_le(h + 16, 8);
     *seq = get_le(h + 24, 8);
+    *prev = get_le(h + 32, 8);
     return 0;
 }
 

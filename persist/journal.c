@@ -101,6 +101,27 @@ static int chain_get(struct reader *r, uint64_t g, uint64_t seq, hyi_journal_ent
     return 0;
 }
 
+/* The link from the entry at log key g, expected to be (actor, seq), to the
+ * previous one, without the checksum (checked when the entry is delivered): a
+ * link leads to the one entry that carries (actor, seq - 1), or the walk
+ * stops. 0, MDB_NOTFOUND when missing, or -1 with *why. */
+static int chain_link(struct reader *r, uint64_t g, uint64_t seq, uint64_t *prev,
+                      const char **why)
+{
+    unsigned char kb[HYI_LOG_KEY_LEN];
+    hyi_log_key_encode(kb, g);
+    MDB_val k = {sizeof kb, kb}, v;
+    uint64_t actor, s;
+    int rc = g ? mdb_get(r->txn, r->j->db_log, &k, &v) : MDB_NOTFOUND;
+    if (rc)
+        return rc;
+    if (hyi_entry_peek(&v, &actor, &s, prev) != 0)
+        return *why = "bad header", -1;
+    if (actor != r->actor || s != seq)
+        return *why = "the previous-entry link leads to another entry", -1;
+    return 0;
+}
+
 static int deliver(struct reader *r, const hyi_journal_entry *e)
 {
     r->last = e->seq;
@@ -166,16 +187,16 @@ static int read_chain(struct reader *r, hyi_head head, uint64_t from)
                       (unsigned long long)r->actor);
         goto out;
     }
-    /* Pass 1: check the whole chain, noting the newest log key of each
-     * segment [from + i*SEG, from + (i+1)*SEG). */
+    /* Pass 1: walk the whole chain's links, noting the newest log key of
+     * each segment [from + i*SEG, from + (i+1)*SEG). A broken link: the
+     * entries before it are found by a scan. */
     uint64_t g = head.gseq;
     for (uint64_t seq = head.seq; seq >= from; seq--) {
-        hyi_journal_entry e;
-        hyi_entry_ids ids;
         const char *why = "";
         if (seq == head.seq || (seq - from + 1) % SEG == 0)
             seg_end[(seq - from) / SEG] = g;
-        int x = chain_get(r, g, seq, &e, &ids, &why);
+        uint64_t prev;
+        int x = chain_link(r, g, seq, &prev, &why);
         if (x == -1 || x == MDB_NOTFOUND) {
             rc = deliver_by_scan(r, from, seq, g, x, why);
             goto out;
@@ -184,29 +205,30 @@ static int read_chain(struct reader *r, hyi_head head, uint64_t from)
             rc = hyi_lmdb_fail(j, x, "read the log");
             goto out;
         }
-        g = ids.prev;
+        g = prev;
     }
     /* Pass 2: each segment's log keys into keys (walking back from its newest
-     * entry), then its entries forwards to fn. They were checked in pass 1, in
-     * this same transaction, so a failure here cannot happen; it is still
-     * handled, never assumed. */
+     * entry), then its entries, each checked in full (checksum) right before
+     * it is delivered: the first bad one stops the read there. The links were
+     * walked in pass 1, in this same transaction; a failure is still handled,
+     * never assumed away. */
     for (uint64_t s = 0; s < nseg; s++) {
         uint64_t first = from + s * SEG, last = first + SEG - 1;
         if (last > head.seq)
             last = head.seq;
         g = seg_end[s];
         for (uint64_t seq = last; seq >= first; seq--) {
-            hyi_journal_entry e;
-            hyi_entry_ids ids;
             const char *why = "";
+            uint64_t prev;
             keys[seq - first] = g;
-            int x = chain_get(r, g, seq, &e, &ids, &why);
+            int x = chain_link(r, g, seq, &prev, &why);
             if (x) {
-                rc = x == -1 || x == MDB_NOTFOUND ? deliver_by_scan(r, from, seq, g, x, why)
+                /* Earlier segments are delivered: scan from this one's start. */
+                rc = x == -1 || x == MDB_NOTFOUND ? deliver_by_scan(r, first, seq, g, x, why)
                                                   : hyi_lmdb_fail(j, x, "read the log");
                 goto out;
             }
-            g = ids.prev;
+            g = prev;
         }
         for (uint64_t seq = first; seq <= last; seq++) {
             hyi_journal_entry e;

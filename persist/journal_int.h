@@ -46,9 +46,11 @@ void hyi_entry_encode(void *out, const hyi_entry_ids *ids, uint64_t ts, uint16_t
  * *why and -1. */
 int hyi_entry_decode(const MDB_val *key, const MDB_val *val, hyi_journal_entry *e,
                      hyi_entry_ids *ids, const char **why);
-/* Actor and sequence from the header without the checksum (for reclamation,
- * which only ever deletes): 0, or -1 when the header is not one. */
-int hyi_entry_peek(const MDB_val *val, uint64_t *actor, uint64_t *seq);
+/* Actor, sequence and previous entry's log key from the header without the
+ * checksum (for reclamation, which only deletes, and for walking a chain whose
+ * entries are checked in full when delivered): 0, or -1 when the header is
+ * not one. */
+int hyi_entry_peek(const MDB_val *val, uint64_t *actor, uint64_t *seq, uint64_t *prev);
 
 size_t hyi_snap_size(size_t state_len);
 void hyi_snap_encode(void *out, uint64_t actor, uint64_t seq, const void *state,

@@ -1094,6 +1094,87 @@ static void test_corrupt_entry_past_the_checkpoint_fails_the_open(void **state)
     assert_non_null(strstr(d, "checksum"));
 }
 
+/* Actor 1 gets 2500 entries interleaved with actor 2's, so its chain spans
+ * segments of the read (1024 entries each); entry 1500's payload is marked. */
+static void write_long_chain(fx *f)
+{
+    hyi_journal *j = open_default(f);
+    char payload[64];
+    for (int i = 1; i <= 2500; i++) {
+        snprintf(payload, sizeof payload, i == 1500 ? "CHAINMARK-%04d-unique" : "p-%04d", i);
+        append_str(j, 1, payload);
+        append_str(j, 2, "other");
+    }
+    hyi_journal_close(j);
+    f->j = NULL;
+}
+
+static void test_corrupt_entry_deep_in_a_long_chain(void **state)
+{
+    fx *f = *state;
+    write_long_chain(f);
+    char file[160];
+    snprintf(file, sizeof file, "%s/data.mdb", f->path);
+    flip_byte_in_file(file, "CHAINMARK-1500-unique");
+    open_default(f);
+    seen *s = calloc(1, sizeof *s);
+    uint64_t last = 0;
+    assert_int_equal(hyi_journal_read_from(f->j, 1, 0, collect, s, &last), HY_ECORRUPT);
+    assert_non_null(strstr(hy_errdetail(), "actor 1, seq 1500"));
+    assert_non_null(strstr(hy_errdetail(), "last good seq 1499"));
+    assert_int_equal(s->n, 1499);
+    for (size_t i = 0; i < s->n; i++)
+        assert_int_equal(s->seqs[i], i + 1);
+    assert_int_equal(last, 1499);
+    free(s);
+}
+
+/* A missing entry breaks the chain itself: the entries before it are found
+ * by a scan of the log, delivered once each, in order, then the gap is named. */
+static void test_missing_entry_deep_in_a_long_chain(void **state)
+{
+    fx *f = *state;
+    write_long_chain(f);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_cursor *c;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, f->path, 0, 0640), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "log", 0, &dbi), 0);
+    assert_int_equal(mdb_cursor_open(txn, dbi, &c), 0);
+    MDB_val k, v;
+    int rc, deleted = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+        if (memmem(v.mv_data, v.mv_size, "CHAINMARK-1500", 14)) {
+            assert_int_equal(mdb_cursor_del(c, 0), 0);
+            deleted++;
+            break;
+        }
+    assert_int_equal(deleted, 1);
+    mdb_cursor_close(c);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    open_default(f);
+    seen *s = calloc(1, sizeof *s);
+    uint64_t last = 0;
+    assert_int_equal(hyi_journal_read_from(f->j, 1, 0, collect, s, &last), HY_ECORRUPT);
+    assert_non_null(strstr(hy_errdetail(), "actor 1, seq 1500) is missing"));
+    assert_int_equal(s->n, 1499);
+    for (size_t i = 0; i < s->n; i++)
+        assert_int_equal(s->seqs[i], i + 1);
+    assert_int_equal(last, 1499);
+    /* Reading from past the gap needs no scan and works. */
+    memset(s, 0, sizeof *s);
+    assert_int_equal(hyi_journal_read_from(f->j, 1, 1501, collect, s, &last), 0);
+    assert_int_equal(s->n, 1000);
+    assert_int_equal(s->seqs[0], 1501);
+    free(s);
+}
+
 /* 3000 actors through an 8-head cache: heads are evicted and checkpointed over
  * and over; every actor's sequences must stay 1..n, gap-free, each entry read
  * back once, before and after a reopen, and the cache must stay at its cap. */
@@ -1300,6 +1381,8 @@ int main(void)
         T(test_format1_journal_is_refused_and_left_intact),
         T(test_unknown_format_is_refused),
         T(test_heads_are_rebuilt_from_the_log_at_open),
+        T(test_corrupt_entry_deep_in_a_long_chain),
+        T(test_missing_entry_deep_in_a_long_chain),
         T(test_corrupt_entry_past_the_checkpoint_fails_the_open),
         T(test_evicted_heads_keep_sequences_exact),
         T(test_group_commit_with_evictions_is_gap_free),
