@@ -81,7 +81,47 @@ struct reader {
     void *user;
     uint64_t last;      /* last delivered sequence */
     int stopped;        /* fn's non-zero return */
+    MDB_cursor *c;      /* on the log, at log key at (when at != 0) */
+    uint64_t at;
 };
+
+/* How far a cursor steps rather than searching the tree again: an actor's
+ * entries often sit close together in the log (one busy actor, few actors),
+ * and a step to a neighbour costs far less than a search from the root. */
+#define NEAR 16
+
+/* The log entry at key g into *v, through the reader's cursor: stepping when g
+ * is near where the cursor is, searching otherwise. 0, MDB_NOTFOUND, or an
+ * LMDB code. */
+static int log_seek(struct reader *r, uint64_t g, MDB_val *v)
+{
+    MDB_val k;
+    int rc;
+    if (!g)
+        return MDB_NOTFOUND;
+    if (r->at && g != r->at && (g > r->at ? g - r->at : r->at - g) <= NEAR) {
+        MDB_cursor_op op = g > r->at ? MDB_NEXT : MDB_PREV;
+        for (;;) {
+            if ((rc = mdb_cursor_get(r->c, &k, v, op)) != 0 ||
+                (rc = hyi_log_key_decode(&k, &r->at)) != 0) {
+                r->at = 0;
+                break; /* an odd key: search from the root instead */
+            }
+            if (r->at == g)
+                return 0;
+            if (op == MDB_NEXT ? r->at > g : r->at < g)
+                return MDB_NOTFOUND; /* stepped over it: not there */
+        }
+    }
+    unsigned char kb[HYI_LOG_KEY_LEN];
+    hyi_log_key_encode(kb, g);
+    k = (MDB_val){sizeof kb, kb};
+    if (r->at == g)
+        return mdb_cursor_get(r->c, &k, v, MDB_GET_CURRENT);
+    rc = mdb_cursor_get(r->c, &k, v, MDB_SET_KEY);
+    r->at = rc == 0 ? g : 0;
+    return rc;
+}
 
 /* The entry at log key g, expected to be (actor, seq): 0, MDB_NOTFOUND when
  * it is missing, or -1 with *why when it is corrupt or not the one expected. */
@@ -91,7 +131,7 @@ static int chain_get(struct reader *r, uint64_t g, uint64_t seq, hyi_journal_ent
     unsigned char kb[HYI_LOG_KEY_LEN];
     hyi_log_key_encode(kb, g);
     MDB_val k = {sizeof kb, kb}, v;
-    int rc = g ? mdb_get(r->txn, r->j->db_log, &k, &v) : MDB_NOTFOUND;
+    int rc = log_seek(r, g, &v);
     if (rc)
         return rc;
     if (hyi_entry_decode(&k, &v, e, ids, why) != 0)
@@ -108,11 +148,9 @@ static int chain_get(struct reader *r, uint64_t g, uint64_t seq, hyi_journal_ent
 static int chain_link(struct reader *r, uint64_t g, uint64_t seq, uint64_t *prev,
                       const char **why)
 {
-    unsigned char kb[HYI_LOG_KEY_LEN];
-    hyi_log_key_encode(kb, g);
-    MDB_val k = {sizeof kb, kb}, v;
+    MDB_val v;
     uint64_t actor, s;
-    int rc = g ? mdb_get(r->txn, r->j->db_log, &k, &v) : MDB_NOTFOUND;
+    int rc = log_seek(r, g, &v);
     if (rc)
         return rc;
     if (hyi_entry_peek(&v, &actor, &s, prev) != 0)
@@ -174,6 +212,50 @@ static int deliver_by_scan(struct reader *r, uint64_t from, uint64_t broken, uin
                     (unsigned long long)g, why, (unsigned long long)(broken - 1));
 }
 
+/* The actor's entries fill at least half of the log between its first wanted
+ * entry (log key first_g) and its head (one busy actor, or few): one forward
+ * cursor pass over that stretch, delivering this actor's entries (each checked
+ * in full), costs less than walking the links again. The links were walked in
+ * pass 1, so the entries found must be from..head.seq in order; a gap or a
+ * bad entry is reported where it is met. */
+static int deliver_dense(struct reader *r, uint64_t first_g, hyi_head head, uint64_t from)
+{
+    hyi_journal *j = r->j;
+    MDB_val k, v;
+    uint64_t want = from;
+    int rc = log_seek(r, first_g, &v);
+    while (rc == 0) {
+        uint64_t actor, seq, prev, g = r->at;
+        if (hyi_entry_peek(&v, &actor, &seq, &prev) == 0 && actor == r->actor) {
+            hyi_journal_entry e;
+            hyi_entry_ids ids;
+            const char *why;
+            unsigned char kb[HYI_LOG_KEY_LEN];
+            hyi_log_key_encode(kb, g);
+            MDB_val key = {sizeof kb, kb};
+            if (seq != want)
+                break;
+            if (hyi_entry_decode(&key, &v, &e, &ids, &why) != 0)
+                return hyi_fail(HY_ECORRUPT, "journal %s: entry (actor %llu, seq %llu) at log "
+                                "key %llu is corrupt: %s; last good seq %llu", j->path,
+                                (unsigned long long)r->actor, (unsigned long long)want,
+                                (unsigned long long)g, why, (unsigned long long)(want - 1));
+            if (deliver(r, &e))
+                return r->stopped < 0 ? r->stopped : 0;
+            if (++want > head.seq)
+                return 0;
+        }
+        if ((rc = mdb_cursor_get(r->c, &k, &v, MDB_NEXT)) == 0 &&
+            hyi_log_key_decode(&k, &r->at) != 0)
+            rc = MDB_NOTFOUND;
+    }
+    if (rc && rc != MDB_NOTFOUND)
+        return hyi_lmdb_fail(j, rc, "read the log");
+    return hyi_fail(HY_ECORRUPT, "journal %s: entry (actor %llu, seq %llu) is missing; "
+                    "last good seq %llu", j->path, (unsigned long long)r->actor,
+                    (unsigned long long)want, (unsigned long long)(want - 1));
+}
+
 /* Deliver the actor's entries from seq `from` to head.seq, in order. */
 static int read_chain(struct reader *r, hyi_head head, uint64_t from)
 {
@@ -181,7 +263,13 @@ static int read_chain(struct reader *r, hyi_head head, uint64_t from)
     uint64_t n = head.seq - from + 1, nseg = (n + SEG - 1) / SEG;
     uint64_t *seg_end = malloc(nseg * sizeof *seg_end);
     uint64_t *keys = malloc((n < SEG ? n : SEG) * sizeof *keys);
-    int rc = 0;
+    int rc = mdb_cursor_open(r->txn, j->db_log, &r->c);
+    if (rc) {
+        r->c = NULL;
+        rc = hyi_lmdb_fail(j, rc, "open a log cursor");
+        goto out;
+    }
+    r->at = 0;
     if (!seg_end || !keys) {
         rc = hyi_fail(HY_ENOMEM, "journal %s: no memory to read actor %llu", j->path,
                       (unsigned long long)r->actor);
@@ -195,6 +283,8 @@ static int read_chain(struct reader *r, hyi_head head, uint64_t from)
         const char *why = "";
         if (seq == head.seq || (seq - from + 1) % SEG == 0)
             seg_end[(seq - from) / SEG] = g;
+        if (seq - from < SEG)
+            keys[seq - from] = g; /* the oldest segment: pass 2 needs no walk */
         uint64_t prev;
         int x = chain_link(r, g, seq, &prev, &why);
         if (x == -1 || x == MDB_NOTFOUND) {
@@ -207,6 +297,10 @@ static int read_chain(struct reader *r, hyi_head head, uint64_t from)
         }
         g = prev;
     }
+    if (nseg > 1 && head.gseq - keys[0] < 2 * n) {
+        rc = deliver_dense(r, keys[0], head, from);
+        goto out;
+    }
     /* Pass 2: each segment's log keys into keys (walking back from its newest
      * entry), then its entries, each checked in full (checksum) right before
      * it is delivered: the first bad one stops the read there. The links were
@@ -217,7 +311,7 @@ static int read_chain(struct reader *r, hyi_head head, uint64_t from)
         if (last > head.seq)
             last = head.seq;
         g = seg_end[s];
-        for (uint64_t seq = last; seq >= first; seq--) {
+        for (uint64_t seq = last; s > 0 && seq >= first; seq--) {
             const char *why = "";
             uint64_t prev;
             keys[seq - first] = g;
@@ -248,6 +342,9 @@ static int read_chain(struct reader *r, hyi_head head, uint64_t from)
         }
     }
 out:
+    if (r->c)
+        mdb_cursor_close(r->c);
+    r->c = NULL;
     free(seg_end);
     free(keys);
     return rc;
