@@ -9,6 +9,7 @@
  * header with its checksum field zeroed, and the body: a flipped byte, a
  * truncated value or a value under the wrong key all fail the check. Decoding
  * trusts no byte: every length is checked against the value's size first. */
+#include <endian.h>
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -119,6 +120,18 @@ static void put_le(unsigned char *p, uint64_t v, int n)
 
 static uint64_t get_le(const unsigned char *p, int n)
 {
+    /* Reading every entry's header on replay: whole-word loads where the
+     * width allows (memcpy: unaligned-safe; leNNtoh: any byte order). */
+    if (n == 8) {
+        uint64_t w;
+        memcpy(&w, p, sizeof w);
+        return le64toh(w);
+    }
+    if (n == 4) {
+        uint32_t w;
+        memcpy(&w, p, sizeof w);
+        return le32toh(w);
+    }
     uint64_t v = 0;
     for (int i = n - 1; i >= 0; i--)
         v = v << 8 | p[i];
