@@ -25,7 +25,22 @@
  *                                     commit batch p50 and bytes per message on
  *                                     disk ("persistent-static-sync" against
  *                                     "raw-lmdb-sync" is the target ratio)
+ *   keyed-100k / keyed-1m (opt-in)    "keyed" with 100,000 and 1,000,000 actors
+ *                                     (persistent-keyed-100k-*, -1m-*); at least
+ *                                     2 messages per actor, so half of the 1 M
+ *                                     run's messages are activations
+ *   retention                         steady load with snapshots: 1000 actors,
+ *                                     3 M messages, each actor snapshotted every
+ *                                     1000 of its entries; the journal's file
+ *                                     size (max, at 10% and at the end), log
+ *                                     entries, disk_bytes_per_msg
+ *   retention-10m (opt-in)            the same over 10 M messages
+ *   group-commit-keyed[-100k|-1m]     (opt-in) the journal alone, no kernel:
+ *                                     one thread submits to 1000 / 100k / 1M
+ *                                     actors round-robin, sync and nosync, in
+ *                                     alternating rounds with raw LMDB
  *
+ * disk_bytes_per_msg is data.mdb's size over the messages written.
  * Every scenario works in its own directory under /tmp, removed afterwards. */
 #include <errno.h>
 #include <ftw.h>
@@ -177,7 +192,8 @@ static int open_journal(tmpdir *t, hyi_durability d, hyi_journal **j)
     return rc;
 }
 
-static int gc_round(bool sync, uint64_t n, result *res)
+/* actors: how many actors the entries go to, round-robin (1: one actor). */
+static int gc_round(bool sync, uint64_t n, uint64_t actors, result *res)
 {
     tmpdir t;
     if (tmp_make(&t))
@@ -194,6 +210,7 @@ static int gc_round(bool sync, uint64_t n, result *res)
     int rc = 0;
     uint64_t t0 = bench_now_ns();
     for (uint64_t i = 0; i < n && rc == 0; i++) {
+        r.actor = 1 + i % actors;
         rc = hyi_journal_submit(j, &r, gc_done, &g);
         if ((i & 0xffff) == 0)
             bench_progress(sync ? "group-commit-sync" : "group-commit-nosync", i, n);
@@ -217,14 +234,17 @@ static int gc_round(bool sync, uint64_t n, result *res)
 
 /* Alternating rounds of raw LMDB and group commit at one durability, so drift
  * of the machine (page cache, other load) hits both alike; medians reported. */
-static int run_pair(const bench_opts *o, bool sync, bool want_raw, bool want_gc)
+static int run_pair_actors(const bench_opts *o, bool sync, bool want_raw, bool want_gc,
+                           uint64_t actors)
 {
     uint64_t n = o->messages ? o->messages : sync ? 200000 : 1000000;
+    if (!o->messages && n < 2 * actors)
+        n = 2 * actors;
     double raw_rate[ROUNDS], gc_rate[ROUNDS], raw_s[ROUNDS], gc_s[ROUNDS];
     double raw_bpm[ROUNDS], gc_bpm[ROUNDS], gc_p50[ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
         result a = {0}, b = {0};
-        if (raw_round(sync, n, &a) || (want_gc && gc_round(sync, n, &b)))
+        if (raw_round(sync, n, &a) || (want_gc && gc_round(sync, n, actors, &b)))
             return -1;
         raw_rate[r] = a.rate;
         raw_s[r] = a.seconds;
@@ -249,14 +269,47 @@ static int run_pair(const bench_opts *o, bool sync, bool want_raw, bool want_gc)
     if (want_gc) {
         double gc_med = bench_median(gc_rate, ROUNDS);
         snprintf(extra, sizeof extra,
-                 "\"messages\":%llu,\"payload_bytes\":%d,\"ratio_to_raw\":%.3f,"
-                 "\"batch_p50\":%.0f,\"bytes_per_msg\":%.1f,\"rounds\":%d",
-                 (unsigned long long)n, PAYLOAD, gc_med / raw_med,
-                 bench_median(gc_p50, ROUNDS), bench_median(gc_bpm, ROUNDS), ROUNDS);
-        bench_report(o, "journal", sync ? "group-commit-sync" : "group-commit-nosync",
-                     BENCH_MSGS, gc_med, bench_median(gc_s, ROUNDS), extra);
+                 "\"messages\":%llu,\"payload_bytes\":%d,\"actors\":%llu,"
+                 "\"raw_lmdb_%s\":%.0f,\"ratio_to_raw\":%.3f,\"batch_p50\":%.0f,"
+                 "\"bytes_per_msg\":%.1f,\"disk_bytes_per_msg\":%.1f,\"rounds\":%d",
+                 (unsigned long long)n, PAYLOAD, (unsigned long long)actors,
+                 sync ? "sync" : "nosync", raw_med, gc_med / raw_med,
+                 bench_median(gc_p50, ROUNDS), bench_median(gc_bpm, ROUNDS),
+                 bench_median(gc_bpm, ROUNDS), ROUNDS);
+        char name[48];
+        const char *size = actors == 1000       ? "-keyed"
+                           : actors == 100000   ? "-keyed-100k"
+                           : actors == 1000000  ? "-keyed-1m"
+                                                : "";
+        snprintf(name, sizeof name, "group-commit%s-%s", size, sync ? "sync" : "nosync");
+        bench_report(o, "journal", name, BENCH_MSGS, gc_med, bench_median(gc_s, ROUNDS), extra);
     }
     return 0;
+}
+
+static int run_pair(const bench_opts *o, bool sync, bool want_raw, bool want_gc)
+{
+    return run_pair_actors(o, sync, want_raw, want_gc, 1);
+}
+
+/* The journal alone (no kernel) with entries spread over many actors: how the
+ * layout scales with them, activations aside. */
+static int sc_gc_keyed(const bench_opts *o)
+{
+    return run_pair_actors(o, true, false, true, 1000) |
+           run_pair_actors(o, false, false, true, 1000);
+}
+
+static int sc_gc_keyed_100k(const bench_opts *o)
+{
+    return run_pair_actors(o, true, false, true, 100000) |
+           run_pair_actors(o, false, false, true, 100000);
+}
+
+static int sc_gc_keyed_1m(const bench_opts *o)
+{
+    return run_pair_actors(o, true, false, true, 1000000) |
+           run_pair_actors(o, false, false, true, 1000000);
 }
 
 static int sc_raw_sync(const bench_opts *o) { return run_pair(o, true, true, false); }
@@ -413,6 +466,94 @@ out:
     return ret;
 }
 
+/* ---------------------------------------------------------------- retention */
+
+/* Steady load with snapshots: 1000 actors, round-robin, one append_many of
+ * 1000 entries (one per actor) per round, nosync; each actor snapshots every
+ * 1000 of its entries (staggered: one actor per round), as the kernel does at
+ * snapshot_every = 1000, with the default retention (covered entries are
+ * reclaimed). The journal's file size is sampled every 1/10 of the run: it
+ * must level off instead of growing with the messages. */
+static int retention_run(const bench_opts *o, uint64_t n, const char *name)
+{
+    enum { ACTORS = 1000, EVERY = 1000 };
+    tmpdir t;
+    if (tmp_make(&t))
+        return -1;
+    hyi_journal *j;
+    if (open_journal(&t, HYI_DUR_NOSYNC, &j)) {
+        tmp_remove(&t);
+        return -1;
+    }
+    int ret = -1;
+    hyi_journal_rec recs[ACTORS];
+    uint64_t seqs[ACTORS];
+    unsigned char payload[PAYLOAD], state[64];
+    memset(payload, 0x5a, sizeof payload);
+    memset(state, 0x33, sizeof state);
+    for (int a = 0; a < ACTORS; a++)
+        recs[a] = (hyi_journal_rec){.actor = (uint64_t)a + 1, .path = "bench://acct/x",
+                                    .path_len = 14, .payload = payload,
+                                    .payload_len = PAYLOAD};
+    uint64_t rounds = n / ACTORS, sample_every = rounds / 10 ? rounds / 10 : 1;
+    uint64_t bytes_max = 0, entries_max = 0, bytes_at_10pct = 0;
+    uint64_t t0 = bench_now_ns();
+    for (uint64_t r = 1; r <= rounds; r++) {
+        if (hyi_journal_append_many(j, recs, ACTORS, seqs)) {
+            fprintf(stderr, "journal bench: retention: append: %s\n", hy_errdetail());
+            goto out;
+        }
+        uint64_t a = (EVERY - r % EVERY) % EVERY; /* (seq + a) % EVERY == 0 */
+        if (a < ACTORS && seqs[a] >= EVERY &&
+            hyi_snapshot_save(j, a + 1, seqs[a], state, sizeof state)) {
+            fprintf(stderr, "journal bench: retention: snapshot: %s\n", hy_errdetail());
+            goto out;
+        }
+        if (r % sample_every == 0) {
+            hyi_journal_stats st;
+            hyi_journal_get_stats(j, &st);
+            uint64_t bytes = data_file_bytes(t.env);
+            if (bytes > bytes_max)
+                bytes_max = bytes;
+            if (st.log_entries > entries_max)
+                entries_max = st.log_entries;
+            if (r == sample_every)
+                bytes_at_10pct = bytes;
+            bench_progress(name, r * ACTORS, n);
+        }
+    }
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
+    hyi_journal_stats st;
+    hyi_journal_get_stats(j, &st);
+    uint64_t bytes = data_file_bytes(t.env), msgs = rounds * ACTORS;
+    char extra[512];
+    snprintf(extra, sizeof extra,
+             "\"messages\":%llu,\"payload_bytes\":%d,\"actors\":%d,\"snapshot_every\":%d,"
+             "\"journal_bytes\":%llu,\"journal_bytes_max\":%llu,"
+             "\"journal_bytes_at_10pct\":%llu,\"log_entries\":%llu,\"log_entries_max\":%llu,"
+             "\"disk_bytes_per_msg\":%.2f,\"bytes_written\":%llu",
+             (unsigned long long)msgs, PAYLOAD, ACTORS, EVERY, (unsigned long long)bytes,
+             (unsigned long long)bytes_max, (unsigned long long)bytes_at_10pct,
+             (unsigned long long)st.log_entries, (unsigned long long)entries_max,
+             (double)bytes / (double)msgs, (unsigned long long)st.bytes);
+    bench_report(o, "journal", name, BENCH_MSGS, (double)msgs / secs, secs, extra);
+    ret = 0;
+out:
+    hyi_journal_close(j);
+    tmp_remove(&t);
+    return ret;
+}
+
+static int sc_retention(const bench_opts *o)
+{
+    return retention_run(o, o->messages ? o->messages : 3000000, "retention");
+}
+
+static int sc_retention_10m(const bench_opts *o)
+{
+    return retention_run(o, o->messages ? o->messages : 10000000, "retention-10m");
+}
+
 /* ---------------------------------------------------------------- kernel level */
 
 static _Atomic uint64_t k_handled;
@@ -425,10 +566,12 @@ static int k_handler(hy_ctx *ctx, const hy_msg *msg)
     return 0;
 }
 
-#define KEYED_ACTORS 1000
-
-static int kernel_round(const bench_opts *o, bool sync, bool keyed, uint64_t n, result *res)
+/* actors: 0 for the static actor, else the number of keyed actors the
+ * messages go to, round-robin. */
+static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_t n,
+                        result *res)
 {
+    bool keyed = actors > 0;
     tmpdir t;
     if (tmp_make(&t))
         return -1;
@@ -437,25 +580,24 @@ static int kernel_round(const bench_opts *o, bool sync, bool keyed, uint64_t n, 
                      .journal_map_size = (size_t)1 << 30};
     hy_kernel *k = NULL;
     int ret = -1;
-    char (*paths)[32] = malloc(KEYED_ACTORS * sizeof *paths);
     static const hy_route routes[] = {
         {.pattern = "static", .handler = k_handler},
         {.pattern = "acct/{id}", .handler = k_handler, .key = "id"},
     };
     hy_subsystem_def def = {.routes = routes, .nroutes = 2, .persistent = 1};
-    if (!paths || hy_kernel_open(&k, &cfg) || hy_subsystem_register(k, "bench", &def)) {
+    if (hy_kernel_open(&k, &cfg) || hy_subsystem_register(k, "bench", &def)) {
         fprintf(stderr, "journal bench: kernel: %s\n", hy_errdetail());
         goto out;
     }
-    for (int i = 0; i < KEYED_ACTORS; i++)
-        snprintf(paths[i], sizeof paths[i], "bench://acct/%d", i);
     unsigned char payload[PAYLOAD];
     memset(payload, 0x5a, sizeof payload);
     atomic_store(&k_handled, 0);
     const char *label = keyed ? "persistent-keyed" : "persistent-static";
     uint64_t t0 = bench_now_ns();
+    char path[40] = "bench://static";
     for (uint64_t i = 0; i < n; i++) {
-        const char *path = keyed ? paths[i % KEYED_ACTORS] : "bench://static";
+        if (keyed)
+            snprintf(path, sizeof path, "bench://acct/%llu", (unsigned long long)(i % actors));
         if (hy_send(k, path, payload, sizeof payload)) {
             fprintf(stderr, "journal bench: send: %s\n", hy_errdetail());
             goto out;
@@ -481,19 +623,22 @@ static int kernel_round(const bench_opts *o, bool sync, bool keyed, uint64_t n, 
     ret = 0;
 out:
     hy_kernel_close(k);
-    free(paths);
     tmp_remove(&t);
     return ret;
 }
 
-/* Alternating rounds of raw LMDB and the kernel at one durability; medians. */
-static int run_kernel(const bench_opts *o, bool keyed, bool sync)
+/* Alternating rounds of raw LMDB and the kernel at one durability; medians.
+ * Each keyed actor gets at least 2 messages, so the figure is about appends
+ * more than about activations. */
+static int run_kernel(const bench_opts *o, uint64_t actors, bool sync)
 {
     uint64_t n = o->messages ? o->messages : sync ? 200000 : 500000;
+    if (!o->messages && n < 2 * actors)
+        n = 2 * actors;
     double raw_rate[ROUNDS], rate[ROUNDS], secs[ROUNDS], bpm[ROUNDS], p50[ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
         result a = {0}, b = {0};
-        if (raw_round(sync, n, &a) || kernel_round(o, sync, keyed, n, &b))
+        if (raw_round(sync, n, &a) || kernel_round(o, sync, actors, n, &b))
             return -1;
         raw_rate[r] = a.rate;
         rate[r] = b.rate;
@@ -502,13 +647,16 @@ static int run_kernel(const bench_opts *o, bool keyed, bool sync)
         p50[r] = (double)b.batch_p50;
     }
     double raw_med = bench_median(raw_rate, ROUNDS), med = bench_median(rate, ROUNDS);
-    char extra[256], name[48];
+    char extra[320], name[48];
     snprintf(extra, sizeof extra,
-             "\"messages\":%llu,\"payload_bytes\":%d,\"actors\":%d,\"raw_lmdb_%s\":%.0f,"
-             "\"ratio_to_raw\":%.3f,\"batch_p50\":%.0f,\"bytes_per_msg\":%.1f,\"rounds\":%d",
-             (unsigned long long)n, PAYLOAD, keyed ? KEYED_ACTORS : 1, sync ? "sync" : "nosync",
-             raw_med, med / raw_med, bench_median(p50, ROUNDS), bench_median(bpm, ROUNDS), ROUNDS);
-    snprintf(name, sizeof name, "persistent-%s-%s", keyed ? "keyed" : "static",
+             "\"messages\":%llu,\"payload_bytes\":%d,\"actors\":%llu,\"raw_lmdb_%s\":%.0f,"
+             "\"ratio_to_raw\":%.3f,\"batch_p50\":%.0f,\"bytes_per_msg\":%.1f,"
+             "\"disk_bytes_per_msg\":%.1f,\"rounds\":%d",
+             (unsigned long long)n, PAYLOAD, (unsigned long long)(actors ? actors : 1),
+             sync ? "sync" : "nosync", raw_med, med / raw_med, bench_median(p50, ROUNDS),
+             bench_median(bpm, ROUNDS), bench_median(bpm, ROUNDS), ROUNDS);
+    const char *size = actors == 100000 ? "-100k" : actors == 1000000 ? "-1m" : "";
+    snprintf(name, sizeof name, "persistent-%s%s-%s", actors ? "keyed" : "static", size,
              sync ? "sync" : "nosync");
     bench_report(o, "journal", name, BENCH_MSGS, med, bench_median(secs, ROUNDS), extra);
     return 0;
@@ -516,12 +664,22 @@ static int run_kernel(const bench_opts *o, bool keyed, bool sync)
 
 static int sc_static(const bench_opts *o)
 {
-    return run_kernel(o, false, true) | run_kernel(o, false, false);
+    return run_kernel(o, 0, true) | run_kernel(o, 0, false);
 }
 
 static int sc_keyed(const bench_opts *o)
 {
-    return run_kernel(o, true, true) | run_kernel(o, true, false);
+    return run_kernel(o, 1000, true) | run_kernel(o, 1000, false);
+}
+
+static int sc_keyed_100k(const bench_opts *o)
+{
+    return run_kernel(o, 100000, true) | run_kernel(o, 100000, false);
+}
+
+static int sc_keyed_1m(const bench_opts *o)
+{
+    return run_kernel(o, 1000000, true) | run_kernel(o, 1000000, false);
 }
 
 /* ---------------------------------------------------------------- the family */
@@ -540,7 +698,14 @@ static const struct scenario {
     {"recovery", sc_recovery, true},
     {"snapshot", sc_snapshot, true},
     {"static", sc_static, true}, /* persistent-static-sync and -nosync */
-    {"keyed", sc_keyed, true},   /* persistent-keyed-sync and -nosync */
+    {"keyed", sc_keyed, true},   /* persistent-keyed-sync and -nosync, 1000 actors */
+    {"keyed-100k", sc_keyed_100k, true},
+    {"keyed-1m", sc_keyed_1m, false}, /* opt-in: about 100 s */
+    {"retention", sc_retention, true},          /* 3 M messages */
+    {"retention-10m", sc_retention_10m, false}, /* 10 M: opt-in, --scenario */
+    {"group-commit-keyed", sc_gc_keyed, false},
+    {"group-commit-keyed-100k", sc_gc_keyed_100k, false},
+    {"group-commit-keyed-1m", sc_gc_keyed_1m, false},
 };
 
 static int bench_journal(const bench_opts *o)

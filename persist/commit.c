@@ -57,11 +57,15 @@ static bool batch_next(void *it, hyi_journal_rec *rec, uint64_t **seq)
     return true;
 }
 
+static void batch_restart(void *it)
+{
+    struct batch_it *b = it;
+    b->p = b->head;
+}
+
 static int batch_op(hyi_wtxn *w, void *arg)
 {
-    struct batch_it *b = arg;
-    b->p = b->head; /* an op runs again after the map grows */
-    return hyi_entries_put(w, batch_next, b);
+    return hyi_entries_put(w, batch_next, batch_restart, arg);
 }
 
 static void record_batch(hyi_journal *j, size_t n)

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "journal_int.h"
@@ -23,6 +24,8 @@
 #define DEFAULT_MAP_MAX ((size_t)1 << 40)
 #define DEFAULT_MAX_BATCH 4096u
 #define DEFAULT_MAX_PENDING 65536u
+#define DEFAULT_CACHE_ACTORS ((size_t)1 << 20)
+#define DEFAULT_CHECKPOINT_ENTRIES ((uint64_t)1 << 20)
 
 static int map_code(int rc)
 {
@@ -64,8 +67,19 @@ static int fail_path(const char *path, int rc, const char *what)
     return hyi_fail(map_code(rc), "journal %s: %s: %s", path, what, mdb_strerror(rc));
 }
 
+/* LMDB reports a short write as EIO; when the file system has no room left,
+ * that is a full disk. */
+static bool disk_is_full(const char *path)
+{
+    struct statvfs sv;
+    return statvfs(path, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < ((uint64_t)1 << 16);
+}
+
 int hyi_lmdb_fail(const hyi_journal *j, int rc, const char *what)
 {
+    if (rc == EIO && disk_is_full(j->path))
+        return hyi_fail(HY_EDISKFULL, "journal %s: %s: short write, the file system is "
+                        "full (%s)", j->path, what, mdb_strerror(rc));
     return fail_path(j->path, rc, what);
 }
 
@@ -118,22 +132,56 @@ static int adopt_map_size(hyi_journal *j, bool hold_write_lock)
 
 /* ---------------------------------------------------------------- transactions */
 
-static void publish_overlay(hyi_journal *j)
+/* After a commit: the transaction's heads become the cache's (dirty unless
+ * the transaction checkpointed them). */
+static void publish_overlay(hyi_journal *j, bool checkpointed)
 {
+    for (size_t i = 0; i < j->overlay.cap; i++)
+        if (j->overlay.slots[i].used) /* as in prefetch_heads */
+            hyi_seqmap_prefetch(&j->cache, j->overlay.slots[i].actor);
     pthread_mutex_lock(&j->cache_lock);
+    if (checkpointed)
+        hyi_seqmap_mark_clean(&j->cache);
     for (size_t i = 0; i < j->overlay.cap; i++) {
         const struct hyi_seqslot *s = &j->overlay.slots[i];
-        /* On ENOMEM the actor just stays out of the cache and its sequence is
-         * loaded from LMDB (where it is committed) on next use: still correct. */
-        if (s->used)
-            (void)hyi_seqmap_put_max(&j->cache, s->actor, s->seq);
+        if (!s->used)
+            continue;
+        hyi_head h = {s->seq, s->gseq};
+        if (hyi_seqmap_put(&j->cache, s->actor, h, !checkpointed) != 0 && !checkpointed)
+            j->heads_lost = true; /* only the log has it now: see hyi_env_write */
     }
     pthread_mutex_unlock(&j->cache_lock);
 }
 
+static int sweep_step(hyi_wtxn *w, size_t budget);
+
+/* One transaction that runs the sweep over the whole log (write_lock held).
+ * LMDB code or 0; the sweep state is restored when it fails. */
+static int reclaim_all(hyi_journal *j)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(j->env, NULL, 0, &txn);
+    if (rc)
+        return rc;
+    struct hyi_sweep saved = j->sweep;
+    hyi_wtxn w = {.j = j, .txn = txn, .gseq = j->gseq_last};
+    j->sweep.full = true;
+    j->sweep.deleted_in_pass = 0;
+    j->sweep.at = 0;
+    rc = sweep_step(&w, SIZE_MAX);
+    if (rc == 0) {
+        rc = mdb_txn_commit(txn);
+    } else {
+        mdb_txn_abort(txn);
+    }
+    if (rc)
+        j->sweep = saved;
+    return rc;
+}
+
 int hyi_env_write(hyi_journal *j, hyi_write_op op, void *arg, const char *what)
 {
-    int rc;
+    int rc, reclaimed = 0;
     pthread_mutex_lock(&j->write_lock);
     for (int resized = 0;;) {
         MDB_txn *txn;
@@ -147,8 +195,17 @@ int hyi_env_write(hyi_journal *j, hyi_write_op op, void *arg, const char *what)
             rc = hyi_lmdb_fail(j, rc, what);
             break;
         }
+        if (j->heads_lost) {
+            mdb_txn_abort(txn);
+            rc = hyi_fail(HY_ENOMEM, "journal %s: %s: a head did not fit in memory after "
+                          "its commit; reopen the journal (it rebuilds heads from the log)",
+                          j->path, what);
+            break;
+        }
         hyi_seqmap_clear(&j->overlay);
-        hyi_wtxn w = {.j = j, .txn = txn};
+        hyi_wtxn w = {.j = j, .txn = txn, .gseq = j->gseq_last};
+        struct hyi_sweep sweep = j->sweep; /* the op's sweep step may be undone */
+        uint64_t through = j->heads_through;
         rc = op(&w, arg);
         if (rc == 0) {
             rc = mdb_txn_commit(txn); /* frees txn on success and on failure */
@@ -156,17 +213,27 @@ int hyi_env_write(hyi_journal *j, hyi_write_op op, void *arg, const char *what)
             mdb_txn_abort(txn);
         }
         if (rc == 0) {
-            publish_overlay(j);
+            j->gseq_last = w.gseq;
+            if (w.checkpointed)
+                j->heads_through = w.gseq;
+            publish_overlay(j, w.checkpointed);
             /* Relaxed: statistics, no other data is published through them. */
             atomic_fetch_add_explicit(&j->st_commits, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&j->st_entries, w.entries, memory_order_relaxed);
             atomic_fetch_add_explicit(&j->st_bytes, w.bytes, memory_order_relaxed);
             break;
         }
+        j->sweep = sweep;
+        j->heads_through = through;
         if (rc == MDB_MAP_FULL) {
-            if ((rc = grow_map(j, what)) != 0)
-                break;
-            continue;
+            if ((rc = grow_map(j, what)) == 0)
+                continue;
+            /* At the cap: entries under floors are still owed to the sweep;
+             * delete them all in a transaction of their own, then retry. */
+            if (rc == HY_EMAPFULL && j->sweep.debt && !reclaimed++ &&
+                reclaim_all(j) == 0)
+                continue;
+            break;
         }
         rc = hyi_lmdb_fail(j, rc, what);
         break;
@@ -177,14 +244,20 @@ int hyi_env_write(hyi_journal *j, hyi_write_op op, void *arg, const char *what)
     return rc;
 }
 
-int hyi_env_read_begin(hyi_journal *j, MDB_txn **txn)
+/* Begin a read transaction; with lock non-NULL, lock is taken before it and
+ * held on success (the caller releases it). */
+static int read_begin(hyi_journal *j, MDB_txn **txn, pthread_mutex_t *lock)
 {
     for (int resized = 0;;) {
+        if (lock)
+            pthread_mutex_lock(lock);
         pthread_rwlock_rdlock(&j->map_lock);
         int rc = mdb_txn_begin(j->env, NULL, MDB_RDONLY, txn);
         if (rc == 0)
             return 0;
         pthread_rwlock_unlock(&j->map_lock);
+        if (lock)
+            pthread_mutex_unlock(lock);
         if (rc == MDB_MAP_RESIZED && resized++ < 3) {
             if ((rc = adopt_map_size(j, false)) != 0)
                 return rc;
@@ -194,189 +267,363 @@ int hyi_env_read_begin(hyi_journal *j, MDB_txn **txn)
     }
 }
 
+int hyi_env_read_begin(hyi_journal *j, MDB_txn **txn)
+{
+    return read_begin(j, txn, NULL);
+}
+
 void hyi_env_read_end(hyi_journal *j, MDB_txn *txn)
 {
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&j->map_lock);
 }
 
-/* ---------------------------------------------------------------- sequences */
+/* ---------------------------------------------------------------- heads */
 
-int hyi_seq_load(hyi_journal *j, MDB_txn *txn, uint64_t actor, uint64_t *seq)
+/* The actor's head in the heads DB as seen by txn ({0, 0} when absent). */
+static int head_load(hyi_journal *j, MDB_txn *txn, uint64_t actor, hyi_head *h)
 {
-    MDB_cursor *c;
-    int rc = mdb_cursor_open(txn, j->db_journal, &c);
-    if (rc)
-        return hyi_lmdb_fail(j, rc, "open a journal cursor");
-    /* The first key >= (actor, max) is past the actor's entries; the one
-     * before it is the actor's last entry, if it has one. */
-    unsigned char kb[HYI_KEY_LEN];
-    hyi_key_encode(kb, actor, UINT64_MAX);
-    MDB_val k = {sizeof kb, kb}, v;
-    uint64_t a = 0, s = 0, found = 0;
-    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-    if (rc == 0 && (hyi_key_decode(&k, &a, &s) != 0 || a != actor))
-        rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
-    else if (rc == MDB_NOTFOUND)
-        rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
-    if (rc == 0) {
-        if (hyi_key_decode(&k, &a, &s) != 0) {
-            mdb_cursor_close(c);
-            return hyi_fail(HY_ECORRUPT, "journal %s: a journal key near actor %llu "
-                            "is %zu bytes, not 16", j->path,
-                            (unsigned long long)actor, k.mv_size);
-        }
-        if (a == actor)
-            found = s;
-    } else if (rc != MDB_NOTFOUND) {
-        mdb_cursor_close(c);
-        return hyi_lmdb_fail(j, rc, "find the highest sequence");
-    }
-    mdb_cursor_close(c);
-
-    /* A snapshot may cover entries that were truncated away. */
     unsigned char ak[8];
     hyi_actor_key_encode(ak, actor);
-    MDB_val sk = {sizeof ak, ak}, sv;
-    rc = mdb_get(txn, j->db_snap, &sk, &sv);
-    if (rc == 0) {
-        uint64_t sseq;
-        const void *st;
-        size_t len;
-        const char *why;
-        if (hyi_snap_decode(actor, &sv, &sseq, &st, &len, &why) != 0)
-            return hyi_fail(HY_ECORRUPT, "journal %s: snapshot of actor %llu is "
-                            "corrupt: %s", j->path, (unsigned long long)actor, why);
-        if (sseq > found)
-            found = sseq;
-    } else if (rc != MDB_NOTFOUND) {
-        return hyi_lmdb_fail(j, rc, "read a snapshot");
-    }
-    *seq = found;
+    MDB_val k = {sizeof ak, ak}, v;
+    *h = (hyi_head){0, 0};
+    int rc = mdb_get(txn, j->db_heads, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return hyi_lmdb_fail(j, rc, "read an actor's head");
+    if (v.mv_size != HYI_HEAD_LEN)
+        return hyi_fail(HY_ECORRUPT, "journal %s: head of actor %llu is %zu bytes, not %d",
+                        j->path, (unsigned long long)actor, v.mv_size, HYI_HEAD_LEN);
+    h->seq = hyi_le64_get(v.mv_data);
+    h->gseq = hyi_le64_get((const unsigned char *)v.mv_data + 8);
     return 0;
 }
 
-int hyi_seq_next(hyi_wtxn *w, uint64_t actor, uint64_t *seq)
+int hyi_env_read_head(hyi_journal *j, uint64_t actor, MDB_txn **txn, hyi_head *h)
+{
+    hyi_head cached = {0, 0};
+    int rc = read_begin(j, txn, &j->cache_lock);
+    if (rc)
+        return rc;
+    (void)hyi_seqmap_get(&j->cache, actor, &cached);
+    bool lost = j->heads_lost;
+    pthread_mutex_unlock(&j->cache_lock);
+    if (lost) {
+        hyi_env_read_end(j, *txn);
+        return hyi_fail(HY_ENOMEM, "journal %s: a head did not fit in memory after its "
+                        "commit; reopen the journal", j->path);
+    }
+    if ((rc = head_load(j, *txn, actor, h)) != 0) {
+        hyi_env_read_end(j, *txn);
+        return rc;
+    }
+    if (cached.seq > h->seq)
+        *h = cached;
+    return 0;
+}
+
+int hyi_head_get(hyi_wtxn *w, uint64_t actor, hyi_head *h)
 {
     hyi_journal *j = w->j;
-    uint64_t cur;
-    if (!hyi_seqmap_get(&j->overlay, actor, &cur)) {
+    if (hyi_seqmap_get(&j->overlay, actor, h))
+        return 0;
+    pthread_mutex_lock(&j->cache_lock);
+    bool hit = hyi_seqmap_get(&j->cache, actor, h);
+    pthread_mutex_unlock(&j->cache_lock);
+    if (hit)
+        return 0;
+    /* Not cached, so not dirty: the heads DB has it (or the actor is new). */
+    int rc = head_load(j, w->txn, actor, h);
+    if (rc == 0 && h->seq) {
         pthread_mutex_lock(&j->cache_lock);
-        bool hit = hyi_seqmap_get(&j->cache, actor, &cur);
+        (void)hyi_seqmap_put(&j->cache, actor, *h, false); /* on ENOMEM: loaded again */
         pthread_mutex_unlock(&j->cache_lock);
-        if (!hit) {
-            int rc = hyi_seq_load(j, w->txn, actor, &cur);
-            if (rc)
-                return rc;
-        }
     }
-    if (cur >= UINT64_MAX - 1)
-        return hyi_fail(HY_EJOURNAL, "journal %s: actor %llu has used every sequence",
-                        j->path, (unsigned long long)actor);
-    *seq = cur + 1;
-    if (hyi_seqmap_put_max(&j->overlay, actor, *seq) != 0)
-        return hyi_fail(HY_ENOMEM, "journal %s: no memory for the sequence table",
-                        j->path);
+    return rc;
+}
+
+static int head_put(MDB_cursor *c, uint64_t actor, uint64_t seq, uint64_t gseq)
+{
+    unsigned char ak[8], hv[HYI_HEAD_LEN];
+    hyi_actor_key_encode(ak, actor);
+    hyi_le64_put(hv, seq);
+    hyi_le64_put(hv + 8, gseq);
+    MDB_val k = {sizeof ak, ak}, v = {sizeof hv, hv};
+    return mdb_cursor_put(c, &k, &v, 0);
+}
+
+/* Sort slots by actor, stably (an actor's later slot stays after its earlier
+ * one): LSD radix sort, a byte per pass, skipping bytes all actors share
+ * (small ids need 2-3 passes). A checkpoint sorts up to cache_actors/2 heads,
+ * where qsort's comparisons were a visible share of the writer's time. tmp
+ * holds n slots. Returns the sorted array (a or tmp). */
+static struct hyi_seqslot *sort_by_actor(struct hyi_seqslot *a, struct hyi_seqslot *tmp,
+                                         size_t n)
+{
+    for (int shift = 0; shift < 64; shift += 8) {
+        size_t count[256] = {0};
+        for (size_t i = 0; i < n; i++)
+            count[(a[i].actor >> shift) & 0xff]++;
+        if (n == 0 || count[(a[0].actor >> shift) & 0xff] == n)
+            continue; /* every actor has the same byte here */
+        size_t at = 0;
+        for (int b = 0; b < 256; b++) {
+            size_t c = count[b];
+            count[b] = at;
+            at += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[count[(a[i].actor >> shift) & 0xff]++] = a[i];
+        struct hyi_seqslot *t = a;
+        a = tmp;
+        tmp = t;
+    }
+    return a;
+}
+
+static int meta_put_u64(hyi_wtxn *w, const char *name, uint64_t value)
+{
+    unsigned char b[8];
+    hyi_le64_put(b, value);
+    MDB_val k = {strlen(name), (void *)name}, v = {sizeof b, b};
+    return mdb_put(w->txn, w->j->db_meta, &k, &v, 0);
+}
+
+/* Checkpoint: write every dirty head (the cache's and this transaction's) to
+ * the heads DB in actor order (neighbouring keys share pages) and record that
+ * the heads DB is complete through this transaction's last log key. */
+static int heads_checkpoint(hyi_wtxn *w)
+{
+    hyi_journal *j = w->j;
+    pthread_mutex_lock(&j->cache_lock);
+    size_t n = 0, cap = j->cache.dirty + j->overlay.len;
+    struct hyi_seqslot *all = malloc(2 * (cap ? cap : 1) * sizeof *all);
+    if (all) {
+        for (size_t i = 0; i < j->cache.cap; i++)
+            if (j->cache.slots[i].used && j->cache.slots[i].dirty)
+                all[n++] = j->cache.slots[i];
+    }
+    pthread_mutex_unlock(&j->cache_lock);
+    if (!all)
+        return hyi_fail(HY_ENOMEM, "journal %s: no memory to checkpoint %zu heads",
+                        j->path, cap);
+    for (size_t i = 0; i < j->overlay.cap; i++)
+        if (j->overlay.slots[i].used)
+            all[n++] = j->overlay.slots[i];
+    /* An actor in both: the overlay's (after it, the sort being stable) is
+     * newer. */
+    struct hyi_seqslot *sorted = sort_by_actor(all, all + (cap ? cap : 1), n);
+    MDB_cursor *c = NULL;
+    int rc = mdb_cursor_open(w->txn, j->db_heads, &c);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const struct hyi_seqslot *s = &sorted[i];
+        if (i + 1 < n && sorted[i + 1].actor == s->actor && sorted[i + 1].seq >= s->seq)
+            continue;
+        rc = head_put(c, s->actor, s->seq, s->gseq);
+    }
+    if (c)
+        mdb_cursor_close(c);
+    free(all);
+    if (rc == 0)
+        rc = meta_put_u64(w, "heads_through", w->gseq);
+    if (rc == 0)
+        w->checkpointed = true;
+    return rc;
+}
+
+static bool checkpoint_due(hyi_wtxn *w)
+{
+    hyi_journal *j = w->j;
+    pthread_mutex_lock(&j->cache_lock);
+    size_t dirty = j->cache.dirty;
+    pthread_mutex_unlock(&j->cache_lock);
+    return dirty + w->j->overlay.len > j->cfg.cache_actors / 2 ||
+           w->gseq - j->heads_through >= j->cfg.checkpoint_entries;
+}
+
+/* ---------------------------------------------------------------- floors */
+
+int hyi_floor_get(hyi_journal *j, MDB_txn *txn, uint64_t actor, uint64_t *floor)
+{
+    unsigned char ak[8];
+    hyi_actor_key_encode(ak, actor);
+    MDB_val k = {sizeof ak, ak}, v;
+    *floor = 1;
+    int rc = mdb_get(txn, j->db_floors, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    if (v.mv_size != 8)
+        return hyi_fail(HY_ECORRUPT, "journal %s: floor of actor %llu is %zu bytes, not 8",
+                        j->path, (unsigned long long)actor, v.mv_size);
+    *floor = hyi_le64_get(v.mv_data);
     return 0;
+}
+
+int hyi_floor_raise(hyi_wtxn *w, uint64_t actor, uint64_t floor, uint64_t *removed)
+{
+    hyi_journal *j = w->j;
+    hyi_head h;
+    uint64_t cur;
+    *removed = 0;
+    int rc = hyi_head_get(w, actor, &h);
+    if (rc == 0)
+        rc = hyi_floor_get(j, w->txn, actor, &cur);
+    if (rc)
+        return rc;
+    if (floor > h.seq + 1)
+        floor = h.seq + 1;
+    if (floor <= cur)
+        return 0;
+    unsigned char ak[8], fv[8];
+    hyi_actor_key_encode(ak, actor);
+    hyi_le64_put(fv, floor);
+    MDB_val k = {sizeof ak, ak}, v = {sizeof fv, fv};
+    if ((rc = mdb_put(w->txn, j->db_floors, &k, &v, 0)) != 0)
+        return rc;
+    *removed = floor - cur;
+    j->sweep.debt += *removed;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- reclamation */
+
+/* One bounded step of reclamation: visit up to budget log entries from
+ * sweep.at on, deleting those under their actor's floor. The newest entry is
+ * never deleted, so the log's last key (the next global sequence) survives a
+ * restart. The sweep runs only while something is owed (or once after open);
+ * a pass that deletes nothing settles the debt. */
+static int sweep_step(hyi_wtxn *w, size_t budget)
+{
+    hyi_journal *j = w->j;
+    struct hyi_sweep *sw = &j->sweep;
+    if (!sw->debt && !sw->full)
+        return 0;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(w->txn, j->db_log, &c);
+    if (rc)
+        return rc;
+    unsigned char kb[HYI_LOG_KEY_LEN];
+    hyi_log_key_encode(kb, sw->at);
+    MDB_val k = {sizeof kb, kb}, v;
+    uint64_t last_actor = 0, last_floor = 1;
+    bool have_floor = false;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0 && budget; budget--) {
+        uint64_t g, actor, seq, prev;
+        if (hyi_log_key_decode(&k, &g) != 0 || g >= w->gseq) {
+            rc = MDB_NOTFOUND; /* the end of the log: the pass is over */
+            break;
+        }
+        sw->at = g + 1;
+        if (hyi_entry_peek(&v, &actor, &seq, &prev) == 0) {
+            if (!have_floor || actor != last_actor) {
+                if ((rc = hyi_floor_get(j, w->txn, actor, &last_floor)) != 0)
+                    break;
+                last_actor = actor;
+                have_floor = true;
+            }
+            if (seq < last_floor) {
+                if ((rc = mdb_cursor_del(c, 0)) != 0)
+                    break;
+                sw->debt -= sw->debt > 0;
+                sw->deleted_in_pass++;
+            }
+        }
+        /* After a delete the cursor already sits on the next item; MDB_NEXT
+         * returns it without stepping (LMDB's C_DEL rule). */
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    if (rc == MDB_NOTFOUND) {
+        if (!sw->deleted_in_pass)
+            sw->debt = 0;
+        sw->full = false;
+        sw->deleted_in_pass = 0;
+        sw->at = 0;
+        rc = 0;
+    }
+    return rc;
 }
 
 /* ---------------------------------------------------------------- puts */
 
-/* The journal DB's last key into last (zeros if empty). LMDB code. */
-static int journal_last_key(MDB_cursor *c, unsigned char last[HYI_KEY_LEN])
+/* With many actors, each head lookup is a cache miss in a table of megabytes;
+ * asking for all of a batch's slots first lets the misses overlap instead of
+ * queueing one behind the other. Only this thread (the writer, under
+ * write_lock) moves the table, so reading its shape here is race-free; the
+ * prefetches themselves read nothing. */
+static void prefetch_heads(hyi_journal *j, hyi_rec_iter next, hyi_rec_restart restart,
+                           void *it)
 {
-    MDB_val k, v;
-    int rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
-    memset(last, 0, HYI_KEY_LEN);
-    if (rc == MDB_NOTFOUND)
-        return 0;
-    if (rc == 0)
-        memcpy(last, k.mv_data, k.mv_size < HYI_KEY_LEN ? k.mv_size : HYI_KEY_LEN);
-    return rc;
+    hyi_journal_rec r;
+    uint64_t *seq;
+    restart(it);
+    while (next(it, &r, &seq))
+        hyi_seqmap_prefetch(&j->cache, r.actor);
+    restart(it);
 }
 
-/* Put one entry under (actor, seq) through cursor c, with MDB_APPEND when the
- * key is past *last (updated). Returns an LMDB code, or HY_EJOURNAL. */
-static int entry_put(hyi_wtxn *w, MDB_cursor *c, unsigned char last[HYI_KEY_LEN],
-                     uint64_t actor, uint64_t seq, uint64_t ts, uint16_t flags,
-                     const void *path, size_t path_len, const void *payload,
-                     size_t payload_len)
+int hyi_entries_put(hyi_wtxn *w, hyi_rec_iter next, hyi_rec_restart restart, void *it)
 {
-    unsigned char kb[HYI_KEY_LEN];
-    hyi_key_encode(kb, actor, seq);
-    size_t size = HYI_ENTRY_HDR + path_len + payload_len;
-    MDB_val k = {sizeof kb, kb}, v = {size, NULL};
-    /* Past the DB's last key, MDB_APPEND skips the tree search and fills pages
-     * completely; anywhere else a normal put, which must not overwrite. */
-    bool append = memcmp(kb, last, HYI_KEY_LEN) > 0;
-    unsigned fl = MDB_RESERVE | (append ? MDB_APPEND : MDB_NOOVERWRITE);
-    int rc = mdb_cursor_put(c, &k, &v, fl);
-    if (rc == MDB_KEYEXIST)
-        return hyi_fail(HY_EJOURNAL, "journal %s: entry (actor %llu, seq %llu) "
-                        "already exists", w->j->path, (unsigned long long)actor,
-                        (unsigned long long)seq);
-    if (rc)
-        return rc;
-    hyi_entry_encode(v.mv_data, actor, seq, ts, flags, path, (uint32_t)path_len,
-                     payload, (uint32_t)payload_len);
-    if (append)
-        memcpy(last, kb, HYI_KEY_LEN);
-    w->entries++;
-    w->bytes += HYI_KEY_LEN + size;
-    return 0;
-}
-
-int hyi_entries_put(hyi_wtxn *w, hyi_rec_iter next, void *it)
-{
+    hyi_journal *j = w->j;
     MDB_cursor *c;
-    unsigned char last[HYI_KEY_LEN];
-    int rc = mdb_cursor_open(w->txn, w->j->db_journal, &c);
+    prefetch_heads(j, next, restart, it);
+    int rc = mdb_cursor_open(w->txn, j->db_log, &c);
     if (rc)
         return rc;
-    if ((rc = journal_last_key(c, last)) != 0)
-        goto out;
     uint64_t now = 0; /* one clock read for all entries without a timestamp */
+    size_t n = 0;
     hyi_journal_rec r;
     uint64_t *seq;
     while (next(it, &r, &seq)) {
         uint64_t ts = r.timestamp_ns;
         if (!ts)
             ts = now ? now : (now = hyi_wall_ns());
-        if ((rc = hyi_seq_next(w, r.actor, seq)) != 0)
-            goto out;
-        rc = entry_put(w, c, last, r.actor, *seq, ts, r.flags, r.path, r.path_len, r.payload,
-                       r.payload_len);
-        if (rc)
-            goto out;
+        hyi_head h;
+        if ((rc = hyi_head_get(w, r.actor, &h)) != 0)
+            break;
+        if (h.seq >= UINT64_MAX - 1) {
+            rc = hyi_fail(HY_EJOURNAL, "journal %s: actor %llu has used every sequence",
+                          j->path, (unsigned long long)r.actor);
+            break;
+        }
+        hyi_entry_ids ids = {w->gseq + 1, r.actor, h.seq + 1, h.gseq};
+        unsigned char kb[HYI_LOG_KEY_LEN];
+        hyi_log_key_encode(kb, ids.gseq);
+        size_t size = HYI_ENTRY_HDR + r.path_len + r.payload_len;
+        MDB_val k = {sizeof kb, kb}, v = {size, NULL};
+        /* Global sequences only grow: every put is past the last key, so
+         * MDB_APPEND skips the tree search and fills pages completely, however
+         * many actors share the log. */
+        if ((rc = mdb_cursor_put(c, &k, &v, MDB_RESERVE | MDB_APPEND)) != 0) {
+            if (rc == MDB_KEYEXIST)
+                rc = hyi_fail(HY_ECORRUPT, "journal %s: log key %llu is not past the "
+                              "log's last key", j->path, (unsigned long long)ids.gseq);
+            break;
+        }
+        hyi_entry_encode(v.mv_data, &ids, ts, r.flags, r.path, (uint32_t)r.path_len,
+                         r.payload, (uint32_t)r.payload_len);
+        w->gseq = ids.gseq;
+        *seq = ids.seq;
+        if (hyi_seqmap_put(&j->overlay, r.actor, (hyi_head){ids.seq, ids.gseq}, true) != 0) {
+            rc = hyi_fail(HY_ENOMEM, "journal %s: no memory for the head table", j->path);
+            break;
+        }
+        w->entries++;
+        w->bytes += HYI_LOG_KEY_LEN + size;
+        n++;
     }
-out:
     mdb_cursor_close(c);
+    /* Reclaim at twice the append rate: a pass over a log of L entries takes
+     * L/2 appends, so an entry waits at most that long once covered. */
+    if (rc == 0)
+        rc = sweep_step(w, 2 * n + 16);
+    if (rc == 0 && checkpoint_due(w))
+        rc = heads_checkpoint(w);
     return rc;
-}
-
-int hyi_truncate_in(hyi_wtxn *w, uint64_t actor, uint64_t limit, uint64_t *removed)
-{
-    MDB_cursor *c;
-    int rc = mdb_cursor_open(w->txn, w->j->db_journal, &c);
-    if (rc)
-        return rc;
-    unsigned char kb[HYI_KEY_LEN];
-    hyi_key_encode(kb, actor, 0);
-    MDB_val k = {sizeof kb, kb}, v;
-    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-    while (rc == 0) {
-        uint64_t a, s;
-        if (hyi_key_decode(&k, &a, &s) != 0 || a != actor || s >= limit)
-            break;
-        if ((rc = mdb_cursor_del(c, 0)) != 0)
-            break;
-        ++*removed;
-        /* After a delete the cursor already sits on the next item; MDB_NEXT
-         * returns it without stepping (LMDB's C_DEL rule). */
-        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(c);
-    return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
 int hyi_rec_check(const hyi_journal *j, const hyi_journal_rec *rec)
@@ -395,17 +642,102 @@ int hyi_rec_check(const hyi_journal *j, const hyi_journal_rec *rec)
 
 /* ---------------------------------------------------------------- open/close */
 
-struct open_dbs_arg {
-    MDB_dbi *journal, *snap;
-};
+static int meta_get_u64(hyi_journal *j, MDB_txn *txn, const char *name, uint64_t *value)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    int rc = mdb_get(txn, j->db_meta, &k, &v);
+    if (rc)
+        return rc;
+    if (v.mv_size != 8)
+        return hyi_fail(HY_ECORRUPT, "journal %s: meta record '%s' is %zu bytes, not 8",
+                        j->path, name, v.mv_size);
+    *value = hyi_le64_get(v.mv_data);
+    return 0;
+}
 
+/* Open the databases and check the layout. A directory written by the
+ * actor-keyed layout (format 1: a "journal" database keyed by actor and
+ * sequence) is refused, not guessed at: its entries have no global order to
+ * rebuild the log from without a full rewrite. */
 static int open_dbs(hyi_wtxn *w, void *arg)
 {
-    struct open_dbs_arg *a = arg;
-    int rc = mdb_dbi_open(w->txn, "journal", MDB_CREATE, a->journal);
+    hyi_journal *j = w->j;
+    MDB_dbi old;
+    (void)arg;
+    int rc = mdb_dbi_open(w->txn, "journal", 0, &old);
     if (rc == 0)
-        rc = mdb_dbi_open(w->txn, "snapshots", MDB_CREATE, a->snap);
-    return rc;
+        return hyi_fail(HY_ECORRUPT, "journal %s: format 1 (entries keyed by actor and "
+                        "sequence) found; this version reads format %d (one log in commit "
+                        "order). Recover its actors with the version that wrote it and "
+                        "snapshot them, or move the directory away to start afresh",
+                        j->path, HYI_FORMAT);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    if ((rc = mdb_dbi_open(w->txn, "log", MDB_CREATE, &j->db_log)) != 0 ||
+        (rc = mdb_dbi_open(w->txn, "heads", MDB_CREATE, &j->db_heads)) != 0 ||
+        (rc = mdb_dbi_open(w->txn, "floors", MDB_CREATE, &j->db_floors)) != 0 ||
+        (rc = mdb_dbi_open(w->txn, "snapshots", MDB_CREATE, &j->db_snap)) != 0 ||
+        (rc = mdb_dbi_open(w->txn, "meta", MDB_CREATE, &j->db_meta)) != 0)
+        return rc;
+    uint64_t format = 0;
+    rc = meta_get_u64(j, w->txn, "format", &format);
+    if (rc == MDB_NOTFOUND)
+        return meta_put_u64(w, "format", HYI_FORMAT);
+    if (rc)
+        return rc;
+    if (format != HYI_FORMAT)
+        return hyi_fail(HY_ECORRUPT, "journal %s: format %llu found; this version reads "
+                        "format %d only", j->path, (unsigned long long)format, HYI_FORMAT);
+    return 0;
+}
+
+/* Rebuild the heads the last run had not checkpointed, from the log entries
+ * past heads_through (at most checkpoint_entries of them), and checkpoint
+ * them. A corrupt entry there fails the open: its actor cannot be told, so
+ * its sequence could be handed out twice. */
+static int replay_tail(hyi_wtxn *w, void *arg)
+{
+    hyi_journal *j = w->j;
+    (void)arg;
+    uint64_t through = 0;
+    int rc = meta_get_u64(j, w->txn, "heads_through", &through);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(w->txn, j->db_log, &c)) != 0)
+        return rc;
+    unsigned char kb[HYI_LOG_KEY_LEN];
+    hyi_log_key_encode(kb, through + 1);
+    MDB_val k = {sizeof kb, kb}, v;
+    uint64_t last = through;
+    MDB_val lk, lv;
+    rc = mdb_cursor_get(c, &lk, &lv, MDB_LAST);
+    if (rc == 0 && hyi_log_key_decode(&lk, &last) != 0)
+        rc = hyi_fail(HY_ECORRUPT, "journal %s: the log's last key is %zu bytes, not 8",
+                      j->path, lk.mv_size);
+    for (rc = rc == MDB_NOTFOUND ? rc : rc ? rc : mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+         rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        hyi_journal_entry e;
+        hyi_entry_ids ids;
+        const char *why;
+        if (hyi_entry_decode(&k, &v, &e, &ids, &why) != 0) {
+            uint64_t g = 0;
+            (void)hyi_log_key_decode(&k, &g);
+            rc = hyi_fail(HY_ECORRUPT, "journal %s: log entry at key %llu (past the last "
+                          "head checkpoint) is corrupt: %s; its actor cannot be told",
+                          j->path, (unsigned long long)g, why);
+            break;
+        }
+        if (hyi_seqmap_put(&j->overlay, ids.actor, (hyi_head){ids.seq, ids.gseq}, true)) {
+            rc = hyi_fail(HY_ENOMEM, "journal %s: no memory to rebuild heads", j->path);
+            break;
+        }
+    }
+    mdb_cursor_close(c);
+    if (rc != MDB_NOTFOUND)
+        return rc;
+    w->gseq = last > through ? last : through;
+    return heads_checkpoint(w);
 }
 
 static void free_journal(hyi_journal *j)
@@ -510,6 +842,11 @@ int hyi_journal_open(hyi_journal **out, const hyi_journal_config *cfg)
         j->cfg.max_batch = DEFAULT_MAX_BATCH;
     if (!j->cfg.max_pending)
         j->cfg.max_pending = DEFAULT_MAX_PENDING;
+    if (!j->cfg.cache_actors)
+        j->cfg.cache_actors = DEFAULT_CACHE_ACTORS;
+    if (!j->cfg.checkpoint_entries)
+        j->cfg.checkpoint_entries = DEFAULT_CHECKPOINT_ENTRIES;
+    j->cache.max = j->cfg.cache_actors;
 
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);
@@ -539,15 +876,16 @@ int hyi_journal_open(hyi_journal **out, const hyi_journal_config *cfg)
         flags |= MDB_NOSYNC;
     else if (j->cfg.durability == HYI_DUR_OFF)
         flags |= MDB_NOSYNC | MDB_NOMETASYNC | MDB_WRITEMAP | MDB_MAPASYNC;
-    if ((rc = mdb_env_set_maxdbs(j->env, 4)) != 0 ||
+    if ((rc = mdb_env_set_maxdbs(j->env, 8)) != 0 ||
         (rc = mdb_env_set_mapsize(j->env, j->cfg.map_size)) != 0 ||
         (j->cfg.max_readers && (rc = mdb_env_set_maxreaders(j->env, j->cfg.max_readers)) != 0))
         goto fail;
     if ((rc = mdb_env_open(j->env, path, flags, 0640)) != 0)
         goto fail;
-    struct open_dbs_arg a = {&j->db_journal, &j->db_snap};
-    if ((rc = hyi_env_write(j, open_dbs, &a, "open the databases")) != 0)
+    if ((rc = hyi_env_write(j, open_dbs, NULL, "open the databases")) != 0 ||
+        (rc = hyi_env_write(j, replay_tail, NULL, "rebuild heads")) != 0)
         goto fail;
+    j->sweep.full = true; /* what the last run owed is unknown */
     /* Opening is not a journal commit: keep the counters about entries. */
     atomic_store_explicit(&j->st_commits, 0, memory_order_relaxed); /* no reader yet */
     *out = j;
@@ -558,11 +896,22 @@ fail:
     return rc;
 }
 
+static int close_checkpoint(hyi_wtxn *w, void *arg)
+{
+    (void)arg;
+    if (w->gseq == w->j->heads_through && !w->j->cache.dirty)
+        return 0;
+    return heads_checkpoint(w);
+}
+
 void hyi_journal_close(hyi_journal *j)
 {
     if (!j)
         return;
     hyi_writer_stop(j);
+    /* Checkpoint the heads so the next open has no log tail to replay; if it
+     * fails, that replay does the same work. */
+    (void)hyi_env_write(j, close_checkpoint, NULL, "checkpoint heads at close");
     free_journal(j);
 }
 
@@ -593,6 +942,16 @@ void hyi_journal_get_stats(hyi_journal *j, hyi_journal_stats *out)
             out->map_used = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
     }
     pthread_rwlock_unlock(&j->map_lock);
+    MDB_txn *txn;
+    if (hyi_env_read_begin(j, &txn) == 0) {
+        if (mdb_stat(txn, j->db_log, &st) == 0)
+            out->log_entries = st.ms_entries;
+        hyi_env_read_end(j, txn);
+    }
+    pthread_mutex_lock(&j->cache_lock);
+    out->heads_cached = j->cache.len;
+    out->heads_dirty = j->cache.dirty;
+    pthread_mutex_unlock(&j->cache_lock);
     out->map_max = j->cfg.map_size_max;
     pthread_mutex_lock(&j->q_lock);
     out->pending = j->q_len;

@@ -1,4 +1,5 @@
-/* On-disk formats of the journal and snapshot databases, and their checksum.
+/* On-disk formats of the log, head, floor and snapshot databases, and their
+ * checksum.
  *
  * Keys are big-endian so LMDB's default memcmp order is numeric order. Value
  * headers are little-endian and written byte by byte, so the format does not
@@ -8,6 +9,7 @@
  * header with its checksum field zeroed, and the body: a flipped byte, a
  * truncated value or a value under the wrong key all fail the check. Decoding
  * trusts no byte: every length is checked against the value's size first. */
+#include <endian.h>
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -118,30 +120,50 @@ static void put_le(unsigned char *p, uint64_t v, int n)
 
 static uint64_t get_le(const unsigned char *p, int n)
 {
+    /* Reading every entry's header on replay: whole-word loads where the
+     * width allows (memcpy: unaligned-safe; leNNtoh: any byte order). */
+    if (n == 8) {
+        uint64_t w;
+        memcpy(&w, p, sizeof w);
+        return le64toh(w);
+    }
+    if (n == 4) {
+        uint32_t w;
+        memcpy(&w, p, sizeof w);
+        return le32toh(w);
+    }
     uint64_t v = 0;
     for (int i = n - 1; i >= 0; i--)
         v = v << 8 | p[i];
     return v;
 }
 
-void hyi_key_encode(unsigned char key[HYI_KEY_LEN], uint64_t actor, uint64_t seq)
+void hyi_log_key_encode(unsigned char key[HYI_LOG_KEY_LEN], uint64_t gseq)
 {
-    put_be64(key, actor);
-    put_be64(key + 8, seq);
+    put_be64(key, gseq);
 }
 
-int hyi_key_decode(const MDB_val *k, uint64_t *actor, uint64_t *seq)
+int hyi_log_key_decode(const MDB_val *k, uint64_t *gseq)
 {
-    if (k->mv_size != HYI_KEY_LEN)
+    if (k->mv_size != HYI_LOG_KEY_LEN)
         return HY_ECORRUPT;
-    *actor = get_be64(k->mv_data);
-    *seq = get_be64((const unsigned char *)k->mv_data + 8);
+    *gseq = get_be64(k->mv_data);
     return 0;
 }
 
 void hyi_actor_key_encode(unsigned char key[8], uint64_t actor)
 {
     put_be64(key, actor);
+}
+
+void hyi_le64_put(unsigned char *p, uint64_t v)
+{
+    put_le(p, v, 8);
+}
+
+uint64_t hyi_le64_get(const unsigned char *p)
+{
+    return get_le(p, 8);
 }
 
 uint64_t hyi_wall_ns(void)
@@ -153,9 +175,9 @@ uint64_t hyi_wall_ns(void)
 
 /* ---------------------------------------------------------------- entries */
 
-void hyi_entry_encode(void *out, uint64_t actor, uint64_t seq, uint64_t ts,
-                      uint16_t flags, const void *path, uint32_t path_len,
-                      const void *payload, uint32_t payload_len)
+void hyi_entry_encode(void *out, const hyi_entry_ids *ids, uint64_t ts, uint16_t flags,
+                      const void *path, uint32_t path_len, const void *payload,
+                      uint32_t payload_len)
 {
     unsigned char *h = out;
     h[0] = HYI_ENTRY_VERSION;
@@ -163,43 +185,60 @@ void hyi_entry_encode(void *out, uint64_t actor, uint64_t seq, uint64_t ts,
     put_le(h + 2, flags, 2);
     put_le(h + 4, 0, 4);
     put_le(h + 8, ts, 8);
-    put_le(h + 16, path_len, 4);
-    put_le(h + 20, payload_len, 4);
+    put_le(h + 16, ids->actor, 8);
+    put_le(h + 24, ids->seq, 8);
+    put_le(h + 32, ids->prev, 8);
+    put_le(h + 40, path_len, 4);
+    put_le(h + 44, payload_len, 4);
     if (path_len)
         memcpy(h + HYI_ENTRY_HDR, path, path_len);
     if (payload_len)
         memcpy(h + HYI_ENTRY_HDR + path_len, payload, payload_len);
-    unsigned char key[HYI_KEY_LEN];
-    hyi_key_encode(key, actor, seq);
+    unsigned char key[HYI_LOG_KEY_LEN];
+    hyi_log_key_encode(key, ids->gseq);
     uint32_t crc = hyi_crc32c(0, key, sizeof key);
     crc = hyi_crc32c(crc, h, HYI_ENTRY_HDR + (size_t)path_len + payload_len);
     put_le(h + 4, crc, 4);
 }
 
-int hyi_entry_decode(const MDB_val *key, const MDB_val *val, hyi_journal_entry *e,
-                     const char **why)
+int hyi_entry_peek(const MDB_val *val, uint64_t *actor, uint64_t *seq, uint64_t *prev)
 {
     const unsigned char *h = val->mv_data;
-    if (hyi_key_decode(key, &e->actor, &e->seq) != 0)
-        return *why = "key is not 16 bytes", -1;
+    if (val->mv_size < HYI_ENTRY_HDR || h[0] != HYI_ENTRY_VERSION || h[1] != HYI_ENTRY_HDR)
+        return -1;
+    *actor = get_le(h + 16, 8);
+    *seq = get_le(h + 24, 8);
+    *prev = get_le(h + 32, 8);
+    return 0;
+}
+
+int hyi_entry_decode(const MDB_val *key, const MDB_val *val, hyi_journal_entry *e,
+                     hyi_entry_ids *ids, const char **why)
+{
+    const unsigned char *h = val->mv_data;
+    if (hyi_log_key_decode(key, &ids->gseq) != 0)
+        return *why = "log key is not 8 bytes", -1;
     if (val->mv_size < HYI_ENTRY_HDR)
         return *why = "value shorter than its header", -1;
     if (h[0] != HYI_ENTRY_VERSION)
         return *why = "unknown format version", -1;
     if (h[1] != HYI_ENTRY_HDR)
         return *why = "bad header length", -1;
-    uint64_t path_len = get_le(h + 16, 4), payload_len = get_le(h + 20, 4);
+    uint64_t path_len = get_le(h + 40, 4), payload_len = get_le(h + 44, 4);
     if (HYI_ENTRY_HDR + path_len + payload_len != val->mv_size)
         return *why = "lengths do not match the value size", -1;
     uint32_t stored = (uint32_t)get_le(h + 4, 4);
     unsigned char hdr[HYI_ENTRY_HDR];
     memcpy(hdr, h, sizeof hdr);
     put_le(hdr + 4, 0, 4);
-    uint32_t crc = hyi_crc32c(0, key->mv_data, HYI_KEY_LEN);
+    uint32_t crc = hyi_crc32c(0, key->mv_data, HYI_LOG_KEY_LEN);
     crc = hyi_crc32c(crc, hdr, sizeof hdr);
     crc = hyi_crc32c(crc, h + HYI_ENTRY_HDR, val->mv_size - HYI_ENTRY_HDR);
     if (crc != stored)
         return *why = "checksum mismatch", -1;
+    ids->actor = e->actor = get_le(h + 16, 8);
+    ids->seq = e->seq = get_le(h + 24, 8);
+    ids->prev = get_le(h + 32, 8);
     e->flags = (uint16_t)get_le(h + 2, 2);
     e->timestamp_ns = get_le(h + 8, 8);
     e->path = (const char *)h + HYI_ENTRY_HDR;

@@ -31,11 +31,15 @@ static bool append_next(void *p, hyi_journal_rec *rec, uint64_t **seq)
     return true;
 }
 
+static void append_restart(void *it)
+{
+    struct append_it *a = it;
+    a->i = 0;
+}
+
 static int append_op(hyi_wtxn *w, void *arg)
 {
-    struct append_it *a = arg;
-    a->i = 0; /* an op runs again after the map grows */
-    return hyi_entries_put(w, append_next, a);
+    return hyi_entries_put(w, append_next, append_restart, arg);
 }
 
 int hyi_journal_append_many(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
@@ -61,75 +65,330 @@ int hyi_journal_append(hyi_journal *j, const hyi_journal_rec *rec, uint64_t *seq
 
 /* ---------------------------------------------------------------- reads */
 
-/* Entries of actor from from_seq on, inside txn. When expect_first is non-zero
- * the first entry must carry that sequence (recovery after a snapshot). */
-static int read_in(hyi_journal *j, MDB_txn *txn, uint64_t actor, uint64_t from_seq,
-                   uint64_t expect_first, hyi_journal_read_fn fn, void *user,
-                   uint64_t *last_seq)
+/* An actor's entries are found from its head backwards: each entry names the
+ * log key of the actor's previous one. Delivery is forwards, so a read walks
+ * the chain twice: once to check it and note every SEG-th log key, then
+ * segment by segment (oldest first), each walked back into a SEG-entry buffer
+ * and delivered in order. Memory stays at SEG entries plus one key per SEG,
+ * however long the actor's history. */
+#define SEG 1024
+
+struct reader {
+    hyi_journal *j;
+    MDB_txn *txn;
+    uint64_t actor;
+    hyi_journal_read_fn fn;
+    void *user;
+    uint64_t last;      /* last delivered sequence */
+    int stopped;        /* fn's non-zero return */
+    MDB_cursor *c;      /* on the log, at log key at (when at != 0) */
+    uint64_t at;
+};
+
+/* How far a cursor steps rather than searching the tree again: an actor's
+ * entries often sit close together in the log (one busy actor, few actors),
+ * and a step to a neighbour costs far less than a search from the root. */
+#define NEAR 16
+
+/* The log entry at key g into *v, through the reader's cursor: stepping when g
+ * is near where the cursor is, searching otherwise. 0, MDB_NOTFOUND, or an
+ * LMDB code. */
+static int log_seek(struct reader *r, uint64_t g, MDB_val *v)
 {
-    MDB_cursor *c;
-    int rc = mdb_cursor_open(txn, j->db_journal, &c);
-    if (rc)
-        return hyi_lmdb_fail(j, rc, "open a journal cursor");
-    unsigned char kb[HYI_KEY_LEN];
-    hyi_key_encode(kb, actor, from_seq);
-    MDB_val k = {sizeof kb, kb}, v;
-    uint64_t prev = 0;
-    for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        hyi_journal_entry e;
-        const char *why;
-        uint64_t a, s;
-        if (hyi_key_decode(&k, &a, &s) == 0 && a != actor) {
-            rc = MDB_NOTFOUND; /* past this actor's entries */
-            break;
-        }
-        if (hyi_entry_decode(&k, &v, &e, &why) != 0) {
-            rc = hyi_fail(HY_ECORRUPT, "journal %s: entry (actor %llu, seq %llu) is "
-                          "corrupt: %s; last good seq %llu", j->path,
-                          (unsigned long long)actor,
-                          (unsigned long long)(k.mv_size == HYI_KEY_LEN ? s : prev + 1),
-                          why, (unsigned long long)prev);
-            break;
-        }
-        uint64_t want = prev ? prev + 1 : expect_first;
-        if (want && e.seq != want) {
-            rc = hyi_fail(HY_ECORRUPT, "journal %s: entry (actor %llu, seq %llu) is "
-                          "missing (next found: seq %llu); last good seq %llu",
-                          j->path, (unsigned long long)actor, (unsigned long long)want,
-                          (unsigned long long)e.seq, (unsigned long long)prev);
-            break;
-        }
-        prev = e.seq;
-        *last_seq = e.seq;
-        int r = fn(user, &e);
-        if (r) {
-            rc = r < 0 ? r : MDB_NOTFOUND;
-            break;
+    MDB_val k;
+    int rc;
+    if (!g)
+        return MDB_NOTFOUND;
+    if (r->at && g != r->at && (g > r->at ? g - r->at : r->at - g) <= NEAR) {
+        MDB_cursor_op op = g > r->at ? MDB_NEXT : MDB_PREV;
+        for (;;) {
+            if ((rc = mdb_cursor_get(r->c, &k, v, op)) != 0 ||
+                (rc = hyi_log_key_decode(&k, &r->at)) != 0) {
+                r->at = 0;
+                break; /* an odd key: search from the root instead */
+            }
+            if (r->at == g)
+                return 0;
+            if (op == MDB_NEXT ? r->at > g : r->at < g)
+                return MDB_NOTFOUND; /* stepped over it: not there */
         }
     }
+    unsigned char kb[HYI_LOG_KEY_LEN];
+    hyi_log_key_encode(kb, g);
+    k = (MDB_val){sizeof kb, kb};
+    if (r->at == g)
+        return mdb_cursor_get(r->c, &k, v, MDB_GET_CURRENT);
+    rc = mdb_cursor_get(r->c, &k, v, MDB_SET_KEY);
+    r->at = rc == 0 ? g : 0;
+    return rc;
+}
+
+/* The entry at log key g, expected to be (actor, seq): 0, MDB_NOTFOUND when
+ * it is missing, or -1 with *why when it is corrupt or not the one expected. */
+static int chain_get(struct reader *r, uint64_t g, uint64_t seq, hyi_journal_entry *e,
+                     hyi_entry_ids *ids, const char **why)
+{
+    unsigned char kb[HYI_LOG_KEY_LEN];
+    hyi_log_key_encode(kb, g);
+    MDB_val k = {sizeof kb, kb}, v;
+    int rc = log_seek(r, g, &v);
+    if (rc)
+        return rc;
+    if (hyi_entry_decode(&k, &v, e, ids, why) != 0)
+        return -1;
+    if (ids->actor != r->actor || ids->seq != seq)
+        return *why = "the previous-entry link leads to another entry", -1;
+    return 0;
+}
+
+/* The link from the entry at log key g, expected to be (actor, seq), to the
+ * previous one, without the checksum (checked when the entry is delivered): a
+ * link leads to the one entry that carries (actor, seq - 1), or the walk
+ * stops. 0, MDB_NOTFOUND when missing, or -1 with *why. */
+static int chain_link(struct reader *r, uint64_t g, uint64_t seq, uint64_t *prev,
+                      const char **why)
+{
+    MDB_val v;
+    uint64_t actor, s;
+    int rc = log_seek(r, g, &v);
+    if (rc)
+        return rc;
+    if (hyi_entry_peek(&v, &actor, &s, prev) != 0)
+        return *why = "bad header", -1;
+    if (actor != r->actor || s != seq)
+        return *why = "the previous-entry link leads to another entry", -1;
+    return 0;
+}
+
+static int deliver(struct reader *r, const hyi_journal_entry *e)
+{
+    r->last = e->seq;
+    int x = r->fn(r->user, e);
+    if (x)
+        r->stopped = x;
+    return x;
+}
+
+/* The chain is broken at seq `broken` (log key g): deliver the entries before
+ * it by scanning the log in order (slow, only on corruption), then report. */
+static int deliver_by_scan(struct reader *r, uint64_t from, uint64_t broken, uint64_t g,
+                           int why_rc, const char *why)
+{
+    hyi_journal *j = r->j;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(r->txn, j->db_log, &c);
+    if (rc)
+        return hyi_lmdb_fail(j, rc, "open a log cursor");
+    MDB_val k, v;
+    uint64_t want = from;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0 && want < broken;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        hyi_journal_entry e;
+        hyi_entry_ids ids;
+        const char *w;
+        if (hyi_entry_decode(&k, &v, &e, &ids, &w) != 0 || ids.actor != r->actor ||
+            ids.seq < want)
+            continue; /* another actor's entry, or one we cannot read */
+        if (ids.seq != want)
+            break; /* a gap before the break: reported as the break below */
+        if (deliver(r, &e)) {
+            mdb_cursor_close(c);
+            return r->stopped < 0 ? r->stopped : 0;
+        }
+        want++;
+    }
     mdb_cursor_close(c);
-    if (rc == MDB_NOTFOUND)
+    if (rc && rc != MDB_NOTFOUND)
+        return hyi_lmdb_fail(j, rc, "scan the log");
+    if (want < broken || why_rc == MDB_NOTFOUND)
+        return hyi_fail(HY_ECORRUPT, "journal %s: entry (actor %llu, seq %llu) is missing "
+                        "(log key %llu); last good seq %llu", j->path,
+                        (unsigned long long)r->actor, (unsigned long long)want,
+                        (unsigned long long)(want < broken ? 0 : g),
+                        (unsigned long long)(want - 1));
+    return hyi_fail(HY_ECORRUPT, "journal %s: entry (actor %llu, seq %llu) at log key %llu "
+                    "is corrupt: %s; last good seq %llu", j->path,
+                    (unsigned long long)r->actor, (unsigned long long)broken,
+                    (unsigned long long)g, why, (unsigned long long)(broken - 1));
+}
+
+/* The actor's entries fill at least half of the log between its first wanted
+ * entry (log key first_g) and its head (one busy actor, or few): one forward
+ * cursor pass over that stretch, delivering this actor's entries (each checked
+ * in full), costs less than walking the links again. The links were walked in
+ * pass 1, so the entries found must be from..head.seq in order; a gap or a
+ * bad entry is reported where it is met. */
+static int deliver_dense(struct reader *r, uint64_t first_g, hyi_head head, uint64_t from)
+{
+    hyi_journal *j = r->j;
+    MDB_val k, v;
+    uint64_t want = from;
+    int rc = log_seek(r, first_g, &v);
+    while (rc == 0) {
+        uint64_t actor, seq, prev, g = r->at;
+        if (hyi_entry_peek(&v, &actor, &seq, &prev) == 0 && actor == r->actor) {
+            hyi_journal_entry e;
+            hyi_entry_ids ids;
+            const char *why;
+            unsigned char kb[HYI_LOG_KEY_LEN];
+            hyi_log_key_encode(kb, g);
+            MDB_val key = {sizeof kb, kb};
+            if (seq != want)
+                break;
+            if (hyi_entry_decode(&key, &v, &e, &ids, &why) != 0)
+                return hyi_fail(HY_ECORRUPT, "journal %s: entry (actor %llu, seq %llu) at log "
+                                "key %llu is corrupt: %s; last good seq %llu", j->path,
+                                (unsigned long long)r->actor, (unsigned long long)want,
+                                (unsigned long long)g, why, (unsigned long long)(want - 1));
+            if (deliver(r, &e))
+                return r->stopped < 0 ? r->stopped : 0;
+            if (++want > head.seq)
+                return 0;
+        }
+        if ((rc = mdb_cursor_get(r->c, &k, &v, MDB_NEXT)) == 0 &&
+            hyi_log_key_decode(&k, &r->at) != 0)
+            rc = MDB_NOTFOUND;
+    }
+    if (rc && rc != MDB_NOTFOUND)
+        return hyi_lmdb_fail(j, rc, "read the log");
+    return hyi_fail(HY_ECORRUPT, "journal %s: entry (actor %llu, seq %llu) is missing; "
+                    "last good seq %llu", j->path, (unsigned long long)r->actor,
+                    (unsigned long long)want, (unsigned long long)(want - 1));
+}
+
+/* Deliver the actor's entries from seq `from` to head.seq, in order. */
+static int read_chain(struct reader *r, hyi_head head, uint64_t from)
+{
+    hyi_journal *j = r->j;
+    uint64_t n = head.seq - from + 1, nseg = (n + SEG - 1) / SEG;
+    uint64_t *seg_end = malloc(nseg * sizeof *seg_end);
+    uint64_t *keys = malloc((n < SEG ? n : SEG) * sizeof *keys);
+    int rc = mdb_cursor_open(r->txn, j->db_log, &r->c);
+    if (rc) {
+        r->c = NULL;
+        rc = hyi_lmdb_fail(j, rc, "open a log cursor");
+        goto out;
+    }
+    r->at = 0;
+    if (!seg_end || !keys) {
+        rc = hyi_fail(HY_ENOMEM, "journal %s: no memory to read actor %llu", j->path,
+                      (unsigned long long)r->actor);
+        goto out;
+    }
+    /* Pass 1: walk the whole chain's links, noting the newest log key of
+     * each segment [from + i*SEG, from + (i+1)*SEG). A broken link: the
+     * entries before it are found by a scan. */
+    uint64_t g = head.gseq;
+    for (uint64_t seq = head.seq; seq >= from; seq--) {
+        const char *why = "";
+        if (seq == head.seq || (seq - from + 1) % SEG == 0)
+            seg_end[(seq - from) / SEG] = g;
+        if (seq - from < SEG)
+            keys[seq - from] = g; /* the oldest segment: pass 2 needs no walk */
+        uint64_t prev;
+        int x = chain_link(r, g, seq, &prev, &why);
+        if (x == -1 || x == MDB_NOTFOUND) {
+            rc = deliver_by_scan(r, from, seq, g, x, why);
+            goto out;
+        }
+        if (x) {
+            rc = hyi_lmdb_fail(j, x, "read the log");
+            goto out;
+        }
+        g = prev;
+    }
+    if (nseg > 1 && head.gseq - keys[0] < 2 * n) {
+        rc = deliver_dense(r, keys[0], head, from);
+        goto out;
+    }
+    /* Pass 2: each segment's log keys into keys (walking back from its newest
+     * entry), then its entries, each checked in full (checksum) right before
+     * it is delivered: the first bad one stops the read there. The links were
+     * walked in pass 1, in this same transaction; a failure is still handled,
+     * never assumed away. */
+    for (uint64_t s = 0; s < nseg; s++) {
+        uint64_t first = from + s * SEG, last = first + SEG - 1;
+        if (last > head.seq)
+            last = head.seq;
+        g = seg_end[s];
+        for (uint64_t seq = last; s > 0 && seq >= first; seq--) {
+            const char *why = "";
+            uint64_t prev;
+            keys[seq - first] = g;
+            int x = chain_link(r, g, seq, &prev, &why);
+            if (x) {
+                /* Earlier segments are delivered: scan from this one's start. */
+                rc = x == -1 || x == MDB_NOTFOUND ? deliver_by_scan(r, first, seq, g, x, why)
+                                                  : hyi_lmdb_fail(j, x, "read the log");
+                goto out;
+            }
+            g = prev;
+        }
+        for (uint64_t seq = first; seq <= last; seq++) {
+            hyi_journal_entry e;
+            hyi_entry_ids ids;
+            const char *why = "";
+            int x = chain_get(r, keys[seq - first], seq, &e, &ids, &why);
+            if (x) {
+                rc = x == -1 || x == MDB_NOTFOUND
+                         ? deliver_by_scan(r, seq, seq, keys[seq - first], x, why)
+                         : hyi_lmdb_fail(j, x, "read the log");
+                goto out;
+            }
+            if (deliver(r, &e)) {
+                rc = r->stopped < 0 ? r->stopped : 0;
+                goto out;
+            }
+        }
+    }
+out:
+    if (r->c)
+        mdb_cursor_close(r->c);
+    r->c = NULL;
+    free(seg_end);
+    free(keys);
+    return rc;
+}
+
+/* Entries of actor from from_seq on, inside txn, given its head. When
+ * expect_first is non-zero the first entry must carry that sequence (recovery
+ * after a snapshot). */
+static int read_in(struct reader *r, hyi_head head, uint64_t from_seq, uint64_t expect_first)
+{
+    uint64_t floor;
+    int rc = hyi_floor_get(r->j, r->txn, r->actor, &floor);
+    if (rc)
+        return hyi_lmdb_fail(r->j, rc, "read an actor's floor");
+    uint64_t from = from_seq > floor ? from_seq : floor;
+    if (from == 0)
+        from = 1;
+    if (head.seq < from)
         return 0;
-    return hyi_lmdb_fail(j, rc, "read the journal");
+    if (expect_first && from > expect_first)
+        return hyi_fail(HY_ECORRUPT, "journal %s: entry (actor %llu, seq %llu) is missing "
+                        "(removed up to seq %llu); last good seq %llu", r->j->path,
+                        (unsigned long long)r->actor, (unsigned long long)expect_first,
+                        (unsigned long long)(floor - 1),
+                        (unsigned long long)(expect_first - 1));
+    return read_chain(r, head, from);
 }
 
 int hyi_journal_read_from(hyi_journal *j, uint64_t actor, uint64_t from_seq,
                           hyi_journal_read_fn fn, void *user, uint64_t *last_seq_out)
 {
-    uint64_t last = 0;
     if (last_seq_out)
         *last_seq_out = 0;
     if (!j || !fn)
         return hyi_fail(HY_EINVAL, "journal: NULL journal or callback");
-    MDB_txn *txn;
-    int rc = hyi_env_read_begin(j, &txn);
+    struct reader r = {.j = j, .actor = actor, .fn = fn, .user = user};
+    hyi_head head;
+    int rc = hyi_env_read_head(j, actor, &r.txn, &head);
     if (rc)
         return rc;
-    rc = read_in(j, txn, actor, from_seq, 0, fn, user, &last);
-    hyi_env_read_end(j, txn);
+    rc = read_in(&r, head, from_seq, 0);
+    hyi_env_read_end(j, r.txn);
     if (last_seq_out)
-        *last_seq_out = last;
+        *last_seq_out = r.last;
     return rc;
 }
 
@@ -137,25 +396,14 @@ int hyi_journal_highest(hyi_journal *j, uint64_t actor, uint64_t *seq_out)
 {
     if (!j || !seq_out)
         return hyi_fail(HY_EINVAL, "journal: NULL journal or output");
-    pthread_mutex_lock(&j->cache_lock);
-    bool hit = hyi_seqmap_get(&j->cache, actor, seq_out);
-    pthread_mutex_unlock(&j->cache_lock);
-    if (hit)
-        return 0;
     MDB_txn *txn;
-    int rc = hyi_env_read_begin(j, &txn);
+    hyi_head head;
+    int rc = hyi_env_read_head(j, actor, &txn, &head);
     if (rc)
         return rc;
-    rc = hyi_seq_load(j, txn, actor, seq_out);
     hyi_env_read_end(j, txn);
-    if (rc == 0 && *seq_out) {
-        /* put_max: a writer may have committed a higher one meanwhile. Without
-         * memory the actor is simply loaded again next time. */
-        pthread_mutex_lock(&j->cache_lock);
-        (void)hyi_seqmap_put_max(&j->cache, actor, *seq_out);
-        pthread_mutex_unlock(&j->cache_lock);
-    }
-    return rc;
+    *seq_out = head.seq;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- truncation */
@@ -167,15 +415,14 @@ struct trunc_arg {
 static int trunc_op(hyi_wtxn *w, void *arg)
 {
     struct trunc_arg *a = arg;
-    uint64_t high;
-    a->removed = 0;
-    int rc = hyi_seq_load(w->j, w->txn, a->actor, &high);
+    hyi_head h;
+    int rc = hyi_head_get(w, a->actor, &h);
     if (rc)
         return rc;
-    /* Keep the newest entry: with no snapshot it is all that records the
-     * actor's sequence across a restart. */
-    uint64_t limit = a->seq < high ? a->seq : high;
-    return hyi_truncate_in(w, a->actor, limit, &a->removed);
+    /* Keep the newest entry, as callers of this API expect; the floor is
+     * raised here and the sweep deletes the entries under it later. */
+    uint64_t limit = a->seq < h.seq ? a->seq : h.seq;
+    return hyi_floor_raise(w, a->actor, limit, &a->removed);
 }
 
 int hyi_journal_truncate_before(hyi_journal *j, uint64_t actor, uint64_t seq,
@@ -202,15 +449,16 @@ int hyi_journal_recover(hyi_journal *j, uint64_t actor, hyi_snapshot_fn on_snaps
         *last_seq_out = 0;
     if (!j || !on_entry)
         return hyi_fail(HY_EINVAL, "journal: NULL journal or entry callback");
-    MDB_txn *txn;
-    int rc = hyi_env_read_begin(j, &txn);
+    struct reader r = {.j = j, .actor = actor, .fn = on_entry, .user = user};
+    hyi_head head;
+    int rc = hyi_env_read_head(j, actor, &r.txn, &head);
     if (rc)
         return rc;
     uint64_t snap_seq = 0, last = 0;
     unsigned char ak[8];
     hyi_actor_key_encode(ak, actor);
     MDB_val sk = {sizeof ak, ak}, sv;
-    rc = mdb_get(txn, j->db_snap, &sk, &sv);
+    rc = mdb_get(r.txn, j->db_snap, &sk, &sv);
     if (rc == 0) {
         const void *state;
         size_t len;
@@ -231,13 +479,11 @@ int hyi_journal_recover(hyi_journal *j, uint64_t actor, hyi_snapshot_fn on_snaps
     }
     /* After a snapshot the next entry, if any, must be snap_seq + 1: the
      * journal only ever loses a prefix, so a later first entry means a loss. */
-    uint64_t got = 0;
-    rc = read_in(j, txn, actor, snap_seq + 1, snap_seq ? snap_seq + 1 : 0, on_entry,
-                 user, &got);
-    if (got)
-        last = got;
+    rc = read_in(&r, head, snap_seq + 1, snap_seq ? snap_seq + 1 : 0);
+    if (r.last)
+        last = r.last;
 out:
-    hyi_env_read_end(j, txn);
+    hyi_env_read_end(j, r.txn);
     if (last_seq_out)
         *last_seq_out = last;
     return rc;

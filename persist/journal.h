@@ -1,23 +1,32 @@
 /* The persist layer: hypha's journal and snapshots on LMDB (docs/ARCHITECTURE.md §4).
  *
- * One hyi_journal is one LMDB environment (a directory) holding two named
- * databases:
- *  - "journal":   key = actor id (u64 BE) ‖ sequence (u64 BE), 16 bytes, so one
- *                 actor's entries are contiguous and numerically ordered and an
- *                 actor's next append is usually past the DB's last key
- *                 (MDB_APPEND). Value = a 24-byte versioned header (format
- *                 version, header length, flags, CRC32C, timestamp, path length,
- *                 payload length) + path + payload. The CRC covers key, header and
- *                 body, so a flipped byte or a value under the wrong key is caught.
+ * One hyi_journal is one LMDB environment (a directory) holding five named
+ * databases (layout "format 2"):
+ *  - "log":       key = global sequence (u64 BE), one per entry in commit
+ *                 order, so every append is past the last key (MDB_APPEND)
+ *                 however many actors write. Value = a 48-byte versioned
+ *                 header (format version, header length, flags, CRC32C,
+ *                 timestamp, actor, actor sequence, log key of the actor's
+ *                 previous entry, path length, payload length) + path +
+ *                 payload. The CRC covers key, header and body, so a flipped
+ *                 byte or a value under the wrong key is caught.
+ *  - "heads":     actor (u64 BE) -> its newest sequence and that entry's log
+ *                 key, where reads start walking the actor's chain backwards.
+ *                 Written at checkpoints (see cache_actors, checkpoint_entries);
+ *                 newer heads are in memory, and rebuilt from the log at open.
+ *  - "floors":    actor (u64 BE) -> its lowest live sequence: snapshots and
+ *                 truncation raise it, and a sweep inside later appends deletes
+ *                 the log entries below it.
  *  - "snapshots": key = actor id (u64 BE); value = a 24-byte header (version,
  *                 CRC32C, covered sequence, state length) + state bytes. One (the
  *                 latest) snapshot per actor.
+ *  - "meta":      "format" (2) and "heads_through" (the log key the heads DB is
+ *                 complete up to). A directory of the actor-keyed layout
+ *                 (format 1, a "journal" database) is refused at open.
  *
  * Sequences start at 1 per actor and are gap-free. They are assigned under the
- * journal's write lock, so the order of sequences is the order of commits. The
- * highest sequence of each actor is cached in memory (loaded from LMDB on first
- * use), and survives truncation: it is max(last journal key, snapshot's covered
- * sequence), and truncate_before never removes an actor's newest entry.
+ * journal's write lock, so the order of sequences is the order of commits. An
+ * actor's highest sequence survives truncation (its head keeps it).
  *
  * Writes go one of two ways:
  *  - synchronously on the calling thread (hyi_journal_append, _append_many,
@@ -34,11 +43,14 @@
  *   HY_EINVAL     bad argument (NULL, lengths over 4 GiB, snapshot past highest)
  *   HY_ENOMEM     allocation failed
  *   HY_EMAPFULL   the map is at map_size_max and the write does not fit
- *   HY_EDISKFULL  ENOSPC from the file system
+ *   HY_EDISKFULL  ENOSPC from the file system, or a short write (EIO) when the
+ *                 file system has no room left
  *   HY_EREADERS   LMDB's reader table is full (raise max_readers)
  *   HY_ECORRUPT   LMDB reports a corrupt file (MDB_CORRUPTED, MDB_PAGE_NOTFOUND,
  *                 MDB_INVALID, MDB_VERSION_MISMATCH) or an entry/snapshot fails
- *                 its checksum or header check
+ *                 its checksum or header check; at open also: a journal of
+ *                 another layout (format 1, or an unknown one), or a corrupt
+ *                 log entry past the last heads checkpoint
  *   HY_EPERM      the path is not accessible (EACCES/EPERM)
  *   HY_ENOENT     no such snapshot
  *   HY_ECLOSED    submit after close began
@@ -112,6 +124,16 @@ typedef struct hyi_journal_config {
                                 queue (the writer may hold as many again while it
                                 writes them; a batch larger than it is admitted
                                 when the queue is empty); 0: 65536 */
+    size_t cache_actors;     /* actors whose head (newest seq, log key) is kept
+                                in memory (64 bytes each at most); 0: 1 Mi.
+                                Beyond it clean heads are evicted and read from
+                                the heads DB again when needed. Half of it is
+                                how many heads a checkpoint writes at most, so
+                                larger means cheaper checkpoints. */
+    uint64_t checkpoint_entries; /* the heads DB is brought up to date at least
+                                every this many log entries (and whenever
+                                cache_actors/2 heads are newer than it); open
+                                replays at most this much log. 0: 1 Mi */
 } hyi_journal_config;
 
 /* Open (creating if needed) the environment at cfg->path and its two databases.
@@ -187,9 +209,10 @@ int hyi_journal_read_from(hyi_journal *j, uint64_t actor, uint64_t from_seq,
  * Counts committed entries only (not ones waiting in the writer's queue). */
 int hyi_journal_highest(hyi_journal *j, uint64_t actor, uint64_t *seq_out);
 
-/* Remove the actor's entries with sequence < seq. The newest entry is never
- * removed (seq is clamped to the highest), since it carries the sequence
- * across restarts. *removed_out (may be NULL) gets the number removed. */
+/* Remove the actor's entries with sequence < seq: reads stop short of them at
+ * once, the log reclaims their space later. The newest entry is never removed
+ * (seq is clamped to the highest). *removed_out (may be NULL) gets the number
+ * removed. */
 int hyi_journal_truncate_before(hyi_journal *j, uint64_t actor, uint64_t seq,
                                 uint64_t *removed_out);
 
@@ -197,7 +220,7 @@ int hyi_journal_truncate_before(hyi_journal *j, uint64_t actor, uint64_t seq,
 
 /* Store state as the actor's latest snapshot, covering entries <= seq, and, with
  * HYI_RETAIN_TRUNCATE, remove covered entries but the newest retain_entries of
- * them, in the same transaction. seq must be <= the actor's highest sequence
+ * them (as truncate_before), in the same transaction. seq must be <= the actor's highest sequence
  * (HY_EINVAL otherwise). Other errors as append. */
 int hyi_snapshot_save(hyi_journal *j, uint64_t actor, uint64_t seq,
                       const void *state, size_t len);
@@ -268,6 +291,10 @@ typedef struct hyi_journal_stats {
                                 HYI_JOURNAL_BATCH_RING writer commits (0: none) */
     uint64_t batch_max;      /* largest writer commit since open */
     uint64_t writer_commits; /* writer transactions (successful or not) */
+    uint64_t log_entries;    /* entries physically in the log now (reclaimed
+                                ones are gone; ones under a floor may wait) */
+    uint64_t heads_cached;   /* actors whose head is in memory now */
+    uint64_t heads_dirty;    /* of those, ones newer than the heads DB */
 } hyi_journal_stats;
 
 /* Counters are read with relaxed loads: a snapshot that may lag by a commit. */

@@ -1,5 +1,5 @@
 /* Internals shared by the persist/ files: the hyi_journal struct, the on-disk
- * formats (format.c), the actor -> highest-sequence table (seqmap.c) and the
+ * formats (format.c), the actor -> head cache (seqmap.c) and the
  * write/read transaction helpers with map growth and error mapping (env.c).
  * Nothing outside persist/ includes this. */
 #ifndef HY_JOURNAL_INT_H
@@ -13,28 +13,44 @@
 
 /* ---------------------------------------------------------------- formats */
 
-#define HYI_KEY_LEN 16          /* actor BE ‖ seq BE */
-#define HYI_ENTRY_VERSION 1
-#define HYI_ENTRY_HDR 24        /* ver u8, hdrlen u8, flags u16, crc u32, ts u64,
-                                   path_len u32, payload_len u32 (little-endian) */
+#define HYI_FORMAT 2            /* the layout (meta "format"); 1 was actor-keyed */
+#define HYI_LOG_KEY_LEN 8       /* global sequence, BE */
+#define HYI_ENTRY_VERSION 2
+#define HYI_ENTRY_HDR 48        /* ver u8, hdrlen u8, flags u16, crc u32, ts u64,
+                                   actor u64, seq u64, prev u64, path_len u32,
+                                   payload_len u32 (little-endian) */
+#define HYI_HEAD_LEN 16         /* heads value: seq u64, gseq u64 (LE) */
 #define HYI_SNAP_VERSION 1
 #define HYI_SNAP_HDR 24         /* ver u8, hdrlen u8, pad u16, crc u32, seq u64,
                                    state_len u32, pad u32 */
 
-void hyi_key_encode(unsigned char key[HYI_KEY_LEN], uint64_t actor, uint64_t seq);
-/* 0, or HY_ECORRUPT when the key is not 16 bytes. */
-int hyi_key_decode(const MDB_val *k, uint64_t *actor, uint64_t *seq);
-void hyi_actor_key_encode(unsigned char key[8], uint64_t actor);
+/* Where an entry sits: its log key (gseq), its actor and per-actor sequence,
+ * and the log key of the actor's previous entry (0: none). */
+typedef struct hyi_entry_ids {
+    uint64_t gseq, actor, seq, prev;
+} hyi_entry_ids;
 
-/* Write the value for rec under key (actor, seq) into out (HYI_ENTRY_HDR +
- * path_len + payload_len bytes). */
-void hyi_entry_encode(void *out, uint64_t actor, uint64_t seq, uint64_t ts,
-                      uint16_t flags, const void *path, uint32_t path_len,
-                      const void *payload, uint32_t payload_len);
+void hyi_log_key_encode(unsigned char key[HYI_LOG_KEY_LEN], uint64_t gseq);
+/* 0, or HY_ECORRUPT when the key is not 8 bytes. */
+int hyi_log_key_decode(const MDB_val *k, uint64_t *gseq);
+void hyi_actor_key_encode(unsigned char key[8], uint64_t actor);
+void hyi_le64_put(unsigned char *p, uint64_t v);
+uint64_t hyi_le64_get(const unsigned char *p);
+
+/* Write the value of an entry into out (HYI_ENTRY_HDR + path_len + payload_len
+ * bytes); the CRC covers the log key ids->gseq too. */
+void hyi_entry_encode(void *out, const hyi_entry_ids *ids, uint64_t ts, uint16_t flags,
+                      const void *path, uint32_t path_len, const void *payload,
+                      uint32_t payload_len);
 /* Check and decode a stored entry: 0, or a static reason string's pointer in
- * *why and -1. e->actor/seq are taken from the key. */
+ * *why and -1. */
 int hyi_entry_decode(const MDB_val *key, const MDB_val *val, hyi_journal_entry *e,
-                     const char **why);
+                     hyi_entry_ids *ids, const char **why);
+/* Actor, sequence and previous entry's log key from the header without the
+ * checksum (for reclamation, which only deletes, and for walking a chain whose
+ * entries are checked in full when delivered): 0, or -1 when the header is
+ * not one. */
+int hyi_entry_peek(const MDB_val *val, uint64_t *actor, uint64_t *seq, uint64_t *prev);
 
 size_t hyi_snap_size(size_t state_len);
 void hyi_snap_encode(void *out, uint64_t actor, uint64_t seq, const void *state,
@@ -46,19 +62,38 @@ uint64_t hyi_wall_ns(void);
 
 /* ---------------------------------------------------------------- seqmap */
 
-/* Open-addressing map actor -> highest sequence. Not thread-safe by itself. */
+/* An actor's newest entry: its sequence and its log key. */
+typedef struct hyi_head {
+    uint64_t seq, gseq;
+} hyi_head;
+
+/* Open-addressing map actor -> head (linear probing, backward-shift delete).
+ * With max set it is a cache: at max entries an insert evicts a clean entry
+ * chosen by a clock hand (entries read since the hand last passed are spared);
+ * dirty entries (not yet in the heads DB) are never evicted. Not thread-safe. */
 typedef struct hyi_seqmap {
-    struct hyi_seqslot { uint64_t actor, seq; uint8_t used; } *slots;
-    size_t cap;  /* power of two, or 0 */
+    struct hyi_seqslot {
+        uint64_t actor, seq, gseq;
+        uint8_t used, dirty, ref;
+    } *slots;
+    size_t cap;   /* power of two, or 0 */
     size_t len;
+    size_t max;   /* 0: unbounded */
+    size_t dirty; /* entries with dirty set */
+    size_t hand;
 } hyi_seqmap;
 
 void hyi_seqmap_free(hyi_seqmap *m);
 void hyi_seqmap_clear(hyi_seqmap *m);
-/* true and *seq when present. */
-bool hyi_seqmap_get(const hyi_seqmap *m, uint64_t actor, uint64_t *seq);
-/* Set actor's value to max(current, seq); HY_ENOMEM when it cannot grow. */
-int hyi_seqmap_put_max(hyi_seqmap *m, uint64_t actor, uint64_t seq);
+/* true and *h when present (marks the entry recently used). */
+bool hyi_seqmap_get(hyi_seqmap *m, uint64_t actor, hyi_head *h);
+/* Set actor's head when h is newer (higher seq) than the stored one, and mark
+ * it dirty if dirty; HY_ENOMEM when it cannot grow. */
+int hyi_seqmap_put(hyi_seqmap *m, uint64_t actor, hyi_head h, bool dirty);
+/* Every entry is in the heads DB now. */
+void hyi_seqmap_mark_clean(hyi_seqmap *m);
+/* Start loading actor's home slot into the CPU cache (no effect otherwise). */
+void hyi_seqmap_prefetch(const hyi_seqmap *m, uint64_t actor);
 
 /* ---------------------------------------------------------------- the journal */
 
@@ -66,7 +101,7 @@ typedef struct hyi_pending hyi_pending;
 
 struct hyi_journal {
     MDB_env *env;
-    MDB_dbi db_journal, db_snap;
+    MDB_dbi db_log, db_heads, db_floors, db_snap, db_meta;
     char *path;
     /* The owner's lock: an exclusive flock on <path>/hypha.lock, held while
      * the journal is open (-1: none). */
@@ -83,13 +118,33 @@ struct hyi_journal {
      * so a stream of readers cannot starve growth. */
     pthread_rwlock_t map_lock;
 
-    /* Committed highest sequence per actor; guarded by cache_lock (short holds),
-     * updated with max() so a reader's late insert cannot move it backwards. */
+    /* Committed heads (actor -> newest seq and its log key); guarded by
+     * cache_lock (short holds). Bounded by cfg.cache_actors: clean entries
+     * (equal to the heads DB) are evicted, dirty ones (newer than the heads
+     * DB, committed in the log only) stay until the next checkpoint. Only
+     * the writer (under write_lock) inserts, so nothing stale gets in. */
     pthread_mutex_t cache_lock;
     hyi_seqmap cache;
-    /* Sequences assigned in the current write transaction; write_lock only.
+    /* Heads changed in the current write transaction; write_lock only.
      * Folded into cache on commit, dropped on abort. */
     hyi_seqmap overlay;
+
+    /* write_lock only. The log's last key; the log key up to which the heads
+     * DB is complete (meta "heads_through"): entries past it are replayed at
+     * open. */
+    uint64_t gseq_last, heads_through;
+    /* A dirty head could not be kept after its commit (no memory): writes and
+     * head reads refuse until reopen, which rebuilds heads from the log.
+     * Written under write_lock and cache_lock; read under either. */
+    bool heads_lost;
+    /* Reclamation (write_lock only): the sweep visits the log from sweep_at
+     * on, deleting entries under their actor's floor; debt counts entries put
+     * under a floor and not yet deleted; full asks for one whole pass (after
+     * open, when the debt is unknown). */
+    struct hyi_sweep {
+        uint64_t at, debt, deleted_in_pass;
+        bool full;
+    } sweep;
 
     /* Group-commit queue; q_lock guards all of these. */
     pthread_mutex_t q_lock;
@@ -123,6 +178,8 @@ typedef struct hyi_wtxn {
     hyi_journal *j;
     MDB_txn *txn;
     size_t entries, bytes;   /* the op adds what it wrote, for stats */
+    uint64_t gseq;           /* the log's last key as of this transaction */
+    bool checkpointed;       /* every head went to the heads DB */
 } hyi_wtxn;
 
 /* A write op: returns 0, an LMDB/errno code (map-full triggers growth and a
@@ -139,25 +196,33 @@ int hyi_env_write(hyi_journal *j, hyi_write_op op, void *arg, const char *what);
 int hyi_env_read_begin(hyi_journal *j, MDB_txn **txn);
 void hyi_env_read_end(hyi_journal *j, MDB_txn *txn);
 
-/* The actor's highest sequence as seen by txn (journal's last key for the actor,
- * or the snapshot's sequence if larger): for cache misses. */
-int hyi_seq_load(hyi_journal *j, MDB_txn *txn, uint64_t actor, uint64_t *seq);
-/* Within a write op: the next sequence for actor (overlay, cache, then LMDB),
- * recorded in the overlay. */
-int hyi_seq_next(hyi_wtxn *w, uint64_t actor, uint64_t *seq);
+/* Within a write op: the actor's head (overlay, cache, then the heads DB;
+ * {0, 0} for an actor never written). */
+int hyi_head_get(hyi_wtxn *w, uint64_t actor, hyi_head *h);
+/* The actor's floor: its entries below it are logically removed (1 when none
+ * were). LMDB code or 0. */
+int hyi_floor_get(hyi_journal *j, MDB_txn *txn, uint64_t actor, uint64_t *floor);
+/* Within a write op: raise the actor's floor to at most its head + 1; *removed
+ * gets how many entries that removes (they are deleted later by the sweep). */
+int hyi_floor_raise(hyi_wtxn *w, uint64_t actor, uint64_t floor, uint64_t *removed);
+/* A read transaction and the actor's committed head as of it: the cache is
+ * read under cache_lock while the transaction begins, so everything the cache
+ * says is visible in it; the heads DB is consulted too and the newer wins. */
+int hyi_env_read_head(hyi_journal *j, uint64_t actor, MDB_txn **txn, hyi_head *h);
 
 /* Yields the next record to write (false when done) and where its sequence
  * goes. */
 typedef bool (*hyi_rec_iter)(void *it, hyi_journal_rec *rec, uint64_t **seq);
+/* Starts an iterator over from its first record. */
+typedef void (*hyi_rec_restart)(void *it);
 /* Within a write op: every record the iterator yields, each under its actor's
- * next sequence, through one cursor (MDB_APPEND past the DB's last key). A
- * record without a timestamp gets the write time. LMDB or hypha code. A write
- * op may run more than once (after the map grows): start the iterator anew in
- * the op, not before it. */
-int hyi_entries_put(hyi_wtxn *w, hyi_rec_iter next, void *it);
-
-/* Delete actor's entries with seq < limit inside a write op; adds to *removed. */
-int hyi_truncate_in(hyi_wtxn *w, uint64_t actor, uint64_t limit, uint64_t *removed);
+ * next sequence, appended to the log (MDB_APPEND) under the next global
+ * sequence; then a bounded step of reclamation, and a checkpoint of the heads
+ * when the cache's dirty entries or the log since the last one demand it. A
+ * record without a timestamp gets the write time. LMDB or hypha code. The
+ * iterator is restarted here (it is walked twice: see prefetch_heads), so an
+ * op that runs again after the map grew needs nothing more. */
+int hyi_entries_put(hyi_wtxn *w, hyi_rec_iter next, hyi_rec_restart restart, void *it);
 
 /* Validate a record's lengths (HY_EINVAL with detail). */
 int hyi_rec_check(const hyi_journal *j, const hyi_journal_rec *rec);

@@ -1,10 +1,17 @@
-/* actor -> highest sequence: a small open-addressing hash map (linear probing,
- * power-of-two capacity, at most half full). Used twice by the journal: as the
- * cache of committed sequences and as a write transaction's overlay, so the
- * next sequence of an actor costs a hash probe instead of a cursor walk. There
- * is no delete: the cache holds one slot per actor ever written (24 bytes). */
+/* actor -> head (newest sequence and its log key): a small open-addressing
+ * hash map (linear probing, power-of-two capacity, at most half full,
+ * backward-shift deletion). Used twice by the journal: as the bounded cache of
+ * committed heads and as a write transaction's overlay, so the next sequence
+ * of an actor costs a hash probe instead of a B-tree lookup.
+ *
+ * The cache's bound: at max entries an insert evicts one clean entry found by
+ * a clock hand (an entry read since the hand last passed has its ref bit
+ * cleared and is spared once); the hand moves by a large odd stride. Evicting is safe because a clean head is in the
+ * heads DB, where the writer finds it again. Dirty heads are never evicted; the
+ * journal checkpoints them before they reach half of max. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "journal_int.h"
 
@@ -22,7 +29,9 @@ static size_t mix(uint64_t x)
 void hyi_seqmap_free(hyi_seqmap *m)
 {
     free(m->slots);
+    size_t max = m->max;
     memset(m, 0, sizeof *m);
+    m->max = max;
 }
 
 void hyi_seqmap_clear(hyi_seqmap *m)
@@ -30,59 +39,158 @@ void hyi_seqmap_clear(hyi_seqmap *m)
     if (m->len)
         memset(m->slots, 0, m->cap * sizeof *m->slots);
     m->len = 0;
+    m->dirty = 0;
 }
 
-bool hyi_seqmap_get(const hyi_seqmap *m, uint64_t actor, uint64_t *seq)
+static struct hyi_seqslot *find(const hyi_seqmap *m, uint64_t actor)
 {
     if (!m->cap)
-        return false;
+        return NULL;
     for (size_t i = mix(actor) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        const struct hyi_seqslot *s = &m->slots[i];
+        struct hyi_seqslot *s = &m->slots[i];
         if (!s->used)
-            return false;
-        if (s->actor == actor) {
-            *seq = s->seq;
-            return true;
-        }
+            return NULL;
+        if (s->actor == actor)
+            return s;
     }
 }
 
-static void insert_raw(struct hyi_seqslot *slots, size_t cap, uint64_t actor,
-                       uint64_t seq)
+bool hyi_seqmap_get(hyi_seqmap *m, uint64_t actor, hyi_head *h)
 {
-    size_t i = mix(actor) & (cap - 1);
+    struct hyi_seqslot *s = find(m, actor);
+    if (!s)
+        return false;
+    s->ref = 1;
+    *h = (hyi_head){s->seq, s->gseq};
+    return true;
+}
+
+static void insert_raw(struct hyi_seqslot *slots, size_t cap, const struct hyi_seqslot *from)
+{
+    size_t i = mix(from->actor) & (cap - 1);
     while (slots[i].used)
         i = (i + 1) & (cap - 1);
-    slots[i] = (struct hyi_seqslot){actor, seq, 1};
+    slots[i] = *from;
 }
 
-int hyi_seqmap_put_max(hyi_seqmap *m, uint64_t actor, uint64_t seq)
+/* Remove slot i, shifting back the entries of its probe run that may sit
+ * earlier, so lookups never meet a hole inside a run. */
+static void remove_at(hyi_seqmap *m, size_t i)
 {
-    if (m->cap) {
-        for (size_t i = mix(actor) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-            struct hyi_seqslot *s = &m->slots[i];
-            if (!s->used)
-                break;
-            if (s->actor == actor) {
-                if (seq > s->seq)
-                    s->seq = seq;
-                return 0;
-            }
+    size_t mask = m->cap - 1;
+    for (size_t j = i;;) {
+        j = (j + 1) & mask;
+        if (!m->slots[j].used)
+            break;
+        size_t home = mix(m->slots[j].actor) & mask;
+        /* Entry j may move to i when its home is not in the cyclic (i, j]. */
+        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            m->slots[i] = m->slots[j];
+            i = j;
         }
     }
-    if ((m->len + 1) * 2 > m->cap) {
-        size_t ncap = m->cap ? m->cap * 2 : 64;
-        struct hyi_seqslot *ns = calloc(ncap, sizeof *ns);
-        if (!ns)
-            return HY_ENOMEM;
-        for (size_t i = 0; i < m->cap; i++)
-            if (m->slots[i].used)
-                insert_raw(ns, ncap, m->slots[i].actor, m->slots[i].seq);
-        free(m->slots);
-        m->slots = ns;
-        m->cap = ncap;
+    memset(&m->slots[i], 0, sizeof m->slots[i]);
+    m->len--;
+}
+
+/* One clean entry evicted (clock); false when every entry is dirty. */
+static bool evict_one(hyi_seqmap *m)
+{
+    for (size_t step = 0; step < 2 * m->cap; step++) {
+        size_t i = m->hand;
+        /* An odd stride visits every slot once per cap steps, like a plain
+         * hand, but spreads the holes evictions leave over the table: a hand
+         * moving by 1 empties one region while inserts crowd the rest, and
+         * linear probing's runs there grow long. */
+        m->hand = (m->hand + (size_t)0x9e3779b97f4a7c15ull) & (m->cap - 1);
+        struct hyi_seqslot *s = &m->slots[i];
+        if (!s->used || s->dirty)
+            continue;
+        if (s->ref) {
+            s->ref = 0;
+            continue;
+        }
+        remove_at(m, i);
+        return true;
     }
-    insert_raw(m->slots, m->cap, actor, seq);
-    m->len++;
+    return false;
+}
+
+/* A zeroed table of cap slots. From 2 MiB up it is aligned to and advised
+ * into huge pages where the system allows: a lookup in a table of a million
+ * actors is a random access, and with 4 KiB pages most of them also miss the
+ * TLB. */
+static struct hyi_seqslot *table_alloc(size_t cap)
+{
+    size_t bytes = cap * sizeof(struct hyi_seqslot), huge = (size_t)2 << 20;
+    if (bytes < huge)
+        return calloc(cap, sizeof(struct hyi_seqslot));
+    void *p = aligned_alloc(huge, bytes); /* bytes is a multiple of 2 MiB */
+    if (!p)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice only: fine if refused */
+#endif
+    memset(p, 0, bytes);
+    return p;
+}
+
+static int grow(hyi_seqmap *m)
+{
+    size_t ncap = m->cap ? m->cap * 2 : 64;
+    struct hyi_seqslot *ns = table_alloc(ncap);
+    if (!ns)
+        return HY_ENOMEM;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].used)
+            insert_raw(ns, ncap, &m->slots[i]);
+    free(m->slots);
+    m->slots = ns;
+    m->cap = ncap;
+    m->hand = 0;
     return 0;
+}
+
+int hyi_seqmap_put(hyi_seqmap *m, uint64_t actor, hyi_head h, bool dirty)
+{
+    struct hyi_seqslot *s = find(m, actor);
+    if (s) {
+        if (h.seq >= s->seq) {
+            s->seq = h.seq;
+            s->gseq = h.gseq;
+        }
+        if (dirty && !s->dirty) {
+            s->dirty = 1;
+            m->dirty++;
+        }
+        return 0;
+    }
+    if (m->max && m->len >= m->max)
+        (void)evict_one(m); /* all dirty: grow past max rather than lose one */
+    if ((m->len + 1) * 2 > m->cap) {
+        int rc = grow(m);
+        if (rc)
+            return rc;
+    }
+    struct hyi_seqslot n = {actor, h.seq, h.gseq, 1, dirty, 0};
+    insert_raw(m->slots, m->cap, &n);
+    m->len++;
+    m->dirty += dirty;
+    return 0;
+}
+
+void hyi_seqmap_mark_clean(hyi_seqmap *m)
+{
+    if (!m->dirty)
+        return;
+    for (size_t i = 0; i < m->cap; i++)
+        m->slots[i].dirty = 0;
+    m->dirty = 0;
+}
+
+void hyi_seqmap_prefetch(const hyi_seqmap *m, uint64_t actor)
+{
+    if (m->cap)
+        __builtin_prefetch(&m->slots[mix(actor) & (m->cap - 1)]);
 }

@@ -1,7 +1,7 @@
 /* Snapshots: the latest state of an actor and the sequence it covers, one per
- * actor, overwritten by each save. A save and the journal truncation its
- * retention asks for are one transaction, so a crash never leaves entries
- * removed without the snapshot that replaced them. */
+ * actor, overwritten by each save. A save and the floor its retention raises
+ * are one transaction, so a crash never leaves entries removed without the
+ * snapshot that replaced them. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,10 +17,11 @@ static int save_op(hyi_wtxn *w, void *arg)
 {
     struct save_arg *a = arg;
     hyi_journal *j = w->j;
-    uint64_t high;
-    int rc = hyi_seq_load(j, w->txn, a->actor, &high);
+    hyi_head head;
+    int rc = hyi_head_get(w, a->actor, &head);
     if (rc)
         return rc;
+    uint64_t high = head.seq;
     if (a->seq > high)
         return hyi_fail(HY_EINVAL, "journal %s: snapshot of actor %llu at seq %llu is "
                         "past its highest sequence %llu", j->path,
@@ -30,8 +31,7 @@ static int save_op(hyi_wtxn *w, void *arg)
     hyi_actor_key_encode(ak, a->actor);
     MDB_val k = {sizeof ak, ak}, v;
     /* An older snapshot must not replace a newer one: after truncation the
-     * newer one may be what carries the actor's sequence. (hyi_seq_load has
-     * already checked the stored snapshot.) */
+     * newer one may be what the floor was raised for. */
     rc = mdb_get(w->txn, j->db_snap, &k, &v);
     if (rc == 0) {
         uint64_t cur;
@@ -52,10 +52,12 @@ static int save_op(hyi_wtxn *w, void *arg)
     hyi_snap_encode(v.mv_data, a->actor, a->seq, a->state, (uint32_t)a->len);
     w->bytes += sizeof ak + v.mv_size;
     if (j->cfg.retention == HYI_RETAIN_TRUNCATE && a->seq > j->cfg.retain_entries) {
-        /* Entries <= seq - retain_entries go. The snapshot now records the
-         * sequence, so even the newest entry may be removed. */
+        /* Entries <= seq - retain_entries go: the floor moves in this
+         * transaction (reads stop there at once) and the sweep deletes them
+         * from the log later. The head keeps the sequence, so even the newest
+         * entry may go. */
         uint64_t removed = 0;
-        rc = hyi_truncate_in(w, a->actor, a->seq - j->cfg.retain_entries + 1, &removed);
+        rc = hyi_floor_raise(w, a->actor, a->seq - j->cfg.retain_entries + 1, &removed);
     }
     return rc;
 }

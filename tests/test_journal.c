@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <lmdb.h>
 
 #include "journal.h"
 
@@ -936,6 +937,393 @@ static void test_corrupt_snapshot_is_reported(void **state)
     assert_int_equal(r.n, 0);
 }
 
+/* ---------------------------------------------------------------- layout */
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+}
+
+/* Write a format-1 journal (a "journal" database keyed by actor ‖ seq, the
+ * layout before the log) with LMDB directly: what an older hypha left. */
+static void write_format1_journal(const char *path)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mkdir(path, 0750), 0);
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+    assert_int_equal(mdb_env_open(env, path, 0, 0640), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "journal", MDB_CREATE, &dbi), 0);
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        unsigned char k[16], v[24 + 5] = {1, 24};
+        put_be64(k, 42);
+        put_be64(k + 8, seq);
+        v[20] = 5; /* payload_len; the CRC is not what this test is about */
+        memcpy(v + 24, "old-e", 5);
+        MDB_val key = {sizeof k, k}, val = {sizeof v, v};
+        assert_int_equal(mdb_put(txn, dbi, &key, &val, 0), 0);
+    }
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static size_t format1_entries(const char *path)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_stat st;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, path, MDB_RDONLY, 0640), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "journal", 0, &dbi), 0);
+    assert_int_equal(mdb_stat(txn, dbi, &st), 0);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return st.ms_entries;
+}
+
+static void test_format1_journal_is_refused_and_left_intact(void **state)
+{
+    fx *f = *state;
+    write_format1_journal(f->path);
+    hyi_journal_config cfg = {.path = f->path};
+    hyi_journal *j = NULL;
+    assert_int_equal(hyi_journal_open(&j, &cfg), HY_ECORRUPT);
+    assert_null(j);
+    const char *d = hy_errdetail();
+    assert_non_null(strstr(d, f->path));
+    assert_non_null(strstr(d, "format 1"));
+    assert_non_null(strstr(d, "snapshot them"));
+    /* Refused, not rewritten: the old entries are all still there, and a second
+     * open says the same. */
+    assert_int_equal(format1_entries(f->path), 3);
+    assert_int_equal(hyi_journal_open(&j, &cfg), HY_ECORRUPT);
+}
+
+static void test_unknown_format_is_refused(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_default(f);
+    append_str(j, 1, "e");
+    hyi_journal_close(j);
+    f->j = NULL;
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, f->path, 0, 0640), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    unsigned char v[8] = {3};
+    MDB_val key = {6, "format"}, val = {sizeof v, v};
+    assert_int_equal(mdb_put(txn, dbi, &key, &val, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    hyi_journal_config cfg = {.path = f->path};
+    assert_int_equal(hyi_journal_open(&f->j, &cfg), HY_ECORRUPT);
+    assert_non_null(strstr(hy_errdetail(), "format 3"));
+}
+
+/* What a crash before any checkpoint leaves: a log whose heads were never
+ * written. Emulated by emptying the heads DB and resetting heads_through. */
+static void forget_heads(const char *path)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi heads, meta;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, path, 0, 0640), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "heads", 0, &heads), 0);
+    assert_int_equal(mdb_drop(txn, heads, 0), 0);
+    assert_int_equal(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    MDB_val key = {13, "heads_through"};
+    assert_int_equal(mdb_del(txn, meta, &key, NULL), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static void test_heads_are_rebuilt_from_the_log_at_open(void **state)
+{
+    fx *f = *state;
+    hyi_journal_config cfg = {.durability = HYI_DUR_NOSYNC};
+    hyi_journal *j = open_cfg(f, cfg);
+    for (int i = 0; i < 30; i++)
+        append_str(j, (uint64_t)(1 + i % 3), "e");
+    hyi_journal_close(j);
+    f->j = NULL;
+    forget_heads(f->path);
+    open_cfg(f, cfg);
+    for (uint64_t a = 1; a <= 3; a++) {
+        assert_int_equal(highest(f->j, a), 10);
+        assert_int_equal(append_str(f->j, a, "next"), 11);
+    }
+    seen *s = malloc(sizeof *s);
+    read_all(f->j, 2, 0, s);
+    assert_int_equal(s->n, 11);
+    assert_int_equal(s->seqs[10], 11);
+    free(s);
+}
+
+static void test_corrupt_entry_past_the_checkpoint_fails_the_open(void **state)
+{
+    fx *f = *state;
+    hyi_journal_config cfg = {.durability = HYI_DUR_SYNC};
+    hyi_journal *j = open_cfg(f, cfg);
+    append_str(j, 4, "fine-entry");
+    append_str(j, 4, "TAILMARK-unique-payload");
+    hyi_journal_close(j);
+    f->j = NULL;
+    forget_heads(f->path);
+    char file[160];
+    snprintf(file, sizeof file, "%s/data.mdb", f->path);
+    flip_byte_in_file(file, "TAILMARK-unique-payload");
+    cfg.path = f->path;
+    assert_int_equal(hyi_journal_open(&f->j, &cfg), HY_ECORRUPT);
+    assert_null(f->j);
+    const char *d = hy_errdetail();
+    assert_non_null(strstr(d, "log entry at key 2"));
+    assert_non_null(strstr(d, "checksum"));
+}
+
+/* Actor 1 gets 2500 entries interleaved with actor 2's, so its chain spans
+ * segments of the read (1024 entries each); entry 1500's payload is marked. */
+static void write_long_chain(fx *f)
+{
+    hyi_journal *j = open_default(f);
+    char payload[64];
+    for (int i = 1; i <= 2500; i++) {
+        snprintf(payload, sizeof payload, i == 1500 ? "CHAINMARK-%04d-unique" : "p-%04d", i);
+        append_str(j, 1, payload);
+        append_str(j, 2, "other");
+    }
+    hyi_journal_close(j);
+    f->j = NULL;
+}
+
+static void test_corrupt_entry_deep_in_a_long_chain(void **state)
+{
+    fx *f = *state;
+    write_long_chain(f);
+    char file[160];
+    snprintf(file, sizeof file, "%s/data.mdb", f->path);
+    flip_byte_in_file(file, "CHAINMARK-1500-unique");
+    open_default(f);
+    seen *s = calloc(1, sizeof *s);
+    uint64_t last = 0;
+    assert_int_equal(hyi_journal_read_from(f->j, 1, 0, collect, s, &last), HY_ECORRUPT);
+    assert_non_null(strstr(hy_errdetail(), "actor 1, seq 1500"));
+    assert_non_null(strstr(hy_errdetail(), "last good seq 1499"));
+    assert_int_equal(s->n, 1499);
+    for (size_t i = 0; i < s->n; i++)
+        assert_int_equal(s->seqs[i], i + 1);
+    assert_int_equal(last, 1499);
+    free(s);
+}
+
+/* A missing entry breaks the chain itself: the entries before it are found
+ * by a scan of the log, delivered once each, in order, then the gap is named. */
+static void test_missing_entry_deep_in_a_long_chain(void **state)
+{
+    fx *f = *state;
+    write_long_chain(f);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_cursor *c;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
+    assert_int_equal(mdb_env_open(env, f->path, 0, 0640), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "log", 0, &dbi), 0);
+    assert_int_equal(mdb_cursor_open(txn, dbi, &c), 0);
+    MDB_val k, v;
+    int rc, deleted = 0;
+    for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+        if (memmem(v.mv_data, v.mv_size, "CHAINMARK-1500", 14)) {
+            assert_int_equal(mdb_cursor_del(c, 0), 0);
+            deleted++;
+            break;
+        }
+    assert_int_equal(deleted, 1);
+    mdb_cursor_close(c);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    open_default(f);
+    seen *s = calloc(1, sizeof *s);
+    uint64_t last = 0;
+    assert_int_equal(hyi_journal_read_from(f->j, 1, 0, collect, s, &last), HY_ECORRUPT);
+    assert_non_null(strstr(hy_errdetail(), "actor 1, seq 1500) is missing"));
+    assert_int_equal(s->n, 1499);
+    for (size_t i = 0; i < s->n; i++)
+        assert_int_equal(s->seqs[i], i + 1);
+    assert_int_equal(last, 1499);
+    /* Reading from past the gap needs no scan and works. */
+    memset(s, 0, sizeof *s);
+    assert_int_equal(hyi_journal_read_from(f->j, 1, 1501, collect, s, &last), 0);
+    assert_int_equal(s->n, 1000);
+    assert_int_equal(s->seqs[0], 1501);
+    free(s);
+}
+
+/* 3000 actors through an 8-head cache: heads are evicted and checkpointed over
+ * and over; every actor's sequences must stay 1..n, gap-free, each entry read
+ * back once, before and after a reopen, and the cache must stay at its cap. */
+static void test_evicted_heads_keep_sequences_exact(void **state)
+{
+    fx *f = *state;
+    enum { ACTORS = 3000, ROUNDS = 4, BATCH = 250 };
+    hyi_journal_config cfg = {.durability = HYI_DUR_NOSYNC, .cache_actors = 8,
+                              .checkpoint_entries = 1000};
+    hyi_journal *j = open_cfg(f, cfg);
+    hyi_journal_rec r[BATCH];
+    uint64_t seqs[BATCH];
+    char payload[BATCH][48];
+    for (int round = 0; round < ROUNDS; round++) {
+        /* A stride walk, so consecutive entries rarely share an actor. */
+        for (int base = 0; base < ACTORS; base += BATCH) {
+            for (int i = 0; i < BATCH; i++) {
+                uint64_t actor = 1 + (uint64_t)((base + i) * 7 % ACTORS);
+                snprintf(payload[i], sizeof payload[i], "%llu:%d", (unsigned long long)actor,
+                         round + 1);
+                r[i] = rec_of(actor, "evict://x", payload[i]);
+            }
+            assert_int_equal(hyi_journal_append_many(j, r, BATCH, seqs), 0);
+            for (int i = 0; i < BATCH; i++)
+                assert_int_equal(seqs[i], (uint64_t)round + 1);
+        }
+        hyi_journal_stats st;
+        hyi_journal_get_stats(j, &st);
+        assert_true(st.heads_cached <= 8);
+        assert_true(st.heads_dirty <= 8);
+    }
+    seen *s = malloc(sizeof *s);
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint64_t a = 1; a <= ACTORS; a++) {
+            read_all(f->j, a, 0, s);
+            assert_int_equal(s->n, ROUNDS);
+            for (size_t i = 0; i < s->n; i++) {
+                char want[48];
+                snprintf(want, sizeof want, "%llu:%zu", (unsigned long long)a, i + 1);
+                assert_int_equal(s->seqs[i], i + 1);
+                assert_string_equal(s->payloads[i], want);
+            }
+            assert_int_equal(highest(f->j, a), ROUNDS);
+        }
+        reopen(f, cfg);
+    }
+    /* Appends after the reopen continue each actor's sequence. */
+    assert_int_equal(append_str(f->j, 1, "more"), ROUNDS + 1);
+    assert_int_equal(append_str(f->j, ACTORS, "more"), ROUNDS + 1);
+    free(s);
+}
+
+/* The same through the group-commit writer from 4 threads: sequences handed to
+ * the callbacks are exactly 1..n per actor with a 4-head cache. */
+typedef struct evict_sender {
+    hyi_journal *j;
+    int id;
+} evict_sender;
+
+static _Atomic uint64_t evict_seen[4][200];
+
+static void evict_done(void *user, uint64_t actor, uint64_t seq, int status)
+{
+    (void)user;
+    if (status == 0 && actor >= 1 && actor <= 800 && seq >= 1 && seq <= 64)
+        atomic_fetch_or(&evict_seen[(actor - 1) / 200][(actor - 1) % 200],
+                        (uint64_t)1 << (seq - 1));
+}
+
+static void *evict_send(void *arg)
+{
+    evict_sender *e = arg;
+    /* Each thread owns 200 actors and sends each 16 entries, round-robin. */
+    for (int round = 0; round < 16; round++)
+        for (int i = 0; i < 200; i++) {
+            hyi_journal_rec r = rec_of((uint64_t)(e->id * 200 + i + 1), "gc://x", "p");
+            if (hyi_journal_submit(e->j, &r, evict_done, NULL) != 0)
+                return NULL;
+        }
+    return NULL;
+}
+
+static void test_group_commit_with_evictions_is_gap_free(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_cfg(f, (hyi_journal_config){.durability = HYI_DUR_NOSYNC,
+                                                      .cache_actors = 4,
+                                                      .checkpoint_entries = 300});
+    pthread_t th[4];
+    evict_sender es[4];
+    memset(evict_seen, 0, sizeof evict_seen);
+    for (int t = 0; t < 4; t++) {
+        es[t] = (evict_sender){j, t};
+        assert_int_equal(pthread_create(&th[t], NULL, evict_send, &es[t]), 0);
+    }
+    for (int t = 0; t < 4; t++)
+        pthread_join(th[t], NULL);
+    hyi_journal_flush(j);
+    seen *s = malloc(sizeof *s);
+    for (int t = 0; t < 4; t++)
+        for (int i = 0; i < 200; i++) {
+            assert_int_equal(atomic_load(&evict_seen[t][i]), 0xffffu);
+            read_all(j, (uint64_t)(t * 200 + i + 1), 0, s);
+            assert_int_equal(s->n, 16);
+            for (size_t k = 0; k < 16; k++)
+                assert_int_equal(s->seqs[k], k + 1);
+        }
+    free(s);
+}
+
+/* Snapshots every 10 entries per actor: covered entries are deleted from the
+ * log, so its entry count and the file stay bounded however long it runs. */
+static void test_snapshots_keep_the_log_bounded(void **state)
+{
+    fx *f = *state;
+    enum { ACTORS = 50, EVERY = 10 };
+    hyi_journal *j = open_cfg(f, (hyi_journal_config){.durability = HYI_DUR_NOSYNC});
+    hyi_journal_rec r[ACTORS];
+    uint64_t seqs[ACTORS];
+    uint64_t used_at_200 = 0, max_entries = 0;
+    for (int round = 1; round <= 2000; round++) {
+        for (int a = 0; a < ACTORS; a++)
+            r[a] = rec_of((uint64_t)a + 1, "bounded://x", "a payload of some length");
+        assert_int_equal(hyi_journal_append_many(j, r, ACTORS, seqs), 0);
+        if (round % EVERY == 0)
+            for (int a = 0; a < ACTORS; a++)
+                assert_int_equal(hyi_snapshot_save(j, (uint64_t)a + 1, seqs[a], "s", 1), 0);
+        hyi_journal_stats st;
+        hyi_journal_get_stats(j, &st);
+        if (st.log_entries > max_entries)
+            max_entries = st.log_entries;
+        if (round == 200)
+            used_at_200 = st.map_used;
+        if (round == 2000) {
+            /* Live: at most EVERY rounds per actor; the sweep may lag by the
+             * log's size again. */
+            assert_true(max_entries <= 3 * ACTORS * EVERY + 64);
+            assert_true(st.map_used <= used_at_200 + 16 * 4096);
+        }
+    }
+    /* Recovery still sees exactly the entries after each snapshot. */
+    recovered rc = {0};
+    uint64_t last = 0;
+    assert_int_equal(hyi_journal_recover(j, 7, on_snap, on_entry, &rc, &last), 0);
+    assert_int_equal(rc.snap_seq, 2000);
+    assert_int_equal(rc.n, 0);
+    assert_int_equal(last, 2000);
+}
+
 static void test_crc32c_known_vector(void **state)
 {
     (void)state;
@@ -990,6 +1378,15 @@ int main(void)
         T(test_corrupt_header_is_reported_not_crashed),
         T(test_corrupt_snapshot_is_reported),
         T(test_crc32c_known_vector),
+        T(test_format1_journal_is_refused_and_left_intact),
+        T(test_unknown_format_is_refused),
+        T(test_heads_are_rebuilt_from_the_log_at_open),
+        T(test_corrupt_entry_deep_in_a_long_chain),
+        T(test_missing_entry_deep_in_a_long_chain),
+        T(test_corrupt_entry_past_the_checkpoint_fails_the_open),
+        T(test_evicted_heads_keep_sequences_exact),
+        T(test_group_commit_with_evictions_is_gap_free),
+        T(test_snapshots_keep_the_log_bounded),
     };
 #undef T
     return cmocka_run_group_tests_name("journal", tests, NULL, NULL);

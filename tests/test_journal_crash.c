@@ -9,7 +9,8 @@
  * acknowledged entry is in the journal at its sequence with its payload, each
  * payload appears exactly once, acknowledgements per actor come in sequence
  * order, each sender's entries keep their order, and every actor's sequences
- * are gap-free from 1.
+ * are gap-free from 1. Half the children run with a 2-actor head cache and a
+ * checkpoint every 50 entries.
  *
  * Rounds: HY_CRASH_ROUNDS (default 20); seed: HY_CRASH_SEED (default from the
  * clock, printed so a failure can be replayed). The parent forks before it
@@ -110,8 +111,15 @@ static void child_main(const char *env_path, const char *ack_path, int ready_fd)
     if (ack_fd < 0)
         _exit(2);
     hyi_journal *j;
+    /* Every other child keeps heads for 2 actors only and checkpoints every
+     * 50 entries, so kills land in evictions and checkpoints; the others never
+     * checkpoint before the kill, so the reopen rebuilds every head from the
+     * log. The child's pid picks (the parent's round is not passed down). */
+    bool tiny = getpid() % 2;
     hyi_journal_config cfg = {.path = env_path, .durability = HYI_DUR_SYNC,
-                              .max_pending = 2048};
+                              .max_pending = 2048,
+                              .cache_actors = tiny ? 2 : 0,
+                              .checkpoint_entries = tiny ? 50 : 0};
     if (hyi_journal_open(&j, &cfg) != 0) {
         dprintf(2, "child: open: %s\n", hy_errdetail());
         _exit(2);

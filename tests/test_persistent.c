@@ -505,25 +505,39 @@ static void test_map_cap_fails_persistent_sends_only(void **state)
     hy_kernel_close(k);
 }
 
-/* Flip the last byte of the value of (actor, seq) in the journal, behind
- * the kernel's back. */
+static uint64_t le64_at(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* Flip the last byte of the value of (actor, seq) in the journal's log (its
+ * header holds the actor at offset 16 and the sequence at 24, little-endian),
+ * behind the kernel's back. */
 static void corrupt_entry(const char *env_path, uint64_t actor, uint64_t seq)
 {
     MDB_env *env;
     MDB_txn *txn;
     MDB_dbi dbi;
+    MDB_cursor *c;
     assert_int_equal(mdb_env_create(&env), 0);
-    assert_int_equal(mdb_env_set_maxdbs(env, 4), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 8), 0);
     assert_int_equal(mdb_env_open(env, env_path, 0, 0640), 0);
     assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
-    assert_int_equal(mdb_dbi_open(txn, "journal", 0, &dbi), 0);
-    unsigned char kb[16];
-    for (int i = 7; i >= 0; i--, actor >>= 8, seq >>= 8) {
-        kb[i] = (unsigned char)actor;
-        kb[8 + i] = (unsigned char)seq;
+    assert_int_equal(mdb_dbi_open(txn, "log", 0, &dbi), 0);
+    assert_int_equal(mdb_cursor_open(txn, dbi, &c), 0);
+    MDB_val key, val;
+    int rc;
+    for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+        const unsigned char *h = val.mv_data;
+        if (val.mv_size >= 48 && le64_at(h + 16) == actor && le64_at(h + 24) == seq)
+            break;
     }
-    MDB_val key = {sizeof kb, kb}, val;
-    assert_int_equal(mdb_get(txn, dbi, &key, &val), 0);
+    assert_int_equal(rc, 0);
+    mdb_cursor_close(c);
     unsigned char *copy = malloc(val.mv_size);
     memcpy(copy, val.mv_data, val.mv_size);
     copy[val.mv_size - 1] ^= 0xff;
