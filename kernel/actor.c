@@ -73,7 +73,9 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
     atomic_store_explicit(&a->last_active_ms,
                           atomic_load_explicit(&k->coarse_ms, memory_order_relaxed),
                           memory_order_relaxed);
-    atomic_store_explicit(&a->in_journal, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->journal_submitted, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->journal_completed, 0, memory_order_relaxed);
+    a->held_first = a->held_last = NULL;
     a->passivating = 0;
     /* A persistent actor is rebuilt from the journal before anyone sees it. */
     if (HY_UNLIKELY(sub->recover != NULL)) {

@@ -406,10 +406,10 @@ static void passivate_batch(hy_kernel *k)
             hyi_actor_unmark(k, a); /* busy: running or queued */
             continue;
         }
-        /* acquire: pairs with the journal completion's release decrement, so
-         * its push is visible to the emptiness check below. */
-        if (!hyi_mpscq_is_empty(&a->mailbox) ||
-            atomic_load_explicit(&a->in_journal, memory_order_acquire) != 0) {
+        /* acquire (inside): pairs with the journal completion's release
+         * count, so its push (and any read it released) is visible to the
+         * emptiness check below. */
+        if (!hyi_mpscq_is_empty(&a->mailbox) || hyi_persist_in_journal(a) != 0) {
             hyi_actor_unmark(k, a);
             hyi_actor_release(k, a);
             count(&j->aborted);
@@ -468,7 +468,7 @@ static void sweep(hy_kernel *k)
                 /* relaxed: hints that skip busy actors early; step 3 decides */
                 if (atomic_load_explicit(&a->scheduled, memory_order_relaxed) ||
                     atomic_load_explicit(&a->stopped, memory_order_relaxed) ||
-                    atomic_load_explicit(&a->in_journal, memory_order_relaxed))
+                    hyi_persist_in_journal(a))
                     continue;
                 if (!vec_push(&j->batch, a))
                     continue;
