@@ -60,7 +60,7 @@
 #define BATCH              4096     /* marked actors per synchronize */
 #define LAT_RING           1024     /* recent activation latencies kept */
 #define PRESSURE_PERCENT   90       /* of pool_cap_bytes */
-#define TRIM_MIN_BYTES     ((uint64_t)512 * 1024) /* a pool this small is not trimmed */
+#define TRIM_MIN_BYTES     ((uint64_t)256 * 1024) /* a pool this small is not trimmed */
 
 /* This round's view of one subsystem that can passivate. */
 typedef struct jsub {

@@ -442,6 +442,19 @@ static inline tcache *tc_get(hyi_pool *p)
     return tc_get_slow(p);
 }
 
+/* Move the free objects of one thread's class cache to the depot. */
+static void tc_flush_class(hyi_pool *p, tc_class *cc, unsigned c)
+{
+    depot *d = &p->depot[c];
+    while (cc->n) { /* whole magazines, or orphans if none can be had */
+        uint32_t k = cc->n < d->mag_cap ? cc->n : d->mag_cap;
+        if (!depot_put(d, cc, k)) {
+            while (cc->n)
+                release_orphan(p, c, cc->slot[--cc->n]);
+        }
+    }
+}
+
 /* Flush one thread's cache into the pool and free it. Caller holds registry_lock
  * (so the pool is alive); takes each depot lock, then threads_lock, never nested. */
 static void tc_retire(hyi_pool *p, tcache *tc)
@@ -449,13 +462,7 @@ static void tc_retire(hyi_pool *p, tcache *tc)
     for (unsigned c = 0; c < NCLASS; c++) {
         tc_class *cc = &tc->cls[c];
         depot *d = &p->depot[c];
-        while (cc->n) { /* whole magazines, or orphans if none can be had */
-            uint32_t k = cc->n < d->mag_cap ? cc->n : d->mag_cap;
-            if (!depot_put(d, cc, k)) {
-                while (cc->n)
-                    release_orphan(p, c, cc->slot[--cc->n]);
-            }
-        }
+        tc_flush_class(p, cc, c);
         pthread_mutex_lock(&d->lock);
         if (cc->bump < cc->end) { /* uncarved objects: keep them uncarved */
             range *r = (range *)cc->bump;
@@ -857,6 +864,22 @@ size_t hyi_pool_object_size(const void *obj)
 }
 
 /* ------------------------------------------------------------------ trim */
+
+void hyi_pool_flush_cache(hyi_pool *pool)
+{
+    tcache *tc = NULL;
+    if (tls_last.id == pool->id) {
+        tc = tls_last.tc;
+    } else {
+        for (uint32_t i = 0; tls_tab && i < tls_tab->n; i++)
+            if (tls_tab->e[i].id == pool->id)
+                tc = tls_tab->e[i].tc;
+    }
+    if (!tc)
+        return; /* this thread never used the pool: nothing cached */
+    for (unsigned c = 0; c < NCLASS; c++)
+        tc_flush_class(pool, &tc->cls[c], c);
+}
 
 static int cmp_addr(const void *a, const void *b)
 {

@@ -68,6 +68,12 @@ void hyi_pool_release(hyi_pool *pool, void *obj);
  * takes each class's lock in turn, for a walk over its free objects. */
 size_t hyi_pool_trim(hyi_pool *pool);
 
+/* Move the calling thread's cached free objects to the pool's shared lists
+ * (where hyi_pool_trim can give their slabs back): for a thread about to
+ * sleep long. Its uncarved reserve stays. Nothing to do for a thread that
+ * never used the pool. */
+void hyi_pool_flush_cache(hyi_pool *pool);
+
 /* Usable size of an object returned by hyi_pool_acquire (>= the size asked). */
 size_t hyi_pool_object_size(const void *obj);
 

@@ -1,5 +1,6 @@
 /* Memory that goes back once unused: the actors' blocks (pool/blocks.h) and
- * the message pool's trim (hyi_pool_trim in pool/pool.h). Each test checks
+ * the message pool's trim and cache flush (hyi_pool_trim,
+ * hyi_pool_flush_cache in pool/pool.h). Each test checks
  * exact figures: what is held while blocks or objects are out, and that it
  * all goes back once they are freed. */
 #include <stdarg.h>
@@ -225,6 +226,33 @@ static void test_trim_keeps_slabs_with_live_objects(void **state)
     hyi_pool_destroy(p);
 }
 
+/* Objects a thread keeps in its own cache pin their slabs until it flushes. */
+static void test_flushed_cache_lets_trim_give_slabs_back(void **state)
+{
+    (void)state;
+    hyi_pool *p = NULL;
+    assert_int_equal(hyi_pool_create(&p, 0), 0);
+    enum { BURST = 5000 };
+    void **v = calloc(BURST, sizeof *v);
+    for (size_t i = 0; i < BURST; i++)
+        assert_non_null(v[i] = hyi_pool_acquire(p, 100));
+    uint64_t grown = reserved(p);
+    for (size_t i = 0; i < BURST; i++) /* released here: some stay in our cache */
+        hyi_pool_release(p, v[i]);
+    size_t before_flush = hyi_pool_trim(p);
+    hyi_pool_flush_cache(p);
+    size_t after_flush = hyi_pool_trim(p);
+    assert_true(after_flush > 0); /* the cache pinned slabs the flush let go */
+    /* all but the slab this thread still carves from */
+    assert_true(before_flush + after_flush >= grown - SLAB);
+    hyi_pool_stats s;
+    hyi_pool_get_stats(p, &s);
+    assert_int_equal(s.in_use, 0);
+    assert_int_equal(s.bytes_reserved, grown - before_flush - after_flush);
+    free(v);
+    hyi_pool_destroy(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_blocks_from_many_threads_all_go_back),
         cmocka_unit_test(test_trim_gives_back_a_released_burst),
         cmocka_unit_test(test_trim_keeps_slabs_with_live_objects),
+        cmocka_unit_test(test_flushed_cache_lets_trim_give_slabs_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
