@@ -78,7 +78,7 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
                           memory_order_relaxed);
     atomic_store_explicit(&a->journal_submitted, 0, memory_order_relaxed);
     atomic_store_explicit(&a->journal_completed, 0, memory_order_relaxed);
-    a->held_first = a->held_last = NULL;
+    a->held_last = NULL;
     a->passivating = 0;
     /* A persistent actor is rebuilt from the journal before anyone sees it. */
     if (HY_UNLIKELY(sub->recover != NULL)) {

@@ -248,11 +248,13 @@ struct hyi_actor {
     uint64_t journal_id;
     uint64_t journal_seq;
     /* Read-only routes' messages held until the journaled messages submitted
-     * before them are in the mailbox (persistent.c): a FIFO linked through
-     * their mailbox links, under the actor's read lock, as is the increment
-     * of journal_completed (read by passivation without it). */
-    _Atomic uint32_t journal_completed;
-    hy_msg *held_first, *held_last;
+     * before them are in the mailbox (persistent.c): a FIFO, as a ring
+     * through their mailbox links (the last links to the first, so one
+     * pointer: an actor keys of up to 43 bytes fit in 256), under the
+     * actor's read lock, as is the increment of journal_completed (read by
+     * passivation without it). */
+    hy_msg *held_last;
+    _Atomic uint32_t journal_completed; /* after the pointer: the key packs after it */
     char key[];                 /* key_len bytes and a NUL; an actor is allocated
                                    up to its key only (HYI_ACTOR_SIZE) */
 };

@@ -440,7 +440,8 @@ static void unadmit(hyi_actor *a)
  * actor's read lock). A read takes as its ticket the submitted count, which
  * includes every journaled message its sender sent before it: when every
  * submitted message has completed and no read is held, it goes straight to
- * the mailbox; otherwise it is held, in order, until journal_completed
+ * the mailbox; otherwise it is held, in order (a ring through the reads'
+ * mailbox links: held_last, whose link is the first), until journal_completed
  * reaches its ticket. The journal completes in submission order, so by then
  * the messages the ticket counted are in the mailbox. Held reads go in
  * ticket order (tickets only grow under the lock), and a later read joins
@@ -487,14 +488,15 @@ int hyi_persist_deliver_read(hy_kernel *k, hyi_actor *a, hy_msg *msg)
     /* relaxed: our own earlier submits are ordered by program order, the
      * completions' count by the lock */
     uint32_t ticket = atomic_load_explicit(&a->journal_submitted, memory_order_relaxed);
-    bool now = !a->held_first &&
+    bool now = !a->held_last &&
                ticket == atomic_load_explicit(&a->journal_completed, memory_order_relaxed);
     if (!now) {
         hyi_msg_durable(msg)->seq = ticket; /* a read has no sequence: its ticket */
+        /* the ring's last links to its first */
+        hy_msg *first = a->held_last ? held_next(a->held_last) : msg;
         if (a->held_last)
             hyi_mpscq_link(&a->held_last->link, &msg->link);
-        else
-            a->held_first = msg;
+        hyi_mpscq_link(&msg->link, &first->link);
         a->held_last = msg;
     }
     pthread_mutex_unlock(lock);
@@ -520,14 +522,14 @@ static void left_journal(hy_kernel *k, hyi_actor *a)
     pthread_mutex_lock(lock);
     /* relaxed: written under this lock only */
     uint32_t done = atomic_load_explicit(&a->journal_completed, memory_order_relaxed) + 1;
-    hy_msg *first = a->held_first, *last = NULL;
-    for (hy_msg *m = first; m && ticket_reached(m, done);
-         m = m == a->held_last ? NULL : held_next(m))
+    hy_msg *held = a->held_last, *first = held ? held_next(held) : NULL, *last = NULL;
+    for (hy_msg *m = first; m && ticket_reached(m, done); m = m == held ? NULL : held_next(m))
         last = m;
     if (last) {
-        a->held_first = last == a->held_last ? NULL : held_next(last);
-        if (!a->held_first)
+        if (last == held) /* all of them */
             a->held_last = NULL;
+        else /* the ring closes over those left */
+            hyi_mpscq_link(&held->link, &held_next(last)->link);
         push_reads(k, a, first, last);
     }
     /* release: the delivery (the push into the mailbox, and the reads'

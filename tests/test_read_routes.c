@@ -75,6 +75,9 @@ static struct {
     _Atomic int durable_ok, durable_err;
 } seen;
 
+/* What each plain-send read saw, in the order they ran (one actor). */
+static int64_t seen_log[4096];
+
 static int on_add(hy_ctx *ctx, const hy_msg *msg)
 {
     if (hy_is_replaying(ctx))
@@ -98,7 +101,9 @@ static int on_total(hy_ctx *ctx, const hy_msg *msg)
     if (rc != HY_ENOENT) /* an ask */
         return rc;
     atomic_store(&seen.last_seen, v);
-    atomic_fetch_add(&seen.reads_seen, 1);
+    int at = atomic_fetch_add(&seen.reads_seen, 1);
+    if (at < (int)(sizeof seen_log / sizeof seen_log[0]))
+        seen_log[at] = v; /* one actor's reads run one at a time */
     return 0;
 }
 
@@ -247,6 +252,28 @@ static void test_write_then_read_from_one_sender_sees_the_write(void **state)
     hy_kernel_close(k);
 }
 
+/* Writes and reads sent back to back, nothing awaited: several reads wait
+ * at once, each released when the writes before it are delivered; each sees
+ * exactly the writes sent before it. */
+static void test_interleaved_reads_each_see_exactly_the_writes_before_them(void **state)
+{
+    fixture *f = *state;
+    hy_kernel *k = open_orders(f, HY_DURABILITY_SYNC, 0);
+    int rounds = ROUNDS(2000, 300);
+    for (int i = 1; i <= rounds; i++) {
+        add(k, "r", 1);
+        if (i % 3 == 0)
+            add(k, "r", 1); /* sometimes two writes before a read */
+        assert_int_equal(hy_send(k, "orders://order/r/total", NULL, 0), 0);
+    }
+    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
+    assert_int_equal(atomic_load(&seen.reads_seen), rounds);
+    for (int i = 1; i <= rounds; i++)
+        if (seen_log[i - 1] != i + i / 3)
+            fail_msg("read %d saw %lld, want %d", i, (long long)seen_log[i - 1], i + i / 3);
+    hy_kernel_close(k);
+}
+
 static void test_batch_read_comes_after_the_writes_before_it(void **state)
 {
     fixture *f = *state;
@@ -369,6 +396,9 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_then_read_from_one_sender_sees_the_write,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+                test_interleaved_reads_each_see_exactly_the_writes_before_them, setup,
+                teardown),
         cmocka_unit_test_setup_teardown(test_batch_read_comes_after_the_writes_before_it,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(
