@@ -16,7 +16,12 @@
  *                 and RSS after against the kernel's baseline (before the
  *                 activations), as the allocator left it and after asking
  *                 jemalloc to purge (when linked); the message pool keeps the
- *                 slabs the activations' messages grew it by (pool_growth)
+ *                 slabs the activations' messages grew it by (pool_growth).
+ *                 With jemalloc, what it says it holds for the program
+ *                 (heap_allocated_*: live allocations) and for itself
+ *                 (allocator_metadata_*), at the baseline and after the
+ *                 purge, say which side holds what RSS did not give back;
+ *                 actor_slabs_after is what the actors' slabs still hold
  *   reactivate    100,000 persistent actors (nosync journal) that were
  *                 passivated (one snapshot each) in an earlier kernel,
  *                 activated again by one message each in a new kernel, so each
@@ -34,6 +39,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "blocks.h"
 #include "kernel.h"
 
 #define DEFAULT_ACTORS     1000000
@@ -108,6 +114,21 @@ static void purge(void)
         malloc_trim(0);
 }
 
+/* A jemalloc statistic ("stats.allocated": bytes the program holds;
+ * "stats.resident": pages jemalloc has resident, its metadata included),
+ * refreshed; 0 without jemalloc. */
+static uint64_t heap_stat(const char *name)
+{
+    if (!mallctl)
+        return 0;
+    uint64_t epoch = 1;
+    size_t len = sizeof epoch;
+    mallctl("epoch", &epoch, &len, &epoch, len);
+    size_t v = 0;
+    len = sizeof v;
+    return mallctl(name, &v, &len, NULL, 0) == 0 ? v : 0;
+}
+
 /* Bytes of the table's bucket arrays. Only while nothing else uses the table. */
 static uint64_t bucket_bytes(hy_kernel *k)
 {
@@ -144,6 +165,7 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
         return -1;
     purge();
     uint64_t rss0 = bench_rss_bytes(), pool0 = stats_of(k).pool_bytes_reserved;
+    uint64_t heap0 = heap_stat("stats.allocated"), meta0 = heap_stat("stats.metadata");
     uint64_t buckets0 = bucket_bytes(k);
 
     uint64_t t0 = bench_now_ns();
@@ -159,9 +181,9 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
     /* Sizes: the struct with an average key (decimal, ~6 digits) and its NUL,
      * as malloc rounds it, plus the buckets each actor adds. */
     size_t key_avg = 6, raw = HYI_ACTOR_SIZE(key_avg);
-    void *probe = malloc(raw);
-    size_t usable = probe ? malloc_usable_size(probe) : raw;
-    free(probe);
+    /* actors come from 64 KiB slabs of exactly that size (pool/blocks.h),
+     * whose first 64 bytes are the slab's header */
+    size_t usable = raw + (raw * 64 + 65535) / 65536;
     double buckets_per = active ? (double)(bucket_bytes(k) - buckets0) / (double)active : 0;
     if (report_activate) {
         char extra[512];
@@ -194,20 +216,27 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
     uint64_t rss2 = bench_rss_bytes();
     purge();
     uint64_t rss3 = bench_rss_bytes();
+    uint64_t heap3 = heap_stat("stats.allocated"), meta3 = heap_stat("stats.metadata");
     s = stats_of(k);
     if (report_passivate) {
-        char extra[512];
+        char extra[1024];
         snprintf(extra, sizeof extra,
                  "\"actors\":%llu,\"passivations\":%llu,\"all_passivated\":%s,"
                  "\"idle_timeout_ms\":%d,\"rss_baseline\":%llu,\"rss_active\":%llu,"
                  "\"rss_after\":%llu,\"rss_after_purge\":%llu,\"rss_after_vs_baseline\":%.3f,"
                  "\"rss_after_purge_vs_baseline\":%.3f,\"pool_growth\":%llu,"
-                 "\"rss_after_purge_less_pool_vs_baseline\":%.3f",
+                 "\"rss_after_purge_less_pool_vs_baseline\":%.3f,"
+                 "\"heap_allocated_baseline\":%llu,\"heap_allocated_after_purge\":%llu,"
+                 "\"allocator_metadata_baseline\":%llu,\"allocator_metadata_after_purge\":%llu,"
+                 "\"actor_slabs_after\":%zu,\"pool_bytes_after\":%llu",
                  (unsigned long long)n, (unsigned long long)s.passivations, all ? "true" : "false",
                  IDLE_MS, (unsigned long long)rss0, (unsigned long long)rss1,
                  (unsigned long long)rss2, (unsigned long long)rss3,
                  (double)rss2 / (double)rss0, (double)rss3 / (double)rss0,
-                 (unsigned long long)pool_delta, ((double)rss3 - (double)pool_delta) / (double)rss0);
+                 (unsigned long long)pool_delta, ((double)rss3 - (double)pool_delta) / (double)rss0,
+                 (unsigned long long)heap0, (unsigned long long)heap3, (unsigned long long)meta0,
+                 (unsigned long long)meta3, hyi_blocks_reserved(),
+                 (unsigned long long)s.pool_bytes_reserved);
         bench_report(o, "actors", "passivate", BENCH_OPS, psecs > 0 ? (double)n / psecs : 0,
                      psecs, extra);
     }

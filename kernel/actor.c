@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blocks.h"
 #include "kernel.h"
 
 #define INITIAL_BUCKETS 16
@@ -39,7 +40,9 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
 {
     if (key_len > UINT16_MAX)
         return hyi_fail(HY_EINVAL, "key of %zu bytes", key_len);
-    hyi_actor *a = aligned_alloc(HY_CACHE_LINE, HYI_ACTOR_SIZE(key_len));
+    /* From 64 KiB slabs that go back to the allocator once empty (blocks.h):
+     * a million actors passivated leave no allocator bookkeeping behind. */
+    hyi_actor *a = hyi_block_alloc(HYI_ACTOR_SIZE(key_len));
     if (!a)
         return HY_ENOMEM;
     hyi_mpscq_init(&a->mailbox);
@@ -64,7 +67,7 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
     a->key[key_len] = '\0';
     int rc = hyi_actor_state_reset(a, key != NULL);
     if (rc != 0) {
-        free(a);
+        hyi_block_free(a, HYI_ACTOR_SIZE(key_len));
         return rc;
     }
     a->journal_id = a->journal_seq = 0;
@@ -73,7 +76,9 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
     atomic_store_explicit(&a->last_active_ms,
                           atomic_load_explicit(&k->coarse_ms, memory_order_relaxed),
                           memory_order_relaxed);
-    atomic_store_explicit(&a->in_journal, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->journal_submitted, 0, memory_order_relaxed);
+    atomic_store_explicit(&a->journal_completed, 0, memory_order_relaxed);
+    a->held_last = NULL;
     a->passivating = 0;
     /* A persistent actor is rebuilt from the journal before anyone sees it. */
     if (HY_UNLIKELY(sub->recover != NULL)) {
@@ -94,7 +99,7 @@ void hyi_actor_free(hy_kernel *k, hyi_actor *actor)
         hyi_msg_release(k, HYI_MSG_OF(n));
     if (actor->sub->state_free && actor->state)
         actor->sub->state_free(actor->sub->udata, actor->state);
-    free(actor);
+    hyi_block_free(actor, HYI_ACTOR_SIZE(actor->key_len));
 }
 
 int hyi_actor_table_init(hy_kernel *k)

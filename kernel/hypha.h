@@ -298,6 +298,27 @@ typedef struct hy_route {
     const char *scope;  /**< NULL: the subsystem's scope (hy_subsystem_def.scope).
                            A scope ("orders:write"): only a sender whose
                            principal holds it may send here; see "principals" */
+    /** 0 (default): in a persistent subsystem, each message is journaled
+     * before it is handled and replayed at recovery. Non-zero: the handler
+     * only reads the actor's state (a query: "order/{id}/total"), so its
+     * messages are neither journaled nor replayed, and cost no write.
+     *
+     * Order: a read-only message still comes after every message its sender
+     * sent to the same actor before it: when some of the actor's journaled
+     * messages are not yet durable it waits (not written) until those
+     * submitted before it are delivered, so a read sent after a write sees
+     * the write. hy_send_durable to such a route acknowledges with status 0
+     * at that moment (nothing is written).
+     *
+     * Its handler must not change the state: a change is never replayed, so
+     * it would be lost at the next recovery or passivation and the actor's
+     * state would differ from what the journal rebuilds. hy_set_state from it
+     * is refused: the state stays, and the message fails (HY_EINVAL, a dead
+     * letter HY_DEAD_FAILED; an asker gets HY_EHANDLER). A change in place
+     * through hy_state's pointer cannot be seen: do not make one. Use a
+     * journaled route (the default) for anything that changes state, even
+     * rarely. Ignored in a subsystem that is not persistent. */
+    int read_only;
 } hy_route;
 
 /** Supervision strategies, for a handler that returns an error. */
@@ -513,12 +534,13 @@ typedef struct hy_send_item {
 /** Send n messages: one route lookup per distinct path in a run of equal paths,
  * one mailbox push per destination actor, one wake-up per actor; the messages
  * to persistent subsystems are submitted to the journal together at the end
- * and land in one group commit. Messages are accepted in order until the first
- * that fails; *accepted (may be NULL) is how many were, and the return value
- * is the first error (0 if all went). Should the journal refuse the final
- * submission (HY_ENOMEM, HY_ESYS: rare), *accepted stops before the batch's
- * first persistent message, though messages after it to non-persistent
- * subsystems were delivered.
+ * and land in one group commit (a message of a read-only route submits those
+ * before it first, so it comes after them: see hy_route.read_only). Messages
+ * are accepted in order until the first that fails; *accepted (may be NULL)
+ * is how many were, and the return value is the first error (0 if all went).
+ * Should the journal refuse a submission (HY_ENOMEM, HY_ESYS: rare),
+ * *accepted stops before its first message, though messages after it to
+ * non-persistent subsystems were delivered.
  * Thread-safe. From a handler: yes, as hy_send. */
 HY_API int hy_send_batch(hy_kernel *k, const hy_send_item *items, size_t n,
                          size_t *accepted);
@@ -547,7 +569,9 @@ HY_API const char *hy_param(hy_ctx *ctx, const char *name, size_t *len);
 HY_API int hy_is_replaying(hy_ctx *ctx);
 
 /** @{ */
-/** The actor's state: set by state_init or by the handler, kept across messages. */
+/** The actor's state: set by state_init or by the handler, kept across messages.
+ * hy_set_state from a read-only route of a persistent subsystem is refused
+ * (the message fails; see hy_route.read_only). */
 HY_API void *hy_state(hy_ctx *ctx);
 HY_API void hy_set_state(hy_ctx *ctx, void *state);
 /** @} */

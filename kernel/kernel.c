@@ -129,6 +129,10 @@ int hy_kernel_drain(hy_kernel *k, int timeout_ms)
     uint64_t deadline = hyi_deadline_ns(timeout_ms);
     /* Poll with a growing pause: a drain that is almost done returns within
      * microseconds, a long one costs a wake-up a millisecond. */
+    /* A thread that drains is done sending for now: its cached free
+     * messages go where the pool can give their slabs back (hyi_pool_trim).
+     * A few dozen pointers moved under a lock or two. */
+    hyi_pool_flush_cache(k->pool);
     long pause_ns = 1000;
     while (!quiescent(k)) {
         if (hyi_now_ns() >= deadline)

@@ -65,6 +65,7 @@ typedef struct hyi_route_binding {
     hy_handler handler;
     void *udata;
     int key_index;              /* capture that keys actors, -1 for none */
+    bool read_only;             /* hy_route.read_only: never journaled */
     uint32_t nparams;
     uint32_t scope;             /* interned scope a sender must hold; 0: none */
     char *scope_name;           /* its name, for errors and introspection */
@@ -242,9 +243,11 @@ struct hyi_actor {
     /* Set by supervision (on the worker), read by senders: stopped actors
      * refuse messages. */
     _Atomic uint32_t stopped;
-    /* Messages to this (persistent) actor in the journal's queue, not yet in
-     * its mailbox: passivation waits for 0 (persistent.c keeps it). */
-    _Atomic uint32_t in_journal;
+    /* Messages to this (persistent) actor handed to the journal (counted by
+     * their senders); journal_completed below counts those whose completion
+     * ended. The difference is what waits in the journal's queue, not yet in
+     * the mailbox: passivation waits for 0 (persistent.c keeps both). */
+    _Atomic uint32_t journal_submitted;
     uint16_t key_len;           /* a capture's length: at most a path's */
     /* 1 while the passivation thread means to passivate this actor. Under the
      * actor's table segment lock only: a sender that finds it set clears it,
@@ -272,6 +275,14 @@ struct hyi_actor {
      * last snapshot). Worker-owned once the actor is published. */
     uint64_t journal_id;
     uint64_t journal_seq;
+    /* Read-only routes' messages held until the journaled messages submitted
+     * before them are in the mailbox (persistent.c): a FIFO, as a ring
+     * through their mailbox links (the last links to the first, so one
+     * pointer: an actor keys of up to 43 bytes fit in 256), under the
+     * actor's read lock, as is the increment of journal_completed (read by
+     * passivation without it). */
+    hy_msg *held_last;
+    _Atomic uint32_t journal_completed; /* after the pointer: the key packs after it */
     char key[];                 /* key_len bytes and a NUL; an actor is allocated
                                    up to its key only (HYI_ACTOR_SIZE) */
 };
@@ -822,6 +833,18 @@ int hyi_persist_prepare(hy_kernel *k, hyi_actor *actor, hy_msg *msg, bool durabl
 /* An admitted message: counted as sent and queued for the journal. On error
  * the message is released and nothing is counted. */
 int hyi_persist_submit(hy_kernel *k, hyi_actor *actor, hy_msg *msg);
+/* An admitted message of a read-only route (hy_route.read_only): counted as
+ * sent and delivered without the journal, once every message submitted to
+ * the actor's journal before it is in the mailbox (held until then). 0. */
+int hyi_persist_deliver_read(hy_kernel *k, hyi_actor *actor, hy_msg *msg);
+/* Messages submitted to actor's journal whose completion has not ended
+ * (passivate.c waits for 0). Acquire: a completion's delivery happens before
+ * a 0 read here. */
+static inline uint32_t hyi_persist_in_journal(hyi_actor *a)
+{
+    uint32_t done = atomic_load_explicit(&a->journal_completed, memory_order_acquire);
+    return atomic_load_explicit(&a->journal_submitted, memory_order_relaxed) - done;
+}
 /* n admitted messages (hy_send_batch) in one group commit; all or none as
  * hyi_persist_submit. */
 int hyi_persist_submit_batch(hy_kernel *k, hy_msg **msgs, size_t n);

@@ -60,6 +60,7 @@
 #define BATCH              4096     /* marked actors per synchronize */
 #define LAT_RING           1024     /* recent activation latencies kept */
 #define PRESSURE_PERCENT   90       /* of pool_cap_bytes */
+#define TRIM_MIN_BYTES     ((uint64_t)256 * 1024) /* a pool this small is not trimmed */
 
 /* This round's view of one subsystem that can passivate. */
 typedef struct jsub {
@@ -387,6 +388,15 @@ static void choose_lru(hy_kernel *k, uint32_t now)
         /* the quota oldest: ages of rank >= nages - quota */
         js->threshold = select_rank(js->ages, js->nages, js->nages - js->quota);
     }
+    /* A wave of cap passivations over, give back the ages it grew. */
+    for (size_t i = 0; i < j->nsubs; i++) {
+        jsub *js = &j->subs[i];
+        if (js->cap_ages > 1024 && js->cap_ages / 4 > js->nages) {
+            free(js->ages);
+            js->ages = NULL;
+            js->cap_ages = 0;
+        }
+    }
 }
 
 /* ---------------------------------------------------------------- passivation */
@@ -419,10 +429,10 @@ static void passivate_batch(hy_kernel *k)
             hyi_actor_unmark(k, a); /* busy: running or queued */
             continue;
         }
-        /* acquire: pairs with the journal completion's release decrement, so
-         * its push is visible to the emptiness check below. */
-        if (!hyi_mpscq_is_empty(&a->mailbox) ||
-            atomic_load_explicit(&a->in_journal, memory_order_acquire) != 0) {
+        /* acquire (inside): pairs with the journal completion's release
+         * count, so its push (and any read it released) is visible to the
+         * emptiness check below. */
+        if (!hyi_mpscq_is_empty(&a->mailbox) || hyi_persist_in_journal(a) != 0) {
             hyi_actor_unmark(k, a);
             hyi_actor_release(k, a);
             count(&j->aborted);
@@ -454,10 +464,26 @@ static void passivate_batch(hy_kernel *k)
     j->batch.n = 0;
 }
 
+/* After passivations: give the allocator back the message pool's slabs
+ * that hold nothing live, when most of the pool is free (what a burst grew
+ * it by). The walk is over the free objects under each class's lock, so it
+ * is not run while the pool is mostly in use. */
+static void trim_pool(hy_kernel *k)
+{
+    hyi_pool_stats ps;
+    hyi_pool_get_stats(k->pool, &ps);
+    /* what is in use, each object counted at the smallest class's 80 bytes
+     * (64 and a header), fills under a quarter of it */
+    if (ps.bytes_reserved > TRIM_MIN_BYTES && ps.in_use * 80 * 4 < ps.bytes_reserved)
+        hyi_pool_trim(k->pool);
+}
+
 /* One sweep over the table. */
 static void sweep(hy_kernel *k)
 {
     hyi_janitor *j = k->janitor;
+    /* relaxed: this thread's own counter */
+    uint64_t passivations_before = atomic_load_explicit(&j->passivations, memory_order_relaxed);
     flush_limbo(k, false);
     uint32_t now = tick_clock(k);
     load_subsystems(k, pool_pressure(k));
@@ -481,7 +507,7 @@ static void sweep(hy_kernel *k)
                 /* relaxed: hints that skip busy actors early; step 3 decides */
                 if (atomic_load_explicit(&a->scheduled, memory_order_relaxed) ||
                     atomic_load_explicit(&a->stopped, memory_order_relaxed) ||
-                    atomic_load_explicit(&a->in_journal, memory_order_relaxed))
+                    hyi_persist_in_journal(a))
                     continue;
                 if (!vec_push(&j->batch, a))
                     continue;
@@ -503,6 +529,13 @@ static void sweep(hy_kernel *k)
     }
     passivate_batch(k);
     settle_limbo(k);
+    if (j->batch.cap > 2 * BATCH) { /* a mass passivation's batch: give it back */
+        free(j->batch.v);
+        j->batch.v = NULL;
+        j->batch.cap = 0;
+    }
+    if (atomic_load_explicit(&j->passivations, memory_order_relaxed) != passivations_before)
+        trim_pool(k);
 }
 
 /* Some subsystem still over its cap (busy actors were skipped): sweep again

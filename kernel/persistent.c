@@ -41,10 +41,14 @@
  * journal's retention (truncate covered entries) then applies.
  *
  * Passivation (passivate.c): a keyed actor is passivated only when no message
- * of it waits in the journal's queue (in_journal, counted from submit to the
- * end of the completion, whose delivery is its last use of the actor), with
- * a snapshot of its state when anything was applied since the last one
+ * of it waits in the journal's queue (journal_submitted - journal_completed:
+ * from submit to the end of the completion, whose delivery is its last use
+ * of the actor; a held read waits only while that is not 0), with a snapshot of its state when anything was applied since the last one
  * (hyi_persist_passivate); its next activation is an ordinary recovery.
+ *
+ * Read-only routes (hy_route.read_only) are not journaled: their messages
+ * go to the mailbox at once, or, while journaled messages submitted before
+ * them are in flight, wait for those (see "read-only routes" below).
  *
  * Map full: once a commit fails with HY_EMAPFULL (the map is at
  * journal_map_max), persistent sends are refused at once with HY_EMAPFULL
@@ -64,6 +68,10 @@
 
 #define DEFAULT_SNAPSHOT_EVERY 1000
 
+/* Locks striped over actors: held briefly, by a read-only send that finds
+ * journaled messages in flight and by each completion. */
+#define READ_LOCKS 64
+
 struct hyi_persist {
     hyi_journal *j;
     uint32_t snapshot_every;
@@ -74,6 +82,9 @@ struct hyi_persist {
     /* relaxed counters: statistics only */
     _Atomic uint64_t replayed, replay_skipped, corrupt, snapshots, snapshot_failures,
         suppressed;
+    /* Read-only routes: an actor's held reads and journal_completed are
+     * under read_locks[read_lock_of(actor)] (see "read-only routes"). */
+    pthread_mutex_t read_locks[READ_LOCKS];
 };
 
 /* ---------------------------------------------------------------- open / close */
@@ -107,6 +118,8 @@ int hyi_persist_open(hy_kernel *k)
         return hyi_fail(rc, "hy_kernel_open: journal_path '%s': %s", c->journal_path, why);
     }
     p->snapshot_every = c->snapshot_every ? c->snapshot_every : DEFAULT_SNAPSHOT_EVERY;
+    for (size_t i = 0; i < READ_LOCKS; i++)
+        pthread_mutex_init(&p->read_locks[i], NULL);
     k->persist = p;
     return 0;
 }
@@ -120,6 +133,8 @@ void hyi_persist_close(hy_kernel *k)
     if (!p)
         return;
     hyi_journal_close(p->j); /* flushes: every completion has run */
+    for (size_t i = 0; i < READ_LOCKS; i++)
+        pthread_mutex_destroy(&p->read_locks[i]);
     free(p);
     k->persist = NULL;
 }
@@ -395,8 +410,9 @@ int hyi_persist_prepare(hy_kernel *k, hyi_actor *a, hy_msg *msg, bool durable,
                                   a->sub->name)
                        : 0;
     hyi_persist *p = k->persist;
-    /* relaxed: see `refused` */
-    if (HY_UNLIKELY(atomic_load_explicit(&p->refused, memory_order_relaxed)))
+    /* relaxed: see `refused`. A read-only route writes nothing: not refused. */
+    if (HY_UNLIKELY(atomic_load_explicit(&p->refused, memory_order_relaxed)) &&
+        !msg->route->read_only)
         return hyi_fail(HY_EMAPFULL,
                         "journal '%s' reached its map cap (journal_map_max); persistent "
                         "sends are refused until the kernel is reopened",
@@ -414,21 +430,113 @@ static void unadmit(hyi_actor *a)
         atomic_fetch_sub_explicit(&a->depth, 1, memory_order_relaxed);
 }
 
+/* ---------------------------------------------------------------- read-only routes
+ *
+ * A read-only route's message skips the journal (it changes nothing to
+ * replay), but must not overtake the journaled messages its sender sent to
+ * the same actor before it, which reach the mailbox only once durable. Each
+ * actor counts messages submitted to its journal (journal_submitted, by the
+ * sender) and completions ended (journal_completed, by the writer, under the
+ * actor's read lock). A read takes as its ticket the submitted count, which
+ * includes every journaled message its sender sent before it: when every
+ * submitted message has completed and no read is held, it goes straight to
+ * the mailbox; otherwise it is held, in order (a ring through the reads'
+ * mailbox links: held_last, whose link is the first), until journal_completed
+ * reaches its ticket. The journal completes in submission order, so by then
+ * the messages the ticket counted are in the mailbox. Held reads go in
+ * ticket order (tickets only grow under the lock), and a later read joins
+ * the queue while any is held, so reads keep their senders' order too. */
+
+/* The next of a held read (linked through its mailbox link). */
+static hy_msg *held_next(hy_msg *m)
+{
+    /* relaxed: linked under the read lock, which we hold or took after */
+    return HYI_MSG_OF(atomic_load_explicit(&m->link.next, memory_order_relaxed));
+}
+
+/* Has the read's ticket been reached by `done` completions? */
+static bool ticket_reached(hy_msg *m, uint32_t done)
+{
+    return (int32_t)((uint32_t)hyi_msg_durable(m)->seq - done) <= 0;
+}
+
+static pthread_mutex_t *read_lock_of(hy_kernel *k, const hyi_actor *a)
+{
+    /* actors are cache-line aligned: the low 6 bits say nothing */
+    return &k->persist->read_locks[((uintptr_t)a >> 6) % READ_LOCKS];
+}
+
+/* Deliver reads first..last (linked, admitted, counted as sent) to a. */
+static void push_reads(hy_kernel *k, hyi_actor *a, hy_msg *first, hy_msg *last)
+{
+    for (hy_msg *m = first;; m = held_next(m)) {
+        hyi_durable *d = hyi_msg_durable(m);
+        if (d->on_durable) /* nothing to write: as durable as it will be */
+            d->on_durable(d->udata, 0);
+        if (m == last)
+            break;
+    }
+    hyi_actor_push(k, a, &first->link, &last->link);
+}
+
+int hyi_persist_deliver_read(hy_kernel *k, hyi_actor *a, hy_msg *msg)
+{
+    /* relaxed: counted before the message can be handled (as in submit) */
+    atomic_fetch_add_explicit(&a->sub->sent, 1, memory_order_relaxed);
+    pthread_mutex_t *lock = read_lock_of(k, a);
+    pthread_mutex_lock(lock);
+    /* relaxed: our own earlier submits are ordered by program order, the
+     * completions' count by the lock */
+    uint32_t ticket = atomic_load_explicit(&a->journal_submitted, memory_order_relaxed);
+    bool now = !a->held_last &&
+               ticket == atomic_load_explicit(&a->journal_completed, memory_order_relaxed);
+    if (!now) {
+        hyi_msg_durable(msg)->seq = ticket; /* a read has no sequence: its ticket */
+        /* the ring's last links to its first */
+        hy_msg *first = a->held_last ? held_next(a->held_last) : msg;
+        if (a->held_last)
+            hyi_mpscq_link(&a->held_last->link, &msg->link);
+        hyi_mpscq_link(&msg->link, &first->link);
+        a->held_last = msg;
+    }
+    pthread_mutex_unlock(lock);
+    /* Out of the lock: only another sender's message can come between. */
+    if (now)
+        push_reads(k, a, msg, msg);
+    return 0;
+}
+
 /* A message of a is in the journal's queue (inside the sender's read
  * section, so passivation's synchronize sees it), then no longer. */
 static void entered_journal(hyi_actor *a)
 {
     /* relaxed: the sender's read section orders it before passivation's look
-     * (which follows a synchronize) */
-    atomic_fetch_add_explicit(&a->in_journal, 1, memory_order_relaxed);
+     * (which follows a synchronize); a read's ticket, taken later by this
+     * thread or under a lock after it, sees it */
+    atomic_fetch_add_explicit(&a->journal_submitted, 1, memory_order_relaxed);
 }
 
-static void left_journal(hyi_actor *a)
+static void left_journal(hy_kernel *k, hyi_actor *a)
 {
-    /* release: the delivery (the push into the mailbox) happens before a
-     * passivation that reads the count (acquire) and then frees the actor.
-     * This is the completion's last use of a. */
-    atomic_fetch_sub_explicit(&a->in_journal, 1, memory_order_release);
+    pthread_mutex_t *lock = read_lock_of(k, a);
+    pthread_mutex_lock(lock);
+    /* relaxed: written under this lock only */
+    uint32_t done = atomic_load_explicit(&a->journal_completed, memory_order_relaxed) + 1;
+    hy_msg *held = a->held_last, *first = held ? held_next(held) : NULL, *last = NULL;
+    for (hy_msg *m = first; m && ticket_reached(m, done); m = m == held ? NULL : held_next(m))
+        last = m;
+    if (last) {
+        if (last == held) /* all of them */
+            a->held_last = NULL;
+        else /* the ring closes over those left */
+            hyi_mpscq_link(&held->link, &held_next(last)->link);
+        push_reads(k, a, first, last);
+    }
+    /* release: the delivery (the push into the mailbox, and the reads'
+     * pushes) happens before a passivation that reads the count (acquire)
+     * and then frees the actor. This is the completion's last use of a. */
+    atomic_store_explicit(&a->journal_completed, done, memory_order_release);
+    pthread_mutex_unlock(lock);
 }
 
 /* The journal's completion, on its writer thread, in submission order. */
@@ -447,7 +555,7 @@ static void committed(void *user, uint64_t id, uint64_t seq, int status)
             d->on_durable(d->udata, 0);
         /* counted as sent at submit (hyi_persist_submit): push only */
         hyi_actor_push(k, a, &msg->link, &msg->link);
-        left_journal(a);
+        left_journal(k, a);
         return;
     }
     if (status == HY_EMAPFULL)
@@ -459,7 +567,7 @@ static void committed(void *user, uint64_t id, uint64_t seq, int status)
     msg->flags |= HYI_MSG_FAILED; /* an asker learns HY_EHANDLER */
     hyi_dead_letter_msg(k, msg, HY_DEAD_JOURNAL);
     hyi_msg_release(k, msg);
-    left_journal(a);
+    left_journal(k, a);
 }
 
 /* Bytes rec_of needs in buf for msg: its principal's name, a NUL, its path. */
@@ -504,7 +612,7 @@ int hyi_persist_submit(hy_kernel *k, hyi_actor *a, hy_msg *msg)
         /* relaxed: as above; drain can only have seen it as not yet done */
         atomic_fetch_sub_explicit(&a->sub->sent, 1, memory_order_relaxed);
         unadmit(a);
-        left_journal(a);
+        left_journal(k, a);
         hyi_msg_release(k, msg);
     }
     return rc;
@@ -541,7 +649,7 @@ int hyi_persist_submit_batch(hy_kernel *k, hy_msg **msgs, size_t n)
             /* relaxed: as in hyi_persist_submit */
             atomic_fetch_sub_explicit(&a->sub->sent, 1, memory_order_relaxed);
             unadmit(a);
-            left_journal(a);
+            left_journal(k, a);
             hyi_msg_release(k, msgs[i]);
         }
     }
@@ -599,6 +707,8 @@ int hyi_persist_passivate(hy_kernel *k, hyi_actor *a)
 
 void hyi_persist_applied(hy_kernel *k, hyi_actor *a, hy_msg *msg)
 {
+    if (msg->route->read_only)
+        return; /* not journaled: nothing applied (its seq is a ticket) */
     a->journal_seq = hyi_msg_durable(msg)->seq;
     if (++a->since_snapshot >= k->persist->snapshot_every && a->sub->state_save)
         snapshot(k, a, a != a->sub->actor, a->journal_seq);

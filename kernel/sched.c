@@ -190,6 +190,9 @@ static bool work_visible(hy_kernel *k)
     return false;
 }
 
+/* How long a parked worker sleeps before it gives its pool cache back. */
+static const struct timespec long_sleep = {0, 100 * 1000 * 1000};
+
 static void park(hyi_worker *w)
 {
     hy_kernel *k = w->k;
@@ -206,7 +209,15 @@ static void park(hyi_worker *w)
         /* release: a quiescent point (hyi_sched_quiesced acquires it): this
          * worker's accesses to the actors it ran happen before. */
         atomic_store_explicit(&w->parked, 1, memory_order_release);
-        hyi_futex_wait(&k->wake_seq, seq, NULL);
+        /* A sleep that lasts gives this worker's pool cache back first, so
+         * the pool can return an idle kernel's slabs (hyi_pool_trim). A
+         * short one pays nothing more. */
+        hyi_futex_wait(&k->wake_seq, seq, &long_sleep);
+        /* relaxed: a wake bumps it; a stale look only flushes early or late */
+        if (atomic_load_explicit(&k->wake_seq, memory_order_relaxed) == seq) {
+            hyi_pool_flush_cache(k->pool);
+            hyi_futex_wait(&k->wake_seq, seq, NULL);
+        }
         /* relaxed: only this worker's later turns follow, and they end in
          * quiescent points of their own */
         atomic_store_explicit(&w->parked, 0, memory_order_relaxed);

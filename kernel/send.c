@@ -150,7 +150,8 @@ admit_and_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
     if (HY_UNLIKELY(rc != 1))
         return rc;
     if (HY_UNLIKELY(msg->route->sub->persistent))
-        return hyi_persist_submit(k, actor, msg);
+        return msg->route->read_only ? hyi_persist_deliver_read(k, actor, msg)
+                                     : hyi_persist_submit(k, actor, msg);
     hyi_deliver(k, actor, msg, msg, 1);
     return 0;
 }
@@ -469,6 +470,17 @@ static int group_add(hy_kernel *k, journal_group *g, hyi_actor *actor, hy_msg *m
     return 0;
 }
 
+/* Submit the group's messages to the journal and empty it. On failure
+ * (nothing of the group accepted) *done goes back to its first item. */
+static int group_submit(hy_kernel *k, journal_group *g, size_t *done)
+{
+    int rc = hyi_persist_submit_batch(k, g->msgs, g->n);
+    if (HY_UNLIKELY(rc != 0))
+        *done = g->first_item;
+    g->n = 0;
+    return rc;
+}
+
 static int send_batch(hy_kernel *k, hy_principal *const *as, const hy_send_item *items,
                       size_t n, size_t *accepted)
 {
@@ -535,6 +547,21 @@ static int send_batch(hy_kernel *k, hy_principal *const *as, const hy_send_item 
         if (rc != 0)
             break;
         hyi_subsys *sub = msg->route->sub;
+        if (HY_UNLIKELY(sub->persistent && msg->route->read_only)) {
+            /* It comes after the journaled messages before it (their
+             * tickets): submit those first. */
+            rc = group_submit(k, &group, &done);
+            if (rc == 0)
+                rc = hyi_persist_prepare(k, actor, msg, false, NULL, NULL);
+            if (rc != 0) {
+                hyi_msg_release(k, msg);
+                break;
+            }
+            rc = admit_and_deliver(k, actor, msg);
+            if (rc != 0)
+                break;
+            continue;
+        }
         if (HY_UNLIKELY(sub->persistent)) {
             rc = group_add(k, &group, actor, msg, done, n);
             if (rc != 0)
@@ -552,11 +579,9 @@ static int send_batch(hy_kernel *k, hy_principal *const *as, const hy_send_item 
         chain_add(k, chains, &nchains, actor, msg);
     }
     flush_chains(k, chains, &nchains);
-    int jrc = hyi_persist_submit_batch(k, group.msgs, group.n);
-    if (HY_UNLIKELY(jrc != 0)) {
-        done = group.first_item;
+    int jrc = group_submit(k, &group, &done);
+    if (HY_UNLIKELY(jrc != 0))
         rc = jrc;
-    }
     if (group.msgs != group.inline_msgs)
         free(group.msgs);
     hyi_router_read_exit(k->router);

@@ -106,6 +106,8 @@ static int binding_new(hyi_subsys *sub, const hy_route *def, const char *default
         return rc;
     rc = hyi_route_binding_make(sub, def->pattern, &names, def->handler, def->udata,
                                 def->key, out);
+    if (rc == 0)
+        (*out)->read_only = def->read_only != 0;
     if (rc == 0 && (rc = hyi_route_binding_scope(sub->k, *out,
                                                  def->scope ? def->scope : default_scope))) {
         hyi_route_binding_free(*out);

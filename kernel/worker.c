@@ -67,6 +67,9 @@ static bool handle(hy_kernel *k, hy_ctx *ctx, hy_msg *msg, bool extras)
     hyi_running = ctx;
     int rc = msg->route->handler(ctx, msg);
     hyi_running = NULL;
+    /* hy_set_state refused (a read-only route): the message fails */
+    if (HY_UNLIKELY(extras) && HY_UNLIKELY(msg->flags & HYI_MSG_FAILED) && rc == 0)
+        rc = HY_EINVAL;
     if (HY_UNLIKELY(rc != 0)) {
         msg->flags |= HYI_MSG_FAILED;
         hyi_supervise(k, actor, msg, rc);
@@ -220,6 +223,15 @@ void *hy_state(hy_ctx *ctx)
 
 void hy_set_state(hy_ctx *ctx, void *state)
 {
+    /* A read-only route's message is never replayed: a state it set would
+     * vanish at the next recovery. Refused, and the message fails (handle). */
+    const hy_msg *m = ctx->msg;
+    if (HY_UNLIKELY(m && m->route->read_only && ctx->sub->persistent)) {
+        ctx->msg->flags |= HYI_MSG_FAILED;
+        hyi_fail(HY_EINVAL, "hy_set_state from read-only route '%s' of persistent subsystem "
+                 "'%s': its messages are not journaled", m->route->pattern, ctx->sub->name);
+        return;
+    }
     ctx->actor->state = state;
 }
 

@@ -39,8 +39,9 @@
  * Trade-offs. Per-thread caches hold up to 2 x 64 objects per class (fewer for
  * big classes: 32 KiB of objects per magazine) and take 7.5 KiB of pointer
  * arrays per (thread, pool), so memory sits idle in caches of
- * idle threads, and slabs are never returned to the allocator before destroy: a
- * message kernel's working set is steady, and the cap bounds it. The 16-byte
+ * idle threads. Slabs go back to the allocator only when hyi_pool_trim finds
+ * all of a slab's objects free in the depot (a burst's slabs, once it has
+ * passed): a message kernel's working set is steady, and the cap bounds it. The 16-byte
  * header costs 25% on a 64-byte object; it buys O(1) release and the checks.
  *
  * Sanitizers. Under ASan, free objects (cached or not yet carved) are poisoned,
@@ -441,6 +442,19 @@ static inline tcache *tc_get(hyi_pool *p)
     return tc_get_slow(p);
 }
 
+/* Move the free objects of one thread's class cache to the depot. */
+static void tc_flush_class(hyi_pool *p, tc_class *cc, unsigned c)
+{
+    depot *d = &p->depot[c];
+    while (cc->n) { /* whole magazines, or orphans if none can be had */
+        uint32_t k = cc->n < d->mag_cap ? cc->n : d->mag_cap;
+        if (!depot_put(d, cc, k)) {
+            while (cc->n)
+                release_orphan(p, c, cc->slot[--cc->n]);
+        }
+    }
+}
+
 /* Flush one thread's cache into the pool and free it. Caller holds registry_lock
  * (so the pool is alive); takes each depot lock, then threads_lock, never nested. */
 static void tc_retire(hyi_pool *p, tcache *tc)
@@ -448,13 +462,7 @@ static void tc_retire(hyi_pool *p, tcache *tc)
     for (unsigned c = 0; c < NCLASS; c++) {
         tc_class *cc = &tc->cls[c];
         depot *d = &p->depot[c];
-        while (cc->n) { /* whole magazines, or orphans if none can be had */
-            uint32_t k = cc->n < d->mag_cap ? cc->n : d->mag_cap;
-            if (!depot_put(d, cc, k)) {
-                while (cc->n)
-                    release_orphan(p, c, cc->slot[--cc->n]);
-            }
-        }
+        tc_flush_class(p, cc, c);
         pthread_mutex_lock(&d->lock);
         if (cc->bump < cc->end) { /* uncarved objects: keep them uncarved */
             range *r = (range *)cc->bump;
@@ -853,6 +861,139 @@ void hyi_pool_release(hyi_pool *pool, void *obj)
 size_t hyi_pool_object_size(const void *obj)
 {
     return hdr_of(obj)->size;
+}
+
+/* ------------------------------------------------------------------ trim */
+
+void hyi_pool_flush_cache(hyi_pool *pool)
+{
+    tcache *tc = NULL;
+    if (tls_last.id == pool->id) {
+        tc = tls_last.tc;
+    } else {
+        for (uint32_t i = 0; tls_tab && i < tls_tab->n; i++)
+            if (tls_tab->e[i].id == pool->id)
+                tc = tls_tab->e[i].tc;
+    }
+    if (!tc)
+        return; /* this thread never used the pool: nothing cached */
+    for (unsigned c = 0; c < NCLASS; c++)
+        tc_flush_class(pool, &tc->cls[c], c);
+}
+
+static int cmp_addr(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(void *const *)a, y = (uintptr_t)*(void *const *)b;
+    return (x > y) - (x < y);
+}
+
+/* The index in sorted[0..n) of the slab holding h. */
+static size_t slab_index(slab *const *sorted, size_t n, const objhdr *h)
+{
+    size_t lo = 0, hi = n; /* first slab above h */
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if ((const void *)sorted[mid] <= (const void *)h)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo - 1;
+}
+
+/* Is h in a slab trim frees (free[i] == nobj)? */
+static bool doomed(slab *const *sorted, const uint32_t *nfree, size_t n, uint32_t nobj,
+                   const objhdr *h)
+{
+    return nfree[slab_index(sorted, n, h)] == nobj;
+}
+
+/* Free the slabs of depot d whose every object is free in the depot. Caller
+ * holds d->lock. Returns the bytes freed. */
+static size_t depot_trim(hyi_pool *p, depot *d)
+{
+    size_t n = 0;
+    for (slab *s = d->slabs; s; s = s->next)
+        n++;
+    if (n == 0 || !d->full)
+        return 0;
+    slab **sorted = malloc(n * sizeof *sorted);
+    uint32_t *nfree = calloc(n, sizeof *nfree);
+    if (!sorted || !nfree) { /* nothing trimmed: still correct */
+        free(sorted);
+        free(nfree);
+        return 0;
+    }
+    n = 0;
+    for (slab *s = d->slabs; s; s = s->next)
+        sorted[n++] = s;
+    qsort(sorted, n, sizeof *sorted, cmp_addr);
+    /* Free objects sit in full magazines (and, after an allocation failure,
+     * on the orphan list, not counted: their slabs stay). Carved objects
+     * elsewhere are live or in a thread's cache, uncarved ones were never
+     * counted: either keeps its slab. */
+    for (mag *m = d->full; m; m = m->next)
+        for (uint32_t i = 0; i < m->n; i++)
+            nfree[slab_index(sorted, n, m->slot[i])]++;
+    uint32_t nobj = (uint32_t)((SLAB_BYTES - SLAB_HEAD) / d->stride);
+    size_t freed = 0;
+    for (size_t i = 0; i < n; i++)
+        freed += nfree[i] == nobj;
+    if (freed) {
+        /* Take the doomed slabs' objects out of the magazines. */
+        mag **mp = &d->full;
+        while (*mp) {
+            mag *m = *mp;
+            uint32_t k = 0;
+            for (uint32_t i = 0; i < m->n; i++)
+                if (!doomed(sorted, nfree, n, nobj, m->slot[i]))
+                    m->slot[k++] = m->slot[i];
+            m->n = k;
+            if (k == 0) { /* an empty magazine goes back to the empties */
+                *mp = m->next;
+                m->next = d->empty;
+                d->empty = m;
+            } else {
+                mp = &m->next;
+            }
+        }
+        slab **sp = &d->slabs;
+        while (*sp) {
+            slab *s = *sp;
+            if (nfree[slab_index(sorted, n, (const objhdr *)s)] == nobj) {
+                *sp = s->next;
+                UNPOISON(s, SLAB_BYTES);
+                free(s);
+            } else {
+                sp = &s->next;
+            }
+        }
+        unreserve(p, freed * SLAB_BYTES);
+        /* Their objects were carved and released: counted out of both, so
+         * created stays what the slabs hold and in_use does not move.
+         * Relaxed: counters (see tc_retire). */
+        uint64_t objs = (uint64_t)freed * nobj;
+        atomic_fetch_sub_explicit(&p->ret_created, objs, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&p->ret_released, objs, memory_order_relaxed);
+        /* and the magazines that held their objects */
+        mag_free_list(d->empty);
+        d->empty = NULL;
+    }
+    free(sorted);
+    free(nfree);
+    return freed * SLAB_BYTES;
+}
+
+size_t hyi_pool_trim(hyi_pool *pool)
+{
+    size_t freed = 0;
+    for (unsigned c = 0; c < NCLASS; c++) {
+        depot *d = &pool->depot[c];
+        pthread_mutex_lock(&d->lock);
+        freed += depot_trim(pool, d);
+        pthread_mutex_unlock(&d->lock);
+    }
+    return freed;
 }
 
 /* ------------------------------------------------------------------ lifetime */

@@ -26,7 +26,8 @@
 typedef struct hyi_pool hyi_pool;
 
 typedef struct hyi_pool_stats {
-    uint64_t created;        /* objects carved fresh (never used before) */
+    uint64_t created;        /* objects carved fresh (never used before), less
+                                those of slabs hyi_pool_trim gave back */
     uint64_t reused;         /* acquisitions served by a recycled object */
     uint64_t in_use;         /* acquired and not yet released */
     uint64_t peak_in_use;    /* highest in_use seen (approximate across threads) */
@@ -60,6 +61,18 @@ void hyi_pool_prefetch_next(hyi_pool *pool, size_t size);
  * ignored. Debug builds (no NDEBUG) abort with a message on a double release or
  * a pointer that did not come from this pool. */
 void hyi_pool_release(hyi_pool *pool, void *obj);
+
+/* Give back to the allocator every slab whose objects are all free in the
+ * pool's shared lists (not in a thread's cache): what a burst grew the pool
+ * by, once its messages are released. Returns the bytes freed. Thread-safe;
+ * takes each class's lock in turn, for a walk over its free objects. */
+size_t hyi_pool_trim(hyi_pool *pool);
+
+/* Move the calling thread's cached free objects to the pool's shared lists
+ * (where hyi_pool_trim can give their slabs back): for a thread about to
+ * sleep long. Its uncarved reserve stays. Nothing to do for a thread that
+ * never used the pool. */
+void hyi_pool_flush_cache(hyi_pool *pool);
 
 /* Usable size of an object returned by hyi_pool_acquire (>= the size asked). */
 size_t hyi_pool_object_size(const void *obj);
