@@ -75,10 +75,9 @@ static bool claim(hy_kernel *k, hyi_actor *a)
     if (!atomic_compare_exchange_strong_explicit(&a->scheduled, &expected, 1,
                                                  memory_order_seq_cst, memory_order_relaxed))
         return false;
-    /* acquire: pairs with the journal completion's release decrement, its
-     * last use of the actor */
-    if (hyi_mpscq_is_empty(&a->mailbox) &&
-        atomic_load_explicit(&a->in_journal, memory_order_acquire) == 0)
+    /* acquire (inside): pairs with the journal completion's release count,
+     * its last use of the actor */
+    if (hyi_mpscq_is_empty(&a->mailbox) && hyi_persist_in_journal(a) == 0)
         return true;
     hyi_actor_release(k, a); /* not idle after all: a later round tries again */
     return false;
