@@ -234,7 +234,11 @@ static _Thread_local struct {
 static uint64_t path_tail(const char *path, size_t len)
 {
     uint64_t t = 0;
-    memcpy(&t, path + (len >= 8 ? len - 8 : 0), len >= 8 ? 8 : len);
+    /* A constant size is one load; a variable one a call or a byte loop. */
+    if (HY_LIKELY(len >= 8))
+        memcpy(&t, path + len - 8, 8);
+    else
+        memcpy(&t, path, len);
     return t;
 }
 
