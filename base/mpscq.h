@@ -31,7 +31,8 @@
  * a hyi_mpscq must not be moved or copied after hyi_mpscq_init (the stub's
  * address is in the list); a node must not be pushed again until pop has
  * returned it. Once pop returns a node, no producer touches it any more, so
- * the consumer may free or reuse it at once. */
+ * the consumer may free or reuse it at once; a node from pop_keep only once
+ * it comes back as `retired` or from unhold (see there). */
 #ifndef HYI_MPSCQ_H
 #define HYI_MPSCQ_H
 
