@@ -129,8 +129,10 @@ static void principal_run_take(principal_run *run, hy_msg *msg)
 /* How long a worker stays with an emptied mailbox, in pause rounds (a pause
  * is 10 to 140 cycles by core; about 38 ns on the 2-core machine the benches
  * ran on). The bound adapts to the gap the actor's messages have been
- * arriving at (actor->arrival_gap, see linger): a few gaps, within these. */
-#define LINGER_MIN 8
+ * arriving at (actor->arrival_gap, see linger): a few gaps, within these.
+ * The floor covers a sender's short stalls (a pool refill, a page fault) on
+ * cores with a short pause, where the gap of a fast stream rounds to 0. */
+#define LINGER_MIN 32
 #define LINGER_MAX 100
 #define LINGER_GAPS 4
 
