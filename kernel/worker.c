@@ -135,8 +135,6 @@ static void principal_run_take(principal_run *run, hy_msg *msg)
 #define LINGER_MIN 32
 #define LINGER_MAX 100
 #define LINGER_GAPS 4
-/* Pause rounds between a lingering worker's looks at its other work. */
-#define LINGER_LOOK_EVERY 8
 
 /* Pause rounds a worker waits for a push caught between its exchange and its
  * link: a few instructions for a running sender, so this only runs out when
@@ -192,10 +190,6 @@ static bool linger(hyi_worker *w, hyi_actor *actor)
             actor->arrival_gap = (uint16_t)((3 * gap + i + 2) / 4);
             return true;
         }
-        /* Another actor became runnable meanwhile (a sender cycling over
-         * many actors): it goes first; the gap says nothing new. */
-        if ((i & (LINGER_LOOK_EVERY - 1)) == LINGER_LOOK_EVERY - 1 && others_waiting(w))
-            return false;
         hyi_cpu_relax();
     }
     actor->arrival_gap = (uint16_t)(gap / 2);
