@@ -128,12 +128,15 @@ static void principal_run_take(principal_run *run, hy_msg *msg)
 
 /* How long a worker stays with an emptied mailbox, in pause rounds (a pause
  * is 10 to 140 cycles by core; about 38 ns on the 2-core machine the benches
- * ran on). The bound adapts to the gap the actor's messages have been
- * arriving at (actor->arrival_gap, see linger): a few gaps, within these.
- * The floor covers a sender's short stalls (a pool refill, a page fault) on
- * cores with a short pause, where the gap of a fast stream rounds to 0. */
-#define LINGER_MIN 32
-#define LINGER_MAX 100
+ * ran on). Never less than LINGER_MIN: a shorter wait moved workers into the
+ * idle loop, whose look at the inject queue takes from every sender that
+ * schedules an actor the line it exchanges (a sender cycling over a thousand
+ * actors lost that way). Longer, up to LINGER_MAX, for an actor whose
+ * messages have been arriving a few microseconds apart (actor->arrival_gap,
+ * see linger): waiting for the next one costs less than giving the actor up
+ * and having that message schedule it again. */
+#define LINGER_MIN 100
+#define LINGER_MAX 300
 #define LINGER_GAPS 4
 
 /* Pause rounds a worker waits for a push caught between its exchange and its
@@ -173,10 +176,9 @@ static bool end_hold(hy_kernel *k, hyi_actor *actor)
  *
  * How long: a steady stream refills the mailbox within a gap or two, so a
  * worker that waited LINGER_GAPS times the usual gap in vain is looking at a
- * stream that stopped or was preempted; a sparse one (every wait in vain)
- * would only burn the core. arrival_gap is a moving average of the rounds a
- * successful wait took; a wait in vain halves it, so lingering fades out for
- * an actor whose messages come too far apart and comes back with a stream. */
+ * stream that stopped or was preempted. arrival_gap is a moving average of
+ * the rounds a successful wait took; a wait in vain halves it, so the
+ * extension past LINGER_MIN fades for an actor whose messages stop coming. */
 static bool linger(hyi_worker *w, hyi_actor *actor)
 {
     if (others_waiting(w))
