@@ -31,7 +31,8 @@
  * a hyi_mpscq must not be moved or copied after hyi_mpscq_init (the stub's
  * address is in the list); a node must not be pushed again until pop has
  * returned it. Once pop returns a node, no producer touches it any more, so
- * the consumer may free or reuse it at once. */
+ * the consumer may free or reuse it at once; a node from pop_keep only once
+ * it comes back as `retired` or from unhold (see there). */
 #ifndef HYI_MPSCQ_H
 #define HYI_MPSCQ_H
 
@@ -52,6 +53,9 @@ typedef struct hyi_mpscq {
     char pad[HY_CACHE_LINE - sizeof(_Atomic(hyi_mpsc_node *))];
     hyi_mpsc_node *tail;  /* oldest node; consumer only */
     hyi_mpsc_node stub;   /* placeholder that keeps the list non-empty */
+    /* Consumer only: the node hyi_mpscq_pop_keep handed out last while it
+     * was the newest, kept as tail in the stub's place; NULL when none. */
+    hyi_mpsc_node *held;
 } hyi_mpscq;
 
 /* Empty queue: head = tail = &stub. Not thread-safe; publish q to other threads
@@ -63,6 +67,7 @@ static inline void hyi_mpscq_init(hyi_mpscq *q)
     /* relaxed: same, not shared yet. */
     atomic_store_explicit(&q->head, &q->stub, memory_order_relaxed);
     q->tail = &q->stub;
+    q->held = NULL;
 }
 
 /* Sets a->next = b, to build a chain for hyi_mpscq_push_chain (the chain is
@@ -169,6 +174,78 @@ static inline hyi_mpsc_node *hyi_mpscq_pop(hyi_mpscq *q)
     return NULL; /* a producer got in before the stub and has not linked yet */
 }
 
+/* Consumer only: pop for a consumer that keeps up with its producers.
+ *
+ * hyi_mpscq_pop finishes with the newest node by reading `head` and pushing
+ * the stub behind it: two touches of the line every producer exchanges, for
+ * every message when the consumer is as fast as they are. pop_keep hands the
+ * newest node out but leaves it in the list as tail, in the stub's place
+ * (q->held): the next push links behind it, and the pop after that moves past
+ * it and returns it in *retired, for the caller to free then. Until then the
+ * caller must not free or reuse a node it got while hyi_mpscq_holding() says
+ * so. A consumer that lets the queue go (to another consumer, or to clear a
+ * scheduled flag) first ends the hold with hyi_mpscq_unhold.
+ *
+ * Returns NULL when there is nothing new (or a push is in flight); *retired
+ * may be set either way. Same ordering and per-producer order as pop. */
+static inline hyi_mpsc_node *hyi_mpscq_pop_keep(hyi_mpscq *q, hyi_mpsc_node **retired)
+{
+    hyi_mpsc_node *tail = q->tail;
+    /* acquire: as in pop. */
+    hyi_mpsc_node *next = atomic_load_explicit(&tail->next, memory_order_acquire);
+    if (tail == q->held) {
+        if (next == NULL)
+            return NULL; /* nothing behind the held node yet */
+        *retired = tail; /* no producer writes it any more: its next is set */
+        q->held = NULL;
+        q->tail = tail = next;
+        /* acquire: as above. */
+        next = atomic_load_explicit(&tail->next, memory_order_acquire);
+    }
+    if (tail == &q->stub) {
+        if (next == NULL)
+            return NULL;
+        q->tail = tail = next;
+        /* acquire: as above. */
+        next = atomic_load_explicit(&tail->next, memory_order_acquire);
+    }
+    if (next == NULL)
+        q->held = tail; /* the newest node: keep it as the list's tail */
+    else
+        q->tail = next;
+    return tail;
+}
+
+/* Consumer only: a node handed out by pop_keep still serves as tail. */
+static inline bool hyi_mpscq_holding(const hyi_mpscq *q)
+{
+    return q->held != NULL;
+}
+
+/* Consumer only: ends a hold, as pop ends with its newest node: if nothing
+ * was pushed behind the held node, the stub goes behind it. Returns the held
+ * node, now out of the list (the caller frees it), or NULL when a push is in
+ * flight right behind it (retry once it has linked: hyi_mpscq_linked). */
+static inline hyi_mpsc_node *hyi_mpscq_unhold(hyi_mpscq *q)
+{
+    hyi_mpsc_node *held = q->held;
+    /* acquire: as in pop. */
+    hyi_mpsc_node *next = atomic_load_explicit(&held->next, memory_order_acquire);
+    if (next == NULL) {
+        /* relaxed, and the stub is pushed at most once: as in pop. Once the
+         * stub is behind the held node, head never equals it again. */
+        if (atomic_load_explicit(&q->head, memory_order_relaxed) == held)
+            hyi_mpscq_push(q, &q->stub);
+        /* acquire: pairs with the stub push's release store, or a producer's. */
+        next = atomic_load_explicit(&held->next, memory_order_acquire);
+        if (next == NULL)
+            return NULL;
+    }
+    q->held = NULL;
+    q->tail = next;
+    return held;
+}
+
 /* Consumer only: true when nothing is queued and no push is in flight.
  *
  * The turn-end handshake with the actor's "scheduled" flag. Once the consumer
@@ -217,6 +294,17 @@ static inline bool hyi_mpscq_consumed(const hyi_mpscq *q)
 static inline bool hyi_mpscq_refilled(hyi_mpscq *q)
 {
     return atomic_load_explicit(&q->stub.next, memory_order_acquire) != NULL;
+}
+
+/* Consumer only, after pop returned NULL with !hyi_mpscq_consumed(), or while
+ * holding (pop_keep): a push has linked a node behind tail, so the next pop
+ * makes progress.
+ * It polls the line that push writes (tail's next), not `head`: reading head
+ * while producers exchange it would pull their line away from them on every
+ * poll. acquire: pairs with the push's release store, as in pop. */
+static inline bool hyi_mpscq_linked(hyi_mpscq *q)
+{
+    return atomic_load_explicit(&q->tail->next, memory_order_acquire) != NULL;
 }
 
 /* Any thread: no node has been pushed behind the stub. Means "empty" only

@@ -62,6 +62,7 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
     a->restarts_in_window = 0;
     a->bound = sub->bound;
     a->restart_window_start_ms = 0;
+    a->arrival_gap = 0;
     if (key_len)
         memcpy(a->key, key, key_len);
     a->key[key_len] = '\0';
@@ -95,6 +96,10 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
 void hyi_actor_free(hy_kernel *k, hyi_actor *actor)
 {
     hyi_mpsc_node *n;
+    /* A message handled and still held in the list (a turn put back while
+     * a push was in flight): no push is in flight any more, so this ends. */
+    if (hyi_mpscq_holding(&actor->mailbox) && (n = hyi_mpscq_unhold(&actor->mailbox)) != NULL)
+        hyi_msg_release(k, HYI_MSG_OF(n));
     while ((n = hyi_mpscq_pop(&actor->mailbox)) != NULL)
         hyi_msg_release(k, HYI_MSG_OF(n));
     if (actor->sub->state_free && actor->state)

@@ -266,6 +266,9 @@ struct hyi_actor {
      * a turn of this actor last ended: stored by the worker once per turn. */
     _Atomic uint32_t last_active_ms;
     uint32_t since_snapshot;
+    /* Pause rounds the worker has lately waited for this actor's next message
+     * on an emptied mailbox (a moving average): how long it lingers (worker.c). */
+    uint16_t arrival_gap;
     /* The bound the worker applies as it takes messages (drop-oldest): the
      * subsystem's, copied at creation, or a subscription's own (pubsub.c). */
     hyi_bound bound;

@@ -13,6 +13,8 @@ _Thread_local hy_ctx *hyi_running;
 
 static void count_handled(hyi_subsys *sub, uint64_t handled)
 {
+    if (!handled)
+        return;
     /* release: hy_kernel_drain reads handled (acquire) before sent, so the
      * sends these handlers made are counted in sent by then. */
     atomic_fetch_add_explicit(&sub->handled, handled, memory_order_release);
@@ -127,26 +129,75 @@ static void principal_run_take(principal_run *run, hy_msg *msg)
     msg->principal = NULL;
 }
 
-/* Pause rounds a worker waits on an emptied mailbox before giving the actor
- * up: 1.1 us on the 2-core x86 machine the benches ran on (a pause is 10 to
- * 140 cycles, by core), several times the gap between two sends of a steady
- * sender there. */
-#define LINGER_SPINS 100
+/* How long a worker stays with an emptied mailbox, in pause rounds (a pause
+ * is 10 to 140 cycles by core; about 38 ns on the 2-core machine the benches
+ * ran on). Never less than LINGER_MIN: a shorter wait moved workers into the
+ * idle loop, whose look at the inject queue takes from every sender that
+ * schedules an actor the line it exchanges (a sender cycling over a thousand
+ * actors lost that way). Longer, up to LINGER_MAX, for an actor whose
+ * messages have been arriving a few microseconds apart (actor->arrival_gap,
+ * see linger): waiting for the next one costs less than giving the actor up
+ * and having that message schedule it again. */
+#define LINGER_MIN 100
+#define LINGER_MAX 300
+#define LINGER_GAPS 4
+
+/* Pause rounds a worker waits for a push caught between its exchange and its
+ * link: a few instructions for a running sender, so this only runs out when
+ * the sender was preempted (the turn then simply goes on). */
+#define LINK_WAIT_SPINS 64
+
+/* Wait for the push in flight behind the mailbox's tail to link its node. */
+static void await_link(hyi_actor *actor)
+{
+    for (int i = 0; i < LINK_WAIT_SPINS && !hyi_mpscq_linked(&actor->mailbox); i++)
+        hyi_cpu_relax();
+}
+
+/* Before the worker lets go of the actor: the mailbox must not hold a message
+ * it handed out (see hyi_mpscq_pop_keep), since that one is freed only once
+ * the list has moved past it. False when a push is in flight right behind
+ * it: after a short wait for its link, the turn goes on. */
+static bool end_hold(hy_kernel *k, hyi_actor *actor)
+{
+    if (!hyi_mpscq_holding(&actor->mailbox))
+        return true;
+    hyi_mpsc_node *n = hyi_mpscq_unhold(&actor->mailbox);
+    if (!n) {
+        await_link(actor);
+        return false;
+    }
+    hyi_msg_release(k, HYI_MSG_OF(n));
+    return true;
+}
 
 /* The mailbox is empty but a sender is likely mid-stream: wait briefly for
  * its next message, if no other actor is waiting for this worker. Giving the
  * actor up and having the next push schedule it again costs both sides far
  * more (the flag handshake, the inject queue, a wake-up) than the wait. True
- * when a message arrived. */
+ * when a message arrived.
+ *
+ * How long: a steady stream refills the mailbox within a gap or two, so a
+ * worker that waited LINGER_GAPS times the usual gap in vain is looking at a
+ * stream that stopped or was preempted. arrival_gap is a moving average of
+ * the rounds a successful wait took; a wait in vain halves it, so the
+ * extension past LINGER_MIN fades for an actor whose messages stop coming. */
 static bool linger(hyi_worker *w, hyi_actor *actor)
 {
     if (others_waiting(w))
         return false;
-    for (int i = 0; i < LINGER_SPINS; i++) {
-        if (hyi_mpscq_refilled(&actor->mailbox))
+    unsigned gap = actor->arrival_gap;
+    unsigned limit = LINGER_GAPS * gap + LINGER_MIN;
+    if (limit > LINGER_MAX)
+        limit = LINGER_MAX;
+    for (unsigned i = 0; i < limit; i++) {
+        if (hyi_mpscq_linked(&actor->mailbox)) {
+            actor->arrival_gap = (uint16_t)((3 * gap + i + 2) / 4);
             return true;
+        }
         hyi_cpu_relax();
     }
+    actor->arrival_gap = (uint16_t)(gap / 2);
     return false;
 }
 
@@ -160,12 +211,21 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
                   .key_len = actor->key_len,
                   .stopped = actor_stopped(actor)};
     const bool extras = actor->bound.capacity != 0 || sub->persistent;
+    /* Counted into the subsystem when the worker lets go of the actor, or
+     * every batch: one atomic add per run of turns, not per turn (a worker
+     * keeping up with a sender has turns of a message or two). */
+    uint64_t handled = 0;
     for (;;) {
         unsigned taken = 0;
-        uint64_t handled = 0;
         principal_run run = {NULL, 0};
         for (; taken < k->batch; taken++) {
-            hyi_mpsc_node *node = hyi_mpscq_pop(&actor->mailbox);
+            /* pop_keep: a worker as fast as the sender leaves the newest
+             * message in the list and never touches the line the sender
+             * exchanges; that message is freed once the list moves past it. */
+            hyi_mpsc_node *retired = NULL;
+            hyi_mpsc_node *node = hyi_mpscq_pop_keep(&actor->mailbox, &retired);
+            if (retired)
+                hyi_msg_release(k, HYI_MSG_OF(retired));
             if (!node)
                 break;
             hy_msg *msg = HYI_MSG_OF(node);
@@ -176,27 +236,47 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
             handled += handle(k, &ctx, msg, extras);
             if (HY_UNLIKELY(msg->principal != NULL))
                 principal_run_take(&run, msg);
-            hyi_msg_release(k, msg);
+            if (node != actor->mailbox.held)
+                hyi_msg_release(k, msg);
         }
         principal_run_end(&run);
-        if (handled)
+        if (handled >= k->batch) {
             count_handled(sub, handled);
+            handled = 0;
+        }
         /* The turn's end, for idle passivation: a copy of the kernel's coarse
          * clock, once per turn rather than per message. relaxed: an age hint,
          * read by the passivation thread under no ordering. */
         atomic_store_explicit(&actor->last_active_ms,
                               atomic_load_explicit(&k->coarse_ms, memory_order_relaxed),
                               memory_order_relaxed);
-        /* Still ours with work left: a full turn, a push half done (its node
-         * not linked yet), or a message that arrived as we gave it up. */
-        bool more = taken == k->batch || !hyi_mpscq_consumed(&actor->mailbox) ||
-                    linger(w, actor) || hyi_actor_give_up(actor);
-        if (!more)
-            return;
-        if (others_waiting(w)) {
-            hyi_schedule_yielded(k, actor);
-            return;
+        /* Stay with the actor after a full turn or when a message came as
+         * we lingered, unless others wait for this worker. */
+        bool more = taken == k->batch || linger(w, actor);
+        if (more && !others_waiting(w))
+            continue;
+        /* Leaving it (given up or put back): first the held message, then
+         * the count, which goes in before another worker can run the actor
+         * so drain never waits on this one. A push in flight right behind
+         * the held message keeps the actor: its node comes in a moment, or,
+         * if others wait, the hold goes with the actor to the next turn. */
+        bool held_on = !end_hold(k, actor);
+        if (held_on && !others_waiting(w))
+            continue;
+        count_handled(sub, handled);
+        handled = 0;
+        if (!more && !held_on) {
+            /* Ending the hold may have found a message behind it; else the
+             * handshake decides (true: one arrived as we gave it up). */
+            if (!hyi_mpscq_consumed(&actor->mailbox))
+                continue;
+            if (!hyi_actor_give_up(actor))
+                return;
+            if (!others_waiting(w))
+                continue;
         }
+        hyi_schedule_yielded(k, actor);
+        return;
     }
 }
 

@@ -199,6 +199,58 @@ static void pop_is_null_but_queue_not_empty_while_a_push_is_in_flight(void **sta
     assert_true(hyi_mpscq_is_empty(&q));
 }
 
+/* pop_keep hands the newest node out but keeps it as the list's tail: it
+ * comes back as `retired` only once the pop after it moved past it, and
+ * unhold puts the stub behind it (or waits for a push in flight). */
+static void pop_keep_retires_the_newest_node_only_after_the_list_moves_on(void **state)
+{
+    (void)state;
+    hyi_mpscq q;
+    item a = {.seq = 1}, b = {.seq = 2}, c = {.seq = 3};
+    hyi_mpsc_node *retired = NULL;
+    hyi_mpscq_init(&q);
+
+    hyi_mpscq_push(&q, &a.node);
+    assert_ptr_equal(hyi_mpscq_pop_keep(&q, &retired), &a.node);
+    assert_null(retired);
+    assert_true(hyi_mpscq_holding(&q)); /* a is the newest: kept as tail */
+    assert_false(hyi_mpscq_linked(&q));
+    assert_null(hyi_mpscq_pop_keep(&q, &retired)); /* nothing new */
+    assert_null(retired);
+
+    /* b links behind a; the next pop retires a and holds b */
+    assert_false(hyi_mpscq_push(&q, &b.node));
+    assert_true(hyi_mpscq_linked(&q));
+    assert_ptr_equal(hyi_mpscq_pop_keep(&q, &retired), &b.node);
+    assert_ptr_equal(retired, &a.node);
+    assert_true(hyi_mpscq_holding(&q));
+
+    /* unhold puts the stub behind b: b is out, the queue is empty */
+    assert_ptr_equal(hyi_mpscq_unhold(&q), &b.node);
+    assert_false(hyi_mpscq_holding(&q));
+    assert_true(hyi_mpscq_is_empty(&q));
+
+    /* unhold with a push in flight right behind the held node */
+    hyi_mpscq_push(&q, &a.node);
+    retired = NULL;
+    assert_ptr_equal(hyi_mpscq_pop_keep(&q, &retired), &a.node);
+    atomic_store(&c.node.next, NULL);
+    hyi_mpsc_node *prev = atomic_exchange(&q.head, &c.node);
+    assert_ptr_equal(prev, &a.node);
+    assert_null(hyi_mpscq_unhold(&q)); /* a cannot go before c is linked on */
+    assert_null(hyi_mpscq_unhold(&q)); /* nor on a retry */
+    assert_true(hyi_mpscq_holding(&q));
+    atomic_store(&prev->next, &c.node); /* the producer resumes */
+    assert_ptr_equal(hyi_mpscq_unhold(&q), &a.node);
+    assert_false(hyi_mpscq_is_empty(&q));
+    retired = NULL;
+    assert_ptr_equal(hyi_mpscq_pop_keep(&q, &retired), &c.node);
+    assert_null(retired);
+    assert_ptr_equal(hyi_mpscq_unhold(&q), &c.node);
+    assert_true(hyi_mpscq_is_empty(&q));
+    assert_null(hyi_mpscq_pop(&q));
+}
+
 /* ------------------------------------------------------------ stress: order */
 
 #define PRODUCERS 8
@@ -350,7 +402,32 @@ typedef struct handshake {
     /* the actor's state: touched only by the worker that holds the actor */
     uint64_t next_seq[PRODUCERS];
     uint64_t consumed, bad_order, turns, reclaims, retries;
+    bool keep;                   /* consume with pop_keep, as the kernel does */
+    uint64_t retired;            /* keep: nodes the list moved past */
 } handshake;
+
+/* What a retired node's next is set to: a producer that linked behind a node
+ * after the consumer retired it would overwrite it. */
+static hyi_mpsc_node retired_mark;
+
+static void hs_retire(handshake *h, hyi_mpsc_node *n)
+{
+    atomic_store(&n->next, &retired_mark);
+    h->retired++;
+}
+
+/* keep: end the hold before giving the actor up; false while a push is in
+ * flight right behind the held node. */
+static bool hs_end_hold(handshake *h)
+{
+    if (!h->keep || !hyi_mpscq_holding(&h->q))
+        return true;
+    hyi_mpsc_node *n = hyi_mpscq_unhold(&h->q);
+    if (!n)
+        return false;
+    hs_retire(h, n);
+    return true;
+}
 
 typedef struct hs_arg {
     handshake *h;
@@ -384,16 +461,28 @@ static void hs_run_actor(handshake *h)
     for (;;) {
         h->turns++;
         hyi_mpsc_node *n;
-        while ((n = hyi_mpscq_pop(&h->q)) != NULL) {
+        for (;;) {
+            if (h->keep) {
+                hyi_mpsc_node *retired = NULL;
+                n = hyi_mpscq_pop_keep(&h->q, &retired);
+                if (retired)
+                    hs_retire(h, retired);
+            } else {
+                n = hyi_mpscq_pop(&h->q);
+            }
+            if (!n)
+                break;
             item *it = item_of(n);
             if (it->seq != h->next_seq[it->producer])
                 h->bad_order++;
             h->next_seq[it->producer] = it->seq + 1;
             h->consumed++;
+            if (h->keep && n != h->q.held)
+                hs_retire(h, n); /* already behind the tail: done with */
         }
         /* relaxed: only the watchdog reads it */
         atomic_store_explicit(&h->progress, h->consumed, memory_order_relaxed);
-        if (!hyi_mpscq_consumed(&h->q)) {
+        if (!hs_end_hold(h) || !hyi_mpscq_consumed(&h->q)) {
             h->retries++; /* a push in flight behind a queued node */
             sched_yield();
             continue;
@@ -423,11 +512,11 @@ static void *hs_worker_main(void *p)
     return NULL;
 }
 
-static void schedule_handshake_never_strands_a_message(void **state)
+static void run_handshake(bool keep)
 {
-    (void)state;
     handshake *h = calloc(1, sizeof *h);
     assert_non_null(h);
+    h->keep = keep;
     h->per_producer = 50000 * stress_scale();
     hyi_mpscq_init(&h->q);
     pthread_t th[PRODUCERS], wk[HS_WORKERS];
@@ -489,9 +578,30 @@ static void schedule_handshake_never_strands_a_message(void **state)
     assert_int_equal(atomic_load(&h->scheduled), 0);
     assert_int_equal(atomic_load(&h->claimed), atomic_load(&h->tokens));
     assert_true(hyi_mpscq_is_empty(&h->q));
+    if (keep) {
+        /* every node retired once, and none written to after it was */
+        assert_int_equal(h->retired, want);
+        for (unsigned p = 0; p < PRODUCERS; p++)
+            for (unsigned i = 0; i < h->per_producer; i++)
+                assert_ptr_equal(atomic_load(&h->items[p][i].node.next), &retired_mark);
+    }
     for (unsigned p = 0; p < PRODUCERS; p++)
         free(h->items[p]);
     free(h);
+}
+
+static void schedule_handshake_never_strands_a_message(void **state)
+{
+    (void)state;
+    run_handshake(false);
+}
+
+/* The same with pop_keep and unhold at the end of each period: nothing
+ * stranded, and no node retired while a producer could still link behind it. */
+static void schedule_handshake_with_pop_keep_never_strands_or_retires_early(void **state)
+{
+    (void)state;
+    run_handshake(true);
 }
 
 int main(void)
@@ -503,8 +613,10 @@ int main(void)
         cmocka_unit_test(interleaved_push_and_pop_keep_order),
         cmocka_unit_test(push_chain_enqueues_the_chain_in_order),
         cmocka_unit_test(pop_is_null_but_queue_not_empty_while_a_push_is_in_flight),
+        cmocka_unit_test(pop_keep_retires_the_newest_node_only_after_the_list_moves_on),
         cmocka_unit_test(producers_keep_order_and_nothing_is_lost_or_duplicated),
         cmocka_unit_test(schedule_handshake_never_strands_a_message),
+        cmocka_unit_test(schedule_handshake_with_pop_keep_never_strands_or_retires_early),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
