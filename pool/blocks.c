@@ -28,22 +28,7 @@
 
 #include "blocks.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define BLOCKS_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define BLOCKS_ASAN 1
-#endif
-#endif
-
-#ifdef BLOCKS_ASAN
-#include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define POISON(p, n) ((void)(p), (void)(n))
-#define UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
+#include "poison.h"
 
 #define SLAB_BYTES ((size_t)64 * 1024)
 #define PAGE_BYTES ((size_t)4096)

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "hypha.h"
+#include "support.h"
 
 #define SAMPLE_SECONDS 10
 #define LIVE_CHURN     8      /* churned subsystems registered at a time */
@@ -45,25 +46,6 @@ static const char *const cname[C__N] = {"send", "batch", "ask", "publish", "pers
                                          "registered"};
 static _Atomic uint64_t handled[C__N];
 static uint64_t accepted[C__N];
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-}
 
 static int on_job(hy_ctx *ctx, const hy_msg *msg)
 {
@@ -201,7 +183,7 @@ int main(int argc, char **argv)
     size_t nsamples = (size_t)(seconds / SAMPLE_SECONDS);
     uint64_t *rss = calloc(nsamples + 1, sizeof *rss);
     size_t got = 0;
-    uint64_t start = now_ns(), next_sample = start + SAMPLE_SECONDS * 1000000000ull;
+    uint64_t start = mono_ns(), next_sample = start + SAMPLE_SECONDS * 1000000000ull;
     uint64_t end = start + (uint64_t)seconds * 1000000000ull;
     uint64_t nreg = 0, nunreg = 0; /* live churned subsystems: [nunreg, nreg) */
     char name[32];
@@ -211,7 +193,7 @@ int main(int argc, char **argv)
     hy_send_item items[64];
 
     while (got < nsamples) {
-        uint64_t t = now_ns();
+        uint64_t t = mono_ns();
         if (t >= next_sample) {
             rss[got++] = rss_bytes();
             printf("{\"bench\":\"soak\",\"scenario\":\"rss\",\"seconds\":%zu,\"rss_bytes\":%llu}\n",

@@ -32,6 +32,7 @@
 
 #include "hypha.h"
 #include "support.h"
+#include "tmpdir.h"
 
 #define HY_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define MAX_KEYS 1024
@@ -438,12 +439,6 @@ static void test_failing_save_keeps_the_actor_active_and_counts_it(void **state)
 
 /* ---------------------------------------------------------------- persistent */
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 /* A fresh directory for a test's journal; removed with all in it. */
 typedef struct journal_dir {
     char dir[32];
@@ -459,7 +454,7 @@ static void journal_dir_make(journal_dir *jd)
 
 static void journal_dir_remove(journal_dir *jd)
 {
-    nftw(jd->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+    tmpdir_remove(jd->dir);
 }
 
 static hy_kernel *open_persistent(const char *env, uint32_t idle_ms)

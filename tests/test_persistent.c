@@ -28,40 +28,12 @@
 
 #include "hypha.h"
 #include "support.h"
+#include "tmpdir.h"
 
 #define HY_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---------------------------------------------------------------- fixture */
 
-typedef struct fixture {
-    char dir[32];
-    char env[64];
-} fixture;
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    strcpy(f->dir, "/tmp/hy-pers-XXXXXX");
-    if (!mkdtemp(f->dir))
-        return -1;
-    snprintf(f->env, sizeof f->env, "%s/env", f->dir);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
-}
 
 /* ---------------------------------------------------------------- the counter */
 
@@ -597,7 +569,7 @@ static void test_corrupt_entry_stops_replay_at_last_good(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, tmpdir_setup, tmpdir_teardown)
         T(test_counter_snapshot_then_reopen_gives_one),
         T(test_two_increments_without_snapshot_replay_on_reopen),
         T(test_failing_message_leaves_state_unchanged),

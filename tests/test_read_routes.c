@@ -25,6 +25,7 @@
 
 #include "hypha.h"
 #include "support.h"
+#include "tmpdir.h"
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -35,35 +36,6 @@
 #define ROUNDS(plain, sanitized) (plain)
 #endif
 
-typedef struct fixture {
-    char dir[32];
-    char env[64];
-} fixture;
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof *f);
-    strcpy(f->dir, "/tmp/hy-reads-XXXXXX");
-    if (!mkdtemp(f->dir))
-        return -1;
-    snprintf(f->env, sizeof f->env, "%s/env", f->dir);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
-    free(f);
-    return 0;
-}
 
 /* ---------------------------------------------------------------- the orders */
 
@@ -393,21 +365,21 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_reads_add_no_journal_entry_and_are_not_replayed,
-                                        setup, teardown),
+                                        tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_write_then_read_from_one_sender_sees_the_write,
-                                        setup, teardown),
+                                        tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(
-                test_interleaved_reads_each_see_exactly_the_writes_before_them, setup,
-                teardown),
+                test_interleaved_reads_each_see_exactly_the_writes_before_them, tmpdir_setup,
+                tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_batch_read_comes_after_the_writes_before_it,
-                                        setup, teardown),
+                                        tmpdir_setup, tmpdir_teardown),
         cmocka_unit_test_setup_teardown(
-                test_durable_send_to_a_read_route_acknowledges_without_writing, setup,
-                teardown),
+                test_durable_send_to_a_read_route_acknowledges_without_writing, tmpdir_setup,
+                tmpdir_teardown),
         cmocka_unit_test_setup_teardown(test_set_state_from_a_read_route_fails_the_message,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_many_senders_reads_see_their_own_writes, setup,
-                                        teardown),
+                                        tmpdir_setup, tmpdir_teardown),
+        cmocka_unit_test_setup_teardown(test_many_senders_reads_see_their_own_writes, tmpdir_setup,
+                                        tmpdir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,18 +90,6 @@ static void register_churn(hy_kernel *k, bool passivating)
     assert_int_equal(hy_subsystem_register(k, "churn", &def), 0);
 }
 
-static uint64_t rss_bytes(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    if (f) {
-        if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
 /* Wait until the kernel holds no user subsystem but `keep` and no actor
  * state: everything unregistered has been freed. */
 static bool wait_reclaimed(hy_kernel *k, uint64_t keep)
