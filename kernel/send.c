@@ -14,8 +14,8 @@
 #include "kernel.h"
 
 /* The actor a message for this route goes to. */
-static int route_actor(hy_kernel *k, hyi_route_binding *route, const hy_msg *msg,
-                       hyi_actor **out)
+static inline __attribute__((always_inline)) int
+route_actor(hy_kernel *k, hyi_route_binding *route, const hy_msg *msg, hyi_actor **out)
 {
     if (route->key_index < 0) {
         *out = route->sub->actor;
