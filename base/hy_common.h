@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define HY_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define HY_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -51,6 +52,32 @@ static inline int hyi_cmp_u32(const void *a, const void *b)
 static inline uint64_t hyi_stat_load(_Atomic uint64_t *counter)
 {
     return atomic_load_explicit(counter, memory_order_relaxed);
+}
+
+/* memcpy of a few dozen bytes (a path, a small payload) without the library
+ * call, which costs more than the copy at these sizes: whole words, the last
+ * one overlapping, so nothing outside [src, src + n) is read or outside
+ * [dst, dst + n) written. The regions must not overlap. */
+#define HYI_COPY_SHORT_MAX 64
+static inline __attribute__((always_inline)) void hyi_copy_short(void *restrict dst,
+                                                                 const void *restrict src,
+                                                                 size_t n)
+{
+    if (HY_UNLIKELY(n < 8 || n > HYI_COPY_SHORT_MAX)) {
+        memcpy(dst, src, n);
+        return;
+    }
+    char *d = dst;
+    const char *s = src;
+    uint64_t w;
+    for (size_t i = 0; i + 8 < n; i += 8) {
+        __builtin_memcpy(&w, s + i, 8);
+        /* keeps the compiler from turning the loop back into a call */
+        __asm__("" : "+r"(w));
+        __builtin_memcpy(d + i, &w, 8);
+    }
+    __builtin_memcpy(&w, s + n - 8, 8);
+    __builtin_memcpy(d + n - 8, &w, 8);
 }
 
 #endif

@@ -690,10 +690,10 @@ hyi_msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m, const 
     for (size_t i = 0; i < nparams; i++)
         msg->params[i] = m->params[i];
     char *p = (char *)&msg->params[nparams];
-    memcpy(p, path, path_len);
+    hyi_copy_short(p, path, path_len);
     p[path_len] = '\0';
     if (len)
-        memcpy((char *)msg + payload_off, payload, len);
+        hyi_copy_short((char *)msg + payload_off, payload, len);
     if (reply_len)
         memcpy((char *)msg + payload_off + len, reply_to, reply_len);
     if (HY_UNLIKELY(slot))
@@ -703,6 +703,17 @@ hyi_msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m, const 
 
 /* Call the slot's hook, if any, and give the block back to the pool. */
 void hyi_msg_release(hy_kernel *k, hy_msg *msg);
+
+/* hyi_msg_release with its usual case inline: a message with no slot and no
+ * principal goes straight back to the pool (the worker releases one per
+ * message it handles). */
+static inline void hyi_msg_release_plain(hy_kernel *k, hy_msg *msg)
+{
+    if (HY_LIKELY(!(msg->flags & HYI_MSG_SLOT) && msg->principal == NULL))
+        hyi_pool_release(k->pool, msg);
+    else
+        hyi_msg_release(k, msg);
+}
 
 /* ================================================================ sched.c (cont.)
  * The scheduled-flag handshake, both halves side by side.

@@ -45,9 +45,11 @@ const char *hy_msg_path(const hy_msg *msg, size_t *len)
 
 const void *hy_msg_payload(const hy_msg *msg, size_t *len)
 {
+    /* the body found once: a handler calls this for every message */
+    const hy_msg *b = hyi_msg_body(msg);
     if (len)
-        *len = hyi_msg_body(msg)->payload_len;
-    return hyi_msg_payload(msg);
+        *len = b->payload_len;
+    return (const char *)b + hyi_msg_payload_off(b->nparams, b->path_len);
 }
 
 uint64_t hy_msg_id(const hy_msg *msg)

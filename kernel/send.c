@@ -14,8 +14,8 @@
 #include "kernel.h"
 
 /* The actor a message for this route goes to. */
-static int route_actor(hy_kernel *k, hyi_route_binding *route, const hy_msg *msg,
-                       hyi_actor **out)
+static inline __attribute__((always_inline)) int
+route_actor(hy_kernel *k, hyi_route_binding *route, const hy_msg *msg, hyi_actor **out)
 {
     if (route->key_index < 0) {
         *out = route->sub->actor;
@@ -25,13 +25,20 @@ static int route_actor(hy_kernel *k, hyi_route_binding *route, const hy_msg *msg
     return hyi_actor_get(k, route->sub, hyi_msg_path(msg) + key.off, key.len, out);
 }
 
-void hyi_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last, uint64_t n)
+/* hyi_deliver, inlined into the send path. */
+static inline __attribute__((always_inline)) void
+deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last, uint64_t n)
 {
     /* relaxed: drain compares sent with handled; handled's release/acquire
      * pair carries the ordering it needs, and `sent` only has to be counted
      * before the message can be handled, which the push below ensures. */
     atomic_fetch_add_explicit(&first->route->sub->sent, n, memory_order_relaxed);
     hyi_actor_push(k, actor, &first->link, &last->link);
+}
+
+void hyi_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *first, hy_msg *last, uint64_t n)
+{
+    deliver(k, actor, first, last, n);
 }
 
 static inline __attribute__((always_inline)) int
@@ -152,7 +159,7 @@ admit_and_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
     if (HY_UNLIKELY(msg->route->sub->persistent))
         return msg->route->read_only ? hyi_persist_deliver_read(k, actor, msg)
                                      : hyi_persist_submit(k, actor, msg);
-    hyi_deliver(k, actor, msg, msg, 1);
+    deliver(k, actor, msg, msg, 1);
     return 0;
 }
 
@@ -228,11 +235,12 @@ typedef struct route_entry {
 static _Thread_local struct {
     route_entry way[ROUTE_CACHE_WAYS];
     unsigned next;      /* round-robin victim */
+    unsigned last;      /* the way that answered last */
     unsigned misses;    /* in a row */
     unsigned bypass;    /* sends left that skip the cache */
 } tl_routes;
 
-static uint64_t path_tail(const char *path, size_t len)
+static inline uint64_t path_tail(const char *path, size_t len)
 {
     uint64_t t = 0;
     /* A constant size is one load; a variable one a call or a byte loop. */
@@ -259,11 +267,12 @@ static inline bool path_head_equal(const char *a, const char *b, size_t len)
     return true;
 }
 
-/* The match for path: a cached one, or a fresh one (then cached). Call inside
- * a read section. The result is valid only until this thread's next send (a
- * state_init callback may send): read it before calling out. */
-static int match_cached(hy_kernel *k, const char *path, size_t path_len, const void *payload,
-                        size_t len, const hyi_match **out)
+/* A lookup the cache could not answer: route the path, and cache the match
+ * unless this thread is bypassing the cache. Out of line, so the hit path
+ * inlined into each send saves no registers for it. */
+static __attribute__((noinline)) int
+match_uncached(hy_kernel *k, const char *path, size_t path_len, const void *payload,
+               size_t len, uint64_t generation, const hyi_match **out)
 {
     route_entry *e;
     if (HY_UNLIKELY(tl_routes.bypass)) {
@@ -273,22 +282,12 @@ static int match_cached(hy_kernel *k, const char *path, size_t path_len, const v
         *out = &e->m;
         return match(k, path, path_len, payload, len, &e->m);
     }
-    uint64_t generation = hyi_router_generation(k->router);
-    uint64_t tail = path_tail(path, path_len);
-    for (unsigned i = 0; i < ROUTE_CACHE_WAYS; i++) {
-        e = &tl_routes.way[i];
-        if (e->tail == tail && e->len == path_len && e->k == k &&
-            e->generation == generation && path_head_equal(e->path, path, path_len)) {
-            tl_routes.misses = 0;
-            *out = &e->m;
-            return 0;
-        }
-    }
     if (++tl_routes.misses == ROUTE_MISS_LIMIT) {
         tl_routes.misses = 0;
         tl_routes.bypass = ROUTE_BYPASS;
     }
-    e = &tl_routes.way[tl_routes.next++ % ROUTE_CACHE_WAYS];
+    unsigned victim = tl_routes.next++ % ROUTE_CACHE_WAYS;
+    e = &tl_routes.way[victim];
     e->k = NULL; /* invalid until refilled */
     int rc = match(k, path, path_len, payload, len, &e->m);
     if (rc != 0)
@@ -296,24 +295,62 @@ static int match_cached(hy_kernel *k, const char *path, size_t path_len, const v
     if (path_len <= ROUTE_CACHE_PATH) {
         memcpy(e->path, path, path_len);
         e->len = path_len;
-        e->tail = tail;
+        e->tail = path_tail(path, path_len);
         e->generation = generation;
         e->k = k;
+        tl_routes.last = victim;
     }
     *out = &e->m;
     return 0;
 }
 
+static inline __attribute__((always_inline)) bool
+entry_matches(const route_entry *e, const hy_kernel *k, const char *path, size_t path_len,
+              uint64_t tail, uint64_t generation)
+{
+    return e->tail == tail && e->len == path_len && e->k == k && e->generation == generation &&
+           path_head_equal(e->path, path, path_len);
+}
+
+/* The match for path: a cached one, or a fresh one (then cached). Call inside
+ * a read section. The result is valid only until this thread's next send (a
+ * state_init callback may send): read it before calling out. The way that
+ * answered last is tried first: a sender usually repeats its last path. */
+static inline __attribute__((always_inline)) int
+match_cached(hy_kernel *k, const char *path, size_t path_len, const void *payload,
+             size_t len, const hyi_match **out)
+{
+    uint64_t generation = hyi_router_generation(k->router);
+    if (HY_LIKELY(!tl_routes.bypass)) {
+        uint64_t tail = path_tail(path, path_len);
+        unsigned last = tl_routes.last;
+        route_entry *e = &tl_routes.way[last];
+        if (HY_LIKELY(entry_matches(e, k, path, path_len, tail, generation))) {
+            tl_routes.misses = 0;
+            *out = &e->m;
+            return 0;
+        }
+        for (unsigned i = 0; i < ROUTE_CACHE_WAYS; i++) {
+            e = &tl_routes.way[i];
+            if (i != last && entry_matches(e, k, path, path_len, tail, generation)) {
+                tl_routes.misses = 0;
+                tl_routes.last = i;
+                *out = &e->m;
+                return 0;
+            }
+        }
+    }
+    return match_uncached(k, path, path_len, payload, len, generation, out);
+}
+
 /* A subsystem that forwards (hy_ext_forward_set) takes a plain or durable
  * send on this thread; HY_EXT_FORWARD_DECLINE: deliver it as usual. */
-static int forward(const hyi_match *m, const char *path, size_t path_len, const void *payload,
-                   size_t len, bool durable, void (*on_durable)(void *, int), void *udata)
+static __attribute__((noinline)) int
+forward_to(const hy_ext_forward_ops *ops, const hyi_match *m, const char *path, size_t path_len,
+           const void *payload, size_t len, bool durable, void (*on_durable)(void *, int),
+           void *udata)
 {
     hyi_route_binding *route = m->route;
-    /* acquire: pairs with hy_ext_forward_set's release (fwd_self) */
-    const hy_ext_forward_ops *ops = atomic_load_explicit(&route->sub->fwd, memory_order_acquire);
-    if (HY_LIKELY(!ops))
-        return HY_EXT_FORWARD_DECLINE;
     if (durable)
         return ops->send_durable ? ops->send_durable(route->sub->fwd_self, route->udata, path,
                                                      path_len, payload, len, on_durable, udata)
@@ -321,6 +358,19 @@ static int forward(const hyi_match *m, const char *path, size_t path_len, const 
     return ops->send ? ops->send(route->sub->fwd_self, route->udata, path, path_len, payload,
                                  len)
                      : HY_EXT_FORWARD_DECLINE;
+}
+
+/* Inline: a subsystem that does not forward costs one load and a branch. */
+static inline __attribute__((always_inline)) int
+forward(const hyi_match *m, const char *path, size_t path_len, const void *payload, size_t len,
+        bool durable, void (*on_durable)(void *, int), void *udata)
+{
+    hyi_route_binding *route = m->route;
+    /* acquire: pairs with hy_ext_forward_set's release (fwd_self) */
+    const hy_ext_forward_ops *ops = atomic_load_explicit(&route->sub->fwd, memory_order_acquire);
+    if (HY_LIKELY(!ops))
+        return HY_EXT_FORWARD_DECLINE;
+    return forward_to(ops, m, path, path_len, payload, len, durable, on_durable, udata);
 }
 
 /* hyi_send, and hy_send_durable when durable is set. Inlined into each

@@ -225,7 +225,7 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
             hyi_mpsc_node *retired = NULL;
             hyi_mpsc_node *node = hyi_mpscq_pop_keep(&actor->mailbox, &retired);
             if (retired)
-                hyi_msg_release(k, HYI_MSG_OF(retired));
+                hyi_msg_release_plain(k, HYI_MSG_OF(retired));
             if (!node)
                 break;
             hy_msg *msg = HYI_MSG_OF(node);
@@ -237,7 +237,7 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
             if (HY_UNLIKELY(msg->principal != NULL))
                 principal_run_take(&run, msg);
             if (node != actor->mailbox.held)
-                hyi_msg_release(k, msg);
+                hyi_msg_release_plain(k, msg);
         }
         principal_run_end(&run);
         if (handled >= k->batch) {
