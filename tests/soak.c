@@ -39,7 +39,7 @@
 #define LIVE_CHURN     8      /* churned subsystems registered at a time */
 #define CHURN_NAMES    64     /* the names they cycle through */
 #define KEYS           4000   /* persistent keyed actors, more than stay active */
-#define IDLE_MS        10     /* well under the window's return to a key (~40 ms) */
+#define IDLE_MS        300
 
 enum { C_JOB, C_BATCH, C_ASK, C_PUB, C_ACCT, C_REG, C__N };
 static const char *const cname[C__N] = {"send", "batch", "ask", "publish", "persistent",
