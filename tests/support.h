@@ -105,4 +105,32 @@ static inline int state_load_copy(const void *bytes, size_t len, size_t size, vo
     return 0;
 }
 
+/* The four state callbacks of a subsystem whose actor state is one int64_t
+ * starting at 0 (a counter, an order total). */
+static inline int i64_state_init(void *udata, const char *key, size_t key_len, void **state)
+{
+    (void)udata, (void)key, (void)key_len;
+    *state = calloc(1, sizeof(int64_t));
+    return *state ? 0 : -1;
+}
+
+static inline void i64_state_free(void *udata, void *state)
+{
+    (void)udata;
+    free(state);
+}
+
+static inline int i64_state_save(void *udata, void *state, void **bytes, size_t *len)
+{
+    (void)udata;
+    return state_save_copy(state, sizeof(int64_t), bytes, len);
+}
+
+static inline int i64_state_load(void *udata, const char *key, size_t key_len, const void *bytes,
+                                 size_t len, void **state)
+{
+    (void)udata, (void)key, (void)key_len;
+    return state_load_copy(bytes, len, sizeof(int64_t), state);
+}
+
 #endif

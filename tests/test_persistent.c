@@ -102,32 +102,6 @@ static int on_sink(hy_ctx *ctx, const hy_msg *msg)
     return 0;
 }
 
-static int c_init(void *udata, const char *key, size_t key_len, void **state)
-{
-    (void)udata, (void)key, (void)key_len;
-    *state = calloc(1, sizeof(int64_t));
-    return *state ? 0 : -1;
-}
-
-static void c_free(void *udata, void *state)
-{
-    (void)udata;
-    free(state);
-}
-
-static int c_save(void *udata, void *state, void **bytes, size_t *len)
-{
-    (void)udata;
-    return state_save_copy(state, sizeof(int64_t), bytes, len);
-}
-
-static int c_load(void *udata, const char *key, size_t key_len, const void *bytes, size_t len,
-                  void **state)
-{
-    (void)udata, (void)key, (void)key_len;
-    return state_load_copy(bytes, len, sizeof(int64_t), state);
-}
-
 static const hy_route counter_routes[] = {
     {.pattern = "add", .handler = on_add},
     {.pattern = "fail", .handler = on_fail},
@@ -147,10 +121,10 @@ static hy_kernel *open_kernel(const fixture *f, uint32_t snapshot_every, bool sn
     if (rc)
         fail_msg("open: %s: %s", hy_err_name(rc), hy_errdetail());
     hy_subsystem_def def = {.routes = counter_routes, .nroutes = HY_ARRAY_LEN(counter_routes),
-                            .state_init = c_init, .state_free = c_free,
+                            .state_init = i64_state_init, .state_free = i64_state_free,
                             .persistent = 1,
-                            .state_save = snapshots ? c_save : NULL,
-                            .state_load = snapshots ? c_load : NULL};
+                            .state_save = snapshots ? i64_state_save : NULL,
+                            .state_load = snapshots ? i64_state_load : NULL};
     rc = hy_subsystem_register(k, "counter", &def);
     if (rc)
         fail_msg("register: %s: %s", hy_err_name(rc), hy_errdetail());
@@ -445,8 +419,8 @@ static void test_map_cap_fails_persistent_sends_only(void **state)
                      .journal_map_size = 256 << 10, .journal_map_max = 256 << 10};
     hy_kernel *k;
     assert_int_equal(hy_kernel_open(&k, &cfg), 0);
-    hy_subsystem_def def = {.routes = counter_routes, .nroutes = 1, .state_init = c_init,
-                            .state_free = c_free, .persistent = 1};
+    hy_subsystem_def def = {.routes = counter_routes, .nroutes = 1, .state_init = i64_state_init,
+                            .state_free = i64_state_free, .persistent = 1};
     assert_int_equal(hy_subsystem_register(k, "counter", &def), 0);
     static const hy_route sink_routes[] = {{.pattern = "x", .handler = on_sink}};
     hy_subsystem_def sink = {.routes = sink_routes, .nroutes = 1};
@@ -547,8 +521,8 @@ static void test_corrupt_entry_stops_replay_at_last_good(void **state)
                      .durability = HY_DURABILITY_NOSYNC, .snapshot_every = 1000};
     assert_int_equal(hy_kernel_open(&k, &cfg), 0);
     hy_subsystem_def def = {.routes = counter_routes, .nroutes = HY_ARRAY_LEN(counter_routes),
-                            .state_init = c_init, .state_free = c_free, .persistent = 1,
-                            .state_save = c_save, .state_load = c_load};
+                            .state_init = i64_state_init, .state_free = i64_state_free, .persistent = 1,
+                            .state_save = i64_state_save, .state_load = i64_state_load};
     assert_int_equal(hy_subsystem_register(k, "counter", &def), 0);
     assert_non_null(strstr(hy_errdetail(), "replay stopped after seq 1"));
     assert_int_equal(stats(k).journal_corrupt, 1);

@@ -87,32 +87,6 @@ static int on_sneak(hy_ctx *ctx, const hy_msg *msg)
     return 0;
 }
 
-static int o_init(void *udata, const char *key, size_t key_len, void **state)
-{
-    (void)udata, (void)key, (void)key_len;
-    *state = calloc(1, sizeof(int64_t));
-    return *state ? 0 : -1;
-}
-
-static void o_free(void *udata, void *state)
-{
-    (void)udata;
-    free(state);
-}
-
-static int o_save(void *udata, void *state, void **bytes, size_t *len)
-{
-    (void)udata;
-    return state_save_copy(state, sizeof(int64_t), bytes, len);
-}
-
-static int o_load(void *udata, const char *key, size_t key_len, const void *bytes, size_t len,
-                  void **state)
-{
-    (void)udata, (void)key, (void)key_len;
-    return state_load_copy(bytes, len, sizeof(int64_t), state);
-}
-
 static const hy_route order_routes[] = {
     {.pattern = "order/{id}/add", .handler = on_add, .key = "id"},
     {.pattern = "order/{id}/total", .handler = on_total, .key = "id", .read_only = 1},
@@ -129,9 +103,9 @@ static hy_kernel *open_orders(const fixture *f, hy_durability durability,
     if (rc)
         fail_msg("open: %s: %s", hy_err_name(rc), hy_errdetail());
     hy_subsystem_def def = {.routes = order_routes, .nroutes = ARRAY_LEN(order_routes),
-                            .state_init = o_init, .state_free = o_free, .persistent = 1,
-                            .state_save = idle_timeout_ms ? o_save : NULL,
-                            .state_load = idle_timeout_ms ? o_load : NULL,
+                            .state_init = i64_state_init, .state_free = i64_state_free, .persistent = 1,
+                            .state_save = idle_timeout_ms ? i64_state_save : NULL,
+                            .state_load = idle_timeout_ms ? i64_state_load : NULL,
                             .idle_timeout_ms = idle_timeout_ms};
     rc = hy_subsystem_register(k, "orders", &def);
     if (rc)
