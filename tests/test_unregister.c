@@ -231,13 +231,9 @@ static int blocked(hy_ctx *ctx, const hy_msg *msg)
     return 0;
 }
 
-/* A handler blocked past the timeout: unregister returns HY_EBUSY rather than
- * wait for it; the name is free at once; when the handler returns, what was
- * queued behind it becomes dead letters and the subsystem is freed. */
-static void blocked_handler_past_timeout_is_busy(void **state)
+/* A kernel with subsystem "slow" whose handler blocks until blocker.open. */
+static hy_kernel *open_with_blocked_subsystem(void)
 {
-    (void)state;
-    enum { QUEUED = 5 };
     hy_kernel *k = open_kernel();
     atomic_store(&blocker.entered, 0);
     atomic_store(&blocker.open, 0);
@@ -245,6 +241,17 @@ static void blocked_handler_past_timeout_is_busy(void **state)
     hy_subsystem_def def = {.routes = &r, .nroutes = 1, .state_init = state_init,
                             .state_free = state_free};
     assert_int_equal(hy_subsystem_register(k, "slow", &def), 0);
+    return k;
+}
+
+/* A handler blocked past the timeout: unregister returns HY_EBUSY rather than
+ * wait for it; the name is free at once; when the handler returns, what was
+ * queued behind it becomes dead letters and the subsystem is freed. */
+static void blocked_handler_past_timeout_is_busy(void **state)
+{
+    (void)state;
+    enum { QUEUED = 5 };
+    hy_kernel *k = open_with_blocked_subsystem();
     assert_int_equal(hy_send(k, "slow://own", NULL, 0), 0);
     assert_true(wait_for(&blocker.entered, 1));
     for (int i = 0; i < QUEUED; i++)
@@ -285,13 +292,7 @@ static void blocked_handler_past_timeout_is_busy(void **state)
 static void close_frees_what_is_not_reclaimed_yet(void **state)
 {
     (void)state;
-    hy_kernel *k = open_kernel();
-    atomic_store(&blocker.entered, 0);
-    atomic_store(&blocker.open, 0);
-    hy_route r = {.pattern = "own", .handler = blocked};
-    hy_subsystem_def def = {.routes = &r, .nroutes = 1, .state_init = state_init,
-                            .state_free = state_free};
-    assert_int_equal(hy_subsystem_register(k, "slow", &def), 0);
+    hy_kernel *k = open_with_blocked_subsystem();
     assert_int_equal(hy_send(k, "slow://own", NULL, 0), 0);
     assert_int_equal(hy_send(k, "slow://own", NULL, 0), 0);
     assert_true(wait_for(&blocker.entered, 1));
