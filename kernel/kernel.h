@@ -868,9 +868,10 @@ void hyi_persist_dropped(hy_msg *msg);
 int hyi_persist_suppressed(hy_kernel *k);
 /* worker.c: msg was handled (or failed) by its persistent actor. */
 void hyi_persist_applied(hy_kernel *k, hyi_actor *actor, hy_msg *msg);
-/* passivate.c: save a persistent actor's state before passivation (a
- * snapshot, when anything was applied since the last); 0 or the error. */
-int hyi_persist_passivate(hy_kernel *k, hyi_actor *actor);
+/* passivate.c: save claimed persistent actors' states before passivation (a
+ * snapshot of each that applied anything since its last), all in one journal
+ * transaction; rcs[i] gets actor i's outcome, 0 or the error. */
+void hyi_persist_passivate_many(hy_kernel *k, hyi_actor *const *actors, size_t n, int *rcs);
 /* stats.c: the journal's figures. */
 void hyi_persist_stats(hy_kernel *k, hy_stats *out);
 

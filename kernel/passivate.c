@@ -27,7 +27,8 @@
  *   3. claim: CAS scheduled 0 -> 1, so no worker runs it and no sender
  *      schedules it (a failed claim: busy, unmark). As the mailbox's consumer
  *      now, check it is empty and no journal delivery is pending; save the
- *      state; then, under the segment lock, take it out of the table if the
+ *      state (persistent actors' snapshots are saved SAVE_CHUNK at a time,
+ *      in one journal transaction, the actors staying claimed till then); then, under the segment lock, take it out of the table if the
  *      mark is still there. Whatever goes wrong (a message, a failed save, a
  *      sender that called it off) gives the actor back with the end-of-turn
  *      handshake (hyi_actor_release), which schedules it if a message came.
@@ -58,6 +59,7 @@
 #define MIN_PERIOD_MS      10
 #define CAP_ONLY_PERIOD_MS 100
 #define BATCH              4096     /* marked actors per synchronize */
+#define SAVE_CHUNK         256      /* persistent actors per snapshot transaction */
 #define LAT_RING           1024     /* recent activation latencies kept */
 #define PRESSURE_PERCENT   90       /* of pool_cap_bytes */
 #define TRIM_MIN_BYTES     ((uint64_t)256 * 1024) /* a pool this small is not trimmed */
@@ -91,6 +93,8 @@ struct hyi_janitor {
     size_t nsubs, cap_subs;
     vec batch;
     vec limbo;                      /* passivated, waiting for quiescence */
+    hyi_actor *claimed[SAVE_CHUNK]; /* claimed, their snapshots not yet saved */
+    size_t nclaimed;
     uint64_t *limbo_qs;             /* workers' quiescent counts after them */
 
     /* relaxed counters: statistics only */
@@ -401,16 +405,80 @@ static void choose_lru(hy_kernel *k, uint32_t now)
 
 /* ---------------------------------------------------------------- passivation */
 
-static int save_state(hy_kernel *k, hyi_actor *a)
+/* Claim a marked actor (step 3): false, with the actor given back, when it is
+ * busy, has a message or a journal delivery pending. */
+static bool claim_idle(hy_kernel *k, hyi_actor *a)
 {
-    hyi_subsys *sub = a->sub;
-    if (sub->persistent)
-        return hyi_persist_passivate(k, a);
-    int rc = sub->passivate(sub->udata, a->key, a->key_len, a->state);
-    return rc ? HY_EHANDLER : 0;
+    hyi_janitor *j = k->janitor;
+    uint32_t expected = 0;
+    /* seq_cst: the claim, in the same total order as the senders' flag
+     * exchange and the workers' end-of-turn handshake; its acquire half
+     * makes the last turn's state visible here. */
+    if (!atomic_compare_exchange_strong_explicit(&a->scheduled, &expected, 1,
+                                                 memory_order_seq_cst, memory_order_relaxed)) {
+        hyi_actor_unmark(k, a); /* busy: running or queued */
+        return false;
+    }
+    /* acquire (inside): pairs with the journal completion's release
+     * count, so its push (and any read it released) is visible to the
+     * emptiness check below. */
+    if (!hyi_mpscq_is_empty(&a->mailbox) || hyi_persist_in_journal(a) != 0) {
+        hyi_actor_unmark(k, a);
+        hyi_actor_release(k, a);
+        count(&j->aborted);
+        return false;
+    }
+    return true;
 }
 
-/* Steps 2 and 3 of the top comment for the marked actors in the batch. */
+/* The rest of step 3 for a claimed actor whose state was saved (save_rc 0):
+ * out of the table unless a sender called it off, then into the limbo. */
+static void finish_passivation(hy_kernel *k, hyi_actor *a, int save_rc)
+{
+    hyi_janitor *j = k->janitor;
+    if (save_rc != 0) {
+        hyi_actor_unmark(k, a);
+        hyi_actor_release(k, a);
+        count(&j->failed);
+        return;
+    }
+    if (!hyi_actor_remove_marked(k, a)) {
+        hyi_actor_release(k, a); /* a sender called it off */
+        count(&j->aborted);
+        return;
+    }
+    if (!vec_push(&j->limbo, a)) {
+        /* No room to defer the free: wait for the workers now (a new
+         * snapshot also covers the limbo's actors). */
+        hyi_sched_qs_snapshot(k, j->limbo_qs);
+        while (!hyi_sched_quiesced(k, j->limbo_qs))
+            sched_yield();
+        hyi_actor_free(k, a);
+    }
+    count(&j->passivations);
+    /* relaxed: a statistic */
+    atomic_fetch_add_explicit(&a->sub->passivations, 1, memory_order_relaxed);
+}
+
+/* Claimed persistent actors: their snapshots in one journal transaction
+ * (one per actor made the journal's write rate, and with it the pages LMDB
+ * cannot reuse while a reader is descheduled, grow with passivations). */
+static void save_claimed(hy_kernel *k)
+{
+    hyi_janitor *j = k->janitor;
+    if (!j->nclaimed)
+        return;
+    int rcs[SAVE_CHUNK];
+    hyi_persist_passivate_many(k, j->claimed, j->nclaimed, rcs);
+    for (size_t i = 0; i < j->nclaimed; i++)
+        finish_passivation(k, j->claimed[i], rcs[i]);
+    j->nclaimed = 0;
+}
+
+/* Steps 2 and 3 of the top comment for the marked actors in the batch.
+ * Persistent actors stay claimed until SAVE_CHUNK of them are saved together;
+ * a message to one meanwhile waits in its mailbox (the release schedules
+ * it). */
 static void passivate_batch(hy_kernel *k)
 {
     hyi_janitor *j = k->janitor;
@@ -419,48 +487,18 @@ static void passivate_batch(hy_kernel *k)
     hyi_router_synchronize(k->router);
     for (size_t i = 0; i < j->batch.n; i++) {
         hyi_actor *a = j->batch.v[i];
-        uint32_t expected = 0;
-        /* seq_cst: the claim, in the same total order as the senders' flag
-         * exchange and the workers' end-of-turn handshake; its acquire half
-         * makes the last turn's state visible here. */
-        if (!atomic_compare_exchange_strong_explicit(&a->scheduled, &expected, 1,
-                                                     memory_order_seq_cst,
-                                                     memory_order_relaxed)) {
-            hyi_actor_unmark(k, a); /* busy: running or queued */
+        if (!claim_idle(k, a))
+            continue;
+        if (!a->sub->persistent) {
+            int rc = a->sub->passivate(a->sub->udata, a->key, a->key_len, a->state);
+            finish_passivation(k, a, rc ? HY_EHANDLER : 0);
             continue;
         }
-        /* acquire (inside): pairs with the journal completion's release
-         * count, so its push (and any read it released) is visible to the
-         * emptiness check below. */
-        if (!hyi_mpscq_is_empty(&a->mailbox) || hyi_persist_in_journal(a) != 0) {
-            hyi_actor_unmark(k, a);
-            hyi_actor_release(k, a);
-            count(&j->aborted);
-            continue;
-        }
-        if (save_state(k, a) != 0) {
-            hyi_actor_unmark(k, a);
-            hyi_actor_release(k, a);
-            count(&j->failed);
-            continue;
-        }
-        if (!hyi_actor_remove_marked(k, a)) {
-            hyi_actor_release(k, a); /* a sender called it off */
-            count(&j->aborted);
-            continue;
-        }
-        if (!vec_push(&j->limbo, a)) {
-            /* No room to defer the free: wait for the workers now (a new
-             * snapshot also covers the limbo's actors). */
-            hyi_sched_qs_snapshot(k, j->limbo_qs);
-            while (!hyi_sched_quiesced(k, j->limbo_qs))
-                sched_yield();
-            hyi_actor_free(k, a);
-        }
-        count(&j->passivations);
-        /* relaxed: a statistic */
-        atomic_fetch_add_explicit(&a->sub->passivations, 1, memory_order_relaxed);
+        j->claimed[j->nclaimed++] = a;
+        if (j->nclaimed == SAVE_CHUNK)
+            save_claimed(k);
     }
+    save_claimed(k);
     j->batch.n = 0;
 }
 

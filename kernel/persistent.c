@@ -44,7 +44,7 @@
  * of it waits in the journal's queue (journal_submitted - journal_completed:
  * from submit to the end of the completion, whose delivery is its last use
  * of the actor; a held read waits only while that is not 0), with a snapshot of its state when anything was applied since the last one
- * (hyi_persist_passivate); its next activation is an ordinary recovery.
+ * (hyi_persist_passivate_many); its next activation is an ordinary recovery.
  *
  * Read-only routes (hy_route.read_only) are not journaled: their messages
  * go to the mailbox at once, or, while journaled messages submitted before
@@ -665,9 +665,10 @@ void hyi_persist_dropped(hy_msg *msg)
 
 /* ---------------------------------------------------------------- snapshots */
 
-static int snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq)
+/* The snapshot of a's state as the journal stores it: its identity (so
+ * recovery can name it), then state_save's bytes. *out is malloc'd. */
+static int snapshot_bytes(hyi_actor *a, bool keyed, unsigned char **out, size_t *out_len)
 {
-    hyi_persist *p = k->persist;
     hyi_subsys *sub = a->sub;
     void *bytes = NULL;
     size_t len = 0;
@@ -679,30 +680,74 @@ static int snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq)
         rc = HY_ENOMEM;
     /* an identity always fits IDENT_MAX: a name and a key no longer than a path */
     size_t ilen = rc == 0 ? actor_ident(a, keyed, buf + 2, IDENT_MAX) : 0;
-    if (ilen) {
+    if (rc == 0) {
         buf[0] = (unsigned char)ilen;
         buf[1] = (unsigned char)(ilen >> 8);
         if (len)
             memcpy(buf + 2 + ilen, bytes, len);
-        rc = hyi_snapshot_save(p->j, a->journal_id, seq, buf, 2 + ilen + len);
+        *out = buf;
+        *out_len = 2 + ilen + len;
     }
-    free(buf);
     free(bytes);
-    count(rc == 0 ? &p->snapshots : &p->snapshot_failures, 1);
-    if (rc == 0)
-        a->since_snapshot = 0;
     return rc;
 }
 
-int hyi_persist_passivate(hy_kernel *k, hyi_actor *a)
+static void snapshot_done(hyi_persist *p, hyi_actor *a, int rc)
 {
-    /* Nothing applied since the last snapshot (or none ever, and no entry):
-     * recovery rebuilds this state as it is. Without state_save the whole
-     * journal rebuilds it. */
-    if (!a->sub->state_save || a->since_snapshot == 0)
-        return 0;
-    int rc = snapshot(k, a, true, a->journal_seq);
-    return rc < 0 ? rc : rc ? HY_EHANDLER : 0;
+    count(rc == 0 ? &p->snapshots : &p->snapshot_failures, 1);
+    if (rc == 0)
+        a->since_snapshot = 0;
+}
+
+static int snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    int rc = snapshot_bytes(a, keyed, &buf, &len);
+    if (rc == 0)
+        rc = hyi_snapshot_save(k->persist->j, a->journal_id, seq, buf, len);
+    free(buf);
+    snapshot_done(k->persist, a, rc);
+    return rc;
+}
+
+/* Nothing applied since the last snapshot (or none ever, and no entry):
+ * recovery rebuilds this state as it is. Without state_save the whole
+ * journal rebuilds it. */
+static bool needs_snapshot(const hyi_actor *a)
+{
+    return a->sub->state_save && a->since_snapshot != 0;
+}
+
+void hyi_persist_passivate_many(hy_kernel *k, hyi_actor *const *actors, size_t n, int *rcs)
+{
+    hyi_snapshot_item *items = calloc(n, sizeof *items);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        rcs[i] = 0;
+        if (!needs_snapshot(actors[i]))
+            continue;
+        unsigned char *buf = NULL;
+        size_t len = 0;
+        rcs[i] = items ? snapshot_bytes(actors[i], true, &buf, &len) : HY_ENOMEM;
+        if (rcs[i] != 0) {
+            snapshot_done(k->persist, actors[i], rcs[i]);
+            continue;
+        }
+        items[m++] = (hyi_snapshot_item){.actor = actors[i]->journal_id,
+                                         .seq = actors[i]->journal_seq,
+                                         .state = buf,
+                                         .len = len};
+    }
+    (void)hyi_snapshot_save_many(k->persist->j, items, m); /* each item has its code */
+    for (size_t i = 0, it = 0; it < m; i++) {
+        if (!needs_snapshot(actors[i]) || rcs[i] != 0)
+            continue;
+        rcs[i] = items[it].rc;
+        snapshot_done(k->persist, actors[i], rcs[i]);
+        free((void *)items[it++].state);
+    }
+    free(items);
 }
 
 void hyi_persist_applied(hy_kernel *k, hyi_actor *a, hy_msg *msg)

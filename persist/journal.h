@@ -225,6 +225,20 @@ int hyi_journal_truncate_before(hyi_journal *j, uint64_t actor, uint64_t seq,
 int hyi_snapshot_save(hyi_journal *j, uint64_t actor, uint64_t seq,
                       const void *state, size_t len);
 
+/* Several actors' snapshots (distinct actors), each as hyi_snapshot_save, in
+ * one write transaction: what passivating a batch of actors costs once
+ * instead of once per actor. Each item's rc gets its own outcome (HY_EINVAL
+ * for one refused by its checks, the others are still saved). Returns 0 when
+ * the transaction committed, else its code, which every item not refused by
+ * its own checks also gets. */
+typedef struct hyi_snapshot_item {
+    uint64_t actor, seq;
+    const void *state;
+    size_t len;
+    int rc; /* out */
+} hyi_snapshot_item;
+int hyi_snapshot_save_many(hyi_journal *j, hyi_snapshot_item *items, size_t n);
+
 /* The actor's latest snapshot: *seq_out gets its covered sequence, *state_out a
  * malloc'd copy of the state (free() it; NULL when len is 0), *len_out its
  * length. HY_ENOENT when the actor has none; HY_ECORRUPT when it fails its

@@ -7,15 +7,8 @@
 
 #include "journal_int.h"
 
-struct save_arg {
-    uint64_t actor, seq;
-    const void *state;
-    size_t len;
-};
-
-static int save_op(hyi_wtxn *w, void *arg)
+static int save_one(hyi_wtxn *w, const hyi_snapshot_item *a)
 {
-    struct save_arg *a = arg;
     hyi_journal *j = w->j;
     hyi_head head;
     int rc = hyi_head_get(w, a->actor, &head);
@@ -62,16 +55,63 @@ static int save_op(hyi_wtxn *w, void *arg)
     return rc;
 }
 
+struct save_many_arg {
+    hyi_snapshot_item *items;
+    size_t n;
+};
+
+/* An item refused by its own checks (HY_EINVAL, before it wrote anything)
+ * keeps its code and the others go on; any other failure undoes the whole
+ * transaction, which hyi_env_write may run again after growing the map (the
+ * refused items are refused again: they are skipped). */
+static int save_many_op(hyi_wtxn *w, void *arg)
+{
+    struct save_many_arg *a = arg;
+    for (size_t i = 0; i < a->n; i++) {
+        if (a->items[i].rc)
+            continue;
+        int rc = save_one(w, &a->items[i]);
+        if (rc != 0 && rc != HY_EINVAL)
+            return rc;
+        a->items[i].rc = rc;
+    }
+    return 0;
+}
+
+int hyi_snapshot_save_many(hyi_journal *j, hyi_snapshot_item *items, size_t n)
+{
+    if (!j || (n && !items))
+        return hyi_fail(HY_EINVAL, "journal: NULL journal or items");
+    size_t valid = 0;
+    for (size_t i = 0; i < n; i++) {
+        hyi_snapshot_item *it = &items[i];
+        it->rc = 0;
+        if (it->len && !it->state)
+            it->rc = hyi_fail(HY_EINVAL, "journal %s: snapshot of actor %llu has no state",
+                              j->path, (unsigned long long)it->actor);
+        else if (it->len > UINT32_MAX - HYI_SNAP_HDR)
+            it->rc = hyi_fail(HY_EINVAL, "journal %s: snapshot of actor %llu is over 4 GiB",
+                              j->path, (unsigned long long)it->actor);
+        else
+            valid++;
+    }
+    struct save_many_arg a = {items, n};
+    int rc = valid ? hyi_env_write(j, save_many_op, &a, n == 1 ? "save a snapshot" : "save snapshots") : 0;
+    if (rc)
+        for (size_t i = 0; i < n; i++)
+            if (items[i].rc == 0)
+                items[i].rc = rc;
+    return rc;
+}
+
 int hyi_snapshot_save(hyi_journal *j, uint64_t actor, uint64_t seq, const void *state,
                       size_t len)
 {
-    if (!j || (len && !state))
+    if (!j)
         return hyi_fail(HY_EINVAL, "journal: NULL journal or state");
-    if (len > UINT32_MAX - HYI_SNAP_HDR)
-        return hyi_fail(HY_EINVAL, "journal %s: snapshot of actor %llu is over 4 GiB",
-                        j->path, (unsigned long long)actor);
-    struct save_arg a = {actor, seq, state, len};
-    return hyi_env_write(j, save_op, &a, "save a snapshot");
+    hyi_snapshot_item it = {.actor = actor, .seq = seq, .state = state, .len = len};
+    int rc = hyi_snapshot_save_many(j, &it, 1);
+    return rc ? rc : it.rc;
 }
 
 int hyi_snapshot_load(hyi_journal *j, uint64_t actor, uint64_t *seq_out,

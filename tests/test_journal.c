@@ -353,6 +353,50 @@ static void test_snapshot_past_highest_is_rejected(void **state)
     assert_non_null(strstr(hy_errdetail(), "past its highest"));
 }
 
+static void load_equal(hyi_journal *j, uint64_t actor, uint64_t want_seq, const char *want)
+{
+    uint64_t seq;
+    void *st;
+    size_t len;
+    assert_int_equal(hyi_snapshot_load(j, actor, &seq, &st, &len), 0);
+    assert_int_equal(seq, want_seq);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(st, want, len);
+    free(st);
+}
+
+static void test_snapshot_save_many_is_one_transaction(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_default(f);
+    for (uint64_t a = 1; a <= 3; a++)
+        for (int i = 0; i < 4; i++)
+            append_str(j, a, "e");
+    hyi_journal_stats before, after;
+    hyi_journal_get_stats(j, &before);
+    /* actor 2's is past its highest and actor 4's has no state: both are
+     * refused with their own code, the other two saved together */
+    hyi_snapshot_item items[4] = {
+        {.actor = 1, .seq = 4, .state = "one", .len = 3},
+        {.actor = 2, .seq = 9, .state = "two", .len = 3},
+        {.actor = 3, .seq = 2, .state = "three", .len = 5},
+        {.actor = 4, .seq = 1, .state = NULL, .len = 2},
+    };
+    assert_int_equal(hyi_snapshot_save_many(j, items, 4), 0);
+    assert_int_equal(items[0].rc, 0);
+    assert_int_equal(items[1].rc, HY_EINVAL);
+    assert_int_equal(items[2].rc, 0);
+    assert_int_equal(items[3].rc, HY_EINVAL);
+    hyi_journal_get_stats(j, &after);
+    assert_int_equal(after.commits - before.commits, 1);
+    load_equal(j, 1, 4, "one");
+    load_equal(j, 3, 2, "three");
+    uint64_t seq;
+    void *st;
+    size_t len;
+    assert_int_equal(hyi_snapshot_load(j, 2, &seq, &st, &len), HY_ENOENT);
+}
+
 static void test_snapshot_truncates_covered_keeping_retain_entries(void **state)
 {
     fx *f = *state;
@@ -1358,6 +1402,7 @@ int main(void)
         T(test_snapshot_latest_wins),
         T(test_snapshot_missing_is_enoent),
         T(test_snapshot_past_highest_is_rejected),
+        T(test_snapshot_save_many_is_one_transaction),
         T(test_snapshot_truncates_covered_keeping_retain_entries),
         T(test_recover_replays_entries_after_snapshot),
         T(test_sequence_survives_full_truncation_and_reopen),
