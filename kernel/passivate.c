@@ -28,8 +28,9 @@
  *      schedules it (a failed claim: busy, unmark). As the mailbox's consumer
  *      now, check it is empty and no journal delivery is pending; save the
  *      state (persistent actors' snapshots are saved SAVE_CHUNK at a time,
- *      in one journal transaction, the actors staying claimed till then); then, under the segment lock, take it out of the table if the
- *      mark is still there. Whatever goes wrong (a message, a failed save, a
+ *      in one journal transaction, the actors staying claimed till then);
+ *      then, under the segment lock, take it out of the table if the mark
+ *      is still there. Whatever goes wrong (a message, a failed save, a
  *      sender that called it off) gives the actor back with the end-of-turn
  *      handshake (hyi_actor_release), which schedules it if a message came.
  *   4. free, once every worker has passed a quiescent point (a worker that

@@ -43,8 +43,10 @@
  * Passivation (passivate.c): a keyed actor is passivated only when no message
  * of it waits in the journal's queue (journal_submitted - journal_completed:
  * from submit to the end of the completion, whose delivery is its last use
- * of the actor; a held read waits only while that is not 0), with a snapshot of its state when anything was applied since the last one
- * (hyi_persist_passivate_many); its next activation is an ordinary recovery.
+ * of the actor; a held read waits only while that is not 0), with a
+ * snapshot of its state when anything was applied since the last one
+ * (hyi_persist_passivate_many, a batch of actors to one transaction); its
+ * next activation is an ordinary recovery.
  *
  * Read-only routes (hy_route.read_only) are not journaled: their messages
  * go to the mailbox at once, or, while journaled messages submitted before

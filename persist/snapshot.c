@@ -96,7 +96,8 @@ int hyi_snapshot_save_many(hyi_journal *j, hyi_snapshot_item *items, size_t n)
             valid++;
     }
     struct save_many_arg a = {items, n};
-    int rc = valid ? hyi_env_write(j, save_many_op, &a, n == 1 ? "save a snapshot" : "save snapshots") : 0;
+    const char *what = n == 1 ? "save a snapshot" : "save snapshots";
+    int rc = valid ? hyi_env_write(j, save_many_op, &a, what) : 0;
     if (rc)
         for (size_t i = 0; i < n; i++)
             if (items[i].rc == 0)
