@@ -841,6 +841,9 @@ typedef struct hy_subsystem_info {
     /** @} */
     const char *const *scopes; /**< the scope each route requires, parallel to
                                     routes; NULL where none */
+    const unsigned char *read_only; /**< 1 where the route is read-only
+                                         (hy_route.read_only), parallel to
+                                         routes */
 } hy_subsystem_info;
 
 /** Every registered subsystem, newest registered first, "kernel" (the oldest)

@@ -108,12 +108,13 @@ static const char *copy_text(char **text, const char *str)
     return p;
 }
 
-/* A subsystem's route patterns into v and their scopes into scopes, copied
- * to *text, in registration order (k->routes is newest first); returns how
- * many. Caller holds registry_lock. O(routes) per subsystem, as the registry
- * keeps no index by subsystem: fine for what lists them. */
+/* A subsystem's route patterns into v, their scopes into scopes and
+ * read-only flags into read_only, the strings copied to *text, in
+ * registration order (k->routes is newest first); returns how many. Caller
+ * holds registry_lock. O(routes) per subsystem, as the registry keeps no
+ * index by subsystem: fine for what lists them. */
 static size_t subsys_patterns(hy_kernel *k, hyi_subsys *s, const char **v,
-                              const char **scopes, char **text)
+                              const char **scopes, unsigned char *read_only, char **text)
 {
     size_t n = 0;
     for (hyi_route_binding *r = k->routes; r; r = r->next)
@@ -123,6 +124,7 @@ static size_t subsys_patterns(hy_kernel *k, hyi_subsys *s, const char **v,
         if (r->sub == s) {
             v[--i] = copy_text(text, r->pattern);
             scopes[i] = copy_text(text, r->scope_name);
+            read_only[i] = r->read_only;
         }
     }
     return n;
@@ -147,7 +149,7 @@ int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n)
     /* The info array, then every subsystem's route array, then the strings:
      * the struct holds pointers, so the arrays after it are aligned. */
     size_t size = nsubs * sizeof(hy_subsystem_info) + 2 * nroutes * sizeof(const char *) +
-                  ntext;
+                  nroutes + ntext;
     hy_subsystem_info *info = malloc(size ? size : 1);
     if (!info) {
         pthread_mutex_unlock(&k->registry_lock);
@@ -155,7 +157,8 @@ int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n)
     }
     const char **patterns = (const char **)(info + nsubs);
     const char **scopes = patterns + nroutes;
-    char *text = (char *)(scopes + nroutes);
+    unsigned char *read_only = (unsigned char *)(scopes + nroutes);
+    char *text = (char *)(read_only + nroutes);
     size_t i = 0;
     for (hyi_subsys *s = k->subsystems; s; s = s->next, i++) {
         hy_subsystem_info *e = &info[i];
@@ -164,9 +167,11 @@ int hy_subsystems_list(hy_kernel *k, hy_subsystem_info **out, size_t *n)
         subsys_stats(s, &e->stats);
         e->routes = patterns;
         e->scopes = scopes;
-        e->nroutes = subsys_patterns(k, s, patterns, scopes, &text);
+        e->read_only = read_only;
+        e->nroutes = subsys_patterns(k, s, patterns, scopes, read_only, &text);
         patterns += e->nroutes;
         scopes += e->nroutes;
+        read_only += e->nroutes;
         e->internal = s == k->kernel_sub;
         e->idle_timeout_ms = s->can_passivate ? s->idle_timeout_ms : 0;
         e->max_active = s->can_passivate ? s->max_active : 0;

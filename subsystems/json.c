@@ -168,6 +168,10 @@ void hyj_routes(hyj_buf *b, hy_kernel *k, const hy_subsystem_info *subs, size_t 
             else
                 hyj_printf(b, "null");
         }
+        /* which routes are read-only (never journaled), in the same order */
+        hyj_printf(b, "],\"read_only\":[");
+        for (size_t r = 0; r < subs[i].nroutes; r++)
+            hyj_printf(b, "%s%s", r ? "," : "", subs[i].read_only[r] ? "true" : "false");
         hyj_printf(b, "]}");
     }
     hyj_printf(b, "]}");

@@ -247,12 +247,45 @@ static void routes_lists_registered_patterns_in_order(void **state)
     /* The regex's backslash is escaped in JSON. */
     assert_non_null(strstr(json, "{\"name\":\"orders\",\"routes\":"
                                  "[\"item/{id:\\\\d+}\",\"create\",\"files/**\"],"
-                                 "\"scopes\":[null,null,null]}"));
+                                 "\"scopes\":[null,null,null],"
+                                 "\"read_only\":[false,false,false]}"));
     assert_non_null(strstr(json, "{\"name\":\"users\",\"routes\":[\"\",\"{name}/profile\"],"
-                                 "\"scopes\":[null,null]}"));
+                                 "\"scopes\":[null,null],\"read_only\":[false,false]}"));
     assert_non_null(strstr(json, "{\"name\":\"kernel\",\"routes\":"
                                  "[\"stats\",\"routes\",\"actors\"],"
-                                 "\"scopes\":[null,null,null]}"));
+                                 "\"scopes\":[null,null,null],"
+                                 "\"read_only\":[false,false,false]}"));
+    free(json);
+    hy_kernel_close(k);
+}
+
+static void routes_mark_read_only_routes(void **state)
+{
+    (void)state;
+    hy_kernel *k = open_kernel(2);
+    hy_route r[3] = {
+        {.pattern = "{id}/total", .handler = ok_handler, .read_only = 1},
+        {.pattern = "{id}/add", .handler = ok_handler},
+        {.pattern = "{id}/status", .handler = ok_handler, .read_only = 1},
+    };
+    hy_subsystem_def def = {.routes = r, .nroutes = 3};
+    assert_int_equal(hy_subsystem_register(k, "orders", &def), 0);
+    hy_subsystem_info *subs;
+    size_t n;
+    assert_int_equal(hy_subsystems_list(k, &subs, &n), 0);
+    const hy_subsystem_info *orders = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(subs[i].name, "orders") == 0)
+            orders = &subs[i];
+    assert_non_null(orders);
+    assert_int_equal(orders->nroutes, 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(orders->read_only[i], r[i].read_only);
+    hy_free(subs);
+    char *json = ask_json(k, "kernel://routes");
+    assert_non_null(strstr(json, "\"routes\":[\"{id}/total\",\"{id}/add\",\"{id}/status\"],"
+                                 "\"scopes\":[null,null,null],"
+                                 "\"read_only\":[true,false,true]}"));
     free(json);
     hy_kernel_close(k);
 }
@@ -589,6 +622,7 @@ int main(void)
         cmocka_unit_test(stats_reports_sends_and_handled),
         cmocka_unit_test(stats_counts_dead_letters_by_reason_name),
         cmocka_unit_test(routes_lists_registered_patterns_in_order),
+        cmocka_unit_test(routes_mark_read_only_routes),
         cmocka_unit_test(routes_escapes_quotes_in_patterns),
         cmocka_unit_test(actors_counts_keyed_actors_per_subsystem),
         cmocka_unit_test(actors_counts_subscriptions_under_kernel),
