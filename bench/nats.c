@@ -25,7 +25,11 @@
  * one, not the server's, per message: a busy machine disturbs it less than
  * the rate), then median-* lines and ratio-* lines (hypha / raw of the
  * medians, and cpu_ratio: raw's CPU per message over hypha's; the target is
- * 0.80, reported, never asserted). A round fails when a message is lost. */
+ * 0.80, reported, never asserted). A round fails when a message is lost.
+ *
+ * --alone: one round of one side only, for counting what a round trip costs
+ * the operating system (perf stat, strace): --scenario remote-ask or
+ * remote-static runs hypha's side, raw-request or raw-pubsub the raw one. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -297,9 +301,12 @@ static double round_raw(bool ask, uint64_t n)
 
 static int run_nats(const bench_opts *opts)
 {
-    bool do_static = !opts->scenario || strcmp(opts->scenario, "remote-static") == 0;
-    bool do_ask = !opts->scenario || strcmp(opts->scenario, "remote-ask") == 0;
-    if (!do_static && !do_ask) {
+    const char *sc = opts->scenario;
+    bool raw_alone = opts->alone && sc &&
+                     (strcmp(sc, "raw-pubsub") == 0 || strcmp(sc, "raw-request") == 0);
+    bool do_static = !sc || strcmp(sc, "remote-static") == 0 || strcmp(sc, "raw-pubsub") == 0;
+    bool do_ask = !sc || strcmp(sc, "remote-ask") == 0 || strcmp(sc, "raw-request") == 0;
+    if ((!do_static && !do_ask) || (!opts->alone && sc && strncmp(sc, "raw-", 4) == 0)) {
         fprintf(stderr, "nats: no scenario '%s'\n", opts->scenario);
         return 2;
     }
@@ -343,6 +350,18 @@ static int run_nats(const bench_opts *opts)
         uint64_t cnt = ask ? nask : n;
         double hy[ROUNDS], rw[ROUNDS], hy_cpu[ROUNDS], rw_cpu[ROUNDS];
         char extra[200];
+        if (opts->alone) {
+            double rate = raw_alone ? round_raw(ask, cnt) : round_hypha(ask, cnt, workers);
+            fail = rate < 0;
+            snprintf(extra, sizeof extra, "\"messages\":%llu,\"cpu_ns_per_msg\":%.0f%s",
+                     (unsigned long long)cnt, last_cpu_ns_per_msg,
+                     ask ? ",\"unit\":\"round_trips\"" : "");
+            if (!fail)
+                bench_report(opts, "nats", raw_alone ? raw : name,
+                             raw_alone ? unit | BENCH_PEER : unit, rate, (double)cnt / rate,
+                             extra);
+            continue;
+        }
         for (int r = 0; r < ROUNDS; r++) {
             hy[r] = round_hypha(ask, cnt, workers);
             hy_cpu[r] = last_cpu_ns_per_msg;

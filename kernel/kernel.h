@@ -368,7 +368,14 @@ struct hyi_worker {
      * `parked` is 1 while it sleeps. Written only by this worker. */
     _Atomic uint64_t quiescent;
     _Atomic uint32_t parked;
+    /* Rounds this worker spins with nothing to do before it parks (sched.c:
+     * learned from how long its recent waits were); it also caps the linger
+     * on an emptied mailbox (worker.c). Only this worker touches it. */
+    unsigned spin_budget;
 };
+
+/* A worker's spin budget when spinning pays (waits are short). */
+#define HYI_IDLE_SPINS 200
 
 int hyi_sched_start(hy_kernel *k, unsigned nworkers);
 void hyi_sched_stop(hy_kernel *k);
