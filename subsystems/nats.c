@@ -410,14 +410,15 @@ static nats_state *state_of(hy_kernel *k)
 }
 
 /* Publishing is refused at once while disconnected with no reconnect
- * buffer; with one, libnats buffers it (and fails when the buffer is full). */
-static int publish(nats_state *n, natsConnection *nc, natsMsg *m)
+ * buffer; with one, libnats buffers it (and fails when the buffer is full).
+ * 0: go ahead. */
+static int publish_ready(nats_state *n, natsConnection *nc)
 {
     if (atomic_load_explicit(&n->stopped, memory_order_acquire))
         return HY_ECLOSED;
     if (n->buf_bytes < 0 && natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED)
         return HY_EDISCONNECTED;
-    return nats_err(natsConnection_PublishMsg(nc, m));
+    return 0;
 }
 
 /* ------------------------------------------------------------ pending requests */
@@ -530,13 +531,20 @@ static int request(nats_state *n, pending *p, const char *subj, const void *data
     n->pend = p;
     pthread_mutex_unlock(&n->mu);
     snprintf(reply, sizeof reply, "%s.%" PRIu64, n->inbox, id);
-    natsMsg *m = NULL;
-    int rc = nats_err(natsMsg_Create(&m, subj, reply, data, (int)len));
-    if (rc == 0 && durable)
-        rc = nats_err(natsMsgHeader_Set(m, "Hy-Durable", "1"));
-    if (rc == 0)
-        rc = publish(n, n->fast, m);
-    natsMsg_Destroy(m);
+    int rc = publish_ready(n, n->fast);
+    if (rc == 0 && !durable) {
+        /* No header: no natsMsg, which libnats frees on its collector
+         * thread, a wake-up per request. */
+        rc = nats_err(natsConnection_PublishRequest(n->fast, subj, reply, data, (int)len));
+    } else if (rc == 0) {
+        natsMsg *m = NULL;
+        rc = nats_err(natsMsg_Create(&m, subj, reply, data, (int)len));
+        if (rc == 0)
+            rc = nats_err(natsMsgHeader_Set(m, "Hy-Durable", "1"));
+        if (rc == 0)
+            rc = nats_err(natsConnection_PublishMsg(n->fast, m));
+        natsMsg_Destroy(m);
+    }
     if (rc != 0 && !pending_take(n, id))
         return 0; /* the sweeper took it meanwhile and finishes it */
     return rc;
@@ -791,12 +799,8 @@ static int export_readers_start(endpoint *e)
 static int publish_plain(endpoint *ep, const char *subj, const void *data, size_t len)
 {
     nats_state *n = ep->n;
-    int rc;
-    if (atomic_load_explicit(&n->stopped, memory_order_acquire))
-        rc = HY_ECLOSED;
-    else if (n->buf_bytes < 0 && natsConnection_Status(n->nc) != NATS_CONN_STATUS_CONNECTED)
-        rc = HY_EDISCONNECTED;
-    else
+    int rc = publish_ready(n, n->nc);
+    if (rc == 0)
         rc = nats_err(natsConnection_Publish(n->nc, subj, data, (int)len));
     atomic_fetch_add_explicit(rc ? &ep->st.dropped : &ep->st.published, 1,
                               memory_order_relaxed);
