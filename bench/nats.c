@@ -23,9 +23,14 @@
  * ROUNDS rounds, one JSON line per contender and round (with
  * cpu_ns_per_msg: the CPU time of the sending process and the receiving
  * one, not the server's, per message: a busy machine disturbs it less than
- * the rate), then median-* lines and ratio-* lines (hypha / raw of the
+ * the rate; and their voluntary and involuntary context switches per
+ * message, vcsw_per_msg and ivcsw_per_msg), then median-* lines and ratio-* lines (hypha / raw of the
  * medians, and cpu_ratio: raw's CPU per message over hypha's; the target is
- * 0.80, reported, never asserted). A round fails when a message is lost. */
+ * 0.80, reported, never asserted). A round fails when a message is lost.
+ *
+ * --alone: one round of one side only, for counting what a round trip costs
+ * the operating system (perf stat, strace): --scenario remote-ask or
+ * remote-static runs hypha's side, raw-request or raw-pubsub the raw one. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -167,24 +172,42 @@ static pid_t receiver(bool hypha, unsigned workers, int *rfd)
         pause();
 }
 
-/* CPU time (user + system) of this process and of its reaped children. */
-static uint64_t cpu_ns(int who)
+/* What a round cost both ends: CPU time (user + system) and context
+ * switches (voluntary: a thread waited; involuntary: it was preempted) of
+ * this process and of its reaped children (the receivers; the server is
+ * reaped only after the last round). */
+typedef struct round_cost {
+    uint64_t cpu_ns, vcsw, ivcsw;
+} round_cost;
+
+static void cost_add(int who, round_cost *c)
 {
     struct rusage u;
     getrusage(who, &u);
-    return ((uint64_t)u.ru_utime.tv_sec + (uint64_t)u.ru_stime.tv_sec) * 1000000000u +
-           ((uint64_t)u.ru_utime.tv_usec + (uint64_t)u.ru_stime.tv_usec) * 1000u;
+    c->cpu_ns += ((uint64_t)u.ru_utime.tv_sec + (uint64_t)u.ru_stime.tv_sec) * 1000000000u +
+                 ((uint64_t)u.ru_utime.tv_usec + (uint64_t)u.ru_stime.tv_usec) * 1000u;
+    c->vcsw += (uint64_t)u.ru_nvcsw;
+    c->ivcsw += (uint64_t)u.ru_nivcsw;
+}
+
+static round_cost cost_now(void)
+{
+    round_cost c = {0, 0, 0};
+    cost_add(RUSAGE_SELF, &c);
+    cost_add(RUSAGE_CHILDREN, &c);
+    return c;
 }
 
 /* The CPU both ends of the last round used (the sender's threads, the
  * receiver process; not the server's), per message: a figure a busy machine
- * disturbs less than the rate. Set by each round. */
-static double last_cpu_ns_per_msg;
-static uint64_t round_cpu0;
+ * disturbs less than the rate; and their context switches per message. Set
+ * by each round. */
+static double last_cpu_ns_per_msg, last_vcsw_per_msg, last_ivcsw_per_msg;
+static round_cost round_cost0;
 
 static void round_cpu_begin(void)
 {
-    round_cpu0 = cpu_ns(RUSAGE_SELF) + cpu_ns(RUSAGE_CHILDREN);
+    round_cost0 = cost_now();
 }
 
 static void receiver_stop(pid_t pid, int rfd)
@@ -196,8 +219,10 @@ static void receiver_stop(pid_t pid, int rfd)
 
 static void round_cpu_end(uint64_t n)
 {
-    uint64_t now = cpu_ns(RUSAGE_SELF) + cpu_ns(RUSAGE_CHILDREN);
-    last_cpu_ns_per_msg = (double)(now - round_cpu0) / (double)n;
+    round_cost now = cost_now();
+    last_cpu_ns_per_msg = (double)(now.cpu_ns - round_cost0.cpu_ns) / (double)n;
+    last_vcsw_per_msg = (double)(now.vcsw - round_cost0.vcsw) / (double)n;
+    last_ivcsw_per_msg = (double)(now.ivcsw - round_cost0.ivcsw) / (double)n;
 }
 
 /* ------------------------------------------------------------ rounds */
@@ -297,9 +322,12 @@ static double round_raw(bool ask, uint64_t n)
 
 static int run_nats(const bench_opts *opts)
 {
-    bool do_static = !opts->scenario || strcmp(opts->scenario, "remote-static") == 0;
-    bool do_ask = !opts->scenario || strcmp(opts->scenario, "remote-ask") == 0;
-    if (!do_static && !do_ask) {
+    const char *sc = opts->scenario;
+    bool raw_alone = opts->alone && sc &&
+                     (strcmp(sc, "raw-pubsub") == 0 || strcmp(sc, "raw-request") == 0);
+    bool do_static = !sc || strcmp(sc, "remote-static") == 0 || strcmp(sc, "raw-pubsub") == 0;
+    bool do_ask = !sc || strcmp(sc, "remote-ask") == 0 || strcmp(sc, "raw-request") == 0;
+    if ((!do_static && !do_ask) || (!opts->alone && sc && strncmp(sc, "raw-", 4) == 0)) {
         fprintf(stderr, "nats: no scenario '%s'\n", opts->scenario);
         return 2;
     }
@@ -343,9 +371,24 @@ static int run_nats(const bench_opts *opts)
         uint64_t cnt = ask ? nask : n;
         double hy[ROUNDS], rw[ROUNDS], hy_cpu[ROUNDS], rw_cpu[ROUNDS];
         char extra[200];
+        if (opts->alone) {
+            double rate = raw_alone ? round_raw(ask, cnt) : round_hypha(ask, cnt, workers);
+            fail = rate < 0;
+            snprintf(extra, sizeof extra,
+                     "\"messages\":%llu,\"cpu_ns_per_msg\":%.0f,\"vcsw_per_msg\":%.2f,"
+                     "\"ivcsw_per_msg\":%.2f%s",
+                     (unsigned long long)cnt, last_cpu_ns_per_msg, last_vcsw_per_msg,
+                     last_ivcsw_per_msg, ask ? ",\"unit\":\"round_trips\"" : "");
+            if (!fail)
+                bench_report(opts, "nats", raw_alone ? raw : name,
+                             raw_alone ? unit | BENCH_PEER : unit, rate, (double)cnt / rate,
+                             extra);
+            continue;
+        }
         for (int r = 0; r < ROUNDS; r++) {
             hy[r] = round_hypha(ask, cnt, workers);
             hy_cpu[r] = last_cpu_ns_per_msg;
+            double hy_vcsw = last_vcsw_per_msg, hy_ivcsw = last_ivcsw_per_msg;
             rw[r] = round_raw(ask, cnt);
             rw_cpu[r] = last_cpu_ns_per_msg;
             if (hy[r] < 0 || rw[r] < 0) {
@@ -353,14 +396,13 @@ static int run_nats(const bench_opts *opts)
                 fail = 1;
                 break;
             }
-            snprintf(extra, sizeof extra,
-                     "\"messages\":%llu,\"round\":%d,\"cpu_ns_per_msg\":%.0f%s",
-                     (unsigned long long)cnt, r, hy_cpu[r],
-                     ask ? ",\"unit\":\"round_trips\"" : "");
+            const char *fmt = "\"messages\":%llu,\"round\":%d,\"cpu_ns_per_msg\":%.0f,"
+                              "\"vcsw_per_msg\":%.2f,\"ivcsw_per_msg\":%.2f%s";
+            snprintf(extra, sizeof extra, fmt, (unsigned long long)cnt, r, hy_cpu[r], hy_vcsw,
+                     hy_ivcsw, ask ? ",\"unit\":\"round_trips\"" : "");
             bench_report(opts, "nats", name, unit, hy[r], (double)cnt / hy[r], extra);
-            snprintf(extra, sizeof extra,
-                     "\"messages\":%llu,\"round\":%d,\"cpu_ns_per_msg\":%.0f%s",
-                     (unsigned long long)cnt, r, rw_cpu[r],
+            snprintf(extra, sizeof extra, fmt, (unsigned long long)cnt, r, rw_cpu[r],
+                     last_vcsw_per_msg, last_ivcsw_per_msg,
                      ask ? ",\"unit\":\"round_trips\"" : "");
             bench_report(opts, "nats", raw, unit | BENCH_PEER, rw[r], (double)cnt / rw[r], extra);
         }

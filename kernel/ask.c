@@ -471,6 +471,43 @@ struct hy_ext_reply {
     char reply_to[];            /* plain hy_ask_async: where the reply goes */
 };
 
+/* The milliseconds a hy_ask caller still waits, into *deadline_ms (may be
+ * NULL): -1 for no limit or another kind of request (asker NULL). */
+static void ms_left(const hyi_asker *asker, int64_t *deadline_ms)
+{
+    if (!deadline_ms)
+        return;
+    *deadline_ms = -1;
+    if (asker && asker->deadline_ns != UINT64_MAX) {
+        uint64_t now = hyi_now_ns();
+        *deadline_ms = asker->deadline_ns > now
+                           ? (int64_t)((asker->deadline_ns - now) / 1000000u) : 0;
+    }
+}
+
+hy_ext_reply *hyi_reply_take(hy_kernel *k, hyi_msg_hook *hook, int64_t *deadline_ms)
+{
+    bool is_asker = hook->released == asker_released;
+    if (!is_asker && hook->released != cb_ask_released)
+        return NULL;
+    hy_ext_reply *r = malloc(sizeof *r + 1);
+    if (!r)
+        return NULL;
+    /* No message will hold the hook: the handle takes its reference, and no
+     * release will run to settle the request (so nothing is marked
+     * deferred). */
+    hyi_asker *asker = is_asker ? (hyi_asker *)hook : NULL;
+    *r = (hy_ext_reply){.k = k, .asker = asker, .cb = is_asker ? NULL : (hyi_cb_ask *)hook};
+    r->reply_to[0] = 0;
+    ms_left(asker, deadline_ms);
+    return r;
+}
+
+void hyi_reply_untake(hy_ext_reply *r)
+{
+    free(r);
+}
+
 hy_ext_reply *hy_ext_reply_defer(hy_ctx *ctx, int64_t *deadline_ms)
 {
     if (!ctx || ctx->replaying)
@@ -497,17 +534,11 @@ hy_ext_reply *hy_ext_reply_defer(hy_ctx *ctx, int64_t *deadline_ms)
     r->async = async;
     r->cb = cb;
     memcpy(r->reply_to, reply_to, rlen + 1);
-    if (deadline_ms)
-        *deadline_ms = -1;
+    ms_left(asker, deadline_ms);
     if (asker) {
         /* relaxed: the request's reference keeps it alive meanwhile */
         atomic_fetch_add_explicit(&asker->refs, 1, memory_order_relaxed);
         asker->deferred = true;
-        if (deadline_ms && asker->deadline_ns != UINT64_MAX) {
-            uint64_t now = hyi_now_ns();
-            *deadline_ms = asker->deadline_ns > now
-                               ? (int64_t)((asker->deadline_ns - now) / 1000000u) : 0;
-        }
     } else if (async) {
         atomic_fetch_add_explicit(&async->refs, 1, memory_order_relaxed);
     } else if (cb) {

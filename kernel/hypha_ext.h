@@ -162,8 +162,9 @@ HY_API int hy_ext_ask_cb(hy_kernel *k, const char *path, const void *payload, si
 /* A subsystem whose messages are carried elsewhere (the NATS import) may
  * take them on the sender's thread rather than through its actor: no
  * message is built, queued or handled here, so a forwarded send costs what
- * the carrying costs. Only plain sends (hy_send, hy_send_as, hy_send_batch)
- * and durable ones (hy_send_durable, _as) are offered; asks and replies go
+ * the carrying costs. Plain sends (hy_send, hy_send_as, hy_send_batch),
+ * durable ones (hy_send_durable, _as) and waited-for requests (hy_ask,
+ * hy_ask_as, hy_ext_ask_cb) are offered; hy_ask_async and replies go
  * through the actor as ever. The hooks run inside the send, so they must not
  * wait long; they see the path after routing (the route's udata says which
  * route matched) and never a replaying handler's sends (suppressed first).
@@ -178,7 +179,12 @@ HY_API int hy_ext_ask_cb(hy_kernel *k, const char *path, const void *payload, si
  * send_durable: as hy_send_durable's contract: 0 and on_durable(udata, ...)
  * exactly once later, or an error and never; HY_EXT_FORWARD_DECLINE as for
  * send. NULL: hy_send_durable to the subsystem is refused as for any
- * non-persistent one. */
+ * non-persistent one.
+ * ask: the request's reply duty, handed over as hy_ext_reply_defer would
+ * (deadline_ms the same), with no message built: 0 (taken: r is finished
+ * exactly once, perhaps already, with an error too) or
+ * HY_EXT_FORWARD_DECLINE (r untouched: the request goes to the actor). NULL:
+ * every request goes to the actor. */
 #define HY_EXT_FORWARD_DECLINE 1
 typedef struct hy_ext_forward_ops {
     int (*send)(void *self, void *route_udata, const char *path, size_t path_len,
@@ -186,6 +192,8 @@ typedef struct hy_ext_forward_ops {
     int (*send_durable)(void *self, void *route_udata, const char *path, size_t path_len,
                         const void *payload, size_t len,
                         void (*on_durable)(void *udata, int status), void *udata);
+    int (*ask)(void *self, void *route_udata, const char *path, size_t path_len,
+               const void *payload, size_t len, hy_ext_reply *r, int64_t deadline_ms);
 } hy_ext_forward_ops;
 
 /* Make the registered subsystem name forward through ops (which must

@@ -368,7 +368,14 @@ struct hyi_worker {
      * `parked` is 1 while it sleeps. Written only by this worker. */
     _Atomic uint64_t quiescent;
     _Atomic uint32_t parked;
+    /* Rounds this worker spins with nothing to do before it parks (sched.c:
+     * learned from how long its recent waits were); it also caps the linger
+     * on an emptied mailbox (worker.c). Only this worker touches it. */
+    unsigned spin_budget;
 };
+
+/* A worker's spin budget when spinning pays (waits are short). */
+#define HYI_IDLE_SPINS 200
 
 int hyi_sched_start(hy_kernel *k, unsigned nworkers);
 void hyi_sched_stop(hy_kernel *k);
@@ -765,6 +772,13 @@ static inline bool hyi_actor_give_up(hyi_actor *actor)
  * the hook's `released` will be called. */
 int hyi_send(hy_kernel *k, hy_principal *const *as, const char *path, const void *payload,
              size_t len, const char *reply_to, hyi_msg_hook *hook, bool *hooked);
+/* For a forwarding subsystem's ask (send.c): the reply duty of a request
+ * whose hook is hy_ask's or hy_ext_ask_cb's, as a deferred reply that takes
+ * over the reference the request would hold (ask.c). NULL for another kind
+ * of hook, or on ENOMEM. hyi_reply_untake: declined after all; the hook is
+ * the request's again. */
+hy_ext_reply *hyi_reply_take(hy_kernel *k, hyi_msg_hook *hook, int64_t *deadline_ms);
+void hyi_reply_untake(hy_ext_reply *r);
 /* hy_send of a message carrying extra HYI_MSG_* flags (HYI_MSG_TIMEOUT). */
 int hyi_send_flagged(hy_kernel *k, const char *path, const void *payload, size_t len,
                      uint8_t flags);

@@ -19,9 +19,18 @@
 #include "futex.h"
 #include "kernel.h"
 
-/* Spin rounds before parking: long enough to catch the next message of a
- * steady stream, short enough that an idle worker sleeps within microseconds. */
-#define IDLE_SPINS 200
+/* Spin rounds before parking (w->spin_budget), between IDLE_SPINS_MIN and
+ * HYI_IDLE_SPINS (kernel.h): the full budget catches the next message of a
+ * steady stream and still lets an idle worker sleep within microseconds. But
+ * where messages come a network round trip apart (an ask answered by another
+ * process), every spin is wasted, and on a machine whose cores the other
+ * processes need it slows them: so the budget is learned. A park that lasted
+ * SHORT_PARK_NS or more halves it; a shorter one (a longer spin might have
+ * caught that message) doubles it; a message found while spinning restores it
+ * in full. The floor of a few rounds still catches a message that comes at
+ * once, which then restores the budget. */
+#define IDLE_SPINS_MIN 8
+#define SHORT_PARK_NS 50000u
 
 static _Thread_local hyi_worker *tl_worker;
 
@@ -193,8 +202,11 @@ static bool work_visible(hy_kernel *k)
 /* How long a parked worker sleeps before it gives its pool cache back. */
 static const struct timespec long_sleep = {0, 100 * 1000 * 1000};
 
-static void park(hyi_worker *w)
+/* Sleep until woken, unless work or a stop is visible; returns how long it
+ * slept in ns (0: did not sleep). */
+static uint64_t park(hyi_worker *w)
 {
+    uint64_t slept = 0;
     hy_kernel *k = w->k;
     /* acquire: if a waker bumps wake_seq after this, the futex sees the change */
     uint32_t seq = atomic_load_explicit(&k->wake_seq, memory_order_acquire);
@@ -212,6 +224,7 @@ static void park(hyi_worker *w)
         /* A sleep that lasts gives this worker's pool cache back first, so
          * the pool can return an idle kernel's slabs (hyi_pool_trim). A
          * short one pays nothing more. */
+        uint64_t t0 = hyi_now_ns();
         hyi_futex_wait(&k->wake_seq, seq, &long_sleep);
         /* relaxed: a wake bumps it; a stale look only flushes early or late */
         if (atomic_load_explicit(&k->wake_seq, memory_order_relaxed) == seq) {
@@ -221,9 +234,25 @@ static void park(hyi_worker *w)
         /* relaxed: only this worker's later turns follow, and they end in
          * quiescent points of their own */
         atomic_store_explicit(&w->parked, 0, memory_order_relaxed);
+        slept = hyi_now_ns() - t0 + 1;
     }
     /* relaxed: only the count matters; no data is published through it */
     atomic_fetch_sub_explicit(&k->sleepers, 1, memory_order_relaxed);
+    return slept;
+}
+
+/* After a park of `slept` ns: a long wait shrinks the spin budget, a short
+ * one grows it (see IDLE_SPINS_MIN). */
+static void learn_from_park(hyi_worker *w, uint64_t slept)
+{
+    if (slept == 0)
+        return;
+    unsigned b = w->spin_budget;
+    if (slept < SHORT_PARK_NS)
+        b = b * 2 > HYI_IDLE_SPINS ? HYI_IDLE_SPINS : b * 2;
+    else
+        b = b / 2 < IDLE_SPINS_MIN ? IDLE_SPINS_MIN : b / 2;
+    w->spin_budget = b;
 }
 
 static void *worker_main(void *arg)
@@ -235,6 +264,8 @@ static void *worker_main(void *arg)
     for (;;) {
         hyi_actor *a = find_work(w);
         if (a) {
+            if (idle)
+                w->spin_budget = HYI_IDLE_SPINS; /* the spin paid */
             idle = 0;
             hyi_actor_run(w, a);
             /* release: a quiescent point (see hyi_sched_quiesced): the turn's
@@ -248,16 +279,19 @@ static void *worker_main(void *arg)
         /* acquire: pairs with hyi_sched_stop's release store */
         if (atomic_load_explicit(&k->stopping, memory_order_acquire))
             break;
-        if (++idle < IDLE_SPINS) {
+        unsigned budget = w->spin_budget;
+        if (++idle < budget) {
             hyi_cpu_relax();
             continue;
         }
-        if (idle == IDLE_SPINS) {
-            sched_yield(); /* let a preempted sender run before we sleep */
+        /* with the full budget, a stream is likely: let a preempted sender
+         * run before we sleep */
+        if (idle == budget && budget == HYI_IDLE_SPINS) {
+            sched_yield();
             continue;
         }
         idle = 0;
-        park(w);
+        learn_from_park(w, park(w));
     }
     tl_worker = NULL;
     return NULL;
@@ -297,6 +331,7 @@ int hyi_sched_start(hy_kernel *k, unsigned nworkers)
         w->k = k;
         w->index = i;
         w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
+        w->spin_budget = HYI_IDLE_SPINS;
         if (!hyi_deque_init(&w->deque, 64)) {
             for (unsigned j = 0; j < i; j++)
                 hyi_deque_destroy(&k->workers[j].deque);

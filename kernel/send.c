@@ -343,14 +343,39 @@ match_cached(hy_kernel *k, const char *path, size_t path_len, const void *payloa
     return match_uncached(k, path, path_len, payload, len, generation, out);
 }
 
+/* A request (hook: its waiter) to a forwarding subsystem: its reply duty
+ * goes with it, and *hooked says the request's reference is taken. */
+static int forward_ask(hy_kernel *k, const hy_ext_forward_ops *ops, hyi_route_binding *route,
+                       const char *path, size_t path_len, const void *payload, size_t len,
+                       hyi_msg_hook *hook, bool *hooked)
+{
+    if (!ops->ask)
+        return HY_EXT_FORWARD_DECLINE;
+    int64_t deadline_ms;
+    hy_ext_reply *r = hyi_reply_take(k, hook, &deadline_ms);
+    if (!r)
+        return HY_EXT_FORWARD_DECLINE;
+    if (ops->ask(route->sub->fwd_self, route->udata, path, path_len, payload, len, r,
+                 deadline_ms) == HY_EXT_FORWARD_DECLINE) {
+        hyi_reply_untake(r);
+        return HY_EXT_FORWARD_DECLINE;
+    }
+    if (hooked)
+        *hooked = true;
+    return 0;
+}
+
 /* A subsystem that forwards (hy_ext_forward_set) takes a plain or durable
- * send on this thread; HY_EXT_FORWARD_DECLINE: deliver it as usual. */
+ * send, or a request, on this thread; HY_EXT_FORWARD_DECLINE: deliver it as
+ * usual. */
 static __attribute__((noinline)) int
-forward_to(const hy_ext_forward_ops *ops, const hyi_match *m, const char *path, size_t path_len,
-           const void *payload, size_t len, bool durable, void (*on_durable)(void *, int),
-           void *udata)
+forward_to(hy_kernel *k, const hy_ext_forward_ops *ops, const hyi_match *m, const char *path,
+           size_t path_len, const void *payload, size_t len, bool durable,
+           void (*on_durable)(void *, int), void *udata, hyi_msg_hook *hook, bool *hooked)
 {
     hyi_route_binding *route = m->route;
+    if (hook)
+        return forward_ask(k, ops, route, path, path_len, payload, len, hook, hooked);
     if (durable)
         return ops->send_durable ? ops->send_durable(route->sub->fwd_self, route->udata, path,
                                                      path_len, payload, len, on_durable, udata)
@@ -362,15 +387,17 @@ forward_to(const hy_ext_forward_ops *ops, const hyi_match *m, const char *path, 
 
 /* Inline: a subsystem that does not forward costs one load and a branch. */
 static inline __attribute__((always_inline)) int
-forward(const hyi_match *m, const char *path, size_t path_len, const void *payload, size_t len,
-        bool durable, void (*on_durable)(void *, int), void *udata)
+forward(hy_kernel *k, const hyi_match *m, const char *path, size_t path_len,
+        const void *payload, size_t len, bool durable, void (*on_durable)(void *, int),
+        void *udata, hyi_msg_hook *hook, bool *hooked)
 {
     hyi_route_binding *route = m->route;
     /* acquire: pairs with hy_ext_forward_set's release (fwd_self) */
     const hy_ext_forward_ops *ops = atomic_load_explicit(&route->sub->fwd, memory_order_acquire);
     if (HY_LIKELY(!ops))
         return HY_EXT_FORWARD_DECLINE;
-    return forward_to(ops, m, path, path_len, payload, len, durable, on_durable, udata);
+    return forward_to(k, ops, m, path, path_len, payload, len, durable, on_durable, udata, hook,
+                      hooked);
 }
 
 /* hyi_send, and hy_send_durable when durable is set. Inlined into each
@@ -401,8 +428,9 @@ send_one(hy_kernel *k, hy_principal *const *as, const char *path,
     hy_msg *msg = NULL;
     hyi_actor *actor;
     rc = match_cached(k, path, path_len, payload, len, &m);
-    if (HY_LIKELY(rc == 0) && !hook && !reply_to && !flags) {
-        int f = forward(m, path, path_len, payload, len, durable, on_durable, udata);
+    if (HY_LIKELY(rc == 0) && !reply_to && !flags) {
+        int f = forward(k, m, path, path_len, payload, len, durable, on_durable, udata, hook,
+                        hooked);
         if (f != HY_EXT_FORWARD_DECLINE) {
             hyi_router_read_exit(k->router);
             return f;
@@ -608,7 +636,8 @@ static int send_batch(hy_kernel *k, hy_principal *const *as, const hy_send_item 
             last_len = path_len;
         }
         /* a forwarding subsystem's items go out back to back from here */
-        rc = forward(&m, it->path, path_len, it->payload, it->len, false, NULL, NULL);
+        rc = forward(k, &m, it->path, path_len, it->payload, it->len, false, NULL, NULL, NULL,
+                     NULL);
         if (rc != HY_EXT_FORWARD_DECLINE) {
             if (rc != 0)
                 break;

@@ -190,6 +190,11 @@ static bool linger(hyi_worker *w, hyi_actor *actor)
     unsigned limit = LINGER_GAPS * gap + LINGER_MIN;
     if (limit > LINGER_MAX)
         limit = LINGER_MAX;
+    /* A worker whose waits have been long (its spin budget shrank, sched.c)
+     * lingers no longer than it would spin idle: messages a round trip over
+     * the network apart never come within a linger. */
+    if (w->spin_budget < HYI_IDLE_SPINS && limit > w->spin_budget)
+        limit = w->spin_budget;
     for (unsigned i = 0; i < limit; i++) {
         if (hyi_mpscq_linked(&actor->mailbox)) {
             actor->arrival_gap = (uint16_t)((3 * gap + i + 2) / 4);

@@ -6,13 +6,13 @@
  * batches (hy_send_batch), durable sends with hy_send_durable, requests with
  * hy_ext_ask_cb (answered from the replying worker; nothing waits).
  * hy_nats_import registers a local subsystem that forwards: plain and
- * durable sends are published on the sender's thread (hy_ext_forward_set),
- * no message is queued locally. A request (hy_ask) on an imported path goes
- * through the subsystem's handler, which publishes it with a reply subject
- * under the import's inbox and hands its reply duty over with
- * hy_ext_reply_defer; the inbox's subscription finishes it when the answer
- * comes (or the sweeper when the deadline passes), so no worker ever waits
- * on the network.
+ * durable sends, and requests (hy_ask, hy_ext_ask_cb), are published on the
+ * sender's thread (hy_ext_forward_set), no message is queued locally. A
+ * request goes out with a reply subject under the import's inbox, its reply
+ * duty handed over (hy_ext_forward_ops.ask; a hy_ask_async request, through
+ * the subsystem's handler and hy_ext_reply_defer); the inbox's subscription
+ * finishes it when the answer comes (or the sweeper when the deadline
+ * passes), so no worker ever waits on the network.
  *
  * Metadata travels in NATS headers: Hy-Durable (a durable send to ack),
  * Hy-Error (the hypha error of a failed request), Hy-Status (the durable
@@ -410,14 +410,15 @@ static nats_state *state_of(hy_kernel *k)
 }
 
 /* Publishing is refused at once while disconnected with no reconnect
- * buffer; with one, libnats buffers it (and fails when the buffer is full). */
-static int publish(nats_state *n, natsConnection *nc, natsMsg *m)
+ * buffer; with one, libnats buffers it (and fails when the buffer is full).
+ * 0: go ahead. */
+static int publish_ready(nats_state *n, natsConnection *nc)
 {
     if (atomic_load_explicit(&n->stopped, memory_order_acquire))
         return HY_ECLOSED;
     if (n->buf_bytes < 0 && natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED)
         return HY_EDISCONNECTED;
-    return nats_err(natsConnection_PublishMsg(nc, m));
+    return 0;
 }
 
 /* ------------------------------------------------------------ pending requests */
@@ -530,13 +531,20 @@ static int request(nats_state *n, pending *p, const char *subj, const void *data
     n->pend = p;
     pthread_mutex_unlock(&n->mu);
     snprintf(reply, sizeof reply, "%s.%" PRIu64, n->inbox, id);
-    natsMsg *m = NULL;
-    int rc = nats_err(natsMsg_Create(&m, subj, reply, data, (int)len));
-    if (rc == 0 && durable)
-        rc = nats_err(natsMsgHeader_Set(m, "Hy-Durable", "1"));
-    if (rc == 0)
-        rc = publish(n, n->fast, m);
-    natsMsg_Destroy(m);
+    int rc = publish_ready(n, n->fast);
+    if (rc == 0 && !durable) {
+        /* No header: no natsMsg, which libnats frees on its collector
+         * thread, a wake-up per request. */
+        rc = nats_err(natsConnection_PublishRequest(n->fast, subj, reply, data, (int)len));
+    } else if (rc == 0) {
+        natsMsg *m = NULL;
+        rc = nats_err(natsMsg_Create(&m, subj, reply, data, (int)len));
+        if (rc == 0)
+            rc = nats_err(natsMsgHeader_Set(m, "Hy-Durable", "1"));
+        if (rc == 0)
+            rc = nats_err(natsConnection_PublishMsg(n->fast, m));
+        natsMsg_Destroy(m);
+    }
     if (rc != 0 && !pending_take(n, id))
         return 0; /* the sweeper took it meanwhile and finishes it */
     return rc;
@@ -791,12 +799,8 @@ static int export_readers_start(endpoint *e)
 static int publish_plain(endpoint *ep, const char *subj, const void *data, size_t len)
 {
     nats_state *n = ep->n;
-    int rc;
-    if (atomic_load_explicit(&n->stopped, memory_order_acquire))
-        rc = HY_ECLOSED;
-    else if (n->buf_bytes < 0 && natsConnection_Status(n->nc) != NATS_CONN_STATUS_CONNECTED)
-        rc = HY_EDISCONNECTED;
-    else
+    int rc = publish_ready(n, n->nc);
+    if (rc == 0)
         rc = nats_err(natsConnection_Publish(n->nc, subj, data, (int)len));
     atomic_fetch_add_explicit(rc ? &ep->st.dropped : &ep->st.published, 1,
                               memory_order_relaxed);
@@ -829,11 +833,35 @@ static int durable_request(endpoint *e, const char *subj, const void *payload, s
     return 0;
 }
 
+/* Publish a request whose reply duty r carries (finished when the answer
+ * comes, at the deadline, or here at once if it cannot be sent). */
+static void ask_remote(endpoint *ep, const char *subj, const void *data, size_t len,
+                       hy_ext_reply *r, int64_t deadline_ms)
+{
+    nats_state *n = ep->n;
+    pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        hy_ext_reply_finish(r, HY_ENOMEM, NULL, 0);
+        return;
+    }
+    p->ep = ep;
+    p->reply = r;
+    if (deadline_ms < 0 || deadline_ms > n->ask_timeout_ms)
+        deadline_ms = n->ask_timeout_ms;
+    p->deadline_ns = now_ns() + (uint64_t)deadline_ms * 1000000u;
+    int rc = request(n, p, subj, data, len, false);
+    if (rc != 0) {
+        pending_finish(p, rc, NULL, 0);
+        return;
+    }
+    atomic_fetch_add_explicit(&ep->st.published, 1, memory_order_relaxed);
+}
 
+/* What reaches the import's actor: a request made with hy_ask_async (the
+ * others are forwarded, below), or a message sent before forwarding began. */
 static int import_handler(hy_ctx *ctx, const hy_msg *msg)
 {
     endpoint *ep = hy_subsystem_udata(ctx);
-    nats_state *n = ep->n;
     size_t len, path_len;
     const char *path = hy_msg_path(msg, &path_len);
     const void *data = hy_msg_payload(msg, &len);
@@ -851,22 +879,7 @@ static int import_handler(hy_ctx *ctx, const hy_msg *msg)
     int64_t deadline_ms = -1;
     hy_ext_reply *r = hy_ext_reply_defer(ctx, &deadline_ms);
     if (r) {
-        pending *p = calloc(1, sizeof *p);
-        if (!p) {
-            hy_ext_reply_finish(r, HY_ENOMEM, NULL, 0);
-            return 0;
-        }
-        p->ep = ep;
-        p->reply = r;
-        if (deadline_ms < 0 || deadline_ms > n->ask_timeout_ms)
-            deadline_ms = n->ask_timeout_ms;
-        p->deadline_ns = now_ns() + (uint64_t)deadline_ms * 1000000u;
-        rc = request(n, p, subj, data, len, false);
-        if (rc != 0) {
-            pending_finish(p, rc, NULL, 0);
-            return 0;
-        }
-        atomic_fetch_add_explicit(&ep->st.published, 1, memory_order_relaxed);
+        ask_remote(ep, subj, data, len, r, deadline_ms);
         return 0;
     }
     return publish_plain(ep, subj, data, len);
@@ -918,7 +931,24 @@ static int forward_durable(void *self, void *route_udata, const char *path, size
     return durable_request(ep, subj, payload, len, on_durable, udata);
 }
 
-static const hy_ext_forward_ops import_forward = {forward_send, forward_durable};
+/* hy_ask (or hy_ext_ask_cb) on an imported path, on the asker's thread:
+ * published at once, as a send is, so no worker comes between the asker and
+ * the network; the answer finishes r from the inbox's thread. */
+static int forward_ask(void *self, void *route_udata, const char *path, size_t path_len,
+                       const void *payload, size_t len, hy_ext_reply *r, int64_t deadline_ms)
+{
+    endpoint *ep = self;
+    long part = route_udata == &ep->key_route ? partition_of(ep, path) : -1;
+    const char *subj;
+    int rc = subject_memo(path, path_len, part, &subj);
+    if (rc < 0)
+        hy_ext_reply_finish(r, rc, NULL, 0);
+    else
+        ask_remote(ep, subj, payload, len, r, deadline_ms);
+    return 0;
+}
+
+static const hy_ext_forward_ops import_forward = {forward_send, forward_durable, forward_ask};
 
 /* ------------------------------------------------------------ attach */
 

@@ -470,8 +470,15 @@ static void owner_main(const char *who, int wfd)
     hy_kernel *k = kernel_with_nats(NULL, 0);
     hy_route r[] = {{.pattern = "item/{id}", .handler = whoami}};
     hy_subsystem_def d = {.routes = r, .nroutes = 1, .udata = (void *)who};
+    /* "P<n>": only partition n */
     static const uint32_t owned[] = {0, 1};
+    static uint32_t one;
     hy_nats_export_opts eo = {.partitions = 2, .owned = owned, .nowned = 2};
+    if (who[0] == 'P') {
+        one = (uint32_t)(who[1] - '0');
+        eo.owned = &one;
+        eo.nowned = 1;
+    }
     if (hy_subsystem_register(k, "own", &d) || hy_nats_export(k, "own", &eo))
         _exit(2);
     char c = 'r';
@@ -972,6 +979,67 @@ static void test_ask_async_imported(void **st)
     calc_stop(child);
 }
 
+/* hy_ask and hy_ext_ask_cb on an imported path are published on the
+ * asker's thread: nothing passes through the import's actor, each is
+ * counted as published and acked by the import, and a keyed ask reaches the
+ * process owning its key's partition (another partition, owned by nobody:
+ * HY_ENOROUTE). */
+static void test_ask_forwarded(void **st)
+{
+    (void)st;
+    pid_t child = calc_start("f");
+    hy_kernel *k = kernel_with_nats(NULL, 0);
+    assert_int_equal(hy_nats_import(k, "calc", NULL), 0);
+    uint64_t local_sent = calc_local_sent(k);
+    hy_nats_stats n0, n1;
+    assert_int_equal(hy_nats_stats_get(k, "calc", &n0), 0);
+    for (int i = 0; i < 50; i++) {
+        char q[16];
+        int n = snprintf(q, sizeof q, "q%d", i);
+        void *rep;
+        size_t rl;
+        assert_int_equal(hy_ask(k, "calc://echo", q, (size_t)n, &rep, &rl, 2000), 0);
+        assert_int_equal(rl, (size_t)n);
+        assert_memory_equal(rep, q, rl);
+        hy_free(rep);
+    }
+    answer a;
+    ask_cb(k, "calc://echo", &a);
+    assert_int_equal(a.err, 0);
+    assert_memory_equal(a.data, "ping", 4);
+    assert_int_equal(calc_local_sent(k), local_sent);
+    assert_int_equal(hy_nats_stats_get(k, "calc", &n1), 0);
+    assert_int_equal(n1.published - n0.published, 51);
+    assert_int_equal(n1.acked - n0.acked, 51);
+    calc_stop(child);
+
+    pid_t owner = owner_start("P1");
+    hy_nats_import_opts io = {.partitions = 2, .key_pattern = "item/{id}", .key = "id"};
+    assert_int_equal(hy_nats_import(k, "own", &io), 0);
+    int answered = 0;
+    for (int key = 0; key < 20; key++) {
+        char id[8], path[32];
+        snprintf(id, sizeof id, "%d", key);
+        snprintf(path, sizeof path, "own://item/%s", id);
+        void *rep = NULL;
+        size_t rl = 0;
+        int rc = hy_ask(k, path, NULL, 0, &rep, &rl, 2000);
+        if (hy_nats_partition(id, strlen(id), 2) == 1) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(rl, 2);
+            assert_memory_equal(rep, "P1", 2);
+            answered++;
+        } else {
+            assert_int_equal(rc, HY_ENOROUTE);
+        }
+        hy_free(rep);
+    }
+    assert_true(answered > 0 && answered < 20);
+    kill(owner, SIGKILL);
+    waitpid(owner, NULL, 0);
+    hy_kernel_close(k);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 6) { /* a role of spawn() */
@@ -1005,6 +1073,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_buffered_outage),
         cmocka_unit_test(test_durable_outage),
         cmocka_unit_test(test_ask_async_imported),
+        cmocka_unit_test(test_ask_forwarded),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     server_stop();
