@@ -22,7 +22,9 @@
 
 struct hyi_pending {
     hyi_pending *next;
-    hyi_journal_done_fn done;
+    hyi_journal_done_fn done;           /* NULL: done_many */
+    hyi_journal_done_many_fn done_many;
+    void *ctx;                          /* done_many's */
     void *user;
     uint64_t actor, seq, timestamp_ns;
     uint32_t path_len, payload_len;
@@ -79,6 +81,67 @@ static void record_batch(hyi_journal *j, size_t n)
         atomic_store_explicit(&j->st_batch_max, n, memory_order_relaxed);
 }
 
+/* Room for n items in the writer's completion array; false when it cannot
+ * grow (then the caller hands over what fits, in several calls). */
+static bool done_room(hyi_journal *j, size_t n)
+{
+    if (n <= j->done_cap)
+        return true;
+    size_t cap = j->done_cap ? j->done_cap : 256;
+    while (cap < n)
+        cap *= 2;
+    hyi_journal_done_item *v = realloc(j->done_items, cap * sizeof *v);
+    if (!v)
+        return false;
+    j->done_items = v;
+    j->done_cap = cap;
+    return true;
+}
+
+/* Call the completions of one transaction's entries (head...), in order, and
+ * free them. A run of entries with the same done_many and ctx goes in one
+ * call (several if the item array cannot grow to hold it). */
+static void complete(hyi_journal *j, hyi_pending *head, int rc)
+{
+    for (hyi_pending *p = head, *next; p; p = next) {
+        if (p->done) {
+            next = p->next;
+            p->done(p->user, p->actor, rc ? 0 : p->seq, rc);
+            free(p);
+            continue;
+        }
+        size_t n = 1;
+        for (hyi_pending *q = p->next; q && !q->done && q->done_many == p->done_many &&
+                                       q->ctx == p->ctx;
+             q = q->next)
+            n++;
+        if (!done_room(j, n) && !done_room(j, 1)) {
+            /* No memory for even one item: one on the stack at a time. */
+            hyi_journal_done_item one;
+            for (size_t i = 0; i < n; i++, p = next) {
+                next = p->next;
+                one = (hyi_journal_done_item){p->user, rc ? 0 : p->seq};
+                p->done_many(p->ctx, &one, 1, rc);
+                free(p);
+            }
+            continue;
+        }
+        while (n) {
+            size_t m = n < j->done_cap ? n : j->done_cap;
+            hyi_journal_done_many_fn fn = p->done_many;
+            void *ctx = p->ctx;
+            for (size_t i = 0; i < m; i++, p = next) {
+                next = p->next;
+                j->done_items[i] = (hyi_journal_done_item){p->user, rc ? 0 : p->seq};
+                free(p);
+            }
+            fn(ctx, j->done_items, m, rc);
+            n -= m;
+        }
+        next = p;
+    }
+}
+
 static void *writer_main(void *arg)
 {
     hyi_journal *j = arg;
@@ -115,11 +178,7 @@ static void *writer_main(void *arg)
             struct batch_it a = {head, head};
             int rc = hyi_env_write(j, batch_op, &a, "group commit");
             record_batch(j, n);
-            for (hyi_pending *p = head, *next; p; p = next) {
-                next = p->next;
-                p->done(p->user, p->actor, rc ? 0 : p->seq, rc);
-                free(p);
-            }
+            complete(j, head, rc);
         }
 
         pthread_mutex_lock(&j->q_lock);
@@ -155,13 +214,15 @@ static void free_chain(hyi_pending *p)
 }
 
 static hyi_pending *make_node(const hyi_journal_rec *r, hyi_journal_done_fn done,
-                              void *user)
+                              hyi_journal_done_many_fn done_many, void *ctx, void *user)
 {
     hyi_pending *p = malloc(sizeof *p + r->path_len + r->payload_len);
     if (!p)
         return NULL;
     p->next = NULL;
     p->done = done;
+    p->done_many = done_many;
+    p->ctx = ctx;
     p->user = user;
     p->actor = r->actor;
     p->seq = 0;
@@ -177,17 +238,20 @@ static hyi_pending *make_node(const hyi_journal_rec *r, hyi_journal_done_fn done
     return p;
 }
 
-int hyi_journal_submit_batch(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
-                             hyi_journal_done_fn done, void *const *users)
+/* Queue n entries with one of the two kinds of completion. */
+static int submit(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
+                  hyi_journal_done_fn done, hyi_journal_done_many_fn done_many, void *ctx,
+                  void *const *users)
 {
-    if (!j || !done || (n && !recs))
+    if (!j || (!done && !done_many) || (n && !recs))
         return hyi_fail(HY_EINVAL, "journal: NULL journal, callback or records");
     if (n == 0)
         return 0;
     hyi_pending *head = NULL, *tail = NULL;
     for (size_t i = 0; i < n; i++) {
         int rc = hyi_rec_check(j, &recs[i]);
-        hyi_pending *p = rc ? NULL : make_node(&recs[i], done, users ? users[i] : NULL);
+        hyi_pending *p =
+            rc ? NULL : make_node(&recs[i], done, done_many, ctx, users ? users[i] : NULL);
         if (!p) {
             free_chain(head);
             return rc ? rc : hyi_fail(HY_ENOMEM, "journal %s: no memory to queue an entry",
@@ -236,6 +300,18 @@ int hyi_journal_submit_batch(hyi_journal *j, const hyi_journal_rec *recs, size_t
         pthread_cond_signal(&j->q_work);
     pthread_mutex_unlock(&j->q_lock);
     return 0;
+}
+
+int hyi_journal_submit_batch(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
+                             hyi_journal_done_fn done, void *const *users)
+{
+    return submit(j, recs, n, done, NULL, NULL, users);
+}
+
+int hyi_journal_submit_many(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
+                            hyi_journal_done_many_fn done, void *ctx, void *const *users)
+{
+    return submit(j, recs, n, NULL, done, ctx, users);
 }
 
 int hyi_journal_submit(hyi_journal *j, const hyi_journal_rec *rec,

@@ -756,6 +756,7 @@ static void free_journal(hyi_journal *j)
     pthread_cond_destroy(&j->q_room);
     pthread_cond_destroy(&j->q_done);
     pthread_mutex_destroy(&j->ring_lock);
+    free(j->done_items);
     free(j->path);
     free(j);
 }

@@ -157,6 +157,10 @@ struct hyi_journal {
     bool writer_started, stopping, writer_waiting;
     unsigned room_waiters, flush_waiters;
     pthread_t writer;
+    /* The writer's own: a transaction's completions for a done_many callback
+     * (grown as needed; freed at close). */
+    hyi_journal_done_item *done_items;
+    size_t done_cap;
 
     /* Stats: plain counters with relaxed atomics (nothing is ordered by them). */
     _Atomic uint64_t st_commits, st_entries, st_bytes, st_failed, st_grows,
