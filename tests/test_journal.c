@@ -777,6 +777,133 @@ static void test_writer_delivers_commit_error_to_every_callback(void **state)
     free(a);
 }
 
+/* ---------------------------------------------------------------- done_many */
+
+/* What done_many calls saw: every item in call order, and each call's size
+ * and first item's index. Two contexts: tag says which one a call got. */
+typedef struct many_log {
+    int tag;
+    struct many_seen {
+        void *user;
+        uint64_t seq;
+        int status, tag;
+    } items[256];
+    size_t n, calls, call_n[64];
+} many_log;
+
+static many_log *many_shared; /* both contexts write here, in writer order */
+
+static void many_done(void *ctx, hyi_journal_done_item *items, size_t n, int status)
+{
+    many_log *l = many_shared;
+    int tag = ((many_log *)ctx)->tag;
+    if (l->calls < 64)
+        l->call_n[l->calls] = n;
+    l->calls++;
+    for (size_t i = 0; i < n && l->n < 256; i++)
+        l->items[l->n++] = (struct many_seen){items[i].user, items[i].seq, status, tag};
+}
+
+static void one_done(void *user, uint64_t actor, uint64_t seq, int status)
+{
+    (void)actor;
+    many_log *l = many_shared;
+    if (l->n < 256)
+        l->items[l->n++] = (struct many_seen){user, seq, status, 0};
+}
+
+static void test_submit_many_gives_a_batch_in_one_call_in_order(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_default(f);
+    many_log *l = calloc(1, sizeof *l);
+    many_log ctx = {.tag = 1};
+    many_shared = l;
+    hyi_journal_rec r[25];
+    void *users[25];
+    for (int i = 0; i < 25; i++) {
+        r[i] = rec_of((uint64_t)(i % 3), "m://p", "v");
+        users[i] = &r[i];
+    }
+    assert_int_equal(hyi_journal_submit_many(j, r, 25, many_done, &ctx, users), 0);
+    hyi_journal_flush(j);
+    /* a batch is never split: one transaction, one call */
+    assert_int_equal(l->calls, 1);
+    assert_int_equal(l->call_n[0], 25);
+    assert_int_equal(l->n, 25);
+    for (int i = 0; i < 25; i++) {
+        assert_ptr_equal(l->items[i].user, &r[i]);
+        assert_int_equal(l->items[i].seq, (uint64_t)(i / 3 + 1)); /* actor i%3's seq */
+        assert_int_equal(l->items[i].status, 0);
+    }
+    free(l);
+}
+
+/* Submits of both kinds and two contexts, interleaved: every entry's
+ * completion comes once, in submission order, each done_many call holds
+ * entries of its own context only, and sequences are the actor's, gap-free. */
+static void test_submit_many_and_submit_interleave_in_order(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_default(f);
+    many_log *l = calloc(1, sizeof *l);
+    many_log a = {.tag = 1}, b = {.tag = 2};
+    many_shared = l;
+    static int slot[200];
+    int want_tag[200];
+    for (int i = 0; i < 200; i++) {
+        hyi_journal_rec r = rec_of(7, "m://p", "v");
+        void *u = &slot[i];
+        int kind = (i / 5) % 3; /* runs of five of each kind */
+        want_tag[i] = kind;
+        assert_int_equal(kind == 0   ? hyi_journal_submit(j, &r, one_done, u)
+                         : kind == 1 ? hyi_journal_submit_many(j, &r, 1, many_done, &a, &u)
+                                     : hyi_journal_submit_many(j, &r, 1, many_done, &b, &u),
+                         0);
+    }
+    hyi_journal_flush(j);
+    assert_int_equal(l->n, 200);
+    for (int i = 0; i < 200; i++) {
+        assert_ptr_equal(l->items[i].user, &slot[i]);
+        assert_int_equal(l->items[i].seq, (uint64_t)i + 1);
+        assert_int_equal(l->items[i].tag, want_tag[i]);
+        assert_int_equal(l->items[i].status, 0);
+    }
+    /* a run of one context never crosses the next: at least 2 runs per 15 */
+    assert_true(l->calls >= 2 * 200 / 15);
+    free(l);
+}
+
+static void test_submit_many_failure_reaches_every_item(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_cfg(f, (hyi_journal_config){.durability = HYI_DUR_NOSYNC,
+                                                      .map_size = 64 << 10,
+                                                      .map_size_max = 64 << 10});
+    many_log *l = calloc(1, sizeof *l);
+    many_log ctx = {.tag = 1};
+    many_shared = l;
+    static char big[300 << 10];
+    memset(big, 'z', sizeof big);
+    hyi_journal_rec r[3];
+    for (int i = 0; i < 3; i++)
+        r[i] = (hyi_journal_rec){.actor = 1, .payload = big, .payload_len = sizeof big};
+    assert_int_equal(hyi_journal_submit_many(j, r, 3, many_done, &ctx, NULL), 0);
+    hyi_journal_flush(j);
+    assert_int_equal(l->n, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_null(l->items[i].user); /* users NULL: all NULL */
+        assert_int_equal(l->items[i].status, HY_EMAPFULL);
+        assert_int_equal(l->items[i].seq, 0);
+    }
+    assert_int_equal(highest(j, 1), 0);
+    /* and a NULL callback is refused, nothing queued */
+    hyi_journal_rec ok = rec_of(1, "m://p", "v");
+    assert_int_equal(hyi_journal_submit_many(j, &ok, 1, NULL, &ctx, NULL), HY_EINVAL);
+    assert_non_null(strstr(hy_errdetail(), "NULL"));
+    free(l);
+}
+
 /* ---------------------------------------------------------------- open failures */
 
 static void test_open_fails_on_a_regular_file(void **state)
@@ -1371,6 +1498,9 @@ int main(void)
         T(test_map_grows_from_a_tiny_map),
         T(test_map_cap_gives_emapfull_and_reads_still_work),
         T(test_writer_delivers_commit_error_to_every_callback),
+        T(test_submit_many_gives_a_batch_in_one_call_in_order),
+        T(test_submit_many_and_submit_interleave_in_order),
+        T(test_submit_many_failure_reaches_every_item),
         T(test_open_fails_on_a_regular_file),
         T(test_open_fails_on_garbage_data_file),
         T(test_open_fails_when_parent_is_missing),
