@@ -685,7 +685,7 @@ static actor_run *group_of(grouping *g, hyi_actor *a, size_t *runs)
 /* How far ahead committed fetches: a message's first line 2 * AHEAD entries
  * ahead, its trailer AHEAD entries ahead (found through the first line). The
  * sender wrote them long ago on another core. */
-#define AHEAD 8
+#define AHEAD 16
 
 /* The journal's completion of a transaction's messages, on its writer
  * thread, in submission order (see "delivery"). */

@@ -35,18 +35,25 @@ struct hyi_pending {
 
 /* ---------------------------------------------------------------- the writer */
 
-/* The batch being written: a list of pending entries. */
+/* How many nodes ahead the writer fetches as it walks a batch: they were
+ * written by the submitters on other cores, and the addresses are known
+ * (an array), so the misses overlap instead of following one another. */
+#define NODES_AHEAD 8
+
+/* The batch being written: n pending entries, in order. */
 struct batch_it {
-    hyi_pending *head;
-    hyi_pending *p;
+    hyi_pending *const *v;
+    size_t n, i;
 };
 
 static bool batch_next(void *it, hyi_journal_rec *rec, uint64_t **seq)
 {
     struct batch_it *b = it;
-    hyi_pending *p = b->p;
-    if (!p)
+    if (b->i == b->n)
         return false;
+    if (b->i + NODES_AHEAD < b->n)
+        __builtin_prefetch(b->v[b->i + NODES_AHEAD]);
+    hyi_pending *p = b->v[b->i++];
     *rec = (hyi_journal_rec){.actor = p->actor,
                              .flags = p->flags,
                              .timestamp_ns = p->timestamp_ns,
@@ -55,14 +62,13 @@ static bool batch_next(void *it, hyi_journal_rec *rec, uint64_t **seq)
                              .payload = p->data + p->path_len,
                              .payload_len = p->payload_len};
     *seq = &p->seq;
-    b->p = p->next;
     return true;
 }
 
 static void batch_restart(void *it)
 {
     struct batch_it *b = it;
-    b->p = b->head;
+    b->i = 0;
 }
 
 static int batch_op(hyi_wtxn *w, void *arg)
@@ -98,47 +104,40 @@ static bool done_room(hyi_journal *j, size_t n)
     return true;
 }
 
-/* Call the completions of one transaction's entries (head...), in order, and
- * free them. A run of entries with the same done_many and ctx goes in one
- * call (several if the item array cannot grow to hold it). */
-static void complete(hyi_journal *j, hyi_pending *head, int rc)
+/* Call the completions of one transaction's entries (v[0..n)), in order,
+ * and free them. A run of entries with the same done_many and ctx goes in
+ * one call (several if the item array cannot grow to hold it). */
+static void complete(hyi_journal *j, hyi_pending *const *v, size_t n, int rc)
 {
-    for (hyi_pending *p = head, *next; p; p = next) {
+    for (size_t i = 0; i < n;) {
+        hyi_pending *p = v[i];
         if (p->done) {
-            next = p->next;
             p->done(p->user, p->actor, rc ? 0 : p->seq, rc);
             free(p);
+            i++;
             continue;
         }
-        size_t n = 1;
-        for (hyi_pending *q = p->next; q && !q->done && q->done_many == p->done_many &&
-                                       q->ctx == p->ctx;
-             q = q->next)
-            n++;
-        if (!done_room(j, n) && !done_room(j, 1)) {
-            /* No memory for even one item: one on the stack at a time. */
-            hyi_journal_done_item one;
-            for (size_t i = 0; i < n; i++, p = next) {
-                next = p->next;
-                one = (hyi_journal_done_item){p->user, rc ? 0 : p->seq};
-                p->done_many(p->ctx, &one, 1, rc);
-                free(p);
-            }
-            continue;
+        size_t end = i + 1;
+        while (end < n && !v[end]->done && v[end]->done_many == p->done_many &&
+               v[end]->ctx == p->ctx)
+            end++;
+        hyi_journal_done_many_fn fn = p->done_many;
+        void *ctx = p->ctx;
+        /* No memory for the items array: one item on the stack at a time. */
+        hyi_journal_done_item one, *items = &one;
+        size_t room = 1;
+        if (done_room(j, end - i) || j->done_cap) {
+            items = j->done_items;
+            room = j->done_cap;
         }
-        while (n) {
-            size_t m = n < j->done_cap ? n : j->done_cap;
-            hyi_journal_done_many_fn fn = p->done_many;
-            void *ctx = p->ctx;
-            for (size_t i = 0; i < m; i++, p = next) {
-                next = p->next;
-                j->done_items[i] = (hyi_journal_done_item){p->user, rc ? 0 : p->seq};
-                free(p);
+        while (i < end) {
+            size_t m = end - i < room ? end - i : room;
+            for (size_t k = 0; k < m; k++, i++) {
+                items[k] = (hyi_journal_done_item){v[i]->user, rc ? 0 : v[i]->seq};
+                free(v[i]);
             }
-            fn(ctx, j->done_items, m, rc);
-            n -= m;
+            fn(ctx, items, m, rc);
         }
-        next = p;
     }
 }
 
@@ -147,41 +146,48 @@ static void *writer_main(void *arg)
     hyi_journal *j = arg;
     pthread_mutex_lock(&j->q_lock);
     for (;;) {
-        while (!j->q_head && !j->stopping) {
+        while (!j->q_len && !j->stopping) {
             j->writer_waiting = true;
             pthread_cond_wait(&j->q_work, &j->q_lock);
             j->writer_waiting = false;
         }
-        if (!j->q_head)
+        if (!j->q_len)
             break; /* stopping, and everything is written */
-        /* Take the whole queue in O(1): walking it to cut a batch happens below,
-         * outside the lock, so submitters are never held up by it. */
-        hyi_pending *rest = j->q_head;
-        size_t taken = j->q_len;
-        j->q_head = j->q_tail = NULL;
+        /* Take the whole queue in O(1), leaving the spare array (empty) to the
+         * submitters: cutting it into batches happens outside the lock. */
+        hyi_pending **v = j->q_vec;
+        size_t taken = j->q_len, cap = j->q_cap;
+        j->q_vec = j->spare_vec;
+        j->q_cap = j->spare_cap;
         j->q_len = 0;
+        j->spare_vec = NULL;
+        j->spare_cap = 0;
         if (j->room_waiters)
             pthread_cond_broadcast(&j->q_room);
         pthread_mutex_unlock(&j->q_lock);
 
-        while (rest) {
+        for (size_t at = 0; at < taken;) {
             /* One transaction: up to max_batch entries, extended to the end of
              * a submit call so a batch submit is never split. */
-            hyi_pending *head = rest, *tail = head;
-            size_t n = 1;
-            while (tail->next && (n < j->cfg.max_batch || !tail->group_end)) {
-                tail = tail->next;
-                n++;
-            }
-            rest = tail->next;
-            tail->next = NULL;
-            struct batch_it a = {head, head};
-            int rc = hyi_env_write(j, batch_op, &a, "group commit");
-            record_batch(j, n);
-            complete(j, head, rc);
+            size_t end = at + (taken - at < j->cfg.max_batch ? taken - at : j->cfg.max_batch);
+            while (end < taken && !v[end - 1]->group_end)
+                end++;
+            struct batch_it b = {v + at, end - at, 0};
+            int rc = hyi_env_write(j, batch_op, &b, "group commit");
+            record_batch(j, end - at);
+            complete(j, v + at, end - at, rc);
+            at = end;
         }
 
         pthread_mutex_lock(&j->q_lock);
+        /* The array comes back as the spare (the larger one is kept). */
+        if (cap > j->spare_cap) {
+            free(j->spare_vec);
+            j->spare_vec = v;
+            j->spare_cap = cap;
+        } else {
+            free(v);
+        }
         j->completed += taken;
         if (j->flush_waiters)
             pthread_cond_broadcast(&j->q_done);
@@ -289,12 +295,21 @@ static int submit(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
         free_chain(head);
         return hyi_fail(HY_ECLOSED, "journal %s: closing, submit refused", j->path);
     }
-    if (j->q_tail)
-        j->q_tail->next = head;
-    else
-        j->q_head = head;
-    j->q_tail = tail;
-    j->q_len += n;
+    if (j->q_len + n > j->q_cap) {
+        size_t cap = j->q_cap ? j->q_cap : 1024;
+        while (cap < j->q_len + n)
+            cap *= 2;
+        hyi_pending **v = realloc(j->q_vec, cap * sizeof *v);
+        if (!v) {
+            pthread_mutex_unlock(&j->q_lock);
+            free_chain(head);
+            return hyi_fail(HY_ENOMEM, "journal %s: no memory to queue an entry", j->path);
+        }
+        j->q_vec = v;
+        j->q_cap = cap;
+    }
+    for (hyi_pending *p = head; p; p = p->next)
+        j->q_vec[j->q_len++] = p;
     j->submitted += n;
     if (j->writer_waiting)
         pthread_cond_signal(&j->q_work);

@@ -757,6 +757,8 @@ static void free_journal(hyi_journal *j)
     pthread_cond_destroy(&j->q_done);
     pthread_mutex_destroy(&j->ring_lock);
     free(j->done_items);
+    free(j->q_vec); /* empty: close flushed the queue */
+    free(j->spare_vec);
     free(j->path);
     free(j);
 }

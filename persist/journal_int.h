@@ -151,8 +151,11 @@ struct hyi_journal {
     pthread_cond_t q_work;   /* writer waits for entries or stop */
     pthread_cond_t q_room;   /* submitters wait for room */
     pthread_cond_t q_done;   /* flush waits for completions */
-    hyi_pending *q_head, *q_tail;
-    size_t q_len;
+    /* The queue: an array of nodes in submission order (so the writer knows
+     * every address at once and can fetch ahead); the writer swaps it for
+     * the spare (empty) one and gives it back as the next spare. */
+    hyi_pending **q_vec, **spare_vec;
+    size_t q_len, q_cap, spare_cap;
     uint64_t submitted, completed;
     bool writer_started, stopping, writer_waiting;
     unsigned room_waiters, flush_waiters;
