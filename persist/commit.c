@@ -21,17 +21,28 @@
 #include "journal_int.h"
 
 struct hyi_pending {
-    hyi_pending *next;
     hyi_journal_done_fn done;           /* NULL: done_many */
     hyi_journal_done_many_fn done_many;
     void *ctx;                          /* done_many's */
     void *user;
     uint64_t actor, seq, timestamp_ns;
     uint32_t path_len, payload_len;
+    uint64_t ring_end; /* a ring node's end in the ring (see RING_BYTES) */
     uint16_t flags;
     bool group_end; /* last node of one submit call: the writer may cut after it */
+    bool ringed;    /* carved from the ring; else malloc'd */
     unsigned char data[]; /* path, then payload */
 };
+
+/* Nodes are carved from a ring of RING_BYTES (allocated at the first submit)
+ * under q_lock, and given back in bulk when the writer has completed a
+ * transaction: the writer takes and completes entries in the order they
+ * were queued, so the ring's space comes back in the order it was taken.
+ * No malloc on the submitter, no cross-thread free on the writer, and
+ * nodes sit one after another in memory. A node larger than RING_NODE_MAX,
+ * or one that finds the ring full, is malloc'd (and freed once completed). */
+#define RING_BYTES ((size_t)4 << 20)
+#define RING_NODE_MAX ((size_t)1024)
 
 /* ---------------------------------------------------------------- the writer */
 
@@ -109,11 +120,15 @@ static bool done_room(hyi_journal *j, size_t n)
  * one call (several if the item array cannot grow to hold it). */
 static void complete(hyi_journal *j, hyi_pending *const *v, size_t n, int rc)
 {
+    uint64_t ring_end = 0;
     for (size_t i = 0; i < n;) {
         hyi_pending *p = v[i];
         if (p->done) {
             p->done(p->user, p->actor, rc ? 0 : p->seq, rc);
-            free(p);
+            if (p->ringed)
+                ring_end = p->ring_end;
+            else
+                free(p);
             i++;
             continue;
         }
@@ -134,10 +149,18 @@ static void complete(hyi_journal *j, hyi_pending *const *v, size_t n, int rc)
             size_t m = end - i < room ? end - i : room;
             for (size_t k = 0; k < m; k++, i++) {
                 items[k] = (hyi_journal_done_item){v[i]->user, rc ? 0 : v[i]->seq};
-                free(v[i]);
+                if (v[i]->ringed)
+                    ring_end = v[i]->ring_end;
+                else
+                    free(v[i]);
             }
             fn(ctx, items, m, rc);
         }
+    }
+    if (ring_end) { /* every ring node up to the last one completed is free */
+        pthread_mutex_lock(&j->q_lock);
+        j->ring_tail = ring_end;
+        pthread_mutex_unlock(&j->q_lock);
     }
 }
 
@@ -210,22 +233,10 @@ void hyi_writer_stop(hyi_journal *j)
 
 /* ---------------------------------------------------------------- submit */
 
-static void free_chain(hyi_pending *p)
+/* Fill node p with r (a copy of its path and payload) and its completion. */
+static void node_fill(hyi_pending *p, const hyi_journal_rec *r, hyi_journal_done_fn done,
+                      hyi_journal_done_many_fn done_many, void *ctx, void *user)
 {
-    while (p) {
-        hyi_pending *next = p->next;
-        free(p);
-        p = next;
-    }
-}
-
-static hyi_pending *make_node(const hyi_journal_rec *r, hyi_journal_done_fn done,
-                              hyi_journal_done_many_fn done_many, void *ctx, void *user)
-{
-    hyi_pending *p = malloc(sizeof *p + r->path_len + r->payload_len);
-    if (!p)
-        return NULL;
-    p->next = NULL;
     p->done = done;
     p->done_many = done_many;
     p->ctx = ctx;
@@ -241,41 +252,39 @@ static hyi_pending *make_node(const hyi_journal_rec *r, hyi_journal_done_fn done
         memcpy(p->data, r->path, r->path_len);
     if (r->payload_len)
         memcpy(p->data + r->path_len, r->payload, r->payload_len);
+}
+
+/* Under q_lock: a node of sz bytes (a multiple of 8) from the ring, or NULL
+ * (too large, the ring full, or no memory for it). */
+static hyi_pending *ring_take(hyi_journal *j, size_t sz)
+{
+    if (sz > RING_NODE_MAX || j->ring_failed)
+        return NULL;
+    if (!j->node_ring && !(j->node_ring = malloc(RING_BYTES))) {
+        j->ring_failed = true; /* malloc'd nodes only, then */
+        return NULL;
+    }
+    uint64_t head = j->ring_head;
+    size_t pos = (size_t)(head & (RING_BYTES - 1));
+    if (pos + sz > RING_BYTES) /* no room before the end: skip to the start */
+        head += RING_BYTES - pos;
+    if (head + sz - j->ring_tail > RING_BYTES)
+        return NULL;
+    hyi_pending *p = (hyi_pending *)(void *)(j->node_ring + (head & (RING_BYTES - 1)));
+    j->ring_head = head + sz;
+    p->ring_end = j->ring_head;
+    p->ringed = true;
     return p;
 }
 
-/* Queue n entries with one of the two kinds of completion. */
-static int submit(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
-                  hyi_journal_done_fn done, hyi_journal_done_many_fn done_many, void *ctx,
-                  void *const *users)
+/* Take q_lock, start the writer if need be and wait for room for n entries.
+ * 0 with the lock held, or an error without it. */
+static int lock_for_room(hyi_journal *j, size_t n)
 {
-    if (!j || (!done && !done_many) || (n && !recs))
-        return hyi_fail(HY_EINVAL, "journal: NULL journal, callback or records");
-    if (n == 0)
-        return 0;
-    hyi_pending *head = NULL, *tail = NULL;
-    for (size_t i = 0; i < n; i++) {
-        int rc = hyi_rec_check(j, &recs[i]);
-        hyi_pending *p =
-            rc ? NULL : make_node(&recs[i], done, done_many, ctx, users ? users[i] : NULL);
-        if (!p) {
-            free_chain(head);
-            return rc ? rc : hyi_fail(HY_ENOMEM, "journal %s: no memory to queue an entry",
-                                      j->path);
-        }
-        if (tail)
-            tail->next = p;
-        else
-            head = p;
-        tail = p;
-    }
-    tail->group_end = true;
-
     pthread_mutex_lock(&j->q_lock);
     if (!j->writer_started && !j->stopping) {
         if (pthread_create(&j->writer, NULL, writer_main, j) != 0) {
             pthread_mutex_unlock(&j->q_lock);
-            free_chain(head);
             return hyi_fail(HY_ESYS, "journal %s: cannot start the writer thread", j->path);
         }
         j->writer_started = true;
@@ -292,7 +301,6 @@ static int submit(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
     }
     if (j->stopping) {
         pthread_mutex_unlock(&j->q_lock);
-        free_chain(head);
         return hyi_fail(HY_ECLOSED, "journal %s: closing, submit refused", j->path);
     }
     if (j->q_len + n > j->q_cap) {
@@ -302,14 +310,53 @@ static int submit(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
         hyi_pending **v = realloc(j->q_vec, cap * sizeof *v);
         if (!v) {
             pthread_mutex_unlock(&j->q_lock);
-            free_chain(head);
             return hyi_fail(HY_ENOMEM, "journal %s: no memory to queue an entry", j->path);
         }
         j->q_vec = v;
         j->q_cap = cap;
     }
-    for (hyi_pending *p = head; p; p = p->next)
-        j->q_vec[j->q_len++] = p;
+    return 0;
+}
+
+/* Queue n entries with one of the two kinds of completion. Nodes are made
+ * and filled under q_lock (a copy of a small entry costs less than a
+ * malloc), in the order the writer will take them. */
+static int submit(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
+                  hyi_journal_done_fn done, hyi_journal_done_many_fn done_many, void *ctx,
+                  void *const *users)
+{
+    if (!j || (!done && !done_many) || (n && !recs))
+        return hyi_fail(HY_EINVAL, "journal: NULL journal, callback or records");
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = hyi_rec_check(j, &recs[i]);
+        if (rc)
+            return rc;
+    }
+    int rc = lock_for_room(j, n);
+    if (rc)
+        return rc;
+    hyi_pending **v = j->q_vec + j->q_len;
+    uint64_t ring_mark = j->ring_head;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = recs[i].path_len + recs[i].payload_len;
+        hyi_pending *p = ring_take(j, (sizeof *p + len + 7) & ~(size_t)7);
+        if (!p && (p = malloc(sizeof *p + len)) != NULL)
+            p->ringed = false;
+        if (!p) { /* all or none: give back what this call took */
+            for (size_t k = 0; k < i; k++)
+                if (!v[k]->ringed)
+                    free(v[k]);
+            j->ring_head = ring_mark;
+            pthread_mutex_unlock(&j->q_lock);
+            return hyi_fail(HY_ENOMEM, "journal %s: no memory to queue an entry", j->path);
+        }
+        node_fill(p, &recs[i], done, done_many, ctx, users ? users[i] : NULL);
+        v[i] = p;
+    }
+    v[n - 1]->group_end = true;
+    j->q_len += n;
     j->submitted += n;
     if (j->writer_waiting)
         pthread_cond_signal(&j->q_work);

@@ -759,6 +759,7 @@ static void free_journal(hyi_journal *j)
     free(j->done_items);
     free(j->q_vec); /* empty: close flushed the queue */
     free(j->spare_vec);
+    free(j->node_ring);
     free(j->path);
     free(j);
 }

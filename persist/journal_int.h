@@ -156,6 +156,11 @@ struct hyi_journal {
      * the spare (empty) one and gives it back as the next spare. */
     hyi_pending **q_vec, **spare_vec;
     size_t q_len, q_cap, spare_cap;
+    /* Where small nodes are carved from (commit.c, RING_BYTES): taken at
+     * ring_head, given back up to ring_tail (positions count bytes ever). */
+    unsigned char *node_ring;
+    uint64_t ring_head, ring_tail;
+    bool ring_failed;
     uint64_t submitted, completed;
     bool writer_started, stopping, writer_waiting;
     unsigned room_waiters, flush_waiters;
