@@ -904,6 +904,100 @@ static void test_submit_many_failure_reaches_every_item(void **state)
     free(l);
 }
 
+/* Entry i of the wrap test: its actor, and a payload whose bytes and
+ * length say which entry it is (every 7th larger than a ring node). */
+#define WRAP_ENTRIES 30000
+#define WRAP_ACTORS 3
+
+static size_t wrap_payload(int i, char *buf)
+{
+    size_t len = i % 7 == 0 ? 1500 : 64 + (size_t)(i % 200);
+    for (size_t k = 0; k < len; k++)
+        buf[k] = (char)('a' + (i + (int)k) % 26);
+    return len;
+}
+
+typedef struct wrap_check {
+    int next[WRAP_ACTORS]; /* entry index each actor's read expects next */
+    int bad;
+} wrap_check;
+
+static int wrap_collect(void *user, const hyi_journal_entry *e)
+{
+    wrap_check *w = user;
+    int a = (int)e->actor;
+    int i = w->next[a];
+    char want[1600];
+    size_t len = wrap_payload(i, want);
+    if (e->payload_len != len || memcmp(e->payload, want, len) != 0 ||
+        e->seq != (uint64_t)(i / WRAP_ACTORS + 1))
+        w->bad++;
+    w->next[a] = i + WRAP_ACTORS;
+    return 0;
+}
+
+/* The writer's first completion waits here until the test has queued
+ * everything, so the queue (and the writer's node ring) fills up. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t open;
+    bool is_open;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
+
+static void gated_done(void *ctx, hyi_journal_done_item *items, size_t n, int status)
+{
+    pthread_mutex_lock(&gate.lock);
+    while (!gate.is_open)
+        pthread_cond_wait(&gate.open, &gate.lock);
+    pthread_mutex_unlock(&gate.lock);
+    many_done(ctx, items, n, status);
+}
+
+/* Many megabytes through the queue, in submit calls of 1 to 5 entries of
+ * mixed sizes, queued while the writer waits in its first completion: the
+ * writer's node ring fills (the rest are allocated) and wraps, large
+ * entries take the other way, and every entry reads back intact, in order,
+ * under its actor. */
+static void test_queue_ring_wraps_with_mixed_sizes_intact(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_default(f);
+    many_log *l = calloc(1, sizeof *l);
+    many_log ctx = {.tag = 1};
+    many_shared = l;
+    gate.is_open = false;
+    static char bufs[5][1600];
+    hyi_journal_rec r[5];
+    for (int i = 0; i < WRAP_ENTRIES;) {
+        int n = 1 + i % 5;
+        if (n > WRAP_ENTRIES - i)
+            n = WRAP_ENTRIES - i;
+        for (int k = 0; k < n; k++)
+            r[k] = (hyi_journal_rec){.actor = (uint64_t)((i + k) % WRAP_ACTORS),
+                                     .path = "w://p", .path_len = 5, .payload = bufs[k],
+                                     .payload_len = wrap_payload(i + k, bufs[k])};
+        assert_int_equal(hyi_journal_submit_many(j, r, (size_t)n, gated_done, &ctx, NULL), 0);
+        i += n;
+    }
+    pthread_mutex_lock(&gate.lock);
+    gate.is_open = true;
+    pthread_cond_broadcast(&gate.open);
+    pthread_mutex_unlock(&gate.lock);
+    hyi_journal_flush(j);
+    wrap_check *w = calloc(1, sizeof *w);
+    for (int a = 0; a < WRAP_ACTORS; a++) {
+        w->next[a] = a;
+        assert_int_equal(hyi_journal_read_from(j, (uint64_t)a, 1, wrap_collect, w, NULL), 0);
+        assert_true(w->next[a] >= WRAP_ENTRIES);
+    }
+    assert_int_equal(w->bad, 0);
+    hyi_journal_stats st;
+    hyi_journal_get_stats(j, &st);
+    assert_int_equal(st.entries, WRAP_ENTRIES);
+    free(w);
+    free(l);
+}
+
 /* ---------------------------------------------------------------- open failures */
 
 static void test_open_fails_on_a_regular_file(void **state)
@@ -1501,6 +1595,7 @@ int main(void)
         T(test_submit_many_gives_a_batch_in_one_call_in_order),
         T(test_submit_many_and_submit_interleave_in_order),
         T(test_submit_many_failure_reaches_every_item),
+        T(test_queue_ring_wraps_with_mixed_sizes_intact),
         T(test_open_fails_on_a_regular_file),
         T(test_open_fails_on_garbage_data_file),
         T(test_open_fails_when_parent_is_missing),
