@@ -355,6 +355,10 @@ out:
  * after a snapshot). */
 static int read_in(struct reader *r, hyi_head head, uint64_t from_seq, uint64_t expect_first)
 {
+    /* Never appended to: nothing to read whatever the floor, so no lookup of
+     * it (every first activation of a keyed actor comes here). */
+    if (head.seq == 0)
+        return 0;
     uint64_t floor;
     int rc = hyi_floor_get(r->j, r->txn, r->actor, &floor);
     if (rc)
