@@ -453,6 +453,10 @@ int hyi_journal_recover(hyi_journal *j, uint64_t actor, hyi_snapshot_fn on_snaps
         *last_seq_out = 0;
     if (!j || !on_entry)
         return hyi_fail(HY_EINVAL, "journal: NULL journal or entry callback");
+    /* A new actor (the first activation of a keyed actor, most often) needs
+     * no read transaction when the journal can tell it has no history. */
+    if (hyi_env_never_written(j, actor))
+        return 0;
     struct reader r = {.j = j, .actor = actor, .fn = on_entry, .user = user};
     hyi_head head;
     int rc = hyi_env_read_head(j, actor, &r.txn, &head);

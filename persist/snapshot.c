@@ -70,6 +70,11 @@ int hyi_snapshot_save(hyi_journal *j, uint64_t actor, uint64_t seq, const void *
     if (len > UINT32_MAX - HYI_SNAP_HDR)
         return hyi_fail(HY_EINVAL, "journal %s: snapshot of actor %llu is over 4 GiB",
                         j->path, (unsigned long long)actor);
+    if (seq == 0) { /* a snapshot of an actor that may have no head */
+        pthread_mutex_lock(&j->cache_lock);
+        j->heads_whole = false;
+        pthread_mutex_unlock(&j->cache_lock);
+    }
     struct save_arg a = {actor, seq, state, len};
     return hyi_env_write(j, save_op, &a, "save a snapshot");
 }

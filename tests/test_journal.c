@@ -414,6 +414,74 @@ static void test_recover_replays_entries_after_snapshot(void **state)
     assert_int_equal(last, 8);
 }
 
+/* Recovery of an actor the journal has never seen skips the read when it
+ * can tell (a journal empty at open whose head cache evicted nothing); what
+ * it must still find: entries of actors it knows, a snapshot saved at
+ * sequence 0 for an actor without entries, and everything once heads were
+ * evicted or the journal reopened with history. */
+static void test_recover_of_new_and_known_actors(void **state)
+{
+    fx *f = *state;
+    hyi_journal_config cfg = {.durability = HYI_DUR_NOSYNC, .cache_actors = 8,
+                              .checkpoint_entries = 16};
+    hyi_journal *j = open_cfg(f, cfg);
+    recovered r = {0};
+    uint64_t last = 7;
+    assert_int_equal(hyi_journal_recover(j, 1, on_snap, on_entry, &r, &last), 0);
+    assert_int_equal(r.n, 0);
+    assert_int_equal(last, 0);
+    append_str(j, 1, "a");
+    append_str(j, 1, "b");
+    memset(&r, 0, sizeof r);
+    assert_int_equal(hyi_journal_recover(j, 1, on_snap, on_entry, &r, &last), 0);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(last, 2);
+    /* a snapshot of an actor with no entry */
+    assert_int_equal(hyi_snapshot_save(j, 2, 0, "zero", 4), 0);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(hyi_journal_recover(j, 2, on_snap, on_entry, &r, &last), 0);
+    assert_string_equal(r.state, "zero");
+    assert_int_equal(r.n, 0);
+    reopen(f, cfg);
+    j = f->j;
+    /* 40 actors through an 8-head cache: most heads are evicted */
+    for (uint64_t a = 100; a < 140; a++)
+        for (int i = 0; i < 3; i++)
+            append_str(j, a, "e");
+    hyi_journal_stats st;
+    hyi_journal_get_stats(j, &st);
+    assert_true(st.heads_cached <= 8);
+    for (uint64_t a = 100; a < 140; a++) {
+        memset(&r, 0, sizeof r);
+        assert_int_equal(hyi_journal_recover(j, a, on_snap, on_entry, &r, &last), 0);
+        assert_int_equal(r.n, 3);
+        assert_int_equal(last, 3);
+    }
+    memset(&r, 0, sizeof r);
+    assert_int_equal(hyi_journal_recover(j, 1, on_snap, on_entry, &r, &last), 0);
+    assert_int_equal(r.n, 2);
+}
+
+/* The same in a journal empty at open: heads evicted from the cache are
+ * still found. */
+static void test_recover_after_evictions_in_a_fresh_journal(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_cfg(f, (hyi_journal_config){.durability = HYI_DUR_NOSYNC,
+                                                      .cache_actors = 8,
+                                                      .checkpoint_entries = 16});
+    for (uint64_t a = 1; a <= 40; a++)
+        for (int i = 0; i < 2; i++)
+            append_str(j, a, "e");
+    for (uint64_t a = 1; a <= 40; a++) {
+        recovered r = {0};
+        uint64_t last = 0;
+        assert_int_equal(hyi_journal_recover(j, a, on_snap, on_entry, &r, &last), 0);
+        assert_int_equal(r.n, 2);
+        assert_int_equal(last, 2);
+    }
+}
+
 static void test_sequence_survives_full_truncation_and_reopen(void **state)
 {
     fx *f = *state;
@@ -1581,6 +1649,8 @@ int main(void)
         T(test_snapshot_past_highest_is_rejected),
         T(test_snapshot_truncates_covered_keeping_retain_entries),
         T(test_recover_replays_entries_after_snapshot),
+        T(test_recover_of_new_and_known_actors),
+        T(test_recover_after_evictions_in_a_fresh_journal),
         T(test_sequence_survives_full_truncation_and_reopen),
         T(test_truncate_before_3_of_5),
         T(test_truncate_keeps_newest_entry),
