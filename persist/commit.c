@@ -117,8 +117,10 @@ static bool done_room(hyi_journal *j, size_t n)
 
 /* Call the completions of one transaction's entries (v[0..n)), in order,
  * and free them. A run of entries with the same done_many and ctx goes in
- * one call (several if the item array cannot grow to hold it). */
-static void complete(hyi_journal *j, hyi_pending *const *v, size_t n, int rc)
+ * one call (several if the item array cannot grow to hold it). Returns the
+ * end of the last ring node among them (0: none): the ring is free up to
+ * there, for the caller to give back under q_lock. */
+static uint64_t complete(hyi_journal *j, hyi_pending *const *v, size_t n, int rc)
 {
     uint64_t ring_end = 0;
     for (size_t i = 0; i < n;) {
@@ -157,11 +159,7 @@ static void complete(hyi_journal *j, hyi_pending *const *v, size_t n, int rc)
             fn(ctx, items, m, rc);
         }
     }
-    if (ring_end) { /* every ring node up to the last one completed is free */
-        pthread_mutex_lock(&j->q_lock);
-        j->ring_tail = ring_end;
-        pthread_mutex_unlock(&j->q_lock);
-    }
+    return ring_end;
 }
 
 static void *writer_main(void *arg)
@@ -189,6 +187,7 @@ static void *writer_main(void *arg)
             pthread_cond_broadcast(&j->q_room);
         pthread_mutex_unlock(&j->q_lock);
 
+        uint64_t ring_end = 0;
         for (size_t at = 0; at < taken;) {
             /* One transaction: up to max_batch entries, extended to the end of
              * a submit call so a batch submit is never split. */
@@ -198,11 +197,20 @@ static void *writer_main(void *arg)
             struct batch_it b = {v + at, end - at, 0};
             int rc = hyi_env_write(j, batch_op, &b, "group commit");
             record_batch(j, end - at);
-            complete(j, v + at, end - at, rc);
+            uint64_t freed = complete(j, v + at, end - at, rc);
             at = end;
+            if (freed)
+                ring_end = freed;
+            if (freed && at < taken) { /* more to write: give the ring back now */
+                pthread_mutex_lock(&j->q_lock);
+                j->ring_tail = freed;
+                pthread_mutex_unlock(&j->q_lock);
+            }
         }
 
         pthread_mutex_lock(&j->q_lock);
+        if (ring_end)
+            j->ring_tail = ring_end;
         /* The array comes back as the spare (the larger one is kept). */
         if (cap > j->spare_cap) {
             free(j->spare_vec);
