@@ -74,6 +74,29 @@
  * journaled messages in flight and by each completion. */
 #define READ_LOCKS 64
 
+/* The writer thread's grouping of one transaction's messages by actor (see
+ * "delivery"): an open-addressed table from actor to its run, and the runs
+ * in order of first appearance. Only the journal's writer thread uses it. */
+typedef struct actor_run {
+    hyi_actor *actor;
+    hy_msg *first, *last; /* linked through their mailbox links */
+    uint32_t n;
+} actor_run;
+
+typedef struct run_slot {
+    hyi_actor *actor;
+    uint32_t gen;         /* the slot is in use for this call's gen only */
+    uint32_t run;
+} run_slot;
+
+typedef struct grouping {
+    run_slot *slots;      /* a power of two, at least twice the runs */
+    size_t nslots;
+    uint32_t gen;
+    actor_run *runs;
+    size_t cap;
+} grouping;
+
 struct hyi_persist {
     hyi_journal *j;
     uint32_t snapshot_every;
@@ -87,6 +110,7 @@ struct hyi_persist {
     /* Read-only routes: an actor's held reads and journal_completed are
      * under read_locks[read_lock_of(actor)] (see "read-only routes"). */
     pthread_mutex_t read_locks[READ_LOCKS];
+    grouping group; /* the writer thread's */
 };
 
 /* ---------------------------------------------------------------- open / close */
@@ -137,6 +161,8 @@ void hyi_persist_close(hy_kernel *k)
     hyi_journal_close(p->j); /* flushes: every completion has run */
     for (size_t i = 0; i < READ_LOCKS; i++)
         pthread_mutex_destroy(&p->read_locks[i]);
+    free(p->group.slots);
+    free(p->group.runs);
     free(p);
     k->persist = NULL;
 }
@@ -541,25 +567,11 @@ static void left_journal(hy_kernel *k, hyi_actor *a)
     pthread_mutex_unlock(lock);
 }
 
-/* The journal's completion, on its writer thread, in submission order. */
-static void committed(void *user, uint64_t id, uint64_t seq, int status)
+/* A message the journal failed to write: a dead letter (see the top). */
+static void failed(hy_kernel *k, hy_msg *msg, int status)
 {
-    (void)id;
-    hy_msg *msg = user;
     hyi_durable *d = hyi_msg_durable(msg);
     hyi_actor *a = d->actor;
-    hy_kernel *k = a->sub->k;
-    if (HY_LIKELY(status == 0)) {
-        d->seq = seq;
-        /* First the sender, then the handler: by the time drain sees the
-         * message handled, its on_durable has returned. */
-        if (d->on_durable)
-            d->on_durable(d->udata, 0);
-        /* counted as sent at submit (hyi_persist_submit): push only */
-        hyi_actor_push(k, a, &msg->link, &msg->link);
-        left_journal(k, a);
-        return;
-    }
     if (status == HY_EMAPFULL)
         /* relaxed: see `refused` */
         atomic_store_explicit(&k->persist->refused, HY_EMAPFULL, memory_order_relaxed);
@@ -570,6 +582,167 @@ static void committed(void *user, uint64_t id, uint64_t seq, int status)
     hyi_dead_letter_msg(k, msg, HY_DEAD_JOURNAL);
     hyi_msg_release(k, msg);
     left_journal(k, a);
+}
+
+/* ---------------------------------------------------------------- delivery
+ *
+ * The journal hands the kernel a whole transaction's completions at once
+ * (committed, on its writer thread). Each message's sender hears first
+ * (on_durable), in submission order; then each actor's messages of the
+ * transaction, linked in order, go to its mailbox in one push, and its
+ * journal_completed grows by their number in one step under its read lock:
+ * one lock, one push and at most one schedule per actor and transaction
+ * instead of per message. An actor with reads held behind these messages
+ * takes them one by one (deliver_each), so each read still lands right
+ * after the journaled messages its ticket counted. */
+
+/* Push one message of a at a time, releasing held reads as their tickets
+ * are reached. The chain first..last is read before each push: a pushed
+ * message may be handled and freed at once. */
+static void deliver_each(hy_kernel *k, hyi_actor *a, hy_msg *first, hy_msg *last)
+{
+    for (hy_msg *m = first, *next;; m = next) {
+        next = m == last ? NULL : held_next(m);
+        hyi_actor_push(k, a, &m->link, &m->link);
+        left_journal(k, a); /* the last one is the completion's last use of a */
+        if (!next)
+            break;
+    }
+}
+
+/* Deliver a run of n journaled messages of a (linked first..last). */
+static void deliver_run(hy_kernel *k, hyi_actor *a, hy_msg *first, hy_msg *last, uint32_t n)
+{
+    pthread_mutex_t *lock = read_lock_of(k, a);
+    pthread_mutex_lock(lock);
+    if (HY_UNLIKELY(a->held_last != NULL)) {
+        pthread_mutex_unlock(lock);
+        deliver_each(k, a, first, last);
+        return;
+    }
+    /* No read is held, and none can be held behind these messages while we
+     * hold the lock: push them, then count them completed (as left_journal:
+     * release, the completion's last use of a). A read that comes later has
+     * a ticket past them and finds them completed. */
+    hyi_actor_push(k, a, &first->link, &last->link);
+    /* relaxed load: written under this lock only */
+    uint32_t done = atomic_load_explicit(&a->journal_completed, memory_order_relaxed) + n;
+    atomic_store_explicit(&a->journal_completed, done, memory_order_release);
+    pthread_mutex_unlock(lock);
+}
+
+/* Room in the grouping for n messages; false when it cannot grow. */
+static bool group_room(grouping *g, size_t n)
+{
+    if (n > g->cap) {
+        size_t cap = g->cap ? g->cap : 1024;
+        while (cap < n)
+            cap *= 2;
+        actor_run *runs = realloc(g->runs, cap * sizeof *runs);
+        if (!runs)
+            return false;
+        g->runs = runs;
+        g->cap = cap;
+    }
+    if (2 * n > g->nslots) {
+        size_t nslots = g->nslots ? g->nslots : 2048;
+        while (nslots < 2 * n)
+            nslots *= 2;
+        run_slot *slots = calloc(nslots, sizeof *slots);
+        if (!slots)
+            return false;
+        free(g->slots);
+        g->slots = slots;
+        g->nslots = nslots;
+        g->gen = 0;
+    }
+    if (++g->gen == 0) { /* wrapped: forget every slot's old gen */
+        memset(g->slots, 0, g->nslots * sizeof *g->slots);
+        g->gen = 1;
+    }
+    return true;
+}
+
+/* The run of actor a in this call, made if new (runs: how many so far). */
+static actor_run *group_of(grouping *g, hyi_actor *a, size_t *runs)
+{
+    /* actors are cache-line aligned: the low 6 bits say nothing */
+    size_t mask = g->nslots - 1;
+    size_t i = (size_t)((((uintptr_t)a >> 6) * 0x9E3779B97F4A7C15ull) >> 32) & mask;
+    for (;; i = (i + 1) & mask) {
+        run_slot *s = &g->slots[i];
+        if (s->gen != g->gen) {
+            *s = (run_slot){a, g->gen, (uint32_t)*runs};
+            actor_run *r = &g->runs[(*runs)++];
+            r->actor = a;
+            r->first = NULL;
+            r->n = 0;
+            return r;
+        }
+        if (s->actor == a)
+            return &g->runs[s->run];
+    }
+}
+
+/* How far ahead committed fetches: a message's first line 2 * AHEAD entries
+ * ahead, its trailer AHEAD entries ahead (found through the first line). The
+ * sender wrote them long ago on another core. */
+#define AHEAD 16
+
+/* The journal's completion of a transaction's messages, on its writer
+ * thread, in submission order (see "delivery"). */
+static void committed(void *ctx, hyi_journal_done_item *items, size_t n, int status)
+{
+    hy_kernel *k = ctx;
+    if (HY_UNLIKELY(status != 0)) {
+        for (size_t i = 0; i < n; i++)
+            failed(k, items[i].user, status);
+        return;
+    }
+    grouping *g = &k->persist->group;
+    if (HY_UNLIKELY(!group_room(g, n))) {
+        /* No memory to group them: deliver each alone, as a run of one. */
+        for (size_t i = 0; i < n; i++) {
+            hy_msg *msg = items[i].user;
+            hyi_durable *d = hyi_msg_durable(msg);
+            d->seq = items[i].seq;
+            if (d->on_durable)
+                d->on_durable(d->udata, 0);
+            deliver_run(k, d->actor, msg, msg, 1);
+        }
+        return;
+    }
+    size_t runs = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 2 * AHEAD < n)
+            __builtin_prefetch(items[i + 2 * AHEAD].user, 1);
+        if (i + AHEAD < n)
+            __builtin_prefetch(hyi_msg_durable(items[i + AHEAD].user), 1);
+        hy_msg *msg = items[i].user;
+        hyi_durable *d = hyi_msg_durable(msg);
+        d->seq = items[i].seq;
+        /* First the sender, then the handler: by the time drain sees the
+         * message handled, its on_durable has returned. */
+        if (d->on_durable)
+            d->on_durable(d->udata, 0);
+        actor_run *r = group_of(g, d->actor, &runs);
+        if (r->first)
+            hyi_mpscq_link(&r->last->link, &msg->link);
+        else
+            r->first = msg;
+        r->last = msg;
+        r->n++;
+    }
+    for (size_t i = 0; i < runs; i++) {
+        if (i + AHEAD < runs) {
+            hyi_actor *ahead = g->runs[i + AHEAD].actor;
+            __builtin_prefetch(&ahead->mailbox, 1);
+            __builtin_prefetch(&ahead->held_last, 1);
+        }
+        actor_run *r = &g->runs[i];
+        /* counted as sent at submit (hyi_persist_submit): push only */
+        deliver_run(k, r->actor, r->first, r->last, r->n);
+    }
 }
 
 /* Bytes rec_of needs in buf for msg: its principal's name, a NUL, its path. */
@@ -609,7 +782,8 @@ int hyi_persist_submit(hy_kernel *k, hyi_actor *a, hy_msg *msg)
     entered_journal(a);
     char buf[HYI_NAME_MAX + 1 + HYI_PATH_MAX];
     hyi_journal_rec rec = rec_of(msg, buf);
-    int rc = hyi_journal_submit(k->persist->j, &rec, committed, msg);
+    void *user = msg;
+    int rc = hyi_journal_submit_many(k->persist->j, &rec, 1, committed, k, &user);
     if (HY_UNLIKELY(rc != 0)) {
         /* relaxed: as above; drain can only have seen it as not yet done */
         atomic_fetch_sub_explicit(&a->sub->sent, 1, memory_order_relaxed);
@@ -643,7 +817,7 @@ int hyi_persist_submit_batch(hy_kernel *k, hy_msg **msgs, size_t n)
         }
     }
     if (rc == 0)
-        rc = hyi_journal_submit_batch(k->persist->j, recs, n, committed, (void *const *)msgs);
+        rc = hyi_journal_submit_many(k->persist->j, recs, n, committed, k, (void *const *)msgs);
     free(recs);
     if (HY_UNLIKELY(rc != 0)) {
         for (size_t i = 0; i < n; i++) {

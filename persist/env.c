@@ -300,6 +300,16 @@ static int head_load(hyi_journal *j, MDB_txn *txn, uint64_t actor, hyi_head *h)
     return 0;
 }
 
+bool hyi_env_never_written(hyi_journal *j, uint64_t actor)
+{
+    hyi_head h;
+    pthread_mutex_lock(&j->cache_lock);
+    bool fresh = j->heads_whole && j->cache.evictions == 0 && !j->heads_lost &&
+                 !hyi_seqmap_get(&j->cache, actor, &h);
+    pthread_mutex_unlock(&j->cache_lock);
+    return fresh;
+}
+
 int hyi_env_read_head(hyi_journal *j, uint64_t actor, MDB_txn **txn, hyi_head *h)
 {
     hyi_head cached = {0, 0};
@@ -679,6 +689,15 @@ static int open_dbs(hyi_wtxn *w, void *arg)
         (rc = mdb_dbi_open(w->txn, "snapshots", MDB_CREATE, &j->db_snap)) != 0 ||
         (rc = mdb_dbi_open(w->txn, "meta", MDB_CREATE, &j->db_meta)) != 0)
         return rc;
+    MDB_stat log, heads, snaps;
+    if ((rc = mdb_stat(w->txn, j->db_log, &log)) != 0 ||
+        (rc = mdb_stat(w->txn, j->db_heads, &heads)) != 0 ||
+        (rc = mdb_stat(w->txn, j->db_snap, &snaps)) != 0)
+        return rc;
+    /* no reader yet: the lock only keeps the rule simple */
+    pthread_mutex_lock(&j->cache_lock);
+    j->heads_whole = log.ms_entries == 0 && heads.ms_entries == 0 && snaps.ms_entries == 0;
+    pthread_mutex_unlock(&j->cache_lock);
     uint64_t format = 0;
     rc = meta_get_u64(j, w->txn, "format", &format);
     if (rc == MDB_NOTFOUND)
@@ -756,6 +775,10 @@ static void free_journal(hyi_journal *j)
     pthread_cond_destroy(&j->q_room);
     pthread_cond_destroy(&j->q_done);
     pthread_mutex_destroy(&j->ring_lock);
+    free(j->done_items);
+    free(j->q_vec); /* empty: close flushed the queue */
+    free(j->spare_vec);
+    free(j->node_ring);
     free(j->path);
     free(j);
 }

@@ -355,6 +355,10 @@ out:
  * after a snapshot). */
 static int read_in(struct reader *r, hyi_head head, uint64_t from_seq, uint64_t expect_first)
 {
+    /* Never appended to: nothing to read whatever the floor, so no lookup of
+     * it (every first activation of a keyed actor comes here). */
+    if (head.seq == 0)
+        return 0;
     uint64_t floor;
     int rc = hyi_floor_get(r->j, r->txn, r->actor, &floor);
     if (rc)
@@ -449,6 +453,10 @@ int hyi_journal_recover(hyi_journal *j, uint64_t actor, hyi_snapshot_fn on_snaps
         *last_seq_out = 0;
     if (!j || !on_entry)
         return hyi_fail(HY_EINVAL, "journal: NULL journal or entry callback");
+    /* A new actor (the first activation of a keyed actor, most often) needs
+     * no read transaction when the journal can tell it has no history. */
+    if (hyi_env_never_written(j, actor))
+        return 0;
     struct reader r = {.j = j, .actor = actor, .fn = on_entry, .user = user};
     hyi_head head;
     int rc = hyi_env_read_head(j, actor, &r.txn, &head);

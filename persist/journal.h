@@ -63,8 +63,8 @@
  * (read, snapshot and completion) must not call back into the same journal's
  * write or read functions: readers hold a read lock that map growth waits for,
  * and completion callbacks run on the writer thread. The one exception:
- * a completion callback may call hyi_journal_submit/_submit_batch (it never
- * waits for queue room on the writer thread). */
+ * a completion callback may call hyi_journal_submit/_submit_batch/_submit_many
+ * (it never waits for queue room on the writer thread). */
 #ifndef HY_JOURNAL_H
 #define HY_JOURNAL_H
 
@@ -282,6 +282,28 @@ int hyi_journal_submit(hyi_journal *j, const hyi_journal_rec *rec,
  * i's user pointer. All-or-none: on error no entry is queued. */
 int hyi_journal_submit_batch(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
                              hyi_journal_done_fn done, void *const *users);
+
+/* One entry of a transaction, for a done_many callback: the user pointer it
+ * was submitted with and its sequence (0 when the transaction failed). */
+typedef struct hyi_journal_done_item {
+    void *user;
+    uint64_t seq;
+} hyi_journal_done_item;
+
+/* Completion of many entries at once: runs on the writer thread once per
+ * transaction for each run of consecutive entries submitted with the same
+ * (done, ctx), in submission order, with their items in submission order;
+ * status as for hyi_journal_done_fn. It may rewrite items (the array is the
+ * writer's, reused after the call). Seeing a transaction's entries together
+ * lets a caller deliver them per destination in one pass, and fetch the
+ * memory it will touch ahead of use. */
+typedef void (*hyi_journal_done_many_fn)(void *ctx, hyi_journal_done_item *items, size_t n,
+                                         int status);
+
+/* submit_batch with a done_many completion: users (may be NULL: all NULL)
+ * gives entry i's user pointer, ctx is passed to every call. */
+int hyi_journal_submit_many(hyi_journal *j, const hyi_journal_rec *recs, size_t n,
+                            hyi_journal_done_many_fn done, void *ctx, void *const *users);
 
 /* Wait until every entry submitted before this call has been written and its
  * callback has returned. Must not be called from a completion callback. */

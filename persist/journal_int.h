@@ -81,6 +81,7 @@ typedef struct hyi_seqmap {
     size_t max;   /* 0: unbounded */
     size_t dirty; /* entries with dirty set */
     size_t hand;
+    size_t evictions; /* since it was made */
 } hyi_seqmap;
 
 void hyi_seqmap_free(hyi_seqmap *m);
@@ -124,6 +125,11 @@ struct hyi_journal {
      * DB, committed in the log only) stay until the next checkpoint. Only
      * the writer (under write_lock) inserts, so nothing stale gets in. */
     pthread_mutex_t cache_lock;
+    /* Under cache_lock: the journal had no entry, head or snapshot at open
+     * and no snapshot at sequence 0 was saved since. While the cache has
+     * evicted nothing as well, an actor it does not know was never
+     * appended to: hyi_env_never_written. */
+    bool heads_whole;
     hyi_seqmap cache;
     /* Heads changed in the current write transaction; write_lock only.
      * Folded into cache on commit, dropped on abort. */
@@ -151,12 +157,24 @@ struct hyi_journal {
     pthread_cond_t q_work;   /* writer waits for entries or stop */
     pthread_cond_t q_room;   /* submitters wait for room */
     pthread_cond_t q_done;   /* flush waits for completions */
-    hyi_pending *q_head, *q_tail;
-    size_t q_len;
+    /* The queue: an array of nodes in submission order (so the writer knows
+     * every address at once and can fetch ahead); the writer swaps it for
+     * the spare (empty) one and gives it back as the next spare. */
+    hyi_pending **q_vec, **spare_vec;
+    size_t q_len, q_cap, spare_cap;
+    /* Where small nodes are carved from (commit.c, RING_BYTES): taken at
+     * ring_head, given back up to ring_tail (positions count bytes ever). */
+    unsigned char *node_ring;
+    uint64_t ring_head, ring_tail;
+    bool ring_failed;
     uint64_t submitted, completed;
     bool writer_started, stopping, writer_waiting;
     unsigned room_waiters, flush_waiters;
     pthread_t writer;
+    /* The writer's own: a transaction's completions for a done_many callback
+     * (grown as needed; freed at close). */
+    hyi_journal_done_item *done_items;
+    size_t done_cap;
 
     /* Stats: plain counters with relaxed atomics (nothing is ordered by them). */
     _Atomic uint64_t st_commits, st_entries, st_bytes, st_failed, st_grows,
@@ -209,6 +227,9 @@ int hyi_floor_raise(hyi_wtxn *w, uint64_t actor, uint64_t floor, uint64_t *remov
  * read under cache_lock while the transaction begins, so everything the cache
  * says is visible in it; the heads DB is consulted too and the newer wins. */
 int hyi_env_read_head(hyi_journal *j, uint64_t actor, MDB_txn **txn, hyi_head *h);
+/* True when the actor surely has no committed entry and no snapshot (see
+ * heads_whole), without a read transaction; false when it may have. */
+bool hyi_env_never_written(hyi_journal *j, uint64_t actor);
 
 /* Yields the next record to write (false when done) and where its sequence
  * goes. */

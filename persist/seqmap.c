@@ -112,6 +112,7 @@ static bool evict_one(hyi_seqmap *m)
             continue;
         }
         remove_at(m, i);
+        m->evictions++;
         return true;
     }
     return false;

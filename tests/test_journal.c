@@ -458,6 +458,74 @@ static void test_recover_replays_entries_after_snapshot(void **state)
     assert_int_equal(last, 8);
 }
 
+/* Recovery of an actor the journal has never seen skips the read when it
+ * can tell (a journal empty at open whose head cache evicted nothing); what
+ * it must still find: entries of actors it knows, a snapshot saved at
+ * sequence 0 for an actor without entries, and everything once heads were
+ * evicted or the journal reopened with history. */
+static void test_recover_of_new_and_known_actors(void **state)
+{
+    fx *f = *state;
+    hyi_journal_config cfg = {.durability = HYI_DUR_NOSYNC, .cache_actors = 8,
+                              .checkpoint_entries = 16};
+    hyi_journal *j = open_cfg(f, cfg);
+    recovered r = {0};
+    uint64_t last = 7;
+    assert_int_equal(hyi_journal_recover(j, 1, on_snap, on_entry, &r, &last), 0);
+    assert_int_equal(r.n, 0);
+    assert_int_equal(last, 0);
+    append_str(j, 1, "a");
+    append_str(j, 1, "b");
+    memset(&r, 0, sizeof r);
+    assert_int_equal(hyi_journal_recover(j, 1, on_snap, on_entry, &r, &last), 0);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(last, 2);
+    /* a snapshot of an actor with no entry */
+    assert_int_equal(hyi_snapshot_save(j, 2, 0, "zero", 4), 0);
+    memset(&r, 0, sizeof r);
+    assert_int_equal(hyi_journal_recover(j, 2, on_snap, on_entry, &r, &last), 0);
+    assert_string_equal(r.state, "zero");
+    assert_int_equal(r.n, 0);
+    reopen(f, cfg);
+    j = f->j;
+    /* 40 actors through an 8-head cache: most heads are evicted */
+    for (uint64_t a = 100; a < 140; a++)
+        for (int i = 0; i < 3; i++)
+            append_str(j, a, "e");
+    hyi_journal_stats st;
+    hyi_journal_get_stats(j, &st);
+    assert_true(st.heads_cached <= 8);
+    for (uint64_t a = 100; a < 140; a++) {
+        memset(&r, 0, sizeof r);
+        assert_int_equal(hyi_journal_recover(j, a, on_snap, on_entry, &r, &last), 0);
+        assert_int_equal(r.n, 3);
+        assert_int_equal(last, 3);
+    }
+    memset(&r, 0, sizeof r);
+    assert_int_equal(hyi_journal_recover(j, 1, on_snap, on_entry, &r, &last), 0);
+    assert_int_equal(r.n, 2);
+}
+
+/* The same in a journal empty at open: heads evicted from the cache are
+ * still found. */
+static void test_recover_after_evictions_in_a_fresh_journal(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_cfg(f, (hyi_journal_config){.durability = HYI_DUR_NOSYNC,
+                                                      .cache_actors = 8,
+                                                      .checkpoint_entries = 16});
+    for (uint64_t a = 1; a <= 40; a++)
+        for (int i = 0; i < 2; i++)
+            append_str(j, a, "e");
+    for (uint64_t a = 1; a <= 40; a++) {
+        recovered r = {0};
+        uint64_t last = 0;
+        assert_int_equal(hyi_journal_recover(j, a, on_snap, on_entry, &r, &last), 0);
+        assert_int_equal(r.n, 2);
+        assert_int_equal(last, 2);
+    }
+}
+
 static void test_sequence_survives_full_truncation_and_reopen(void **state)
 {
     fx *f = *state;
@@ -819,6 +887,227 @@ static void test_writer_delivers_commit_error_to_every_callback(void **state)
     assert_int_equal(highest(j, 1), 0);
     pthread_mutex_destroy(&a->lock);
     free(a);
+}
+
+/* ---------------------------------------------------------------- done_many */
+
+/* What done_many calls saw: every item in call order, and each call's size
+ * and first item's index. Two contexts: tag says which one a call got. */
+typedef struct many_log {
+    int tag;
+    struct many_seen {
+        void *user;
+        uint64_t seq;
+        int status, tag;
+    } items[256];
+    size_t n, calls, call_n[64];
+} many_log;
+
+static many_log *many_shared; /* both contexts write here, in writer order */
+
+static void many_done(void *ctx, hyi_journal_done_item *items, size_t n, int status)
+{
+    many_log *l = many_shared;
+    int tag = ((many_log *)ctx)->tag;
+    if (l->calls < 64)
+        l->call_n[l->calls] = n;
+    l->calls++;
+    for (size_t i = 0; i < n && l->n < 256; i++)
+        l->items[l->n++] = (struct many_seen){items[i].user, items[i].seq, status, tag};
+}
+
+static void one_done(void *user, uint64_t actor, uint64_t seq, int status)
+{
+    (void)actor;
+    many_log *l = many_shared;
+    if (l->n < 256)
+        l->items[l->n++] = (struct many_seen){user, seq, status, 0};
+}
+
+static void test_submit_many_gives_a_batch_in_one_call_in_order(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_default(f);
+    many_log *l = calloc(1, sizeof *l);
+    many_log ctx = {.tag = 1};
+    many_shared = l;
+    hyi_journal_rec r[25];
+    void *users[25];
+    for (int i = 0; i < 25; i++) {
+        r[i] = rec_of((uint64_t)(i % 3), "m://p", "v");
+        users[i] = &r[i];
+    }
+    assert_int_equal(hyi_journal_submit_many(j, r, 25, many_done, &ctx, users), 0);
+    hyi_journal_flush(j);
+    /* a batch is never split: one transaction, one call */
+    assert_int_equal(l->calls, 1);
+    assert_int_equal(l->call_n[0], 25);
+    assert_int_equal(l->n, 25);
+    for (int i = 0; i < 25; i++) {
+        assert_ptr_equal(l->items[i].user, &r[i]);
+        assert_int_equal(l->items[i].seq, (uint64_t)(i / 3 + 1)); /* actor i%3's seq */
+        assert_int_equal(l->items[i].status, 0);
+    }
+    free(l);
+}
+
+/* Submits of both kinds and two contexts, interleaved: every entry's
+ * completion comes once, in submission order, each done_many call holds
+ * entries of its own context only, and sequences are the actor's, gap-free. */
+static void test_submit_many_and_submit_interleave_in_order(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_default(f);
+    many_log *l = calloc(1, sizeof *l);
+    many_log a = {.tag = 1}, b = {.tag = 2};
+    many_shared = l;
+    static int slot[200];
+    int want_tag[200];
+    for (int i = 0; i < 200; i++) {
+        hyi_journal_rec r = rec_of(7, "m://p", "v");
+        void *u = &slot[i];
+        int kind = (i / 5) % 3; /* runs of five of each kind */
+        want_tag[i] = kind;
+        assert_int_equal(kind == 0   ? hyi_journal_submit(j, &r, one_done, u)
+                         : kind == 1 ? hyi_journal_submit_many(j, &r, 1, many_done, &a, &u)
+                                     : hyi_journal_submit_many(j, &r, 1, many_done, &b, &u),
+                         0);
+    }
+    hyi_journal_flush(j);
+    assert_int_equal(l->n, 200);
+    for (int i = 0; i < 200; i++) {
+        assert_ptr_equal(l->items[i].user, &slot[i]);
+        assert_int_equal(l->items[i].seq, (uint64_t)i + 1);
+        assert_int_equal(l->items[i].tag, want_tag[i]);
+        assert_int_equal(l->items[i].status, 0);
+    }
+    /* a run of one context never crosses the next: at least 2 runs per 15 */
+    assert_true(l->calls >= 2 * 200 / 15);
+    free(l);
+}
+
+static void test_submit_many_failure_reaches_every_item(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_cfg(f, (hyi_journal_config){.durability = HYI_DUR_NOSYNC,
+                                                      .map_size = 64 << 10,
+                                                      .map_size_max = 64 << 10});
+    many_log *l = calloc(1, sizeof *l);
+    many_log ctx = {.tag = 1};
+    many_shared = l;
+    static char big[300 << 10];
+    memset(big, 'z', sizeof big);
+    hyi_journal_rec r[3];
+    for (int i = 0; i < 3; i++)
+        r[i] = (hyi_journal_rec){.actor = 1, .payload = big, .payload_len = sizeof big};
+    assert_int_equal(hyi_journal_submit_many(j, r, 3, many_done, &ctx, NULL), 0);
+    hyi_journal_flush(j);
+    assert_int_equal(l->n, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_null(l->items[i].user); /* users NULL: all NULL */
+        assert_int_equal(l->items[i].status, HY_EMAPFULL);
+        assert_int_equal(l->items[i].seq, 0);
+    }
+    assert_int_equal(highest(j, 1), 0);
+    /* and a NULL callback is refused, nothing queued */
+    hyi_journal_rec ok = rec_of(1, "m://p", "v");
+    assert_int_equal(hyi_journal_submit_many(j, &ok, 1, NULL, &ctx, NULL), HY_EINVAL);
+    assert_non_null(strstr(hy_errdetail(), "NULL"));
+    free(l);
+}
+
+/* Entry i of the wrap test: its actor, and a payload whose bytes and
+ * length say which entry it is (every 7th larger than a ring node). */
+#define WRAP_ENTRIES 30000
+#define WRAP_ACTORS 3
+
+static size_t wrap_payload(int i, char *buf)
+{
+    size_t len = i % 7 == 0 ? 1500 : 64 + (size_t)(i % 200);
+    for (size_t k = 0; k < len; k++)
+        buf[k] = (char)('a' + (i + (int)k) % 26);
+    return len;
+}
+
+typedef struct wrap_check {
+    int next[WRAP_ACTORS]; /* entry index each actor's read expects next */
+    int bad;
+} wrap_check;
+
+static int wrap_collect(void *user, const hyi_journal_entry *e)
+{
+    wrap_check *w = user;
+    int a = (int)e->actor;
+    int i = w->next[a];
+    char want[1600];
+    size_t len = wrap_payload(i, want);
+    if (e->payload_len != len || memcmp(e->payload, want, len) != 0 ||
+        e->seq != (uint64_t)(i / WRAP_ACTORS + 1))
+        w->bad++;
+    w->next[a] = i + WRAP_ACTORS;
+    return 0;
+}
+
+/* The writer's first completion waits here until the test has queued
+ * everything, so the queue (and the writer's node ring) fills up. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t open;
+    bool is_open;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false};
+
+static void gated_done(void *ctx, hyi_journal_done_item *items, size_t n, int status)
+{
+    pthread_mutex_lock(&gate.lock);
+    while (!gate.is_open)
+        pthread_cond_wait(&gate.open, &gate.lock);
+    pthread_mutex_unlock(&gate.lock);
+    many_done(ctx, items, n, status);
+}
+
+/* Many megabytes through the queue, in submit calls of 1 to 5 entries of
+ * mixed sizes, queued while the writer waits in its first completion: the
+ * writer's node ring fills (the rest are allocated) and wraps, large
+ * entries take the other way, and every entry reads back intact, in order,
+ * under its actor. */
+static void test_queue_ring_wraps_with_mixed_sizes_intact(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_default(f);
+    many_log *l = calloc(1, sizeof *l);
+    many_log ctx = {.tag = 1};
+    many_shared = l;
+    gate.is_open = false;
+    static char bufs[5][1600];
+    hyi_journal_rec r[5];
+    for (int i = 0; i < WRAP_ENTRIES;) {
+        int n = 1 + i % 5;
+        if (n > WRAP_ENTRIES - i)
+            n = WRAP_ENTRIES - i;
+        for (int k = 0; k < n; k++)
+            r[k] = (hyi_journal_rec){.actor = (uint64_t)((i + k) % WRAP_ACTORS),
+                                     .path = "w://p", .path_len = 5, .payload = bufs[k],
+                                     .payload_len = wrap_payload(i + k, bufs[k])};
+        assert_int_equal(hyi_journal_submit_many(j, r, (size_t)n, gated_done, &ctx, NULL), 0);
+        i += n;
+    }
+    pthread_mutex_lock(&gate.lock);
+    gate.is_open = true;
+    pthread_cond_broadcast(&gate.open);
+    pthread_mutex_unlock(&gate.lock);
+    hyi_journal_flush(j);
+    wrap_check *w = calloc(1, sizeof *w);
+    for (int a = 0; a < WRAP_ACTORS; a++) {
+        w->next[a] = a;
+        assert_int_equal(hyi_journal_read_from(j, (uint64_t)a, 1, wrap_collect, w, NULL), 0);
+        assert_true(w->next[a] >= WRAP_ENTRIES);
+    }
+    assert_int_equal(w->bad, 0);
+    hyi_journal_stats st;
+    hyi_journal_get_stats(j, &st);
+    assert_int_equal(st.entries, WRAP_ENTRIES);
+    free(w);
+    free(l);
 }
 
 /* ---------------------------------------------------------------- open failures */
@@ -1405,6 +1694,8 @@ int main(void)
         T(test_snapshot_save_many_is_one_transaction),
         T(test_snapshot_truncates_covered_keeping_retain_entries),
         T(test_recover_replays_entries_after_snapshot),
+        T(test_recover_of_new_and_known_actors),
+        T(test_recover_after_evictions_in_a_fresh_journal),
         T(test_sequence_survives_full_truncation_and_reopen),
         T(test_truncate_before_3_of_5),
         T(test_truncate_keeps_newest_entry),
@@ -1416,6 +1707,10 @@ int main(void)
         T(test_map_grows_from_a_tiny_map),
         T(test_map_cap_gives_emapfull_and_reads_still_work),
         T(test_writer_delivers_commit_error_to_every_callback),
+        T(test_submit_many_gives_a_batch_in_one_call_in_order),
+        T(test_submit_many_and_submit_interleave_in_order),
+        T(test_submit_many_failure_reaches_every_item),
+        T(test_queue_ring_wraps_with_mixed_sizes_intact),
         T(test_open_fails_on_a_regular_file),
         T(test_open_fails_on_garbage_data_file),
         T(test_open_fails_when_parent_is_missing),
