@@ -180,8 +180,10 @@ static void a_million_pending_timers(void **state)
     unsigned seed = 99;
     uint64_t t0 = mono_ns();
     for (uint32_t i = 0; i < N; i++) {
-        /* 10 s .. ~45 days: every level of the wheel */
-        int64_t delay = 10000 + (int64_t)((uint64_t)rand_r(&seed) * 1867) % 3900000000ll;
+        /* 2 min .. ~45 days: every level a timer this far out is placed on
+         * (2 to 5). None may fire before the end: under TSan on a loaded
+         * machine scheduling and cancelling a million took over 10 s. */
+        int64_t delay = 120000 + (int64_t)((uint64_t)rand_r(&seed) * 1867) % 3900000000ll;
         if (hy_send_after(k, "nowhere://t", &i, sizeof i, delay, &ids[i]) != 0)
             fail_msg("schedule %u: %s", i, hy_errdetail());
     }
@@ -460,6 +462,10 @@ static int on_fast_server(hy_ctx *ctx, const hy_msg *msg)
     return hy_reply(ctx, "ok", 2);
 }
 
+/* The fast server's reply must beat its timeout even on a loaded machine
+ * under TSan (20 ms did not); the slow one never answers before its 20 ms. */
+#define FAST_TIMEOUT_MS 1000
+
 static int on_client(hy_ctx *ctx, const hy_msg *msg)
 {
     size_t len;
@@ -473,7 +479,9 @@ static int on_client(hy_ctx *ctx, const hy_msg *msg)
         const char *to = hy_param(ctx, "to", &len);
         char path[64];
         snprintf(path, sizeof path, "%.*s://q", (int)len, to);
-        return hy_ask_async_timeout(ctx, path, NULL, 0, "client://reply", 20);
+        bool fast = len == 4 && memcmp(to, "fast", 4) == 0;
+        return hy_ask_async_timeout(ctx, path, NULL, 0, "client://reply",
+                                    fast ? FAST_TIMEOUT_MS : 20);
     }
     atomic_fetch_add(&alog.replies, 1);
     return 0;
@@ -497,7 +505,7 @@ static void ask_timeout_sends_exactly_one_of_reply_and_timeout(void **state)
     /* the reply comes first: no timeout follows */
     assert_int_equal(hy_send(k, "client://start/fast", "start", 5), 0);
     assert_true(wait_for(&alog.replies, 1));
-    usleep(50 * 1000);
+    usleep((FAST_TIMEOUT_MS + 100) * 1000); /* past when its timeout was due */
     assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
     assert_int_equal(atomic_load(&alog.timeouts), 0);
 
