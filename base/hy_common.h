@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define HY_LIKELY(x)   __builtin_expect(!!(x), 1)
@@ -38,6 +39,24 @@ static inline uint64_t hyi_fnv1a(uint64_t h, const void *data, size_t len)
         h *= 0x100000001b3ull;
     }
     return h;
+}
+
+/* An array arr of *cap elements of elem bytes, grown to hold at least need:
+ * doubled from first (or *cap) until it does. Returns the array to use from
+ * now on, or NULL when the allocation failed (arr and *cap are then
+ * unchanged). */
+static inline void *hyi_grow_array(void *arr, size_t *cap, size_t need, size_t elem,
+                                   size_t first)
+{
+    if (arr && need <= *cap)
+        return arr;
+    size_t n = *cap ? *cap : first;
+    while (n < need)
+        n *= 2;
+    void *p = realloc(arr, n * elem);
+    if (p)
+        *cap = n;
+    return p;
 }
 
 /* qsort's comparison of two uint32_t. */

@@ -634,16 +634,10 @@ static void deliver_run(hy_kernel *k, hyi_actor *a, hy_msg *first, hy_msg *last,
 /* Room in the grouping for n messages; false when it cannot grow. */
 static bool group_room(grouping *g, size_t n)
 {
-    if (n > g->cap) {
-        size_t cap = g->cap ? g->cap : 1024;
-        while (cap < n)
-            cap *= 2;
-        actor_run *runs = realloc(g->runs, cap * sizeof *runs);
-        if (!runs)
-            return false;
-        g->runs = runs;
-        g->cap = cap;
-    }
+    actor_run *runs = hyi_grow_array(g->runs, &g->cap, n, sizeof *runs, 1024);
+    if (!runs)
+        return false;
+    g->runs = runs;
     if (2 * n > g->nslots) {
         size_t nslots = g->nslots ? g->nslots : 2048;
         while (nslots < 2 * n)

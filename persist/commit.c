@@ -102,16 +102,10 @@ static void record_batch(hyi_journal *j, size_t n)
  * grow (then the caller hands over what fits, in several calls). */
 static bool done_room(hyi_journal *j, size_t n)
 {
-    if (n <= j->done_cap)
-        return true;
-    size_t cap = j->done_cap ? j->done_cap : 256;
-    while (cap < n)
-        cap *= 2;
-    hyi_journal_done_item *v = realloc(j->done_items, cap * sizeof *v);
+    hyi_journal_done_item *v = hyi_grow_array(j->done_items, &j->done_cap, n, sizeof *v, 256);
     if (!v)
         return false;
     j->done_items = v;
-    j->done_cap = cap;
     return true;
 }
 
