@@ -592,6 +592,26 @@ static bool still_over(hy_kernel *k)
     return false;
 }
 
+/* Sleep ms until the next round, or less if kicked or stopped (a bump of
+ * j->seq from `seq`). Actors left in the limbo (a worker was between
+ * quiescent points when the round ended) are freed as soon as the workers
+ * allow: every MIN_PERIOD_MS meanwhile, rather than a whole period later,
+ * which with a long idle timeout kept their memory for seconds. */
+static void wait_next_round(hy_kernel *k, uint32_t seq, uint32_t ms)
+{
+    hyi_janitor *j = k->janitor;
+    /* relaxed: a kick's or stop's bump, read to end the wait early */
+    while (j->limbo.n && ms > MIN_PERIOD_MS &&
+           atomic_load_explicit(&j->seq, memory_order_relaxed) == seq) {
+        struct timespec ts = {0, MIN_PERIOD_MS * 1000000L};
+        hyi_futex_wait(&j->seq, seq, &ts);
+        ms -= MIN_PERIOD_MS;
+        flush_limbo(k, false);
+    }
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    hyi_futex_wait(&j->seq, seq, &ts);
+}
+
 static void *janitor_main(void *arg)
 {
     hy_kernel *k = arg;
@@ -609,8 +629,7 @@ static void *janitor_main(void *arg)
         uint32_t ms = still_over(k) ? 1 : j->period_ms;
         if (reclaiming && ms > MIN_PERIOD_MS)
             ms = MIN_PERIOD_MS;
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-        hyi_futex_wait(&j->seq, seq, &ts);
+        wait_next_round(k, seq, ms);
     }
     flush_limbo(k, true); /* the workers still run: they reach quiescent points */
     return NULL;
