@@ -205,6 +205,13 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&j->q_lock);
         if (ring_end)
             j->ring_tail = ring_end;
+        /* Every node given back: carve from the ring's start again, so a
+         * light load keeps reusing its first pages instead of touching all
+         * RING_BYTES (which then stay resident) on its way round. */
+        if (j->ring_tail == j->ring_head) {
+            uint64_t start = (j->ring_head + RING_BYTES - 1) & ~(uint64_t)(RING_BYTES - 1);
+            j->ring_head = j->ring_tail = start;
+        }
         /* The array comes back as the spare (the larger one is kept). */
         if (cap > j->spare_cap) {
             free(j->spare_vec);
