@@ -116,7 +116,7 @@ int hyi_snapshot_save(hyi_journal *j, uint64_t actor, uint64_t seq, const void *
                       size_t len)
 {
     if (!j)
-        return hyi_fail(HY_EINVAL, "journal: NULL journal or state");
+        return hyi_fail(HY_EINVAL, "journal: NULL journal");
     hyi_snapshot_item it = {.actor = actor, .seq = seq, .state = state, .len = len};
     int rc = hyi_snapshot_save_many(j, &it, 1);
     return rc ? rc : it.rc;
