@@ -146,6 +146,7 @@ static void publish_overlay(hyi_journal *j, bool checkpointed)
         const struct hyi_seqslot *s = &j->overlay.slots[i];
         if (!s->used)
             continue;
+        hyi_env_mark_seen(j, s->actor);
         hyi_head h = {s->seq, s->gseq};
         if (hyi_seqmap_put(&j->cache, s->actor, h, !checkpointed) != 0 && !checkpointed)
             j->heads_lost = true; /* only the log has it now: see hyi_env_write */
@@ -300,14 +301,34 @@ static int head_load(hyi_journal *j, MDB_txn *txn, uint64_t actor, hyi_head *h)
     return 0;
 }
 
+/* The bit of actor in seen: a multiplicative hash, since actor ids are
+ * FNV-1a hashes whose low bits alone spread less well. */
+static inline uint64_t seen_bit(const hyi_journal *j, uint64_t actor)
+{
+    return (actor * 0x9e3779b97f4a7c15ull >> 20) & j->seen_mask;
+}
+
+void hyi_env_mark_seen(hyi_journal *j, uint64_t actor)
+{
+    if (!j->seen)
+        return;
+    uint64_t bit = seen_bit(j, actor);
+    /* relaxed: see `seen` in journal_int.h for what orders it */
+    atomic_fetch_or_explicit(&j->seen[bit >> 6], 1ull << (bit & 63), memory_order_relaxed);
+}
+
+/* No lock: the sender of a first message to each of a million actors asked
+ * this under the head cache's lock, which the writer holds while it
+ * publishes every commit's heads, and so slept on it about once per
+ * activation. */
 bool hyi_env_never_written(hyi_journal *j, uint64_t actor)
 {
-    hyi_head h;
-    pthread_mutex_lock(&j->cache_lock);
-    bool fresh = j->heads_whole && j->cache.evictions == 0 && !j->heads_lost &&
-                 !hyi_seqmap_get(&j->cache, actor, &h);
-    pthread_mutex_unlock(&j->cache_lock);
-    return fresh;
+    if (!j->heads_whole || !j->seen)
+        return false;
+    uint64_t bit = seen_bit(j, actor);
+    /* relaxed: as in hyi_env_mark_seen */
+    uint64_t word = atomic_load_explicit(&j->seen[bit >> 6], memory_order_relaxed);
+    return (word >> (bit & 63) & 1) == 0;
 }
 
 int hyi_env_read_head(hyi_journal *j, uint64_t actor, MDB_txn **txn, hyi_head *h)
@@ -694,10 +715,8 @@ static int open_dbs(hyi_wtxn *w, void *arg)
         (rc = mdb_stat(w->txn, j->db_heads, &heads)) != 0 ||
         (rc = mdb_stat(w->txn, j->db_snap, &snaps)) != 0)
         return rc;
-    /* no reader yet: the lock only keeps the rule simple */
-    pthread_mutex_lock(&j->cache_lock);
+    /* no reader yet */
     j->heads_whole = log.ms_entries == 0 && heads.ms_entries == 0 && snaps.ms_entries == 0;
-    pthread_mutex_unlock(&j->cache_lock);
     uint64_t format = 0;
     rc = meta_get_u64(j, w->txn, "format", &format);
     if (rc == MDB_NOTFOUND)
@@ -759,6 +778,18 @@ static int replay_tail(hyi_wtxn *w, void *arg)
     return heads_checkpoint(w);
 }
 
+/* Eight bits per actor the head cache holds (a power of two, at least
+ * 64 KiB): at the cache's size about one activation in nine takes the slow
+ * path for nothing. Pages are touched only as bits are set. */
+static void seen_alloc(hyi_journal *j)
+{
+    uint64_t bits = (uint64_t)1 << 19;
+    while (bits < (uint64_t)j->cfg.cache_actors * 8 && bits < (uint64_t)1 << 36)
+        bits <<= 1;
+    j->seen = calloc(bits / 64, sizeof *j->seen);
+    j->seen_mask = bits - 1;
+}
+
 static void free_journal(hyi_journal *j)
 {
     if (j->env)
@@ -767,6 +798,7 @@ static void free_journal(hyi_journal *j)
         close(j->lock_fd); /* releases the flock */
     hyi_seqmap_free(&j->cache);
     hyi_seqmap_free(&j->overlay);
+    free((void *)j->seen);
     pthread_mutex_destroy(&j->write_lock);
     pthread_rwlock_destroy(&j->map_lock);
     pthread_mutex_destroy(&j->cache_lock);
@@ -870,6 +902,7 @@ int hyi_journal_open(hyi_journal **out, const hyi_journal_config *cfg)
     if (!j->cfg.checkpoint_entries)
         j->cfg.checkpoint_entries = DEFAULT_CHECKPOINT_ENTRIES;
     j->cache.max = j->cfg.cache_actors;
+    seen_alloc(j);
 
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);

@@ -125,11 +125,21 @@ struct hyi_journal {
      * DB, committed in the log only) stay until the next checkpoint. Only
      * the writer (under write_lock) inserts, so nothing stale gets in. */
     pthread_mutex_t cache_lock;
-    /* Under cache_lock: the journal had no entry, head or snapshot at open
-     * and no snapshot at sequence 0 was saved since. While the cache has
-     * evicted nothing as well, an actor it does not know was never
-     * appended to: hyi_env_never_written. */
+    /* Set once at open, before any reader: the journal had no entry, head
+     * or snapshot then. While it holds, an actor whose bit in `seen` is
+     * clear was never appended to and has no snapshot:
+     * hyi_env_never_written. */
     bool heads_whole;
+    /* One bit per hash of an actor id, set (relaxed) before anything of that
+     * actor can be read back: by the writer for each head it publishes, and
+     * for each snapshot saved at sequence 0. Never cleared, so a set bit only
+     * means "maybe". Read without a lock by senders activating an actor: the
+     * activation happens after whatever made the actor's history (its
+     * messages were delivered, or it was passivated) through the kernel's
+     * locks and queues, which carries the bit with it. NULL: no filter (no
+     * memory at open), so no short cut. */
+    _Atomic uint64_t *seen;
+    uint64_t seen_mask; /* number of bits - 1 (a power of two) */
     hyi_seqmap cache;
     /* Heads changed in the current write transaction; write_lock only.
      * Folded into cache on commit, dropped on abort. */
@@ -228,8 +238,11 @@ int hyi_floor_raise(hyi_wtxn *w, uint64_t actor, uint64_t floor, uint64_t *remov
  * says is visible in it; the heads DB is consulted too and the newer wins. */
 int hyi_env_read_head(hyi_journal *j, uint64_t actor, MDB_txn **txn, hyi_head *h);
 /* True when the actor surely has no committed entry and no snapshot (see
- * heads_whole), without a read transaction; false when it may have. */
+ * heads_whole and seen), without a read transaction or a lock; false when it
+ * may have. */
 bool hyi_env_never_written(hyi_journal *j, uint64_t actor);
+/* The actor may have history from now on (see seen). */
+void hyi_env_mark_seen(hyi_journal *j, uint64_t actor);
 
 /* Yields the next record to write (false when done) and where its sequence
  * goes. */

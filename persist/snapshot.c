@@ -94,13 +94,8 @@ int hyi_snapshot_save_many(hyi_journal *j, hyi_snapshot_item *items, size_t n)
                               j->path, (unsigned long long)it->actor);
         else
             valid++;
-        if (it->rc == 0 && it->seq == 0) {
-            /* a snapshot of an actor that may have no head: the cache can no
-             * longer tell "never seen" alone */
-            pthread_mutex_lock(&j->cache_lock);
-            j->heads_whole = false;
-            pthread_mutex_unlock(&j->cache_lock);
-        }
+        if (it->rc == 0 && it->seq == 0)
+            hyi_env_mark_seen(j, it->actor); /* a snapshot of an actor with no head */
     }
     struct save_many_arg a = {items, n};
     const char *what = n == 1 ? "save a snapshot" : "save snapshots";
