@@ -9,7 +9,7 @@
  *                 the last 1024), and bytes per active actor from RSS (its rise
  *                 less the message pool's) and from sizes (the actor struct
  *                 with its key, as the allocator rounds it, plus its share of
- *                 the table's buckets)
+ *                 the table's slots)
  *   passivate     then all of them passivated by a short idle timeout: the
  *                 time from the first passivation to the last (it follows the
  *                 spread of the activations, as each waits out its timeout),
@@ -135,7 +135,7 @@ static uint64_t bucket_bytes(hy_kernel *k)
     uint64_t b = 0;
     for (int i = 0; i < HYI_ACTOR_SEGMENTS; i++) {
         pthread_mutex_lock(&k->segments[i].lock);
-        b += k->segments[i].nbuckets * sizeof(hyi_actor *);
+        b += k->segments[i].cap * sizeof(hyi_actor_slot);
         pthread_mutex_unlock(&k->segments[i].lock);
     }
     return b;
@@ -179,7 +179,7 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
     double rss_per = active ? ((double)rss1 - (double)rss0 - (double)pool_delta) / (double)active
                             : 0;
     /* Sizes: the struct with an average key (decimal, ~6 digits) and its NUL,
-     * as malloc rounds it, plus the buckets each actor adds. */
+     * as malloc rounds it, plus the table slots each actor adds. */
     size_t key_avg = 6, raw = HYI_ACTOR_SIZE(key_avg);
     /* actors come from 64 KiB slabs of exactly that size (pool/blocks.h),
      * whose first 64 bytes are the slab's header */

@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -110,7 +111,17 @@ static void key_be(unsigned char *k, uint64_t actor, uint64_t seq)
 typedef struct result {
     double rate, seconds;
     uint64_t bytes_on_disk, batch_p50;
+    /* per message: CPU time of the sending thread, and of the whole process
+     * (sender, journal writer, workers) from the first send to drained */
+    double sender_cpu_ns, cpu_ns;
 } result;
+
+static uint64_t cpu_ns(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 #define RAW_CHECK(call)                                                        \
     do {                                                                       \
@@ -156,7 +167,7 @@ static int raw_round(bool sync, uint64_t n, result *res)
         RAW_CHECK(rc);
     }
     double secs = (double)(bench_now_ns() - t0) / 1e9;
-    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), 1000};
+    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), 1000, 0, 0};
     ok = 0;
 out:
     if (txn)
@@ -229,7 +240,7 @@ static int gc_round(bool sync, uint64_t n, uint64_t actors, result *res)
         tmp_remove(&t);
         return -1;
     }
-    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), st.batch_p50};
+    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), st.batch_p50, 0, 0};
     tmp_remove(&t);
     return 0;
 }
@@ -613,7 +624,8 @@ static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_
     memset(payload, 0x5a, sizeof payload);
     atomic_store(&k_handled, 0);
     const char *label = keyed ? "persistent-keyed" : "persistent-static";
-    uint64_t t0 = bench_now_ns();
+    uint64_t t0 = bench_now_ns(), cpu0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID),
+             all0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
     char path[40] = "bench://static";
     for (uint64_t i = 0; i < n; i++) {
         if (keyed)
@@ -625,8 +637,10 @@ static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_
         if ((i & 0xffff) == 0)
             bench_progress(label, i, n);
     }
+    double sender_cpu = (double)(cpu_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / (double)n;
     if (hy_kernel_drain(k, -1))
         goto out;
+    double all_cpu = (double)(cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - all0) / (double)n;
     double secs = (double)(bench_now_ns() - t0) / 1e9;
     bench_progress(label, n, n);
     hy_stats st;
@@ -639,7 +653,8 @@ static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_
     }
     hy_kernel_close(k);
     k = NULL;
-    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), st.journal_batch_p50};
+    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), st.journal_batch_p50,
+                    sender_cpu, all_cpu};
     ret = 0;
 out:
     hy_kernel_close(k);
@@ -655,7 +670,8 @@ static int run_kernel(const bench_opts *o, uint64_t actors, bool sync)
     uint64_t n = o->messages ? o->messages : sync ? 200000 : 500000;
     if (!o->messages && n < 2 * actors)
         n = 2 * actors;
-    double raw_rate[ROUNDS], rate[ROUNDS], secs[ROUNDS], bpm[ROUNDS], p50[ROUNDS];
+    double raw_rate[ROUNDS], rate[ROUNDS], secs[ROUNDS], bpm[ROUNDS], p50[ROUNDS],
+            sender_cpu[ROUNDS], all_cpu[ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
         result a = {0}, b = {0};
         if (raw_round(sync, n, &a) || kernel_round(o, sync, actors, n, &b))
@@ -665,16 +681,20 @@ static int run_kernel(const bench_opts *o, uint64_t actors, bool sync)
         secs[r] = b.seconds;
         bpm[r] = (double)b.bytes_on_disk / (double)n;
         p50[r] = (double)b.batch_p50;
+        sender_cpu[r] = b.sender_cpu_ns;
+        all_cpu[r] = b.cpu_ns;
     }
     double raw_med = bench_median(raw_rate, ROUNDS), med = bench_median(rate, ROUNDS);
-    char extra[320], name[48];
+    char extra[384], name[48];
     snprintf(extra, sizeof extra,
              "\"messages\":%llu,\"payload_bytes\":%d,\"actors\":%llu,\"raw_lmdb_%s\":%.0f,"
              "\"ratio_to_raw\":%.3f,\"batch_p50\":%.0f,\"bytes_per_msg\":%.1f,"
-             "\"disk_bytes_per_msg\":%.1f,\"rounds\":%d",
+             "\"disk_bytes_per_msg\":%.1f,\"sender_cpu_ns_per_msg\":%.0f,"
+             "\"cpu_ns_per_msg\":%.0f,\"rounds\":%d",
              (unsigned long long)n, PAYLOAD, (unsigned long long)(actors ? actors : 1),
              sync ? "sync" : "nosync", raw_med, med / raw_med, bench_median(p50, ROUNDS),
-             bench_median(bpm, ROUNDS), bench_median(bpm, ROUNDS), ROUNDS);
+             bench_median(bpm, ROUNDS), bench_median(bpm, ROUNDS),
+             bench_median(sender_cpu, ROUNDS), bench_median(all_cpu, ROUNDS), ROUNDS);
     const char *size = actors == 100000 ? "-100k" : actors == 1000000 ? "-1m" : "";
     snprintf(name, sizeof name, "persistent-%s%s-%s", actors ? "keyed" : "static", size,
              sync ? "sync" : "nosync");

@@ -4,11 +4,14 @@
  * a keyed actor also carries its key inline, so one allocation holds it all.
  *
  * The table maps (subsystem, key) to the keyed actor. It is split into
- * HYI_ACTOR_SEGMENTS segments, each a chained hash table under its own mutex:
- * a lookup locks one segment for a few dozen instructions, so senders to
- * different keys rarely meet, and a segment grows by itself (doubling) without
- * stopping the others. The high bits of the hash pick the segment, the low
- * bits the bucket.
+ * HYI_ACTOR_SEGMENTS segments, each an open-addressing hash table (linear
+ * probing, the key hash stored in the slot) under its own mutex: a lookup
+ * locks one segment for a few dozen instructions, so senders to different
+ * keys rarely meet, and a segment grows by itself (doubling) without stopping
+ * the others. The high bits of the hash pick the segment, the low bits the
+ * slot. A probe reads an actor only when its stored hash is equal, and a
+ * resize reads none, so a miss among a million actors costs one cache line
+ * of the table, not a walk through actors scattered over memory.
  *
  * Passivation (passivate.c) removes actors through the same locks: it marks an
  * actor (`passivating`) under its segment lock, and takes it out only if the
@@ -21,7 +24,7 @@
 #include "blocks.h"
 #include "kernel.h"
 
-#define INITIAL_BUCKETS 16
+#define INITIAL_SLOTS 16
 
 /* FNV-1a over the key, mixed with the subsystem's address so equal keys of
  * different subsystems spread apart; then a final avalanche so both the high
@@ -111,10 +114,10 @@ int hyi_actor_table_init(hy_kernel *k)
 {
     for (size_t i = 0; i < HYI_ACTOR_SEGMENTS; i++) {
         hyi_actor_segment *s = &k->segments[i];
-        s->buckets = calloc(INITIAL_BUCKETS, sizeof *s->buckets);
-        if (!s->buckets)
+        s->slots = calloc(INITIAL_SLOTS, sizeof *s->slots);
+        if (!s->slots)
             return HY_ENOMEM; /* hyi_actor_table_free copes with the rest NULL */
-        s->nbuckets = INITIAL_BUCKETS;
+        s->cap = INITIAL_SLOTS;
         s->count = 0;
         pthread_mutex_init(&s->lock, NULL);
     }
@@ -126,37 +129,72 @@ static hyi_actor_segment *segment_of(hy_kernel *k, uint64_t hash)
     return &k->segments[hash >> 56 & (HYI_ACTOR_SEGMENTS - 1)];
 }
 
-static hyi_actor *segment_find(hyi_actor_segment *s, hyi_subsys *sub, const char *key,
-                               size_t len, uint64_t hash)
+/* The slot holding (sub, key), or the empty slot where it would go. */
+static hyi_actor_slot *segment_find(hyi_actor_segment *s, hyi_subsys *sub, const char *key,
+                                    size_t len, uint64_t hash)
 {
-    for (hyi_actor *a = s->buckets[hash & (s->nbuckets - 1)]; a; a = a->table_next)
-        if (a->key_hash == hash && a->sub == sub && a->key_len == len &&
-            memcmp(a->key, key, len) == 0)
-            return a;
-    return NULL;
+    size_t mask = s->cap - 1;
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+        hyi_actor_slot *slot = &s->slots[i];
+        hyi_actor *a = slot->actor;
+        if (!a || (slot->hash == hash && a->sub == sub && a->key_len == len &&
+                   memcmp(a->key, key, len) == 0))
+            return slot;
+    }
 }
 
-/* Rehash a segment into n buckets (a power of two): doubled when the chains
- * average more than one actor, halved (down to the initial count) when
- * passivation left them mostly empty. If the allocation fails the table just
- * keeps its size: still correct. */
+/* Into a table with room, by hash alone (its actor is not there yet). */
+static void slot_put(hyi_actor_slot *slots, size_t cap, uint64_t hash, hyi_actor *a)
+{
+    size_t i = hash & (cap - 1);
+    while (slots[i].actor)
+        i = (i + 1) & (cap - 1);
+    slots[i] = (hyi_actor_slot){hash, a};
+}
+
+/* Rehash a segment into n slots (a power of two): doubled past 3/4 used,
+ * halved (down to the initial size) when passivation left it under 1/4. If
+ * the allocation fails the table keeps its size: still correct, since an
+ * insert grows it before it could fill. */
 static void segment_resize(hyi_actor_segment *s, size_t n)
 {
-    hyi_actor **b = calloc(n, sizeof *b);
-    if (!b)
+    hyi_actor_slot *slots = calloc(n, sizeof *slots);
+    if (!slots)
         return;
-    for (size_t i = 0; i < s->nbuckets; i++) {
-        hyi_actor *a = s->buckets[i];
-        while (a) {
-            hyi_actor *next = a->table_next;
-            a->table_next = b[a->key_hash & (n - 1)];
-            b[a->key_hash & (n - 1)] = a;
-            a = next;
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->slots[i].actor)
+            slot_put(slots, n, s->slots[i].hash, s->slots[i].actor);
+    free(s->slots);
+    s->slots = slots;
+    s->cap = n;
+}
+
+/* Empty slot i, moving back the entries of its probe run that may sit
+ * earlier, so a probe never meets a hole inside a run. */
+static void segment_remove_at(hyi_actor_segment *s, size_t i)
+{
+    size_t mask = s->cap - 1;
+    for (size_t j = i;;) {
+        j = (j + 1) & mask;
+        if (!s->slots[j].actor)
+            break;
+        size_t home = s->slots[j].hash & mask;
+        /* Entry j may move to i when its home is not in the cyclic (i, j]. */
+        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            s->slots[i] = s->slots[j];
+            i = j;
         }
     }
-    free(s->buckets);
-    s->buckets = b;
-    s->nbuckets = n;
+    s->slots[i] = (hyi_actor_slot){0, NULL};
+    s->count--;
+    s->removals++;
+}
+
+static void segment_shrink_if_sparse(hyi_actor_segment *s)
+{
+    if (s->cap > INITIAL_SLOTS && s->count < s->cap / 4)
+        segment_resize(s, s->cap / 2);
 }
 
 /* Under s->lock: a sender found `a`. A mark means the passivation thread means
@@ -174,7 +212,7 @@ int hyi_actor_get(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
     uint64_t hash = key_hash(sub, key, key_len);
     hyi_actor_segment *s = segment_of(k, hash);
     pthread_mutex_lock(&s->lock);
-    hyi_actor *a = claim_found(segment_find(s, sub, key, key_len, hash));
+    hyi_actor *a = claim_found(segment_find(s, sub, key, key_len, hash)->actor);
     uint64_t removals = s->removals;
     pthread_mutex_unlock(&s->lock);
     if (HY_LIKELY(a != NULL)) {
@@ -193,14 +231,13 @@ int hyi_actor_get(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
         uint64_t took = hyi_clock_ticks() - t0;
         uint64_t active = 0;
         pthread_mutex_lock(&s->lock);
-        a = claim_found(segment_find(s, sub, key, key_len, hash));
+        hyi_actor_slot *slot = segment_find(s, sub, key, key_len, hash);
+        a = claim_found(slot->actor);
         bool stale = !a && s->removals != removals;
         if (!a && !stale) {
-            hyi_actor **bucket = &s->buckets[hash & (s->nbuckets - 1)];
-            fresh->table_next = *bucket;
-            *bucket = fresh;
-            if (++s->count > s->nbuckets)
-                segment_resize(s, s->nbuckets * 2);
+            *slot = (hyi_actor_slot){hash, fresh};
+            if (++s->count * 4 > s->cap * 3)
+                segment_resize(s, s->cap * 2);
             /* relaxed: a statistic (and the cap's trigger, a hint) */
             active = atomic_fetch_add_explicit(&sub->keyed_actors, 1, memory_order_relaxed) + 1;
             a = fresh;
@@ -234,16 +271,12 @@ bool hyi_actor_remove_marked(hy_kernel *k, hyi_actor *a)
     bool removed = false;
     pthread_mutex_lock(&s->lock);
     if (a->passivating) {
-        hyi_actor **p = &s->buckets[a->key_hash & (s->nbuckets - 1)];
-        while (*p && *p != a)
-            p = &(*p)->table_next;
-        if (*p) {
-            *p = a->table_next;
-            a->table_next = NULL;
-            s->count--;
-            s->removals++;
-            if (s->nbuckets > INITIAL_BUCKETS && s->count < s->nbuckets / 4)
-                segment_resize(s, s->nbuckets / 2);
+        size_t mask = s->cap - 1, i = a->key_hash & mask;
+        while (s->slots[i].actor && s->slots[i].actor != a)
+            i = (i + 1) & mask;
+        if (s->slots[i].actor) {
+            segment_remove_at(s, i);
+            segment_shrink_if_sparse(s);
             /* relaxed: a statistic */
             atomic_fetch_sub_explicit(&a->sub->keyed_actors, 1, memory_order_relaxed);
             removed = true;
@@ -254,30 +287,44 @@ bool hyi_actor_remove_marked(hy_kernel *k, hyi_actor *a)
     return removed;
 }
 
-/* Call fn on every keyed actor; no concurrent use of the table. */
-static void actor_table_each(hy_kernel *k, void (*fn)(hy_kernel *, hyi_actor *))
+void hyi_actor_take_all(hy_kernel *k, hyi_subsys *sub, hyi_actor **list)
 {
-    for (size_t i = 0; i < HYI_ACTOR_SEGMENTS; i++) {
-        hyi_actor_segment *s = &k->segments[i];
-        for (size_t b = 0; s->buckets && b < s->nbuckets; b++) {
-            hyi_actor *a = s->buckets[b];
-            while (a) {
-                hyi_actor *next = a->table_next; /* fn may free a */
-                fn(k, a);
-                a = next;
+    for (size_t si = 0; si < HYI_ACTOR_SEGMENTS; si++) {
+        hyi_actor_segment *s = &k->segments[si];
+        pthread_mutex_lock(&s->lock);
+        for (size_t i = 0; i < s->cap;) {
+            hyi_actor *a = s->slots[i].actor;
+            if (!a || a->sub != sub) {
+                i++;
+                continue;
             }
+            a->table_next = *list;
+            *list = a;
+            /* Slot i now holds what moved back into it (seen again: only
+             * actors of other subsystems can be seen twice, when a run wraps
+             * round the end). A sender making an actor of this segment
+             * meanwhile makes it again (hyi_actor_get): harmless. */
+            segment_remove_at(s, i);
+            /* relaxed: a statistic */
+            atomic_fetch_sub_explicit(&sub->keyed_actors, 1, memory_order_relaxed);
         }
+        segment_shrink_if_sparse(s);
+        pthread_mutex_unlock(&s->lock);
     }
 }
 
+/* Every keyed actor freed, and the table; no concurrent use. */
 void hyi_actor_table_free(hy_kernel *k)
 {
-    actor_table_each(k, hyi_actor_free);
-    for (size_t i = 0; i < HYI_ACTOR_SEGMENTS; i++) {
-        if (!k->segments[i].buckets)
+    for (size_t si = 0; si < HYI_ACTOR_SEGMENTS; si++) {
+        hyi_actor_segment *s = &k->segments[si];
+        if (!s->slots)
             continue;
-        free(k->segments[i].buckets);
-        k->segments[i].buckets = NULL;
-        pthread_mutex_destroy(&k->segments[i].lock);
+        for (size_t i = 0; i < s->cap; i++)
+            if (s->slots[i].actor)
+                hyi_actor_free(k, s->slots[i].actor);
+        free(s->slots);
+        s->slots = NULL;
+        pthread_mutex_destroy(&s->lock);
     }
 }

@@ -232,7 +232,7 @@ struct hyi_actor {
      * send costs no line the worker keeps writing. */
     hyi_subsys *sub;
     uint64_t key_hash;
-    hyi_actor *table_next;      /* chain in the actor table's bucket */
+    hyi_actor *table_next;      /* link in a reclaim list (reclaim.c) */
     /* Bounded mailboxes only: messages pushed and not yet taken. Senders add
      * before they push; the worker subtracts as it takes. */
     _Atomic int64_t depth;
@@ -302,10 +302,18 @@ struct hyi_actor {
  * passivation (which removes actors) will reuse the same locks. */
 #define HYI_ACTOR_SEGMENTS 256
 
+/* A slot of a segment: the actor's key hash beside it, so a probe compares
+ * hashes in the table's own cache line and touches an actor only when they
+ * are equal (with a million actors every actor touched is a cache miss). */
+typedef struct hyi_actor_slot {
+    uint64_t hash;
+    hyi_actor *actor;           /* NULL: empty */
+} hyi_actor_slot;
+
 typedef struct hyi_actor_segment {
     HY_CACHE_ALIGNED pthread_mutex_t lock;
-    hyi_actor **buckets;
-    size_t nbuckets;            /* a power of two */
+    hyi_actor_slot *slots;      /* open addressing, linear probing */
+    size_t cap;                 /* a power of two; at most 3/4 used */
     size_t count;
     /* Actors passivated out of this segment: a sender that made an actor
      * while this changed makes it again (its state may predate a save). */
@@ -326,6 +334,9 @@ int hyi_actor_get(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
  * still-marked actor out of the table (false: a sender called it off). */
 void hyi_actor_unmark(hy_kernel *k, hyi_actor *actor);
 bool hyi_actor_remove_marked(hy_kernel *k, hyi_actor *actor);
+/* For reclaim.c: take every keyed actor of sub out of the table, pushing each
+ * onto *list through table_next. */
+void hyi_actor_take_all(hy_kernel *k, hyi_subsys *sub, hyi_actor **list);
 
 /* Free the actor's state (if any) and make it anew with state_init (keyed:
  * pass it the key): a new actor, or a restart (supervision, replay). 0, or

@@ -363,8 +363,9 @@ static void choose_lru(hy_kernel *k, uint32_t now)
     for (size_t si = 0; si < HYI_ACTOR_SEGMENTS; si++) {
         hyi_actor_segment *s = &k->segments[si];
         pthread_mutex_lock(&s->lock);
-        for (size_t b = 0; b < s->nbuckets; b++) {
-            for (hyi_actor *a = s->buckets[b]; a; a = a->table_next) {
+        for (size_t i = 0; i < s->cap; i++) {
+            hyi_actor *a = s->slots[i].actor;
+            if (a) {
                 int slot = a->sub->jan_slot;
                 if (slot < 0 || !j->subs[slot].quota)
                     continue;
@@ -532,8 +533,9 @@ static void sweep(hy_kernel *k)
     for (size_t si = 0; si < HYI_ACTOR_SEGMENTS; si++) {
         hyi_actor_segment *s = &k->segments[si];
         pthread_mutex_lock(&s->lock);
-        for (size_t b = 0; b < s->nbuckets; b++) {
-            for (hyi_actor *a = s->buckets[b]; a; a = a->table_next) {
+        for (size_t i = 0; i < s->cap; i++) {
+            hyi_actor *a = s->slots[i].actor;
+            if (a) {
                 hyi_subsys *sub = a->sub;
                 if (sub->jan_slot < 0 || a->passivating)
                     continue;

@@ -34,29 +34,7 @@
  * its unclaimed list with its own actor. */
 static void take_actors(hy_kernel *k, hyi_subsys *sub)
 {
-    for (size_t si = 0; si < HYI_ACTOR_SEGMENTS; si++) {
-        hyi_actor_segment *s = &k->segments[si];
-        pthread_mutex_lock(&s->lock);
-        for (size_t b = 0; b < s->nbuckets; b++) {
-            for (hyi_actor **p = &s->buckets[b]; *p;) {
-                hyi_actor *a = *p;
-                if (a->sub != sub) {
-                    p = &a->table_next;
-                    continue;
-                }
-                *p = a->table_next;
-                a->table_next = sub->reclaim_unclaimed;
-                sub->reclaim_unclaimed = a;
-                s->count--;
-                /* a sender making an actor of this segment meanwhile makes it
-                 * again (hyi_actor_get): harmless, and keeps the rule simple */
-                s->removals++;
-                /* relaxed: a statistic */
-                atomic_fetch_sub_explicit(&sub->keyed_actors, 1, memory_order_relaxed);
-            }
-        }
-        pthread_mutex_unlock(&s->lock);
-    }
+    hyi_actor_take_all(k, sub, &sub->reclaim_unclaimed);
     if (sub->actor) {
         sub->actor->table_next = sub->reclaim_unclaimed;
         sub->reclaim_unclaimed = sub->actor;

@@ -359,6 +359,12 @@ int hyi_head_get(hyi_wtxn *w, uint64_t actor, hyi_head *h)
     hyi_journal *j = w->j;
     if (hyi_seqmap_get(&j->overlay, actor, h))
         return 0;
+    /* A new actor (with many actors, most of a commit's first entries): no
+     * probe of the head cache, which misses, nor of the heads DB. */
+    if (hyi_env_never_written(j, actor)) {
+        *h = (hyi_head){0, 0};
+        return 0;
+    }
     pthread_mutex_lock(&j->cache_lock);
     bool hit = hyi_seqmap_get(&j->cache, actor, h);
     pthread_mutex_unlock(&j->cache_lock);
@@ -593,7 +599,8 @@ static void prefetch_heads(hyi_journal *j, hyi_rec_iter next, hyi_rec_restart re
     uint64_t *seq;
     restart(it);
     while (next(it, &r, &seq))
-        hyi_seqmap_prefetch(&j->cache, r.actor);
+        if (!hyi_env_never_written(j, r.actor)) /* a new actor is not looked up */
+            hyi_seqmap_prefetch(&j->cache, r.actor);
     restart(it);
 }
 
