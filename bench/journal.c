@@ -26,7 +26,8 @@
  *                                     disk ("persistent-static-sync" against
  *                                     "raw-lmdb-sync" is the target ratio)
  *   keyed-nosync (opt-in)             "keyed" under nosync only (profiling)
- *   keyed-1m-nosync (opt-in)          "keyed-1m" under nosync only (profiling)
+ *   keyed-100k-nosync, keyed-1m-nosync (opt-in)
+ *                                     their nosync half alone (profiling)
  *   keyed-100k / keyed-1m (opt-in)    "keyed" with 100,000 and 1,000,000 actors
  *                                     (persistent-keyed-100k-*, -1m-*); at least
  *                                     2 messages per actor, so half of the 1 M
@@ -726,6 +727,8 @@ static int sc_keyed_1m(const bench_opts *o)
     return run_kernel(o, 1000000, true) | run_kernel(o, 1000000, false);
 }
 
+static int sc_keyed_100k_nosync(const bench_opts *o) { return run_kernel(o, 100000, false); }
+
 static int sc_keyed_1m_nosync(const bench_opts *o) { return run_kernel(o, 1000000, false); }
 
 /* ---------------------------------------------------------------- the family */
@@ -748,7 +751,8 @@ static const struct scenario {
     {"keyed-nosync", sc_keyed_nosync, false}, /* opt-in: persistent-keyed-nosync alone */
     {"keyed-100k", sc_keyed_100k, true},
     {"keyed-1m", sc_keyed_1m, false}, /* opt-in: about 100 s */
-    {"keyed-1m-nosync", sc_keyed_1m_nosync, false}, /* opt-in: its nosync half alone */
+    {"keyed-100k-nosync", sc_keyed_100k_nosync, false}, /* opt-in: a nosync half alone */
+    {"keyed-1m-nosync", sc_keyed_1m_nosync, false},
     {"retention", sc_retention, true},          /* 3 M messages */
     {"retention-10m", sc_retention_10m, false}, /* 10 M: opt-in, --scenario */
     {"group-commit-keyed", sc_gc_keyed, false},
