@@ -797,6 +797,46 @@ static void seen_alloc(hyi_journal *j)
     j->seen_mask = bits - 1;
 }
 
+/* A journal opened with history: every actor with a head or a snapshot gets
+ * its seen bit, so actors new to it still recover without a read. After
+ * replay_tail the heads DB holds every head. Skipped (the short cut stays
+ * off, which is only slower) when the actors are so many that most bits
+ * would be set, or when a read fails. */
+static void mark_history(hyi_journal *j)
+{
+    MDB_txn *txn;
+    if (j->heads_whole || !j->seen || hyi_env_read_begin(j, &txn) != 0)
+        return;
+    MDB_dbi dbs[] = {j->db_heads, j->db_snap};
+    MDB_stat st;
+    uint64_t actors = 0;
+    bool complete = true;
+    for (size_t d = 0; d < 2 && complete; d++)
+        if ((complete = mdb_stat(txn, dbs[d], &st) == 0))
+            actors += st.ms_entries;
+    complete = complete && actors <= (j->seen_mask + 1) / 8;
+    for (size_t d = 0; d < 2 && complete; d++) {
+        MDB_cursor *c;
+        if (mdb_cursor_open(txn, dbs[d], &c) != 0) {
+            complete = false;
+            break;
+        }
+        MDB_val k, v;
+        uint64_t actor;
+        int rc;
+        for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            if (hyi_log_key_decode(&k, &actor) != 0) /* actor keys: 8 bytes, as log keys */
+                break;
+            hyi_env_mark_seen(j, actor);
+        }
+        complete = rc == MDB_NOTFOUND;
+        mdb_cursor_close(c);
+    }
+    hyi_env_read_end(j, txn);
+    j->heads_whole = complete;
+}
+
 static void free_journal(hyi_journal *j)
 {
     if (j->env)
@@ -948,6 +988,7 @@ int hyi_journal_open(hyi_journal **out, const hyi_journal_config *cfg)
     if ((rc = hyi_env_write(j, open_dbs, NULL, "open the databases")) != 0 ||
         (rc = hyi_env_write(j, replay_tail, NULL, "rebuild heads")) != 0)
         goto fail;
+    mark_history(j);
     j->sweep.full = true; /* what the last run owed is unknown */
     /* Opening is not a journal commit: keep the counters about entries. */
     atomic_store_explicit(&j->st_commits, 0, memory_order_relaxed); /* no reader yet */
@@ -996,6 +1037,7 @@ void hyi_journal_get_stats(hyi_journal *j, hyi_journal_stats *out)
     out->map_grows = atomic_load_explicit(&j->st_grows, memory_order_relaxed);
     out->writer_commits = atomic_load_explicit(&j->st_writer_commits, memory_order_relaxed);
     out->batch_max = atomic_load_explicit(&j->st_batch_max, memory_order_relaxed);
+    out->recover_reads = atomic_load_explicit(&j->st_recover_reads, memory_order_relaxed);
     MDB_envinfo info;
     MDB_stat st;
     pthread_rwlock_rdlock(&j->map_lock); /* me_mapsize changes only under wrlock */

@@ -457,6 +457,8 @@ int hyi_journal_recover(hyi_journal *j, uint64_t actor, hyi_snapshot_fn on_snaps
      * no read transaction when the journal can tell it has no history. */
     if (hyi_env_never_written(j, actor))
         return 0;
+    /* relaxed: a statistic */
+    atomic_fetch_add_explicit(&j->st_recover_reads, 1, memory_order_relaxed);
     struct reader r = {.j = j, .actor = actor, .fn = on_entry, .user = user};
     hyi_head head;
     int rc = hyi_env_read_head(j, actor, &r.txn, &head);

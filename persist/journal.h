@@ -331,6 +331,8 @@ typedef struct hyi_journal_stats {
                                 ones are gone; ones under a floor may wait) */
     uint64_t heads_cached;   /* actors whose head is in memory now */
     uint64_t heads_dirty;    /* of those, ones newer than the heads DB */
+    uint64_t recover_reads;  /* recoveries that read the journal (the others
+                                knew the actor had no history) */
 } hyi_journal_stats;
 
 /* Counters are read with relaxed loads: a snapshot that may lag by a commit. */

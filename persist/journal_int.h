@@ -125,9 +125,10 @@ struct hyi_journal {
      * DB, committed in the log only) stay until the next checkpoint. Only
      * the writer (under write_lock) inserts, so nothing stale gets in. */
     pthread_mutex_t cache_lock;
-    /* Set once at open, before any reader: the journal had no entry, head
-     * or snapshot then. While it holds, an actor whose bit in `seen` is
-     * clear was never appended to and has no snapshot:
+    /* Set once at open, before any reader: every actor with history then
+     * has its bit in `seen` (the journal was empty, or its heads and
+     * snapshots were marked: mark_history). While it holds, an actor whose
+     * bit is clear was never appended to and has no snapshot:
      * hyi_env_never_written. */
     bool heads_whole;
     /* One bit per hash of an actor id, set (relaxed) before anything of that
@@ -188,7 +189,7 @@ struct hyi_journal {
 
     /* Stats: plain counters with relaxed atomics (nothing is ordered by them). */
     _Atomic uint64_t st_commits, st_entries, st_bytes, st_failed, st_grows,
-        st_writer_commits, st_batch_max;
+        st_writer_commits, st_batch_max, st_recover_reads;
     pthread_mutex_t ring_lock;
     uint32_t ring[HYI_JOURNAL_BATCH_RING];
     size_t ring_n;

@@ -526,6 +526,46 @@ static void test_recover_after_evictions_in_a_fresh_journal(void **state)
     }
 }
 
+/* Reopened with history, the journal still knows its new actors without a
+ * read (recover_reads stays), and still finds every known one: entries,
+ * entries replayed from past the last head checkpoint, and a snapshot at
+ * sequence 0. */
+static void test_reopened_journal_recovers_new_actors_without_a_read(void **state)
+{
+    fx *f = *state;
+    hyi_journal_config cfg = {.durability = HYI_DUR_NOSYNC, .checkpoint_entries = 16};
+    hyi_journal *j = open_cfg(f, cfg);
+    for (uint64_t a = 1; a <= 30; a++)
+        for (int i = 0; i < 2; i++)
+            append_str(j, a, "e");
+    assert_int_equal(hyi_snapshot_save(j, 99, 0, "zero", 4), 0);
+    reopen(f, cfg);
+    j = f->j;
+    hyi_journal_stats st;
+    hyi_journal_get_stats(j, &st);
+    uint64_t reads = st.recover_reads;
+    recovered r;
+    uint64_t last;
+    for (uint64_t a = 1000; a < 1010; a++) {
+        memset(&r, 0, sizeof r);
+        assert_int_equal(hyi_journal_recover(j, a, on_snap, on_entry, &r, &last), 0);
+        assert_int_equal(r.n, 0);
+    }
+    hyi_journal_get_stats(j, &st);
+    assert_int_equal(st.recover_reads, reads);
+    for (uint64_t a = 1; a <= 30; a++) {
+        memset(&r, 0, sizeof r);
+        assert_int_equal(hyi_journal_recover(j, a, on_snap, on_entry, &r, &last), 0);
+        assert_int_equal(r.n, 2);
+        assert_int_equal(last, 2);
+    }
+    memset(&r, 0, sizeof r);
+    assert_int_equal(hyi_journal_recover(j, 99, on_snap, on_entry, &r, &last), 0);
+    assert_string_equal(r.state, "zero");
+    hyi_journal_get_stats(j, &st);
+    assert_int_equal(st.recover_reads, reads + 31);
+}
+
 /* Threads (more than cores) each take actors of their own through their
  * whole life in one fresh journal: recovered while new, appended to, then
  * recovered again, which must find the entries, while the others' commits
@@ -1747,6 +1787,7 @@ int main(void)
         T(test_recover_of_new_and_known_actors),
         T(test_recover_after_evictions_in_a_fresh_journal),
         T(test_new_actors_recovered_while_others_commit),
+        T(test_reopened_journal_recovers_new_actors_without_a_read),
         T(test_sequence_survives_full_truncation_and_reopen),
         T(test_truncate_before_3_of_5),
         T(test_truncate_keeps_newest_entry),
