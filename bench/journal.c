@@ -52,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -115,7 +116,15 @@ typedef struct result {
     /* per message: CPU time of the sending thread, and of the whole process
      * (sender, journal writer, workers) from the first send to drained */
     double sender_cpu_ns, cpu_ns;
+    double sender_waits; /* per message: the sending thread's voluntary switches */
 } result;
+
+static uint64_t thread_waits(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_THREAD, &ru);
+    return (uint64_t)ru.ru_nvcsw;
+}
 
 static uint64_t cpu_ns(clockid_t clock)
 {
@@ -168,7 +177,7 @@ static int raw_round(bool sync, uint64_t n, result *res)
         RAW_CHECK(rc);
     }
     double secs = (double)(bench_now_ns() - t0) / 1e9;
-    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), 1000, 0, 0};
+    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), 1000, 0, 0, 0};
     ok = 0;
 out:
     if (txn)
@@ -241,7 +250,7 @@ static int gc_round(bool sync, uint64_t n, uint64_t actors, result *res)
         tmp_remove(&t);
         return -1;
     }
-    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), st.batch_p50, 0, 0};
+    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), st.batch_p50, 0, 0, 0};
     tmp_remove(&t);
     return 0;
 }
@@ -626,7 +635,7 @@ static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_
     atomic_store(&k_handled, 0);
     const char *label = keyed ? "persistent-keyed" : "persistent-static";
     uint64_t t0 = bench_now_ns(), cpu0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID),
-             all0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
+             all0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID), waits0 = thread_waits();
     char path[40] = "bench://static";
     for (uint64_t i = 0; i < n; i++) {
         if (keyed)
@@ -639,6 +648,7 @@ static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_
             bench_progress(label, i, n);
     }
     double sender_cpu = (double)(cpu_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / (double)n;
+    double sender_waits = (double)(thread_waits() - waits0) / (double)n;
     if (hy_kernel_drain(k, -1))
         goto out;
     double all_cpu = (double)(cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - all0) / (double)n;
@@ -655,7 +665,7 @@ static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_
     hy_kernel_close(k);
     k = NULL;
     *res = (result){(double)n / secs, secs, data_file_bytes(t.env), st.journal_batch_p50,
-                    sender_cpu, all_cpu};
+                    sender_cpu, all_cpu, sender_waits};
     ret = 0;
 out:
     hy_kernel_close(k);
@@ -672,7 +682,7 @@ static int run_kernel(const bench_opts *o, uint64_t actors, bool sync)
     if (!o->messages && n < 2 * actors)
         n = 2 * actors;
     double raw_rate[ROUNDS], rate[ROUNDS], secs[ROUNDS], bpm[ROUNDS], p50[ROUNDS],
-            sender_cpu[ROUNDS], all_cpu[ROUNDS];
+            sender_cpu[ROUNDS], all_cpu[ROUNDS], waits[ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
         result a = {0}, b = {0};
         if (raw_round(sync, n, &a) || kernel_round(o, sync, actors, n, &b))
@@ -684,6 +694,7 @@ static int run_kernel(const bench_opts *o, uint64_t actors, bool sync)
         p50[r] = (double)b.batch_p50;
         sender_cpu[r] = b.sender_cpu_ns;
         all_cpu[r] = b.cpu_ns;
+        waits[r] = b.sender_waits;
     }
     double raw_med = bench_median(raw_rate, ROUNDS), med = bench_median(rate, ROUNDS);
     char extra[384], name[48];
@@ -691,11 +702,12 @@ static int run_kernel(const bench_opts *o, uint64_t actors, bool sync)
              "\"messages\":%llu,\"payload_bytes\":%d,\"actors\":%llu,\"raw_lmdb_%s\":%.0f,"
              "\"ratio_to_raw\":%.3f,\"batch_p50\":%.0f,\"bytes_per_msg\":%.1f,"
              "\"disk_bytes_per_msg\":%.1f,\"sender_cpu_ns_per_msg\":%.0f,"
-             "\"cpu_ns_per_msg\":%.0f,\"rounds\":%d",
+             "\"cpu_ns_per_msg\":%.0f,\"sender_waits_per_msg\":%.4f,\"rounds\":%d",
              (unsigned long long)n, PAYLOAD, (unsigned long long)(actors ? actors : 1),
              sync ? "sync" : "nosync", raw_med, med / raw_med, bench_median(p50, ROUNDS),
              bench_median(bpm, ROUNDS), bench_median(bpm, ROUNDS),
-             bench_median(sender_cpu, ROUNDS), bench_median(all_cpu, ROUNDS), ROUNDS);
+             bench_median(sender_cpu, ROUNDS), bench_median(all_cpu, ROUNDS),
+             bench_median(waits, ROUNDS), ROUNDS);
     const char *size = actors == 100000 ? "-100k" : actors == 1000000 ? "-1m" : "";
     snprintf(name, sizeof name, "persistent-%s%s-%s", actors ? "keyed" : "static", size,
              sync ? "sync" : "nosync");
