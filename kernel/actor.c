@@ -152,10 +152,10 @@ static void slot_put(hyi_actor_slot *slots, size_t cap, uint64_t hash, hyi_actor
     slots[i] = (hyi_actor_slot){hash, a};
 }
 
-/* Rehash a segment into n slots (a power of two): doubled past 3/4 used,
- * halved (down to the initial size) when passivation left it under 1/4. If
- * the allocation fails the table keeps its size: still correct, since an
- * insert grows it before it could fill. */
+/* Rehash a segment into n slots (a power of two): doubled before an insert
+ * would pass 3/4 used, halved (down to the initial size) when passivation
+ * left it under 1/4. If the allocation fails the table keeps its size: a
+ * shrink just waits, and an insert that needs the room fails (HY_ENOMEM). */
 static void segment_resize(hyi_actor_segment *s, size_t n)
 {
     hyi_actor_slot *slots = calloc(n, sizeof *slots);
@@ -233,11 +233,16 @@ int hyi_actor_get(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
         pthread_mutex_lock(&s->lock);
         hyi_actor_slot *slot = segment_find(s, sub, key, key_len, hash);
         a = claim_found(slot->actor);
-        bool stale = !a && s->removals != removals;
-        if (!a && !stale) {
+        bool stale = !a && s->removals != removals, full = false;
+        if (!a && !stale && (s->count + 1) * 4 > s->cap * 3) {
+            segment_resize(s, s->cap * 2);
+            slot = segment_find(s, sub, key, key_len, hash);
+            /* Could not grow: one empty slot must stay, or probes never end. */
+            full = s->count + 2 > s->cap;
+        }
+        if (!a && !stale && !full) {
             *slot = (hyi_actor_slot){hash, fresh};
-            if (++s->count * 4 > s->cap * 3)
-                segment_resize(s, s->cap * 2);
+            s->count++;
             /* relaxed: a statistic (and the cap's trigger, a hint) */
             active = atomic_fetch_add_explicit(&sub->keyed_actors, 1, memory_order_relaxed) + 1;
             a = fresh;
@@ -247,6 +252,9 @@ int hyi_actor_get(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
         pthread_mutex_unlock(&s->lock);
         if (fresh)
             hyi_actor_free(k, fresh);
+        if (full)
+            return hyi_fail(HY_ENOMEM, "no memory to grow the actor table for key '%.*s'",
+                            (int)(key_len > 64 ? 64 : key_len), key);
         if (stale)
             continue; /* an actor of this segment was passivated meanwhile: its
                          key's saved state may be newer than what we loaded */
