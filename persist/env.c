@@ -203,7 +203,14 @@ int hyi_env_write(hyi_journal *j, hyi_write_op op, void *arg, const char *what)
                           j->path, what);
             break;
         }
-        hyi_seqmap_clear(&j->overlay);
+        /* After a large transaction, small ones would each zero and walk
+         * (twice, in publish_overlay) the table it grew, whole: with a
+         * million actors the writer commits ~150 entries at a time into a
+         * table sized for 4096. Give such a table back instead. */
+        if (j->overlay.cap > 1024 && j->overlay.len < j->overlay.cap / 16)
+            hyi_seqmap_free(&j->overlay);
+        else
+            hyi_seqmap_clear(&j->overlay);
         hyi_wtxn w = {.j = j, .txn = txn, .gseq = j->gseq_last};
         struct hyi_sweep sweep = j->sweep; /* the op's sweep step may be undone */
         uint64_t through = j->heads_through;
