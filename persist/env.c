@@ -132,13 +132,42 @@ static int adopt_map_size(hyi_journal *j, bool hold_write_lock)
 
 /* ---------------------------------------------------------------- transactions */
 
+/* The bit of actor in seen: a multiplicative hash, since actor ids are
+ * FNV-1a hashes whose low bits alone spread less well. */
+static inline uint64_t seen_bit(const hyi_journal *j, uint64_t actor)
+{
+    return (actor * 0x9e3779b97f4a7c15ull >> 20) & j->seen_mask;
+}
+
+void hyi_env_mark_seen(hyi_journal *j, uint64_t actor)
+{
+    if (!j->seen)
+        return;
+    uint64_t bit = seen_bit(j, actor), mask = 1ull << (bit & 63);
+    _Atomic uint64_t *word = &j->seen[bit >> 6];
+    /* Only this thread writes bits now (write_lock), so a load and a store
+     * do: a locked read-modify-write stalled the writer on every new
+     * actor's word. relaxed: see `seen` in journal_int.h for what orders it */
+    uint64_t w = atomic_load_explicit(word, memory_order_relaxed);
+    if (!(w & mask))
+        atomic_store_explicit(word, w | mask, memory_order_relaxed);
+}
+
+static void prefetch_seen(const hyi_journal *j, uint64_t actor)
+{
+    if (j->seen)
+        __builtin_prefetch(&j->seen[seen_bit(j, actor) >> 6], 1);
+}
+
 /* After a commit: the transaction's heads become the cache's (dirty unless
  * the transaction checkpointed them). */
 static void publish_overlay(hyi_journal *j, bool checkpointed)
 {
     for (size_t i = 0; i < j->overlay.cap; i++)
-        if (j->overlay.slots[i].used) /* as in prefetch_heads */
+        if (j->overlay.slots[i].used) { /* as in prefetch_heads */
             hyi_seqmap_prefetch(&j->cache, j->overlay.slots[i].actor);
+            prefetch_seen(j, j->overlay.slots[i].actor);
+        }
     pthread_mutex_lock(&j->cache_lock);
     if (checkpointed)
         hyi_seqmap_mark_clean(&j->cache);
@@ -306,22 +335,6 @@ static int head_load(hyi_journal *j, MDB_txn *txn, uint64_t actor, hyi_head *h)
     h->seq = hyi_le64_get(v.mv_data);
     h->gseq = hyi_le64_get((const unsigned char *)v.mv_data + 8);
     return 0;
-}
-
-/* The bit of actor in seen: a multiplicative hash, since actor ids are
- * FNV-1a hashes whose low bits alone spread less well. */
-static inline uint64_t seen_bit(const hyi_journal *j, uint64_t actor)
-{
-    return (actor * 0x9e3779b97f4a7c15ull >> 20) & j->seen_mask;
-}
-
-void hyi_env_mark_seen(hyi_journal *j, uint64_t actor)
-{
-    if (!j->seen)
-        return;
-    uint64_t bit = seen_bit(j, actor);
-    /* relaxed: see `seen` in journal_int.h for what orders it */
-    atomic_fetch_or_explicit(&j->seen[bit >> 6], 1ull << (bit & 63), memory_order_relaxed);
 }
 
 /* No lock: the sender of a first message to each of a million actors asked

@@ -132,9 +132,9 @@ struct hyi_journal {
      * hyi_env_never_written. */
     bool heads_whole;
     /* One bit per hash of an actor id, set (relaxed) before anything of that
-     * actor can be read back: by the writer for each head it publishes, and
-     * for each snapshot saved at sequence 0. Never cleared, so a set bit only
-     * means "maybe". Read without a lock by senders activating an actor: the
+     * actor can be read back: at open for each actor with history, then by
+     * whoever holds write_lock, for each head it publishes and each snapshot
+     * it saves. Never cleared, so a set bit only means "maybe". Read without a lock by senders activating an actor: the
      * activation happens after whatever made the actor's history (its
      * messages were delivered, or it was passivated) through the kernel's
      * locks and queues, which carries the bit with it. NULL: no filter (no
@@ -242,7 +242,8 @@ int hyi_env_read_head(hyi_journal *j, uint64_t actor, MDB_txn **txn, hyi_head *h
  * heads_whole and seen), without a read transaction or a lock; false when it
  * may have. */
 bool hyi_env_never_written(hyi_journal *j, uint64_t actor);
-/* The actor may have history from now on (see seen). */
+/* The actor may have history from now on (see seen); under write_lock, or
+ * at open. */
 void hyi_env_mark_seen(hyi_journal *j, uint64_t actor);
 
 /* Yields the next record to write (false when done) and where its sequence

@@ -43,6 +43,7 @@ static int save_one(hyi_wtxn *w, const hyi_snapshot_item *a)
     if ((rc = mdb_put(w->txn, j->db_snap, &k, &v, MDB_RESERVE)) != 0)
         return rc;
     hyi_snap_encode(v.mv_data, a->actor, a->seq, a->state, (uint32_t)a->len);
+    hyi_env_mark_seen(j, a->actor); /* at seq 0 the actor may have no head */
     w->bytes += sizeof ak + v.mv_size;
     if (j->cfg.retention == HYI_RETAIN_TRUNCATE && a->seq > j->cfg.retain_entries) {
         /* Entries <= seq - retain_entries go: the floor moves in this
@@ -94,8 +95,6 @@ int hyi_snapshot_save_many(hyi_journal *j, hyi_snapshot_item *items, size_t n)
                               j->path, (unsigned long long)it->actor);
         else
             valid++;
-        if (it->rc == 0 && it->seq == 0)
-            hyi_env_mark_seen(j, it->actor); /* a snapshot of an actor with no head */
     }
     struct save_many_arg a = {items, n};
     const char *what = n == 1 ? "save a snapshot" : "save snapshots";
