@@ -677,12 +677,12 @@ hyi_msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m, const 
         size = hyi_msg_tail_off(size) + sizeof(void *);
     if (HY_UNLIKELY(route && route->sub->persistent))
         size = hyi_msg_tail_off(size) + sizeof(hyi_durable);
-    hy_msg *msg = hyi_pool_acquire(k->pool, size);
+    /* A sender usually sends again soon, into an object a worker released on
+     * its core: the pool starts fetching that one now, while this message is
+     * filled and pushed. */
+    hy_msg *msg = hyi_pool_acquire_prefetch(k->pool, size);
     if (HY_UNLIKELY(!msg))
         return NULL;
-    /* A sender usually sends again soon, into an object a worker released on
-     * its core: fetch that one now, while this message is filled and pushed. */
-    hyi_pool_prefetch_next(k->pool, size);
     msg->route = route;
     msg->id = hyi_msg_next_id();
     msg->sent_ns = stamp->sent_ns;

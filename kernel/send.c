@@ -218,8 +218,7 @@ static int match(hy_kernel *k, const char *path, size_t path_len, const void *pa
 #define ROUTE_CACHE_PATH 96
 
 typedef struct route_entry {
-    const hy_kernel *k;
-    uint64_t generation;
+    uint64_t generation; /* 0: empty; unique to one table of one router */
     uint64_t tail;   /* the path's last 8 bytes (fewer for short paths) */
     size_t len;
     hyi_match m;
@@ -278,7 +277,7 @@ match_uncached(hy_kernel *k, const char *path, size_t path_len, const void *payl
     if (HY_UNLIKELY(tl_routes.bypass)) {
         tl_routes.bypass--;
         e = &tl_routes.way[0];
-        e->k = NULL; /* used as scratch, not as a cache entry */
+        e->generation = 0; /* used as scratch, not as a cache entry */
         *out = &e->m;
         return match(k, path, path_len, payload, len, &e->m);
     }
@@ -288,7 +287,7 @@ match_uncached(hy_kernel *k, const char *path, size_t path_len, const void *payl
     }
     unsigned victim = tl_routes.next++ % ROUTE_CACHE_WAYS;
     e = &tl_routes.way[victim];
-    e->k = NULL; /* invalid until refilled */
+    e->generation = 0; /* invalid until refilled */
     int rc = match(k, path, path_len, payload, len, &e->m);
     if (rc != 0)
         return rc;
@@ -297,7 +296,6 @@ match_uncached(hy_kernel *k, const char *path, size_t path_len, const void *payl
         e->len = path_len;
         e->tail = path_tail(path, path_len);
         e->generation = generation;
-        e->k = k;
         tl_routes.last = victim;
     }
     *out = &e->m;
@@ -305,10 +303,11 @@ match_uncached(hy_kernel *k, const char *path, size_t path_len, const void *payl
 }
 
 static inline __attribute__((always_inline)) bool
-entry_matches(const route_entry *e, const hy_kernel *k, const char *path, size_t path_len,
-              uint64_t tail, uint64_t generation)
+entry_matches(const route_entry *e, const char *path, size_t path_len, uint64_t tail,
+              uint64_t generation)
 {
-    return e->tail == tail && e->len == path_len && e->k == k && e->generation == generation &&
+    /* No kernel to compare: a generation names one table of one router. */
+    return e->tail == tail && e->len == path_len && e->generation == generation &&
            path_head_equal(e->path, path, path_len);
 }
 
@@ -325,14 +324,14 @@ match_cached(hy_kernel *k, const char *path, size_t path_len, const void *payloa
         uint64_t tail = path_tail(path, path_len);
         unsigned last = tl_routes.last;
         route_entry *e = &tl_routes.way[last];
-        if (HY_LIKELY(entry_matches(e, k, path, path_len, tail, generation))) {
+        if (HY_LIKELY(entry_matches(e, path, path_len, tail, generation))) {
             tl_routes.misses = 0;
             *out = &e->m;
             return 0;
         }
         for (unsigned i = 0; i < ROUTE_CACHE_WAYS; i++) {
             e = &tl_routes.way[i];
-            if (i != last && entry_matches(e, k, path, path_len, tail, generation)) {
+            if (i != last && entry_matches(e, path, path_len, tail, generation)) {
                 tl_routes.misses = 0;
                 tl_routes.last = i;
                 *out = &e->m;

@@ -15,14 +15,17 @@
 #include <sched.h>
 #include <stdlib.h>
 
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
 #include "epoch.h"
 
 static _Atomic(hyi_reader *) readers;      /* registry, push-only */
-static _Atomic uint64_t global_epoch = 1;  /* 0 is "quiescent" */
+_Atomic uint64_t hyi_epoch_global = 1;     /* 0 is "quiescent" */
 static pthread_key_t reader_key;
 static int reader_key_ok;
 static pthread_once_t reader_once = PTHREAD_ONCE_INIT;
-static _Thread_local hyi_reader *tls_reader;
+_Thread_local hyi_reader *hyi_epoch_tls;
 
 /* Thread exit: give the slot back (its match data stays for the next owner). */
 static void reader_release(void *p)
@@ -31,7 +34,7 @@ static void reader_release(void *p)
     /* release: this thread's last use of rd->md happens before the next owner
      * acquires the slot through its CAS on in_use. */
     atomic_store_explicit(&rd->in_use, 0, memory_order_release);
-    tls_reader = NULL;
+    hyi_epoch_tls = NULL;
 }
 
 static void reader_key_init(void)
@@ -39,7 +42,7 @@ static void reader_key_init(void)
     reader_key_ok = pthread_key_create(&reader_key, reader_release) == 0;
 }
 
-static hyi_reader *attach(void)
+hyi_reader *hyi_epoch_attach(void)
 {
     pthread_once(&reader_once, reader_key_init);
     if (!reader_key_ok)
@@ -82,44 +85,15 @@ static hyi_reader *attach(void)
         atomic_store_explicit(&rd->in_use, 0, memory_order_release); /* as in reader_release */
         return NULL;
     }
-    tls_reader = rd;
+    hyi_epoch_tls = rd;
     return rd;
-}
-
-hyi_reader *hyi_epoch_enter(void)
-{
-    hyi_reader *rd = tls_reader;
-    if (HY_UNLIKELY(!rd) && !(rd = attach()))
-        return NULL;
-    if (rd->depth++)
-        return rd; /* nested: the outer section already protects us */
-    /* acquire: reading a writer's increment makes its table store visible to
-     * our table load (the e >= target case above). */
-    uint64_t e = atomic_load_explicit(&global_epoch, memory_order_acquire);
-    /* seq_cst: must be ordered before the caller's seq_cst table load (a
-     * store-load pair, which only seq_cst orders). */
-    atomic_store_explicit(&rd->epoch, e, memory_order_seq_cst);
-    return rd;
-}
-
-hyi_reader *hyi_epoch_self(void)
-{
-    return tls_reader;
-}
-
-void hyi_epoch_leave(hyi_reader *rd)
-{
-    if (--rd->depth)
-        return;
-    /* release: our reads of the table happen before a writer that sees 0. */
-    atomic_store_explicit(&rd->epoch, 0, memory_order_release);
 }
 
 void hyi_epoch_synchronize(void)
 {
     /* seq_cst: after the caller's table store in S, so a reader that sees the
      * new epoch sees the new table. */
-    uint64_t target = atomic_fetch_add_explicit(&global_epoch, 1, memory_order_seq_cst) + 1;
+    uint64_t target = atomic_fetch_add_explicit(&hyi_epoch_global, 1, memory_order_seq_cst) + 1;
     /* seq_cst: a slot pushed after this load announces after it too. */
     hyi_reader *rd = atomic_load_explicit(&readers, memory_order_seq_cst);
     for (; rd; rd = rd->next) {
