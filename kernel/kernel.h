@@ -499,7 +499,10 @@ struct hy_ctx {
 };
 
 /* The handler context this thread is running, if any. */
-extern _Thread_local hy_ctx *hyi_running;
+/* Initial-exec (as the pool's caches): every send reads it, and the
+ * general-dynamic access of -fPIC code is a call that makes the send path
+ * spill its registers around it. */
+extern _Thread_local hy_ctx *hyi_running __attribute__((tls_model("initial-exec")));
 
 /* Run up to `batch` messages of a scheduled actor. */
 void hyi_actor_run(hyi_worker *w, hyi_actor *actor);
@@ -649,7 +652,9 @@ static inline void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
 
 /* Message ids: a per-thread block of a global counter, one atomic add per
  * block (message.c). */
-extern _Thread_local uint64_t hyi_tl_next_id, hyi_tl_id_end;
+/* Initial-exec: see hyi_running. */
+extern _Thread_local uint64_t hyi_tl_next_id __attribute__((tls_model("initial-exec")));
+extern _Thread_local uint64_t hyi_tl_id_end __attribute__((tls_model("initial-exec")));
 uint64_t hyi_msg_id_block(void);
 
 static inline uint64_t hyi_msg_next_id(void)

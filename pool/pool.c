@@ -729,6 +729,18 @@ void *hyi_pool_acquire_prefetch(hyi_pool *pool, size_t size)
                 prefetch_object(cc->slot[n - 1], size);
             return h + 1;
         }
+        if (cc->bump < cc->end) {
+            /* A sender ahead of the workers carves fresh objects one after
+             * another: no call for each, and the next one's lines (never
+             * touched yet) are fetched while this one is filled. */
+            objhdr *h = carve(pool, size_class(size), cc);
+            count(&tc->created);
+            MARK(h, ST_LIVE);
+            UNPOISON(h + 1, h->size);
+            if (cc->bump < cc->end && can_prefetch_for_write())
+                prefetch_object((const objhdr *)cc->bump, size);
+            return h + 1;
+        }
     }
     void *obj = acquire_general(pool, size);
     hyi_pool_prefetch_next(pool, size);

@@ -35,7 +35,9 @@ typedef struct hyi_reader {
 /* The calling thread's slot (NULL until its first section) and the global
  * epoch, for the inline enter and leave below: a send opens a section every
  * time, and two calls cost it more than the section itself. */
-extern _Thread_local hyi_reader *hyi_epoch_tls;
+/* Initial-exec: one access with no call (a general-dynamic access in -fPIC
+ * code is a call, and the send path would spill its registers around it). */
+extern _Thread_local hyi_reader *hyi_epoch_tls __attribute__((tls_model("initial-exec")));
 extern _Atomic uint64_t hyi_epoch_global;
 /* A thread's first section: take a free slot or make one (epoch.c). */
 hyi_reader *hyi_epoch_attach(void);
