@@ -635,10 +635,9 @@ typedef struct hyi_stamp {
 
 /* A handler's sends act as the principal of the message it handles, unless
  * its subsystem is trusted; sends from outside act as the trusted one. */
-static inline void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
+static inline void hyi_stamp_take_in(hy_kernel *k, hy_ctx *c, hyi_stamp *stamp)
 {
     stamp->sent_ns = hyi_coarse_ns(); /* see clock.h: a fine clock costs a third */
-    hy_ctx *c = hyi_running;
     if (HY_LIKELY(!c || c->k != k)) {
         stamp->trace_id = 0;
         stamp->sender = 0;
@@ -648,6 +647,13 @@ static inline void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
     stamp->trace_id = c->msg->trace_id;
     stamp->sender = c->actor->id;
     stamp->principal = c->sub->trusted ? NULL : c->msg->principal;
+}
+
+/* hyi_stamp_take_in for the handler running on this thread, if any; a
+ * caller that has read hyi_running already passes it (one TLS read less). */
+static inline void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
+{
+    hyi_stamp_take_in(k, hyi_running, stamp);
 }
 
 /* Message ids: a per-thread block of a global counter, one atomic add per

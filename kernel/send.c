@@ -151,12 +151,12 @@ admit_msg(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
 /* Admit and deliver one message (a persistent subsystem's: journal it, it
  * is delivered once durable), or account for why not. */
 static inline __attribute__((always_inline)) int
-admit_and_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
+admit_and_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *msg, bool persistent)
 {
     int rc = admit_msg(k, actor, msg);
     if (HY_UNLIKELY(rc != 1))
         return rc;
-    if (HY_UNLIKELY(msg->route->sub->persistent))
+    if (HY_UNLIKELY(persistent))
         return msg->route->read_only ? hyi_persist_deliver_read(k, actor, msg)
                                      : hyi_persist_submit(k, actor, msg);
     deliver(k, actor, msg, msg, 1);
@@ -215,7 +215,8 @@ static int match(hy_kernel *k, const char *path, size_t path_len, const void *pa
  * the same answer. The last 8 bytes of the path reject most other entries
  * with one compare, so a sender that never repeats pays little. */
 #define ROUTE_CACHE_WAYS 4
-#define ROUTE_CACHE_PATH 96
+/* An entry of 256 bytes on LP64, so finding the last way is a shift. */
+#define ROUTE_CACHE_PATH 144
 
 typedef struct route_entry {
     uint64_t generation; /* 0: empty; unique to one table of one router */
@@ -409,7 +410,10 @@ send_one(hy_kernel *k, hy_principal *const *as, const char *path,
                     bool *hooked, bool durable, void (*on_durable)(void *, int), void *udata,
                     uint8_t flags)
 {
-    HYI_SUPPRESS_IF_REPLAYING(k);
+    /* read once: the stamp needs it too */
+    hy_ctx *running = hyi_running;
+    if (HY_UNLIKELY(running && running->replaying))
+        return hyi_persist_suppressed(k); /* as HYI_SUPPRESS_IF_REPLAYING */
     size_t path_len = 0;
     int rc = check_send_args(k, path, payload, len, &path_len);
     if (HY_UNLIKELY(rc == 0 && as && *as && (*as)->k != k))
@@ -436,12 +440,17 @@ send_one(hy_kernel *k, hy_principal *const *as, const char *path,
         }
     }
     hyi_stamp stamp;
-    hyi_stamp_take(k, &stamp);
+    hyi_stamp_take_in(k, running, &stamp);
     if (HY_UNLIKELY(as != NULL))
         stamp.principal = *as;
-    if (HY_LIKELY(rc == 0))
+    /* Read once (fixed at registration): the checks below would each load
+     * it again, the compiler cannot tell that the stores between leave it. */
+    bool persistent = false;
+    if (HY_LIKELY(rc == 0)) {
+        persistent = ((hyi_route_binding *)m->route)->sub->persistent;
         rc = place(k, m, path, path_len, payload, len, reply_to, hook != NULL, &stamp, &msg,
                    &actor);
+    }
     if (HY_UNLIKELY(rc == 0 && flags))
         msg->flags |= flags;
     if (HY_UNLIKELY(rc == 0 && hook)) {
@@ -450,13 +459,13 @@ send_one(hy_kernel *k, hy_principal *const *as, const char *path,
         if (hooked)
             *hooked = true;
     }
-    if (HY_UNLIKELY(rc == 0 && (durable || msg->route->sub->persistent))) {
+    if (HY_UNLIKELY(rc == 0 && (durable || persistent))) {
         rc = hyi_persist_prepare(k, actor, msg, durable, on_durable, udata);
         if (rc != 0)
             hyi_msg_release(k, msg);
     }
     if (HY_LIKELY(rc == 0))
-        rc = admit_and_deliver(k, actor, msg);
+        rc = admit_and_deliver(k, actor, msg, persistent);
     hyi_router_read_exit(k->router);
     return rc;
 }
@@ -659,7 +668,7 @@ static int send_batch(hy_kernel *k, hy_principal *const *as, const hy_send_item 
                 hyi_msg_release(k, msg);
                 break;
             }
-            rc = admit_and_deliver(k, actor, msg);
+            rc = admit_and_deliver(k, actor, msg, true);
             if (rc != 0)
                 break;
             continue;
@@ -673,7 +682,7 @@ static int send_batch(hy_kernel *k, hy_principal *const *as, const hy_send_item 
         /* Bounded or stopped actors take messages one at a time, through the
          * same admission as hy_send. relaxed: as in admit() */
         if (sub->bound.capacity || atomic_load_explicit(&actor->stopped, memory_order_relaxed)) {
-            rc = admit_and_deliver(k, actor, msg);
+            rc = admit_and_deliver(k, actor, msg, false);
             if (rc != 0)
                 break;
             continue;
