@@ -10,10 +10,31 @@
  * acquire load read S2 (or later), so S1 happens before L: new table again.
  * Otherwise the writer waits. A slot added after the writer read the list head
  * is announced after that read too, so the same argument holds.
- * Match path cost: one seq_cst store (and plain loads on x86). */
+ * Match path cost: one seq_cst store (and plain loads on x86).
+ *
+ * Asymmetric variant (Linux, where membarrier's private expedited command is
+ * available; hyi_epoch_asymmetric): W is a relaxed store, and the writer calls
+ * membarrier after S2 and before its first R. That makes every running thread
+ * of the process pass a full barrier at some point of its execution (a thread
+ * not running passes one when switched out). For a reader whose W precedes that
+ * point, W is visible to R, and the argument above holds (R reads e and waits,
+ * or 0 after the reader left). For one whose W follows it, so does its L, and
+ * S1 was visible before the barrier: L reads the new table. The same holds for
+ * every other seq_cst store a writer makes before synchronizing (the router's
+ * generation, the kernel's closed flag) against the reader's loads of them.
+ * A send thus pays a plain store instead of a locked exchange, which waits for
+ * the sender's store buffer to drain (a whole message's stores); the writer
+ * pays a system call per synchronize, which is rare (route changes, shutdown,
+ * passivation batches). */
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
+#if defined(__linux__)
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -26,6 +47,49 @@ static pthread_key_t reader_key;
 static int reader_key_ok;
 static pthread_once_t reader_once = PTHREAD_ONCE_INIT;
 _Thread_local hyi_reader *hyi_epoch_tls;
+bool hyi_epoch_asymmetric;
+
+#if defined(__linux__) && defined(__NR_membarrier)
+static int membarrier(int cmd)
+{
+    return (int)syscall(__NR_membarrier, cmd, 0, 0);
+}
+
+/* Before main, so every thread reads the flag as it will stay. Both commands
+ * the writer may need must be there: the expedited one (registered here),
+ * and the global one, its fallback. */
+__attribute__((constructor)) static void detect_membarrier(void)
+{
+    int cmds = membarrier(MEMBARRIER_CMD_QUERY);
+    int want = MEMBARRIER_CMD_PRIVATE_EXPEDITED | MEMBARRIER_CMD_GLOBAL;
+    if (cmds < 0 || (cmds & want) != want)
+        return;
+    if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) != 0)
+        return;
+    hyi_epoch_asymmetric = true;
+}
+
+/* Every running thread of the process passes a full barrier (see the top). */
+static void barrier_every_thread(void)
+{
+    if (!hyi_epoch_asymmetric || membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+        return;
+    /* A fork()ed child's address space may not carry the registration. */
+    if (membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0 &&
+        membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0)
+        return;
+    if (membarrier(MEMBARRIER_CMD_GLOBAL) == 0) /* slower, needs no registration */
+        return;
+    /* Readers announce without a barrier of their own: going on would free
+     * what one of them may still read. The query said both work. */
+    fprintf(stderr, "hypha: membarrier failed; cannot wait out readers safely\n");
+    abort();
+}
+#else
+static void barrier_every_thread(void)
+{
+}
+#endif
 
 /* Thread exit: give the slot back (its match data stays for the next owner). */
 static void reader_release(void *p)
@@ -94,6 +158,8 @@ void hyi_epoch_synchronize(void)
     /* seq_cst: after the caller's table store in S, so a reader that sees the
      * new epoch sees the new table. */
     uint64_t target = atomic_fetch_add_explicit(&hyi_epoch_global, 1, memory_order_seq_cst) + 1;
+    /* After S1 and S2, before the first R (see the top). */
+    barrier_every_thread();
     /* seq_cst: a slot pushed after this load announces after it too. */
     hyi_reader *rd = atomic_load_explicit(&readers, memory_order_seq_cst);
     for (; rd; rd = rd->next) {

@@ -10,6 +10,7 @@
 #define HY_EPOCH_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "hy_common.h"
@@ -39,6 +40,10 @@ typedef struct hyi_reader {
  * code is a call, and the send path would spill its registers around it). */
 extern _Thread_local hyi_reader *hyi_epoch_tls __attribute__((tls_model("initial-exec")));
 extern _Atomic uint64_t hyi_epoch_global;
+/* Set once before main (epoch.c) when writers can make every thread of the
+ * process pass a full barrier (Linux membarrier): readers then announce with
+ * a plain store instead of a locked one. */
+extern bool hyi_epoch_asymmetric;
 /* A thread's first section: take a free slot or make one (epoch.c). */
 hyi_reader *hyi_epoch_attach(void);
 
@@ -56,9 +61,16 @@ static inline __attribute__((always_inline)) hyi_reader *hyi_epoch_enter(void)
     /* acquire: reading a writer's increment makes its table store visible to
      * our table load (the e >= target case in epoch.c). */
     uint64_t e = atomic_load_explicit(&hyi_epoch_global, memory_order_acquire);
-    /* seq_cst: must be ordered before the caller's seq_cst table load (a
-     * store-load pair, which only seq_cst orders). */
-    atomic_store_explicit(&rd->epoch, e, memory_order_seq_cst);
+    if (HY_LIKELY(hyi_epoch_asymmetric)) {
+        /* relaxed, and only the compiler kept from moving the caller's loads
+         * above it: the writer's membarrier orders the pair (epoch.c). */
+        atomic_store_explicit(&rd->epoch, e, memory_order_relaxed);
+        atomic_signal_fence(memory_order_seq_cst);
+    } else {
+        /* seq_cst: must be ordered before the caller's seq_cst table load (a
+         * store-load pair, which only seq_cst orders). */
+        atomic_store_explicit(&rd->epoch, e, memory_order_seq_cst);
+    }
     return rd;
 }
 
