@@ -510,7 +510,10 @@ struct hy_ctx {
 };
 
 /* The handler context this thread is running, if any. */
-extern _Thread_local hy_ctx *hyi_running;
+/* Initial-exec (as the pool's caches): every send reads it, and the
+ * general-dynamic access of -fPIC code is a call that makes the send path
+ * spill its registers around it. */
+extern _Thread_local hy_ctx *hyi_running __attribute__((tls_model("initial-exec")));
 
 /* Run up to `batch` messages of a scheduled actor. */
 void hyi_actor_run(hyi_worker *w, hyi_actor *actor);
@@ -643,10 +646,9 @@ typedef struct hyi_stamp {
 
 /* A handler's sends act as the principal of the message it handles, unless
  * its subsystem is trusted; sends from outside act as the trusted one. */
-static inline void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
+static inline void hyi_stamp_take_in(hy_kernel *k, hy_ctx *c, hyi_stamp *stamp)
 {
     stamp->sent_ns = hyi_coarse_ns(); /* see clock.h: a fine clock costs a third */
-    hy_ctx *c = hyi_running;
     if (HY_LIKELY(!c || c->k != k)) {
         stamp->trace_id = 0;
         stamp->sender = 0;
@@ -658,9 +660,18 @@ static inline void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
     stamp->principal = c->sub->trusted ? NULL : c->msg->principal;
 }
 
+/* hyi_stamp_take_in for the handler running on this thread, if any; a
+ * caller that has read hyi_running already passes it (one TLS read less). */
+static inline void hyi_stamp_take(hy_kernel *k, hyi_stamp *stamp)
+{
+    hyi_stamp_take_in(k, hyi_running, stamp);
+}
+
 /* Message ids: a per-thread block of a global counter, one atomic add per
  * block (message.c). */
-extern _Thread_local uint64_t hyi_tl_next_id, hyi_tl_id_end;
+/* Initial-exec: see hyi_running. */
+extern _Thread_local uint64_t hyi_tl_next_id __attribute__((tls_model("initial-exec")));
+extern _Thread_local uint64_t hyi_tl_id_end __attribute__((tls_model("initial-exec")));
 uint64_t hyi_msg_id_block(void);
 
 static inline uint64_t hyi_msg_next_id(void)
@@ -688,12 +699,12 @@ hyi_msg_build(hy_kernel *k, hyi_route_binding *route, const hyi_match *m, const 
         size = hyi_msg_tail_off(size) + sizeof(void *);
     if (HY_UNLIKELY(route && route->sub->persistent))
         size = hyi_msg_tail_off(size) + sizeof(hyi_durable);
-    hy_msg *msg = hyi_pool_acquire(k->pool, size);
+    /* A sender usually sends again soon, into an object a worker released on
+     * its core: the pool starts fetching that one now, while this message is
+     * filled and pushed. */
+    hy_msg *msg = hyi_pool_acquire_prefetch(k->pool, size);
     if (HY_UNLIKELY(!msg))
         return NULL;
-    /* A sender usually sends again soon, into an object a worker released on
-     * its core: fetch that one now, while this message is filled and pushed. */
-    hyi_pool_prefetch_next(k->pool, size);
     msg->route = route;
     msg->id = hyi_msg_next_id();
     msg->sent_ns = stamp->sent_ns;

@@ -24,32 +24,68 @@ uint64_t hyi_msg_id_block(void)
     return hyi_tl_next_id++;
 }
 
-void hyi_msg_release(hy_kernel *k, hy_msg *msg)
+/* A message with a slot or a principal: out of line, so the usual release
+ * below saves no registers and tail-calls the pool. */
+static __attribute__((noinline)) void release_with_extras(hy_kernel *k, hy_msg *msg)
 {
-    if (HY_UNLIKELY(msg->flags & HYI_MSG_SLOT)) {
+    if (msg->flags & HYI_MSG_SLOT) {
         hyi_msg_hook *hook = *hyi_msg_slot(msg);
         if (hook)
             hook->released(k, msg, hook);
     }
-    if (HY_UNLIKELY(msg->principal != NULL))
+    if (msg->principal != NULL)
         hyi_principal_unref(msg->principal);
     hyi_pool_release(k->pool, msg);
 }
 
-const char *hy_msg_path(const hy_msg *msg, size_t *len)
+void hyi_msg_release(hy_kernel *k, hy_msg *msg)
+{
+    if (HY_LIKELY(!(msg->flags & HYI_MSG_SLOT) && msg->principal == NULL))
+        hyi_pool_release(k->pool, msg);
+    else
+        release_with_extras(k, msg);
+}
+
+/* The accessors below run for every message a handler reads: a message that
+ * holds its own path and payload takes the short way, and a publish
+ * envelope's (whose body is found through its slot) a call, so the short way
+ * saves no registers. */
+static inline const char *path_in(const hy_msg *b, size_t *len)
 {
     if (len)
-        *len = hyi_msg_body(msg)->path_len;
-    return hyi_msg_path(msg);
+        *len = b->path_len;
+    return (const char *)&b->params[b->nparams];
+}
+
+static inline const void *payload_in(const hy_msg *b, size_t *len)
+{
+    if (len)
+        *len = b->payload_len;
+    return (const char *)b + hyi_msg_payload_off(b->nparams, b->path_len);
+}
+
+static __attribute__((noinline)) const char *shared_path(const hy_msg *msg, size_t *len)
+{
+    return path_in(hyi_msg_body(msg), len);
+}
+
+static __attribute__((noinline)) const void *shared_payload(const hy_msg *msg, size_t *len)
+{
+    return payload_in(hyi_msg_body(msg), len);
+}
+
+const char *hy_msg_path(const hy_msg *msg, size_t *len)
+{
+    if (HY_UNLIKELY(msg->flags & HYI_MSG_SHARED))
+        return shared_path(msg, len);
+    return path_in(msg, len);
 }
 
 const void *hy_msg_payload(const hy_msg *msg, size_t *len)
 {
-    /* the body found once: a handler calls this for every message */
-    const hy_msg *b = hyi_msg_body(msg);
-    if (len)
-        *len = b->payload_len;
-    return (const char *)b + hyi_msg_payload_off(b->nparams, b->path_len);
+    if (HY_UNLIKELY(msg->flags & HYI_MSG_SHARED))
+        return shared_payload(msg, len);
+    return payload_in(msg, len);
 }
 
 uint64_t hy_msg_id(const hy_msg *msg)

@@ -151,12 +151,12 @@ admit_msg(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
 /* Admit and deliver one message (a persistent subsystem's: journal it, it
  * is delivered once durable), or account for why not. */
 static inline __attribute__((always_inline)) int
-admit_and_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *msg)
+admit_and_deliver(hy_kernel *k, hyi_actor *actor, hy_msg *msg, bool persistent)
 {
     int rc = admit_msg(k, actor, msg);
     if (HY_UNLIKELY(rc != 1))
         return rc;
-    if (HY_UNLIKELY(msg->route->sub->persistent))
+    if (HY_UNLIKELY(persistent))
         return msg->route->read_only ? hyi_persist_deliver_read(k, actor, msg)
                                      : hyi_persist_submit(k, actor, msg);
     deliver(k, actor, msg, msg, 1);
@@ -215,11 +215,11 @@ static int match(hy_kernel *k, const char *path, size_t path_len, const void *pa
  * the same answer. The last 8 bytes of the path reject most other entries
  * with one compare, so a sender that never repeats pays little. */
 #define ROUTE_CACHE_WAYS 4
-#define ROUTE_CACHE_PATH 96
+/* An entry of 256 bytes on LP64, so finding the last way is a shift. */
+#define ROUTE_CACHE_PATH 144
 
 typedef struct route_entry {
-    const hy_kernel *k;
-    uint64_t generation;
+    uint64_t generation; /* 0: empty; unique to one table of one router */
     uint64_t tail;   /* the path's last 8 bytes (fewer for short paths) */
     size_t len;
     hyi_match m;
@@ -278,7 +278,7 @@ match_uncached(hy_kernel *k, const char *path, size_t path_len, const void *payl
     if (HY_UNLIKELY(tl_routes.bypass)) {
         tl_routes.bypass--;
         e = &tl_routes.way[0];
-        e->k = NULL; /* used as scratch, not as a cache entry */
+        e->generation = 0; /* used as scratch, not as a cache entry */
         *out = &e->m;
         return match(k, path, path_len, payload, len, &e->m);
     }
@@ -288,7 +288,7 @@ match_uncached(hy_kernel *k, const char *path, size_t path_len, const void *payl
     }
     unsigned victim = tl_routes.next++ % ROUTE_CACHE_WAYS;
     e = &tl_routes.way[victim];
-    e->k = NULL; /* invalid until refilled */
+    e->generation = 0; /* invalid until refilled */
     int rc = match(k, path, path_len, payload, len, &e->m);
     if (rc != 0)
         return rc;
@@ -297,7 +297,6 @@ match_uncached(hy_kernel *k, const char *path, size_t path_len, const void *payl
         e->len = path_len;
         e->tail = path_tail(path, path_len);
         e->generation = generation;
-        e->k = k;
         tl_routes.last = victim;
     }
     *out = &e->m;
@@ -305,10 +304,11 @@ match_uncached(hy_kernel *k, const char *path, size_t path_len, const void *payl
 }
 
 static inline __attribute__((always_inline)) bool
-entry_matches(const route_entry *e, const hy_kernel *k, const char *path, size_t path_len,
-              uint64_t tail, uint64_t generation)
+entry_matches(const route_entry *e, const char *path, size_t path_len, uint64_t tail,
+              uint64_t generation)
 {
-    return e->tail == tail && e->len == path_len && e->k == k && e->generation == generation &&
+    /* No kernel to compare: a generation names one table of one router. */
+    return e->tail == tail && e->len == path_len && e->generation == generation &&
            path_head_equal(e->path, path, path_len);
 }
 
@@ -325,14 +325,14 @@ match_cached(hy_kernel *k, const char *path, size_t path_len, const void *payloa
         uint64_t tail = path_tail(path, path_len);
         unsigned last = tl_routes.last;
         route_entry *e = &tl_routes.way[last];
-        if (HY_LIKELY(entry_matches(e, k, path, path_len, tail, generation))) {
+        if (HY_LIKELY(entry_matches(e, path, path_len, tail, generation))) {
             tl_routes.misses = 0;
             *out = &e->m;
             return 0;
         }
         for (unsigned i = 0; i < ROUTE_CACHE_WAYS; i++) {
             e = &tl_routes.way[i];
-            if (i != last && entry_matches(e, k, path, path_len, tail, generation)) {
+            if (i != last && entry_matches(e, path, path_len, tail, generation)) {
                 tl_routes.misses = 0;
                 tl_routes.last = i;
                 *out = &e->m;
@@ -410,7 +410,10 @@ send_one(hy_kernel *k, hy_principal *const *as, const char *path,
                     bool *hooked, bool durable, void (*on_durable)(void *, int), void *udata,
                     uint8_t flags)
 {
-    HYI_SUPPRESS_IF_REPLAYING(k);
+    /* read once: the stamp needs it too */
+    hy_ctx *running = hyi_running;
+    if (HY_UNLIKELY(running && running->replaying))
+        return hyi_persist_suppressed(k); /* as HYI_SUPPRESS_IF_REPLAYING */
     size_t path_len = 0;
     int rc = check_send_args(k, path, payload, len, &path_len);
     if (HY_UNLIKELY(rc == 0 && as && *as && (*as)->k != k))
@@ -437,12 +440,17 @@ send_one(hy_kernel *k, hy_principal *const *as, const char *path,
         }
     }
     hyi_stamp stamp;
-    hyi_stamp_take(k, &stamp);
+    hyi_stamp_take_in(k, running, &stamp);
     if (HY_UNLIKELY(as != NULL))
         stamp.principal = *as;
-    if (HY_LIKELY(rc == 0))
+    /* Read once (fixed at registration): the checks below would each load
+     * it again, the compiler cannot tell that the stores between leave it. */
+    bool persistent = false;
+    if (HY_LIKELY(rc == 0)) {
+        persistent = ((hyi_route_binding *)m->route)->sub->persistent;
         rc = place(k, m, path, path_len, payload, len, reply_to, hook != NULL, &stamp, &msg,
                    &actor);
+    }
     if (HY_UNLIKELY(rc == 0 && flags))
         msg->flags |= flags;
     if (HY_UNLIKELY(rc == 0 && hook)) {
@@ -451,13 +459,13 @@ send_one(hy_kernel *k, hy_principal *const *as, const char *path,
         if (hooked)
             *hooked = true;
     }
-    if (HY_UNLIKELY(rc == 0 && (durable || msg->route->sub->persistent))) {
+    if (HY_UNLIKELY(rc == 0 && (durable || persistent))) {
         rc = hyi_persist_prepare(k, actor, msg, durable, on_durable, udata);
         if (rc != 0)
             hyi_msg_release(k, msg);
     }
     if (HY_LIKELY(rc == 0))
-        rc = admit_and_deliver(k, actor, msg);
+        rc = admit_and_deliver(k, actor, msg, persistent);
     hyi_router_read_exit(k->router);
     return rc;
 }
@@ -660,7 +668,7 @@ static int send_batch(hy_kernel *k, hy_principal *const *as, const hy_send_item 
                 hyi_msg_release(k, msg);
                 break;
             }
-            rc = admit_and_deliver(k, actor, msg);
+            rc = admit_and_deliver(k, actor, msg, true);
             if (rc != 0)
                 break;
             continue;
@@ -674,7 +682,7 @@ static int send_batch(hy_kernel *k, hy_principal *const *as, const hy_send_item 
         /* Bounded or stopped actors take messages one at a time, through the
          * same admission as hy_send. relaxed: as in admit() */
         if (sub->bound.capacity || atomic_load_explicit(&actor->stopped, memory_order_relaxed)) {
-            rc = admit_and_deliver(k, actor, msg);
+            rc = admit_and_deliver(k, actor, msg, false);
             if (rc != 0)
                 break;
             continue;

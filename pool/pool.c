@@ -143,6 +143,7 @@ typedef struct tcache {
 struct hyi_pool {
     uint64_t id;
     uint32_t tag;
+    uint64_t live_word; /* a live object's state and tag, as release reads them */
     size_t cap;
     struct hyi_pool *reg_next; /* the registry, under registry_lock */
 
@@ -632,24 +633,6 @@ static __attribute__((noinline)) void *acquire_general(hyi_pool *pool, size_t si
     return h + 1;
 }
 
-/* The fast path is a leaf: anything unusual tail-calls acquire_general, so
- * this saves no registers. */
-void *hyi_pool_acquire(hyi_pool *pool, size_t size)
-{
-    if (HY_LIKELY(size <= MAX_SMALL && tls_last.id == pool->id)) {
-        tcache *tc = tls_last.tc;
-        tc_class *cc = &tc->cls[size_class(size)];
-        if (HY_LIKELY(cc->n)) {
-            objhdr *h = cc->slot[--cc->n];
-            count(&tc->reused);
-            MARK(h, ST_LIVE);
-            UNPOISON(h + 1, h->size);
-            return h + 1;
-        }
-    }
-    return acquire_general(pool, size);
-}
-
 /* Ask for a line in the state a write needs. On x86 that is PREFETCHW, which
  * older CPUs lack (CPUID 0x80000001 ECX bit 8), so it is used only where the
  * CPU reports it. A plain prefetch is no substitute: it fetches the line
@@ -689,19 +672,79 @@ static inline void prefetch_for_write(const char *p)
 /* Lines fetched at most: a message header, a path and a small payload. */
 #define PREFETCH_MAX_LINES 4
 
+/* Fetch for writing the lines of the object h, which will be filled with
+ * `size` bytes: its header is written by the acquire, then the caller's. */
+static inline void prefetch_object(const objhdr *h, size_t size)
+{
+    uintptr_t first = (uintptr_t)h;
+    uintptr_t line = first & ~(uintptr_t)(HY_CACHE_LINE - 1);
+    uintptr_t end = first + sizeof(objhdr) + size;
+    for (int i = 0; i < PREFETCH_MAX_LINES && line < end; i++, line += HY_CACHE_LINE)
+        prefetch_for_write((const char *)line);
+}
+
 void hyi_pool_prefetch_next(hyi_pool *pool, size_t size)
 {
     if (!can_prefetch_for_write() || size > MAX_SMALL || tls_last.id != pool->id)
         return;
     const tc_class *cc = &tls_last.tc->cls[size_class(size)];
-    if (!cc->n)
-        return;
-    /* The header is written by the acquire, then `size` bytes by the caller. */
-    uintptr_t first = (uintptr_t)cc->slot[cc->n - 1];
-    uintptr_t line = first & ~(uintptr_t)(HY_CACHE_LINE - 1);
-    uintptr_t end = first + sizeof(objhdr) + size;
-    for (int i = 0; i < PREFETCH_MAX_LINES && line < end; i++, line += HY_CACHE_LINE)
-        prefetch_for_write((const char *)line);
+    if (cc->n)
+        prefetch_object(cc->slot[cc->n - 1], size);
+}
+
+
+/* The fast path is a leaf: anything unusual tail-calls acquire_general, so
+ * this saves no registers. */
+void *hyi_pool_acquire(hyi_pool *pool, size_t size)
+{
+    if (HY_LIKELY(size <= MAX_SMALL && tls_last.id == pool->id)) {
+        tcache *tc = tls_last.tc;
+        tc_class *cc = &tc->cls[size_class(size)];
+        if (HY_LIKELY(cc->n)) {
+            objhdr *h = cc->slot[--cc->n];
+            count(&tc->reused);
+            MARK(h, ST_LIVE);
+            UNPOISON(h + 1, h->size);
+            return h + 1;
+        }
+    }
+    return acquire_general(pool, size);
+}
+
+/* hyi_pool_acquire, then hyi_pool_prefetch_next, with one lookup of the
+ * thread's stack for both. */
+void *hyi_pool_acquire_prefetch(hyi_pool *pool, size_t size)
+{
+    if (HY_LIKELY(size <= MAX_SMALL && tls_last.id == pool->id)) {
+        tcache *tc = tls_last.tc;
+        tc_class *cc = &tc->cls[size_class(size)];
+        uint32_t n = cc->n;
+        if (HY_LIKELY(n)) {
+            objhdr *h = cc->slot[--n];
+            cc->n = n;
+            count(&tc->reused);
+            MARK(h, ST_LIVE);
+            UNPOISON(h + 1, h->size);
+            if (HY_LIKELY(n) && can_prefetch_for_write())
+                prefetch_object(cc->slot[n - 1], size);
+            return h + 1;
+        }
+        if (cc->bump < cc->end) {
+            /* A sender ahead of the workers carves fresh objects one after
+             * another: no call for each, and the next one's lines (never
+             * touched yet) are fetched while this one is filled. */
+            objhdr *h = carve(pool, size_class(size), cc);
+            count(&tc->created);
+            MARK(h, ST_LIVE);
+            UNPOISON(h + 1, h->size);
+            if (cc->bump < cc->end && can_prefetch_for_write())
+                prefetch_object((const objhdr *)cc->bump, size);
+            return h + 1;
+        }
+    }
+    void *obj = acquire_general(pool, size);
+    hyi_pool_prefetch_next(pool, size);
+    return obj;
 }
 
 /* ------------------------------------------------------------------ release */
@@ -721,6 +764,30 @@ static inline __attribute__((always_inline)) void check_release(const hyi_pool *
         die("release of %p: the object belongs to another pool", obj);
     if (h->cls >= NCLASS && h->cls != CLASS_LARGE)
         die("release of %p: corrupt object header", obj);
+}
+
+/* Out of line: it only runs to die with the reason. */
+static __attribute__((noinline, cold, noreturn)) void
+release_refused(const hyi_pool *p, const void *obj, const objhdr *h)
+{
+    check_release(p, obj, h);
+    die("release of %p: bad object header", obj); /* not reached: a check failed */
+}
+
+/* The release fast path's checks: an aligned object of this pool, live. Its
+ * state and tag are read as one word, so this is one compare; check_release
+ * then says what is wrong. The size class is checked by the fast path itself
+ * (anything but a small class goes to release_general, which checks fully). */
+static inline __attribute__((always_inline)) void check_release_fast(const hyi_pool *p,
+                                                                    const void *obj,
+                                                                    const objhdr *h)
+{
+    uint64_t word;
+    if (HY_UNLIKELY((uintptr_t)obj & 15))
+        release_refused(p, obj, h);
+    memcpy(&word, h, sizeof word);
+    if (HY_UNLIKELY(word != p->live_word))
+        release_refused(p, obj, h);
 }
 #endif
 
@@ -825,7 +892,7 @@ void hyi_pool_release(hyi_pool *pool, void *obj)
     if (HY_LIKELY(obj && tls_last.id == pool->id)) {
         objhdr *h = hdr_of(obj);
 #ifndef NDEBUG
-        check_release(pool, obj, h);
+        check_release_fast(pool, obj, h);
 #endif
         unsigned c = h->cls;
         tcache *tc = tls_last.tc;
@@ -1009,6 +1076,7 @@ int hyi_pool_create(hyi_pool **out, size_t cap_bytes)
     pthread_mutex_lock(&registry_lock);
     p->id = registry_next_id++;
     p->tag = (uint32_t)p->id;
+    memcpy(&p->live_word, &(objhdr){.state = ST_LIVE, .tag = p->tag}, sizeof p->live_word);
     p->reg_next = registry;
     registry = p;
     pthread_mutex_unlock(&registry_lock);

@@ -57,6 +57,10 @@ void *hyi_pool_acquire(hyi_pool *pool, size_t size);
  * and no count moves. */
 void hyi_pool_prefetch_next(hyi_pool *pool, size_t size);
 
+/* hyi_pool_acquire followed by hyi_pool_prefetch_next, in one call: a
+ * sender's message costs one look-up of its thread's cache, not two. */
+void *hyi_pool_acquire_prefetch(hyi_pool *pool, size_t size);
+
 /* Give an object back; any thread may release any object of this pool. NULL is
  * ignored. Debug builds (no NDEBUG) abort with a message on a double release or
  * a pointer that did not come from this pool. */

@@ -60,8 +60,8 @@ static subtab tombstone = {.name_len = UINT8_MAX};
 static _Atomic uint64_t generation_source = 1;
 
 struct hyi_router {
+    hyi_router_head head;  /* first: router.h's inline readers cast to it */
     _Atomic(snap *) cur;
-    _Atomic uint64_t generation; /* changes with every published table */
     pthread_mutex_t lock;  /* serializes writers */
     uint64_t next_seq;
 };
@@ -135,7 +135,7 @@ static void changed(hyi_router *r)
      * so a reader that still sees the old generation inside its section is one
      * that synchronize waits for, and a cached match stays usable until it
      * exits. */
-    atomic_store_explicit(&r->generation,
+    atomic_store_explicit(&r->head.generation,
                           atomic_fetch_add_explicit(&generation_source, 1, memory_order_seq_cst),
                           memory_order_seq_cst);
     hyi_epoch_synchronize();
@@ -161,12 +161,6 @@ static void publish(hyi_router *r, snap *s)
     atomic_store_explicit(&r->cur, s, memory_order_seq_cst);
     changed(r);
     free(old);
-}
-
-uint64_t hyi_router_generation(hyi_router *r)
-{
-    /* seq_cst: ordered after the caller's section entry (see publish) */
-    return atomic_load_explicit(&r->generation, memory_order_seq_cst);
 }
 
 static void subtab_free(subtab *st, bool with_src)
@@ -195,7 +189,7 @@ int hyi_router_create(hyi_router **out)
     s->mask = 7;
     atomic_init(&r->cur, s);
     /* relaxed: uniqueness is all that matters; r is published by the caller */
-    atomic_init(&r->generation,
+    atomic_init(&r->head.generation,
                 atomic_fetch_add_explicit(&generation_source, 1, memory_order_relaxed));
     r->next_seq = 1;
     *out = r;
@@ -465,20 +459,6 @@ int hyi_router_remove_subsystem(hyi_router *r, const char *name)
 }
 
 /* ------------------------------------------------------------------ sections */
-
-int hyi_router_read_enter(hyi_router *r)
-{
-    (void)r; /* slots are process-wide: one section covers every router */
-    return hyi_epoch_enter() ? 0 : HY_ENOMEM;
-}
-
-void hyi_router_read_exit(hyi_router *r)
-{
-    (void)r;
-    hyi_reader *rd = hyi_epoch_self();
-    if (rd && rd->depth)
-        hyi_epoch_leave(rd);
-}
 
 void hyi_router_synchronize(hyi_router *r)
 {

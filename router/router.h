@@ -14,9 +14,11 @@
 #ifndef HY_ROUTER_H
 #define HY_ROUTER_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "epoch.h"
 #include "hy_common.h"
 #include "hypha.h"
 
@@ -26,6 +28,12 @@
 #define HYI_NAME_MAX      64   /* subsystem name and param name, bytes */
 
 typedef struct hyi_router hyi_router;
+
+/* The part of a router the inline readers below see; router.c's struct
+ * begins with it. */
+typedef struct hyi_router_head {
+    _Atomic uint64_t generation; /* changes with every published table */
+} hyi_router_head;
 
 /* A capture: a slice of the matched path, no copy. */
 typedef struct hyi_slice {
@@ -112,8 +120,19 @@ int hyi_router_match(hyi_router *r, const char *path, size_t len, hyi_match *m);
  * never block. enter returns HY_ENOMEM only if the thread's first section
  * cannot allocate its slot; exit is then a no-op. Never call a writer function
  * (add, remove, synchronize) inside a section: it would wait for itself. */
-int hyi_router_read_enter(hyi_router *r);
-void hyi_router_read_exit(hyi_router *r);
+static inline __attribute__((always_inline)) int hyi_router_read_enter(hyi_router *r)
+{
+    (void)r; /* slots are process-wide: one section covers every router */
+    return hyi_epoch_enter() ? 0 : HY_ENOMEM;
+}
+
+static inline __attribute__((always_inline)) void hyi_router_read_exit(hyi_router *r)
+{
+    (void)r;
+    hyi_reader *rd = hyi_epoch_self();
+    if (HY_LIKELY(rd && rd->depth))
+        hyi_epoch_leave(rd);
+}
 /* Wait until every read section that was open when this was called has
  * closed. A seq_cst store made before it is seen by every section that opens
  * after it returns and by every section it did not wait for. */
@@ -124,7 +143,11 @@ void hyi_router_synchronize(hyi_router *r);
  * Read inside a read section, it lets a caller reuse a match it made at the
  * same generation until the section ends: a writer that changed the table
  * afterwards still waits for the section before freeing anything. */
-uint64_t hyi_router_generation(hyi_router *r);
+static inline uint64_t hyi_router_generation(hyi_router *r)
+{
+    /* seq_cst: ordered after the caller's section entry (router.c, changed) */
+    return atomic_load_explicit(&((hyi_router_head *)r)->generation, memory_order_seq_cst);
+}
 
 /* Remove a subsystem and all its routes. HY_ENOENT if it is not registered.
  * Its udata and its routes' udata are the caller's once this returns. */

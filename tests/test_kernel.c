@@ -423,6 +423,104 @@ static void route_reuse_follows_registrations(void **state)
     hy_kernel_close(k);
 }
 
+/* Two kernels open at once, with the same path: a thread's cached route of
+ * one is never used for the other (each table has its own generation). */
+static void route_reuse_tells_kernels_apart(void **state)
+{
+    (void)state;
+    counter a = {0}, b = {0};
+    hy_kernel *ka = open_kernel(1), *kb = open_kernel(1);
+    register_route(ka, "twin", "in", count_only, NULL, &a);
+    register_route(kb, "twin", "in", count_only, NULL, &b);
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(hy_send(ka, "twin://in", NULL, 0), 0);
+        assert_int_equal(hy_send(ka, "twin://in", NULL, 0), 0);
+        assert_int_equal(hy_send(kb, "twin://in", NULL, 0), 0);
+    }
+    /* Gone from one kernel only: the other's cached route still serves. */
+    assert_int_equal(hy_subsystem_unregister(kb, "twin", 10000), 0);
+    assert_int_equal(hy_send(kb, "twin://in", NULL, 0), HY_ENOROUTE);
+    assert_int_equal(hy_send(ka, "twin://in", NULL, 0), 0);
+    assert_int_equal(hy_send(kb, "twin://in", NULL, 0), HY_ENOROUTE);
+    assert_int_equal(hy_kernel_drain(ka, 10000), 0);
+    assert_int_equal(hy_kernel_drain(kb, 10000), 0);
+    assert_int_equal(atomic_load(&a.n), 21);
+    assert_int_equal(atomic_load(&b.n), 10);
+    hy_kernel_close(ka);
+    hy_kernel_close(kb);
+}
+
+/* Senders (more than the cores) repeat a few paths, so their routes come
+ * from their caches, while another thread registers and unregisters a
+ * subsystem on each of two kernels: every send to a route that stays is
+ * handled by its own kernel, and a send to the churned one is either handled
+ * or refused with HY_ENOROUTE, never misrouted. */
+typedef struct churn_sender {
+    hy_kernel *k[2];
+    _Atomic int *stop;
+    uint64_t sent[2], churn_ok;
+    int bad;
+} churn_sender;
+
+static void *send_across_churn(void *arg)
+{
+    churn_sender *s = arg;
+    for (unsigned i = 0; !atomic_load(s->stop) || i < 2000; i++) {
+        int which = (i / 3) % 2; /* runs of three sends per kernel */
+        if (hy_send(s->k[which], "stay://in", NULL, 0) == 0)
+            s->sent[which]++;
+        else
+            s->bad++;
+        int rc = hy_send(s->k[which], "churn://in", NULL, 0);
+        if (rc == 0)
+            s->churn_ok++;
+        else if (rc != HY_ENOROUTE)
+            s->bad++;
+    }
+    return NULL;
+}
+
+static void route_reuse_survives_churn_on_two_kernels(void **state)
+{
+    (void)state;
+    enum { SENDERS = 6 };
+    counter stay[2] = {{0}, {0}}, churned = {0};
+    hy_kernel *k[2] = {open_kernel(2), open_kernel(2)};
+    for (int i = 0; i < 2; i++)
+        register_route(k[i], "stay", "in", count_only, NULL, &stay[i]);
+    _Atomic int stop = 0;
+    churn_sender s[SENDERS];
+    pthread_t th[SENDERS];
+    for (int i = 0; i < SENDERS; i++) {
+        s[i] = (churn_sender){.k = {k[0], k[1]}, .stop = &stop};
+        pthread_create(&th[i], NULL, send_across_churn, &s[i]);
+    }
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 2; i++) {
+            register_route(k[i], "churn", "in", count_only, NULL, &churned);
+            sched_yield();
+            assert_int_equal(hy_subsystem_unregister(k[i], "churn", 10000), 0);
+        }
+    }
+    atomic_store(&stop, 1);
+    uint64_t sent[2] = {0, 0}, churn_ok = 0;
+    for (int i = 0; i < SENDERS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(s[i].bad, 0);
+        sent[0] += s[i].sent[0];
+        sent[1] += s[i].sent[1];
+        churn_ok += s[i].churn_ok;
+    }
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(hy_kernel_drain(k[i], 10000), 0);
+        assert_int_equal(atomic_load(&stay[i].n), sent[i]);
+    }
+    /* unregister waits out every accepted message: all were handled */
+    assert_int_equal(atomic_load(&churned.n), churn_ok);
+    hy_kernel_close(k[0]);
+    hy_kernel_close(k[1]);
+}
+
 static void match_reports_route_and_params(void **state)
 {
     (void)state;
@@ -1184,6 +1282,8 @@ int main(void)
         cmocka_unit_test(registration_errors_name_the_problem),
         cmocka_unit_test(match_reports_route_and_params),
         cmocka_unit_test(route_reuse_follows_registrations),
+        cmocka_unit_test(route_reuse_tells_kernels_apart),
+        cmocka_unit_test(route_reuse_survives_churn_on_two_kernels),
         cmocka_unit_test(failing_handler_is_counted),
         cmocka_unit_test(batch_keeps_order_per_actor_and_reports_accepted),
         cmocka_unit_test(batch_stops_at_first_error),
