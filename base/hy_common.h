@@ -8,6 +8,7 @@
 #define HY_COMMON_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,6 +40,16 @@ static inline uint64_t hyi_fnv1a(uint64_t h, const void *data, size_t len)
         h *= 0x100000001b3ull;
     }
     return h;
+}
+
+/* Backward-shift deletion in a linear-probing table: with a hole at slot i,
+ * may the entry at slot j (later in the same run, cyclically) whose home slot
+ * is home move into it? Only when its home is not in the cyclic (i, j]:
+ * otherwise a probe for it, which starts at home, would no longer pass i. */
+static inline bool hyi_probe_may_move(size_t home, size_t i, size_t j)
+{
+    bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    return !stays;
 }
 
 /* An array arr of *cap elements of elem bytes, grown to hold at least need:

@@ -178,10 +178,7 @@ static void segment_remove_at(hyi_actor_segment *s, size_t i)
         j = (j + 1) & mask;
         if (!s->slots[j].actor)
             break;
-        size_t home = s->slots[j].hash & mask;
-        /* Entry j may move to i when its home is not in the cyclic (i, j]. */
-        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-        if (!stays) {
+        if (hyi_probe_may_move(s->slots[j].hash & mask, i, j)) {
             s->slots[i] = s->slots[j];
             i = j;
         }

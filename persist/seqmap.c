@@ -82,10 +82,7 @@ static void remove_at(hyi_seqmap *m, size_t i)
         j = (j + 1) & mask;
         if (!m->slots[j].used)
             break;
-        size_t home = mix(m->slots[j].actor) & mask;
-        /* Entry j may move to i when its home is not in the cyclic (i, j]. */
-        bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-        if (!stays) {
+        if (hyi_probe_may_move(mix(m->slots[j].actor) & mask, i, j)) {
             m->slots[i] = m->slots[j];
             i = j;
         }
