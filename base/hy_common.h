@@ -99,15 +99,31 @@ static inline __attribute__((always_inline)) void hyi_copy_short(void *restrict 
     }
     char *d = dst;
     const char *s = src;
-    uint64_t w;
-    for (size_t i = 0; i + 8 < n; i += 8) {
-        __builtin_memcpy(&w, s + i, 8);
-        /* keeps the compiler from turning the loop back into a call */
-        __asm__("" : "+r"(w));
-        __builtin_memcpy(d + i, &w, 8);
+    if (n <= 16) { /* two words, overlapping when n < 16 */
+        uint64_t a, b;
+        __builtin_memcpy(&a, s, 8);
+        __builtin_memcpy(&b, s + n - 8, 8);
+        __builtin_memcpy(d, &a, 8);
+        __builtin_memcpy(d + n - 8, &b, 8);
+        return;
     }
-    __builtin_memcpy(&w, s + n - 8, 8);
-    __builtin_memcpy(d + n - 8, &w, 8);
+    /* 16 bytes at a time (one vector register each), the last overlapping */
+    typedef char v16 __attribute__((vector_size(16)));
+    v16 w;
+    for (size_t i = 0; i + 16 < n; i += 16) {
+        __builtin_memcpy(&w, s + i, 16);
+        /* keeps the compiler from turning the loop back into a call */
+#if defined(__x86_64__) || defined(__i386__)
+        __asm__("" : "+x"(w));
+#elif defined(__aarch64__)
+        __asm__("" : "+w"(w));
+#else
+        __asm__("" : : "r"(&w) : "memory");
+#endif
+        __builtin_memcpy(d + i, &w, 16);
+    }
+    __builtin_memcpy(&w, s + n - 16, 16);
+    __builtin_memcpy(d + n - 16, &w, 16);
 }
 
 #endif
