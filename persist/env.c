@@ -400,14 +400,16 @@ int hyi_head_get(hyi_wtxn *w, uint64_t actor, hyi_head *h)
     return rc;
 }
 
-static int head_put(MDB_cursor *c, uint64_t actor, uint64_t seq, uint64_t gseq)
+/* append: the actor's key is past every key of the heads DB, so LMDB may
+ * put it at the end without searching the tree (MDB_APPEND). */
+static int head_put(MDB_cursor *c, uint64_t actor, uint64_t seq, uint64_t gseq, bool append)
 {
     unsigned char ak[8], hv[HYI_HEAD_LEN];
     hyi_actor_key_encode(ak, actor);
     hyi_le64_put(hv, seq);
     hyi_le64_put(hv + 8, gseq);
     MDB_val k = {sizeof ak, ak}, v = {sizeof hv, hv};
-    return mdb_cursor_put(c, &k, &v, 0);
+    return mdb_cursor_put(c, &k, &v, append ? MDB_APPEND : 0);
 }
 
 /* Sort slots by actor, stably (an actor's later slot stays after its earlier
@@ -473,11 +475,27 @@ static int heads_checkpoint(hyi_wtxn *w)
     struct hyi_seqslot *sorted = sort_by_actor(all, all + (cap ? cap : 1), n);
     MDB_cursor *c = NULL;
     int rc = mdb_cursor_open(w->txn, j->db_heads, &c);
+    /* Heads past the DB's last key (all of them in a new journal) go in
+     * with MDB_APPEND: no search from the root, and full pages. */
+    MDB_val lk, lv;
+    uint64_t top = 0;
+    bool empty = false;
+    if (rc == 0) {
+        rc = mdb_cursor_get(c, &lk, &lv, MDB_LAST);
+        if (rc == MDB_NOTFOUND)
+            empty = true, rc = 0;
+        else if (rc == 0 && hyi_log_key_decode(&lk, &top) != 0) /* 8 bytes, as log keys */
+            rc = hyi_fail(HY_ECORRUPT, "journal %s: a key of the heads table is %zu bytes, "
+                          "not 8", j->path, lk.mv_size);
+    }
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const struct hyi_seqslot *s = &sorted[i];
         if (i + 1 < n && sorted[i + 1].actor == s->actor && sorted[i + 1].seq >= s->seq)
             continue;
-        rc = head_put(c, s->actor, s->seq, s->gseq);
+        bool append = empty || s->actor > top;
+        rc = head_put(c, s->actor, s->seq, s->gseq, append);
+        if (append)
+            top = s->actor, empty = false;
     }
     if (c)
         mdb_cursor_close(c);
