@@ -1,10 +1,12 @@
 /* The work-stealing scheduler.
  *
- * Each worker owns a Chase-Lev deque of runnable actors. An actor woken by a
- * handler goes onto its worker's own deque (the data is hot in that core's
- * cache); an actor woken from outside goes onto the kernel's inject queue. A
- * worker looks for work in that order: its own deque (LIFO), the inject queue,
- * then steals (FIFO end) from the others, starting at a random victim.
+ * Each worker owns a run-next slot and a Chase-Lev deque of runnable actors.
+ * An actor woken by a handler goes into its worker's slot, pushing the slot's
+ * previous actor onto the deque (the data is hot in that core's cache); an
+ * actor woken from outside goes onto the kernel's inject queue. A worker looks
+ * for work in that order: its slot, its own deque (LIFO), the inject queue,
+ * then steals (deque's FIFO end, else the slot) from the others, starting at
+ * a random victim.
  *
  * A worker with nothing to do spins briefly, then parks on a futex through an
  * event count, so an idle kernel burns no CPU and a wake-up costs a syscall
@@ -32,7 +34,10 @@
 #define IDLE_SPINS_MIN 8
 #define SHORT_PARK_NS 50000u
 
-static _Thread_local hyi_worker *tl_worker;
+/* Initial-exec (as hyi_running): every send from a handler reads it in
+ * hyi_schedule, and the general-dynamic access of -fPIC code is a call that
+ * makes the caller save its registers around it. */
+static _Thread_local hyi_worker *tl_worker __attribute__((tls_model("initial-exec")));
 
 hyi_worker *hyi_current_worker(hy_kernel *k)
 {
