@@ -195,11 +195,3 @@ void *hyi_deque_steal(hyi_deque *d)
         return NULL; /* lost the race */
     return x;
 }
-
-size_t hyi_deque_size_approx(const hyi_deque *d)
-{
-    /* relaxed (both): a snapshot for heuristics; nothing is read through it. */
-    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-    int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
-    return b > t ? (size_t)(b - t) : 0;
-}

@@ -67,6 +67,13 @@ void *hyi_deque_steal(hyi_deque *d);
 
 /* Any thread. Number of items, approximate when others are pushing or taking
  * concurrently (never negative). For heuristics (pick a victim) and stats. */
-size_t hyi_deque_size_approx(const hyi_deque *d);
+/* Inline: the scheduler asks at the end of nearly every turn. */
+static inline size_t hyi_deque_size_approx(const hyi_deque *d)
+{
+    /* relaxed (both): a snapshot for heuristics; nothing is read through it. */
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
+    return b > t ? (size_t)(b - t) : 0;
+}
 
 #endif /* HYI_DEQUE_H */

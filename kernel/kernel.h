@@ -367,6 +367,12 @@ static inline int hyi_actor_state_reset(hyi_actor *a, bool keyed)
 
 struct hyi_worker {
     HY_CACHE_ALIGNED hyi_deque deque;
+    /* The run-next slot (sched.c): the last actor a handler on this worker
+     * woke, run as soon as the current turn ends. Only this worker fills it;
+     * it and idle workers (stealing) empty it. */
+    _Atomic(hyi_actor *) next;
+    /* Turns in a row this worker took from `next` (sched.c bounds them). */
+    unsigned next_streak;
     hy_kernel *k;
     pthread_t thread;
     unsigned index;
@@ -397,8 +403,9 @@ hyi_worker *hyi_current_worker(hy_kernel *k);
 void hyi_schedule(hy_kernel *k, hyi_actor *actor);
 /* Re-queue an actor that used up its turn behind everything already waiting. */
 void hyi_schedule_yielded(hy_kernel *k, hyi_actor *actor);
-/* Actors wait in the inject queue (a heuristic for fairness decisions). */
-bool hyi_inject_waiting(hy_kernel *k);
+/* Actors wait for this worker: in its run-next slot, on its deque, or in
+ * the inject queue (a heuristic for fairness decisions). */
+bool hyi_others_waiting(hyi_worker *w);
 /* Give up an actor whose scheduled flag the caller holds and whose mailbox it
  * has consumed (the worker half of the handshake, below); schedules it if a
  * message arrived meanwhile. */

@@ -1,10 +1,12 @@
 /* The work-stealing scheduler.
  *
- * Each worker owns a Chase-Lev deque of runnable actors. An actor woken by a
- * handler goes onto its worker's own deque (the data is hot in that core's
- * cache); an actor woken from outside goes onto the kernel's inject queue. A
- * worker looks for work in that order: its own deque (LIFO), the inject queue,
- * then steals (FIFO end) from the others, starting at a random victim.
+ * Each worker owns a run-next slot and a Chase-Lev deque of runnable actors.
+ * An actor woken by a handler goes into its worker's slot, pushing the slot's
+ * previous actor onto the deque (the data is hot in that core's cache); an
+ * actor woken from outside goes onto the kernel's inject queue. A worker looks
+ * for work in that order: its slot, its own deque (LIFO), the inject queue,
+ * then steals (deque's FIFO end, else the slot) from the others, starting at
+ * a random victim.
  *
  * A worker with nothing to do spins briefly, then parks on a futex through an
  * event count, so an idle kernel burns no CPU and a wake-up costs a syscall
@@ -32,7 +34,10 @@
 #define IDLE_SPINS_MIN 8
 #define SHORT_PARK_NS 50000u
 
-static _Thread_local hyi_worker *tl_worker;
+/* Initial-exec (as hyi_running): every send from a handler reads it in
+ * hyi_schedule, and the general-dynamic access of -fPIC code is a call that
+ * makes the caller save its registers around it. */
+static _Thread_local hyi_worker *tl_worker __attribute__((tls_model("initial-exec")));
 
 hyi_worker *hyi_current_worker(hy_kernel *k)
 {
@@ -104,30 +109,89 @@ static hyi_actor *inject_pop(hy_kernel *k)
     return (hyi_actor *)((char *)n - offsetof(hyi_actor, inject_link));
 }
 
-bool hyi_inject_waiting(hy_kernel *k)
+/* The run-next slot.
+ *
+ * An actor woken by a handler goes into its worker's `next` slot; the one it
+ * displaces (if any) goes onto the deque. The worker runs the slot's actor
+ * first when its turn ends. In ping-pong that is the whole scheduling cost:
+ * a plain store and an exchange per hop, where the deque took a push, a pop
+ * with its seq_cst store and load, and a look at its size.
+ *
+ * Nothing waits on the slot longer than on the deque it replaces:
+ *  - the slot holds one actor; a second one pushes the first onto the deque,
+ *    and then (two actors waiting for one worker) a sleeper is woken exactly
+ *    as a second deque item did;
+ *  - the slot is stealable: a thief that finds the victim's deque empty takes
+ *    the slot's actor with an exchange (whoever exchanges it out runs it), so
+ *    an idle worker takes it while its owner is in a long handler, as it took
+ *    a lone deque item;
+ *  - a lone woken actor wakes nobody (as a lone deque item did not): its own
+ *    worker runs it as soon as the current turn ends;
+ *  - the chain "run the slot, whose handler refills the slot" (ping-pong on
+ *    one worker) could keep the deque and the inject queue waiting for ever:
+ *    after NEXT_STREAK_MAX slot turns in a row, if anything else waits for
+ *    this worker, the slot's actor goes behind it through the inject queue.
+ * The actor in the slot holds its scheduled flag like one on a deque, so the
+ * handshake and passivation's claims (which need the flag clear) are
+ * unchanged. */
+#define NEXT_STREAK_MAX 64
+
+/* The owner's take, or a thief's: whoever exchanges the actor out runs it.
+ * acquire: pairs with the owner's release store or exchange that filled it,
+ * so a thief sees the actor as the scheduling handler left it. */
+static hyi_actor *next_take(hyi_worker *w)
 {
-    return inject_nonempty(k, memory_order_relaxed);
+    /* relaxed: a cheap look first; the exchange decides */
+    if (!atomic_load_explicit(&w->next, memory_order_relaxed))
+        return NULL;
+    return atomic_exchange_explicit(&w->next, NULL, memory_order_acquire);
 }
 
-void hyi_schedule(hy_kernel *k, hyi_actor *actor)
+bool hyi_others_waiting(hyi_worker *w)
 {
-    hyi_worker *w = hyi_current_worker(k);
-    if (w && hyi_deque_push(&w->deque, actor)) {
-        /* Another worker may be asleep while this one now has more than it
-         * can run at once: let it steal. A lone woken actor stays here, which
-         * keeps ping-pong between two actors on one core. */
-        if (hyi_deque_size_approx(&w->deque) > 1) {
-            /* The deque publishes with a release store only, so read sleepers
+    /* relaxed: a heuristic; whatever it misses is run in a later turn */
+    return atomic_load_explicit(&w->next, memory_order_relaxed) != NULL ||
+           hyi_deque_size_approx(&w->deque) > 0 || inject_nonempty(w->k, memory_order_relaxed);
+}
+
+/* hyi_schedule's other cases, out of line so that the common one (an empty
+ * slot) saves no registers. */
+static __attribute__((noinline)) void schedule_slow(hy_kernel *k, hyi_worker *w,
+                                                    hyi_actor *actor)
+{
+    if (w) {
+        /* acq_rel: publishes actor (as in hyi_schedule) and takes the one it
+         * displaces as a thief would */
+        hyi_actor *prev = atomic_exchange_explicit(&w->next, actor, memory_order_acq_rel);
+        if (!prev)
+            return; /* stolen meanwhile */
+        if (hyi_deque_push(&w->deque, prev)) {
+            /* Two actors now wait for this worker: let a sleeper steal one.
+             * The deque publishes with a release store only, so read sleepers
              * with a seq_cst RMW: it is ordered with park()'s RMW on the same
              * variable, and if it comes first, park's RMW acquires it and the
              * push is visible to park's look at the deques. */
             wake_if_sleeping(k, atomic_fetch_add_explicit(&k->sleepers, 0,
                                                           memory_order_seq_cst));
+            return;
         }
-        return;
+        actor = prev; /* the deque could not grow: the inject queue takes it */
     }
     inject_push(k, actor);
     wake_one_after_inject(k);
+}
+
+void hyi_schedule(hy_kernel *k, hyi_actor *actor)
+{
+    hyi_worker *w = hyi_current_worker(k);
+    /* relaxed: only this worker fills its slot, so an empty one stays empty
+     * until the store below. release: a thief's acquire exchange then sees
+     * the actor as this handler left it. */
+    if (HY_LIKELY(w != NULL) && !atomic_load_explicit(&w->next, memory_order_relaxed)) {
+        atomic_store_explicit(&w->next, actor, memory_order_release);
+        return;
+    }
+    schedule_slow(k, w, actor);
 }
 
 void hyi_actor_release(hy_kernel *k, hyi_actor *actor)
@@ -164,6 +228,8 @@ static hyi_actor *steal(hyi_worker *w)
         if (victim == w)
             continue;
         hyi_actor *a = hyi_deque_steal(&victim->deque);
+        if (!a)
+            a = next_take(victim);
         if (a) {
             /* relaxed: a statistic written only by this worker */
             atomic_store_explicit(&w->steals,
@@ -177,7 +243,19 @@ static hyi_actor *steal(hyi_worker *w)
 
 static hyi_actor *find_work(hyi_worker *w)
 {
-    hyi_actor *a = hyi_deque_pop(&w->deque);
+    hyi_actor *a = next_take(w);
+    if (a) {
+        if (HY_LIKELY(++w->next_streak < NEXT_STREAK_MAX))
+            return a;
+        /* The streak is up: others first, if any wait (see NEXT_STREAK_MAX). */
+        if (!hyi_others_waiting(w)) {
+            w->next_streak = 0;
+            return a;
+        }
+        hyi_schedule_yielded(w->k, a);
+    }
+    w->next_streak = 0;
+    a = hyi_deque_pop(&w->deque);
     if (!a)
         a = inject_pop(w->k);
     if (!a)
@@ -194,7 +272,8 @@ static bool work_visible(hy_kernel *k)
     if (inject_nonempty(k, memory_order_seq_cst))
         return true;
     for (unsigned i = 0; i < k->nworkers; i++)
-        if (hyi_deque_size_approx(&k->workers[i].deque) > 0)
+        if (hyi_deque_size_approx(&k->workers[i].deque) > 0 ||
+            atomic_load_explicit(&k->workers[i].next, memory_order_relaxed))
             return true;
     return false;
 }
@@ -332,6 +411,8 @@ int hyi_sched_start(hy_kernel *k, unsigned nworkers)
         w->index = i;
         w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
         w->spin_budget = HYI_IDLE_SPINS;
+        /* relaxed: published to the workers by thread creation */
+        atomic_store_explicit(&w->next, NULL, memory_order_relaxed);
         if (!hyi_deque_init(&w->deque, 64)) {
             for (unsigned j = 0; j < i; j++)
                 hyi_deque_destroy(&k->workers[j].deque);

@@ -95,13 +95,6 @@ int hy_is_replaying(hy_ctx *ctx)
     return ctx && ctx->replaying;
 }
 
-/* Put a still-busy actor behind the others: straight on if nothing else is
- * waiting for this worker, else through the inject queue (FIFO). */
-static bool others_waiting(hyi_worker *w)
-{
-    return hyi_deque_size_approx(&w->deque) > 0 || hyi_inject_waiting(w->k);
-}
-
 /* The references of consecutive messages of one principal, dropped with one
  * atomic op: the principal's count sits on a line its senders write with
  * every message, so dropping it once per message would pull that line here
@@ -167,7 +160,7 @@ static bool end_hold(hy_kernel *k, hyi_actor *actor)
         await_link(actor);
         return false;
     }
-    hyi_msg_release(k, HYI_MSG_OF(n));
+    hyi_msg_release_plain(k, HYI_MSG_OF(n));
     return true;
 }
 
@@ -184,7 +177,7 @@ static bool end_hold(hy_kernel *k, hyi_actor *actor)
  * extension past LINGER_MIN fades for an actor whose messages stop coming. */
 static bool linger(hyi_worker *w, hyi_actor *actor)
 {
-    if (others_waiting(w))
+    if (hyi_others_waiting(w))
         return false;
     unsigned gap = actor->arrival_gap;
     unsigned limit = LINGER_GAPS * gap + LINGER_MIN;
@@ -258,7 +251,7 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
         /* Stay with the actor after a full turn or when a message came as
          * we lingered, unless others wait for this worker. */
         bool more = taken == k->batch || linger(w, actor);
-        if (more && !others_waiting(w))
+        if (more && !hyi_others_waiting(w))
             continue;
         /* Leaving it (given up or put back): first the held message, then
          * the count, which goes in before another worker can run the actor
@@ -266,7 +259,7 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
          * the held message keeps the actor: its node comes in a moment, or,
          * if others wait, the hold goes with the actor to the next turn. */
         bool held_on = !end_hold(k, actor);
-        if (held_on && !others_waiting(w))
+        if (held_on && !hyi_others_waiting(w))
             continue;
         count_handled(sub, handled);
         handled = 0;
@@ -277,7 +270,7 @@ void hyi_actor_run(hyi_worker *w, hyi_actor *actor)
                 continue;
             if (!hyi_actor_give_up(actor))
                 return;
-            if (!others_waiting(w))
+            if (!hyi_others_waiting(w))
                 continue;
         }
         hyi_schedule_yielded(k, actor);

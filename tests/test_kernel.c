@@ -959,6 +959,163 @@ static void idle_workers_park(void **state)
     hy_kernel_close(k);
 }
 
+/* Pairs of actors bouncing one message each, on more workers than cores:
+ * every hop wakes the partner from a handler, the scheduler's run-next path
+ * (sched.c), and idle workers steal those actors from it. Every 8th hop also
+ * wakes a sink actor, so a handler wakes two actors and the slot's occupant
+ * is pushed aside onto the deque. Each actor checks that its partner's
+ * sequence numbers come one after the other; the counts are plain memory,
+ * written by whichever worker runs the actor, so a sanitizer checks that
+ * successive turns on different workers are ordered. */
+#define PP_PAIRS 64
+#define PP_WORKERS 4
+#ifdef SANITIZED
+#define PP_HOPS 400u
+#else
+#define PP_HOPS 4000u
+#endif
+
+typedef struct pp_msg {
+    uint32_t pair;
+    uint32_t seq;
+} pp_msg;
+
+static uint32_t pp_next_seq[PP_PAIRS][2]; /* [pair][side]: the seq it expects */
+static _Atomic int pp_out_of_order;
+static _Atomic int pp_pairs_done;
+static _Atomic uint64_t pp_sink_handled;
+
+static int pp_sink(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_fetch_add(&pp_sink_handled, 1);
+    return 0;
+}
+
+static int pp_hop(hy_ctx *ctx, const hy_msg *msg)
+{
+    size_t len, klen;
+    const pp_msg *in = hy_msg_payload(msg, &len);
+    const char *key = hy_actor_key(ctx, &klen);
+    if (len != sizeof *in || !key || in->pair >= PP_PAIRS)
+        return -1;
+    int side = key[0] == 'b';
+    if (in->seq != pp_next_seq[in->pair][side])
+        atomic_fetch_add(&pp_out_of_order, 1);
+    pp_next_seq[in->pair][side] = in->seq + 2;
+    if (in->seq + 1 >= PP_HOPS) {
+        atomic_fetch_add(&pp_pairs_done, 1);
+        return 0;
+    }
+    pp_msg out = {in->pair, in->seq + 1};
+    char path[32];
+    snprintf(path, sizeof path, "pp://p/%c%u", side ? 'a' : 'b', in->pair);
+    if (hy_send(hy_ctx_kernel(ctx), path, &out, sizeof out) != 0)
+        return -1;
+    if (in->seq % 8 == 0) {
+        snprintf(path, sizeof path, "ppsink://s/%u", in->pair % 8);
+        if (hy_send(hy_ctx_kernel(ctx), path, NULL, 0) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void stress_ping_pong_pairs_across_workers(void **state)
+{
+    (void)state;
+    memset(pp_next_seq, 0, sizeof pp_next_seq);
+    for (unsigned i = 0; i < PP_PAIRS; i++)
+        pp_next_seq[i][1] = 1; /* b sees the odd hops */
+    atomic_store(&pp_out_of_order, 0);
+    atomic_store(&pp_pairs_done, 0);
+    atomic_store(&pp_sink_handled, 0);
+    hy_kernel *k = open_kernel(PP_WORKERS);
+    register_route(k, "pp", "p/{id}", pp_hop, "id", NULL);
+    register_route(k, "ppsink", "s/{id}", pp_sink, "id", NULL);
+    char path[32];
+    for (uint32_t i = 0; i < PP_PAIRS; i++) {
+        pp_msg first = {i, 0};
+        snprintf(path, sizeof path, "pp://p/a%u", i);
+        assert_int_equal(hy_send(k, path, &first, sizeof first), 0);
+    }
+    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
+    assert_int_equal(atomic_load(&pp_pairs_done), PP_PAIRS);
+    assert_int_equal(atomic_load(&pp_out_of_order), 0);
+    for (unsigned i = 0; i < PP_PAIRS; i++) {
+        /* the last hop, PP_HOPS - 1, was handled by the side of its parity */
+        unsigned last_side = (PP_HOPS - 1) % 2;
+        assert_int_equal(pp_next_seq[i][last_side], PP_HOPS + 1);
+    }
+    assert_int_equal(atomic_load(&pp_sink_handled), (uint64_t)PP_PAIRS * (PP_HOPS / 8));
+    hy_stats st = {0};
+    hy_kernel_stats(k, &st);
+    assert_int_equal(st.failed, 0);
+    hy_kernel_close(k);
+}
+
+/* One worker, two actors bouncing a message for as long as they like: each
+ * hop wakes the partner into the worker's run-next slot, and that chain must
+ * still let others run. An actor woken from outside (the inject queue) and
+ * one woken by a handler (the deque) are both handled while the bouncing
+ * goes on; the second one stops it. A starved actor would never stop it and
+ * the drain would time out. */
+static _Atomic int endless_stop;
+static _Atomic uint64_t endless_hops;
+static _Atomic int endless_outside_seen;
+
+static int endless_hop(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)msg;
+    size_t klen;
+    const char *key = hy_actor_key(ctx, &klen);
+    atomic_fetch_add(&endless_hops, 1);
+    if (atomic_load(&endless_stop))
+        return 0;
+    hy_kernel *k = hy_ctx_kernel(ctx);
+    /* once the outside actor ran, wake one from here as well (a deque entry
+     * behind the slot) */
+    if (atomic_load(&endless_outside_seen) == 1 && key[0] == 'a') {
+        atomic_store(&endless_outside_seen, 2);
+        if (hy_send(k, "endside://in/deque", NULL, 0) != 0)
+            return -1;
+    }
+    return hy_send(k, key[0] == 'a' ? "endpp://p/b" : "endpp://p/a", NULL, 0);
+}
+
+static int endless_side(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)msg;
+    size_t klen;
+    const char *key = hy_actor_key(ctx, &klen);
+    if (klen == 7 && memcmp(key, "outside", 7) == 0)
+        atomic_store(&endless_outside_seen, 1);
+    else
+        atomic_store(&endless_stop, 1);
+    return 0;
+}
+
+static void ping_pong_on_one_worker_does_not_starve_others(void **state)
+{
+    (void)state;
+    atomic_store(&endless_stop, 0);
+    atomic_store(&endless_hops, 0);
+    atomic_store(&endless_outside_seen, 0);
+    hy_kernel *k = open_kernel(1);
+    register_route(k, "endpp", "p/{id}", endless_hop, "id", NULL);
+    register_route(k, "endside", "in/{id}", endless_side, "id", NULL);
+    assert_int_equal(hy_send(k, "endpp://p/a", NULL, 0), 0);
+    /* the bouncing is under way before the outside message comes */
+    for (int i = 0; i < WAIT_MS && atomic_load(&endless_hops) < 1000; i++)
+        usleep(1000);
+    assert_true(atomic_load(&endless_hops) >= 1000);
+    assert_int_equal(hy_send(k, "endside://in/outside", NULL, 0), 0);
+    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
+    assert_int_equal(atomic_load(&endless_outside_seen), 2);
+    assert_int_equal(atomic_load(&endless_stop), 1);
+    hy_kernel_close(k);
+}
+
 /* Senders streaming into one actor, more threads than cores: a worker that
  * keeps up holds the newest message in the mailbox until the next arrives
  * (worker.c), so this checks that every message is handled once and in each
@@ -1295,6 +1452,8 @@ int main(void)
         cmocka_unit_test(registering_while_sending_is_safe),
         cmocka_unit_test(slow_handler_does_not_stall_other_actors),
         cmocka_unit_test(idle_workers_park),
+        cmocka_unit_test(stress_ping_pong_pairs_across_workers),
+        cmocka_unit_test(ping_pong_on_one_worker_does_not_starve_others),
         cmocka_unit_test(streams_are_handled_in_order_and_nothing_stays_held),
         cmocka_unit_test(many_subsystems_all_route),
         cmocka_unit_test(unregister_while_senders_send_loses_nothing),
