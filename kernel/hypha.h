@@ -747,7 +747,7 @@ typedef struct hy_stats {
     uint64_t stopped;       /**< actors stopped by supervision */
     uint64_t subsystems;    /**< registered, the kernel's own not counted */
     uint64_t actors;        /**< live actors: one per subsystem plus keyed ones */
-    uint64_t steals;        /**< actors a worker took from another's deque */
+    uint64_t steals;        /**< actors a worker took from another's deque or run-next slot */
     uint64_t parks;         /**< times a worker went to sleep for lack of work */
     unsigned workers;       /**< worker threads */
     uint64_t pool_created;  /**< message objects carved fresh */
