@@ -111,7 +111,7 @@ int hyi_actor_table_init(hy_kernel *k)
 {
     for (size_t i = 0; i < HYI_ACTOR_SEGMENTS; i++) {
         hyi_actor_segment *s = &k->segments[i];
-        s->buckets = calloc(INITIAL_BUCKETS, sizeof *s->buckets);
+        s->buckets = hyi_array_zalloc(INITIAL_BUCKETS * sizeof *s->buckets, &s->buckets_mapped);
         if (!s->buckets)
             return HY_ENOMEM; /* hyi_actor_table_free copes with the rest NULL */
         s->nbuckets = INITIAL_BUCKETS;
@@ -137,12 +137,15 @@ static hyi_actor *segment_find(hyi_actor_segment *s, hyi_subsys *sub, const char
 }
 
 /* Rehash a segment into n buckets (a power of two): doubled when the chains
- * average more than one actor, halved (down to the initial count) when
- * passivation left them mostly empty. If the allocation fails the table just
- * keeps its size: still correct. */
+ * average more than one actor, shrunk (see segment_shrink) when passivation
+ * left them mostly empty. Large bucket arrays are mappings of their own
+ * (hyi_array_zalloc): one freed by the passivation thread's shrinking went
+ * into that thread's allocator cache and stayed there. If the allocation
+ * fails the table just keeps its size: still correct. */
 static void segment_resize(hyi_actor_segment *s, size_t n)
 {
-    hyi_actor **b = calloc(n, sizeof *b);
+    bool mapped;
+    hyi_actor **b = hyi_array_zalloc(n * sizeof *b, &mapped);
     if (!b)
         return;
     for (size_t i = 0; i < s->nbuckets; i++) {
@@ -154,9 +157,22 @@ static void segment_resize(hyi_actor_segment *s, size_t n)
             a = next;
         }
     }
-    free(s->buckets);
+    hyi_array_free(s->buckets, s->nbuckets * sizeof *s->buckets, s->buckets_mapped);
     s->buckets = b;
     s->nbuckets = n;
+    s->buckets_mapped = mapped;
+}
+
+/* After removals: when under a quarter of the buckets would be used, shrink
+ * in one rehash to the size that has them at most half used (not below the
+ * initial count), so an emptied segment is back at its initial size. */
+void hyi_actor_segment_shrink(hyi_actor_segment *s)
+{
+    size_t n = s->nbuckets;
+    while (n > INITIAL_BUCKETS && s->count < n / 4)
+        n /= 2;
+    if (n != s->nbuckets)
+        segment_resize(s, n);
 }
 
 /* Under s->lock: a sender found `a`. A mark means the passivation thread means
@@ -242,8 +258,7 @@ bool hyi_actor_remove_marked(hy_kernel *k, hyi_actor *a)
             a->table_next = NULL;
             s->count--;
             s->removals++;
-            if (s->nbuckets > INITIAL_BUCKETS && s->count < s->nbuckets / 4)
-                segment_resize(s, s->nbuckets / 2);
+            hyi_actor_segment_shrink(s);
             /* relaxed: a statistic */
             atomic_fetch_sub_explicit(&a->sub->keyed_actors, 1, memory_order_relaxed);
             removed = true;
@@ -274,10 +289,11 @@ void hyi_actor_table_free(hy_kernel *k)
 {
     actor_table_each(k, hyi_actor_free);
     for (size_t i = 0; i < HYI_ACTOR_SEGMENTS; i++) {
-        if (!k->segments[i].buckets)
+        hyi_actor_segment *s = &k->segments[i];
+        if (!s->buckets)
             continue;
-        free(k->segments[i].buckets);
-        k->segments[i].buckets = NULL;
-        pthread_mutex_destroy(&k->segments[i].lock);
+        hyi_array_free(s->buckets, s->nbuckets * sizeof *s->buckets, s->buckets_mapped);
+        s->buckets = NULL;
+        pthread_mutex_destroy(&s->lock);
     }
 }

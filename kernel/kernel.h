@@ -307,6 +307,7 @@ typedef struct hyi_actor_segment {
     hyi_actor **buckets;
     size_t nbuckets;            /* a power of two */
     size_t count;
+    bool buckets_mapped;        /* see hyi_array_zalloc */
     /* Actors passivated out of this segment: a sender that made an actor
      * while this changed makes it again (its state may predate a save). */
     uint64_t removals;
@@ -326,6 +327,8 @@ int hyi_actor_get(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
  * still-marked actor out of the table (false: a sender called it off). */
 void hyi_actor_unmark(hy_kernel *k, hyi_actor *actor);
 bool hyi_actor_remove_marked(hy_kernel *k, hyi_actor *actor);
+/* Under s->lock, after removals: shrink the buckets if mostly empty. */
+void hyi_actor_segment_shrink(hyi_actor_segment *s);
 
 /* Free the actor's state (if any) and make it anew with state_init (keyed:
  * pass it the key): a new actor, or a restart (supervision, replay). 0, or
@@ -914,5 +917,11 @@ void hyi_janitor_stats(hy_kernel *k, hy_stats *out);
 void hyi_janitor_kick(hy_kernel *k);
 /* On the thread: does its limbo still hold an actor of sub? */
 bool hyi_janitor_limbo_holds(hy_kernel *k, const hyi_subsys *sub);
+/* From any thread, for benchmarks and tests: sweeps ended so far (each ends
+ * after its passivations' frees, pool trim and cache flush), and passivated
+ * actors not freed yet (waiting for the workers' quiescence), as of the last
+ * sweep's end or limbo retry. */
+uint64_t hyi_janitor_sweeps(hy_kernel *k);
+size_t hyi_janitor_limbo_count(hy_kernel *k);
 
 #endif

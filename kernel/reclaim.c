@@ -55,6 +55,7 @@ static void take_actors(hy_kernel *k, hyi_subsys *sub)
                 atomic_fetch_sub_explicit(&sub->keyed_actors, 1, memory_order_relaxed);
             }
         }
+        hyi_actor_segment_shrink(s); /* a large subsystem gone leaves buckets empty */
         pthread_mutex_unlock(&s->lock);
     }
     if (sub->actor) {
