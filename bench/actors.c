@@ -24,7 +24,9 @@
  *                 actor_slabs_after is what the actors' slabs still hold.
  *                 RSS is read once the passivation thread says it is done
  *                 (settled: a sweep ended after the last passivation and
- *                 its limbo is empty; limbo_after: actors still in it)
+ *                 its limbo is empty; settle_ms: how long that took after
+ *                 the last actor left the table; limbo_after: actors still
+ *                 in it)
  *   reactivate    100,000 persistent actors (nosync journal) that were
  *                 passivated (one snapshot each) in an earlier kernel,
  *                 activated again by one message each in a new kernel, so each
@@ -231,7 +233,9 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
             sleep_ms(1);
     }
     double psecs = first ? (double)(bench_now_ns() - first) / 1e9 : 0;
+    uint64_t settle0 = bench_now_ns();
     bool settled = all && wait_passivation_settled(k, 10000);
+    double settle_ms = (double)(bench_now_ns() - settle0) / 1e6;
     size_t limbo = hyi_janitor_limbo_count(k);
     uint64_t rss2 = bench_rss_bytes();
     purge();
@@ -249,7 +253,7 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
                  "\"heap_allocated_baseline\":%llu,\"heap_allocated_after_purge\":%llu,"
                  "\"allocator_metadata_baseline\":%llu,\"allocator_metadata_after_purge\":%llu,"
                  "\"actor_slabs_after\":%zu,\"pool_bytes_after\":%llu,"
-                 "\"settled\":%s,\"limbo_after\":%zu",
+                 "\"settled\":%s,\"settle_ms\":%.1f,\"limbo_after\":%zu",
                  (unsigned long long)n, (unsigned long long)s.passivations, all ? "true" : "false",
                  IDLE_MS, (unsigned long long)rss0, (unsigned long long)rss1,
                  (unsigned long long)rss2, (unsigned long long)rss3,
@@ -257,7 +261,7 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
                  (unsigned long long)pool_delta, ((double)rss3 - (double)pool_delta) / (double)rss0,
                  (unsigned long long)heap0, (unsigned long long)heap3, (unsigned long long)meta0,
                  (unsigned long long)meta3, hyi_blocks_reserved(),
-                 (unsigned long long)s.pool_bytes_reserved, settled ? "true" : "false", limbo);
+                 (unsigned long long)s.pool_bytes_reserved, settled ? "true" : "false", settle_ms, limbo);
         bench_report(o, "actors", "passivate", BENCH_OPS, psecs > 0 ? (double)n / psecs : 0,
                      psecs, extra);
     }
