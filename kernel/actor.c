@@ -163,13 +163,20 @@ static void segment_resize(hyi_actor_segment *s, size_t n)
     s->buckets_mapped = mapped;
 }
 
-/* After removals: when under a quarter of the buckets would be used, shrink
- * in one rehash to the size that has them at most half used (not below the
- * initial count), so an emptied segment is back at its initial size. */
+/* Fewer actors than a quarter of the buckets (and more than the initial
+ * buckets): worth shrinking. */
+static inline bool segment_sparse(const hyi_actor_segment *s, size_t n)
+{
+    return n > INITIAL_BUCKETS && s->count < n / 4;
+}
+
+/* After removals: when sparse, shrink in one rehash to the size that has the
+ * buckets at most half used (not below the initial count), so an emptied
+ * segment is back at its initial size. */
 void hyi_actor_segment_shrink(hyi_actor_segment *s)
 {
     size_t n = s->nbuckets;
-    while (n > INITIAL_BUCKETS && s->count < n / 4)
+    while (segment_sparse(s, n))
         n /= 2;
     if (n != s->nbuckets)
         segment_resize(s, n);
@@ -258,7 +265,8 @@ bool hyi_actor_remove_marked(hy_kernel *k, hyi_actor *a)
             a->table_next = NULL;
             s->count--;
             s->removals++;
-            hyi_actor_segment_shrink(s);
+            if (HY_UNLIKELY(segment_sparse(s, s->nbuckets)))
+                hyi_actor_segment_shrink(s);
             /* relaxed: a statistic */
             atomic_fetch_sub_explicit(&a->sub->keyed_actors, 1, memory_order_relaxed);
             removed = true;

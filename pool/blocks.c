@@ -27,7 +27,7 @@
 #include <sys/mman.h>
 
 #include "blocks.h"
-
+#include "hy_common.h"
 #include "poison.h"
 
 #define SLAB_BYTES ((size_t)64 * 1024)
@@ -50,19 +50,21 @@ typedef struct slab {
 } slab;
 
 
+/* A cache line each: classes' locks do not share one, and a class is found
+ * by a shift. */
 struct bclass {
-    pthread_mutex_t lock;
+    HY_CACHE_ALIGNED pthread_mutex_t lock;
     slab *open; /* slabs with a free block, most recently opened first */
     slab **all; /* every slab, by address */
     size_t n, cap;
+    /* relaxed: a statistic, cap in bytes (written under lock, read without) */
+    _Atomic size_t index_bytes;
 };
 
 static bclass classes[NCLASS];
 static pthread_once_t classes_once = PTHREAD_ONCE_INIT;
-/* relaxed: statistics (index_bytes: each class's c->cap in bytes, written
- * under its lock, read without) */
+/* relaxed: a statistic */
 static _Atomic size_t reserved;
-static _Atomic size_t index_bytes[NCLASS];
 
 static void classes_init(void)
 {
@@ -117,7 +119,7 @@ static bool all_reserve(bclass *c)
     c->all = a;
     c->cap = cap;
     /* relaxed: a statistic */
-    atomic_store_explicit(&index_bytes[c - classes], cap * sizeof *a, memory_order_relaxed);
+    atomic_store_explicit(&c->index_bytes, cap * sizeof *a, memory_order_relaxed);
     return true;
 }
 
@@ -165,7 +167,7 @@ static void all_shrink(bclass *c)
         free(c->all);
         c->all = NULL;
         c->cap = 0;
-        atomic_store_explicit(&index_bytes[c - classes], 0, memory_order_relaxed);
+        atomic_store_explicit(&c->index_bytes, 0, memory_order_relaxed);
         return;
     }
     size_t cap = c->cap;
@@ -178,7 +180,7 @@ static void all_shrink(bclass *c)
         return;
     c->all = a;
     c->cap = cap;
-    atomic_store_explicit(&index_bytes[c - classes], cap * sizeof *a, memory_order_relaxed);
+    atomic_store_explicit(&c->index_bytes, cap * sizeof *a, memory_order_relaxed);
 }
 
 static void slab_free(bclass *c, slab *s)
@@ -297,6 +299,6 @@ size_t hyi_blocks_index_bytes(void)
 {
     size_t b = 0;
     for (size_t i = 0; i < NCLASS; i++)
-        b += atomic_load_explicit(&index_bytes[i], memory_order_relaxed);
+        b += atomic_load_explicit(&classes[i].index_bytes, memory_order_relaxed);
     return b;
 }
