@@ -250,8 +250,7 @@ static void vec_give_back(vec *v)
     if (v->n || !v->v)
         return;
     hyi_array_free(v->v, v->cap * sizeof *v->v, v->mapped);
-    v->v = NULL;
-    v->cap = 0;
+    *v = (vec){0};
 }
 
 /* The limbo's storage back if empty, and its size published. */

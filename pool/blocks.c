@@ -15,6 +15,9 @@
  * goes when it stops being full. Blocks freed recently are reused first, so
  * a steady population stays in few slabs.
  *
+ * A class's index of slabs halves when a quarter full, and goes with its
+ * last slab: a million actors' worth of entries does not outlive them.
+ *
  * Sanitizers: under ASan a free or uncarved block is poisoned (its first
  * word, the free-list link, excepted), so a use after free is reported as
  * with malloc. */
@@ -279,6 +282,8 @@ void *hyi_array_zalloc(size_t size, bool *mapped)
 
 void hyi_array_free(void *p, size_t size, bool mapped)
 {
+    if (!p)
+        return;
     if (mapped)
         munmap(p, size);
     else

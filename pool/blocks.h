@@ -12,7 +12,11 @@
  * Sizes are multiples of HYI_BLOCK_ALIGN up to HYI_BLOCKS_MAX, one class per
  * size; a larger size is an ordinary aligned allocation. free takes the size
  * alloc was given. Thread-safe: one mutex per class, held for a few pointer
- * moves (and, once per 255 blocks of 256 bytes, a slab allocation or free). */
+ * moves (and, once per 255 blocks of 256 bytes, a slab allocation or free).
+ *
+ * For the same bulk frees, two more ways to leave nothing behind: arrays
+ * mapped on their own from a page up (tables that grow and shrink in
+ * bursts), and a flush of the calling thread's allocator cache. */
 #ifndef HY_BLOCKS_H
 #define HY_BLOCKS_H
 
