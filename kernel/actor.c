@@ -7,8 +7,8 @@
  * HYI_ACTOR_SEGMENTS segments, each a chained hash table under its own mutex:
  * a lookup locks one segment for a few dozen instructions, so senders to
  * different keys rarely meet, and a segment grows by itself (doubling) without
- * stopping the others, and shrinks as passivation empties it. The high bits of the hash pick the segment, the low
- * bits the bucket.
+ * stopping the others, and shrinks as passivation empties it. The high bits
+ * of the hash pick the segment, the low bits the bucket.
  *
  * Passivation (passivate.c) removes actors through the same locks: it marks an
  * actor (`passivating`) under its segment lock, and takes it out only if the
