@@ -163,7 +163,7 @@ static void test_a_class_index_shrinks_as_its_slabs_go(void **state)
     free(b);
 }
 
-static void test_arrays_are_zeroed_and_mapped_from_a_page(void **state)
+static void test_arrays_are_zeroed_and_large_ones_mapped(void **state)
 {
     (void)state;
     size_t sizes[] = {128, HYI_ARRAY_MAPPED_MIN - 64, HYI_ARRAY_MAPPED_MIN,
@@ -347,7 +347,7 @@ int main(void)
         cmocka_unit_test(test_large_and_null_blocks),
         cmocka_unit_test(test_blocks_from_many_threads_all_go_back),
         cmocka_unit_test(test_a_class_index_shrinks_as_its_slabs_go),
-        cmocka_unit_test(test_arrays_are_zeroed_and_mapped_from_a_page),
+        cmocka_unit_test(test_arrays_are_zeroed_and_large_ones_mapped),
         cmocka_unit_test(test_thread_cache_flush_empties_this_threads_cache),
         cmocka_unit_test(test_trim_gives_back_a_released_burst),
         cmocka_unit_test(test_trim_keeps_slabs_with_live_objects),
