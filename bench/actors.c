@@ -21,7 +21,12 @@
  *                 (heap_allocated_*: live allocations) and for itself
  *                 (allocator_metadata_*), at the baseline and after the
  *                 purge, say which side holds what RSS did not give back;
- *                 actor_slabs_after is what the actors' slabs still hold
+ *                 actor_slabs_after is what the actors' slabs still hold.
+ *                 RSS is read once the passivation thread says it is done
+ *                 (settled: a sweep ended after the last passivation and
+ *                 its limbo is empty; settle_ms: how long that took after
+ *                 the last actor left the table; limbo_after: actors still
+ *                 in it)
  *   reactivate    100,000 persistent actors (nosync journal) that were
  *                 passivated (one snapshot each) in an earlier kernel,
  *                 activated again by one message each in a new kernel, so each
@@ -82,6 +87,22 @@ static bool wait_active_at_most(hy_kernel *k, uint64_t n, long timeout_ms)
     return false;
 }
 
+/* Wait until passivation's memory is back: a whole sweep ended after no
+ * actor was active (its frees, pool trim and cache flush done; the kick
+ * starts one now rather than a period later) and no passivated actor waits
+ * in the limbo for the workers' quiescence. */
+static bool wait_passivation_settled(hy_kernel *k, long timeout_ms)
+{
+    uint64_t sweeps = hyi_janitor_sweeps(k);
+    hyi_janitor_kick(k);
+    for (long t = 0; t < timeout_ms; t++) {
+        if (hyi_janitor_sweeps(k) > sweeps && hyi_janitor_limbo_count(k) == 0)
+            return true;
+        sleep_ms(1);
+    }
+    return false;
+}
+
 /* Send one message to each of keys [0, n) of prefix, draining every CHUNK. */
 static int send_keys(hy_kernel *k, const char *prefix, uint64_t n, const char *label,
                      uint64_t *lat_ns)
@@ -129,8 +150,8 @@ static uint64_t heap_stat(const char *name)
     return mallctl(name, &v, &len, NULL, 0) == 0 ? v : 0;
 }
 
-/* Bytes of the table's bucket arrays. Only while nothing else uses the table. */
-static uint64_t bucket_bytes(hy_kernel *k)
+/* Bytes of the table's slot arrays. Only while nothing else uses the table. */
+static uint64_t slot_bytes(hy_kernel *k)
 {
     uint64_t b = 0;
     for (int i = 0; i < HYI_ACTOR_SEGMENTS; i++) {
@@ -161,12 +182,12 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
     /* Warm the pool and the route, then take the baseline. */
     if (send_keys(k, "dev://d/w", 1000, "warm-up", NULL) != 0)
         return -1;
-    if (!wait_active_at_most(k, 0, 4 * IDLE_MS))
+    if (!wait_active_at_most(k, 0, 4 * IDLE_MS) || !wait_passivation_settled(k, 10000))
         return -1;
     purge();
     uint64_t rss0 = bench_rss_bytes(), pool0 = stats_of(k).pool_bytes_reserved;
     uint64_t heap0 = heap_stat("stats.allocated"), meta0 = heap_stat("stats.metadata");
-    uint64_t buckets0 = bucket_bytes(k);
+    uint64_t slots0 = slot_bytes(k);
 
     uint64_t t0 = bench_now_ns();
     if (send_keys(k, "dev://d/", n, "activate", NULL) != 0)
@@ -184,7 +205,7 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
     /* actors come from 64 KiB slabs of exactly that size (pool/blocks.h),
      * whose first 64 bytes are the slab's header */
     size_t usable = raw + (raw * 64 + 65535) / 65536;
-    double buckets_per = active ? (double)(bucket_bytes(k) - buckets0) / (double)active : 0;
+    double slots_per = active ? (double)(slot_bytes(k) - slots0) / (double)active : 0;
     if (report_activate) {
         char extra[512];
         snprintf(extra, sizeof extra,
@@ -194,7 +215,7 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
                  "\"rss_baseline\":%llu,\"rss_bytes\":%llu,\"workers\":%u",
                  (unsigned long long)n, (unsigned long long)active,
                  (unsigned long long)s.activation_p50_ns, (unsigned long long)s.activation_p99_ns,
-                 rss_per, (double)usable + buckets_per, sizeof(hyi_actor), usable,
+                 rss_per, (double)usable + slots_per, sizeof(hyi_actor), usable,
                  (unsigned long long)rss0, (unsigned long long)rss1, s.workers);
         bench_report(o, "actors", "activate", BENCH_OPS, (double)n / secs, secs, extra);
     }
@@ -212,7 +233,10 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
             sleep_ms(1);
     }
     double psecs = first ? (double)(bench_now_ns() - first) / 1e9 : 0;
-    sleep_ms(50); /* the last batch's free waits for the workers' quiescence */
+    uint64_t settle0 = bench_now_ns();
+    bool settled = all && wait_passivation_settled(k, 10000);
+    double settle_ms = (double)(bench_now_ns() - settle0) / 1e6;
+    size_t limbo = hyi_janitor_limbo_count(k);
     uint64_t rss2 = bench_rss_bytes();
     purge();
     uint64_t rss3 = bench_rss_bytes();
@@ -228,7 +252,8 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
                  "\"rss_after_purge_less_pool_vs_baseline\":%.3f,"
                  "\"heap_allocated_baseline\":%llu,\"heap_allocated_after_purge\":%llu,"
                  "\"allocator_metadata_baseline\":%llu,\"allocator_metadata_after_purge\":%llu,"
-                 "\"actor_slabs_after\":%zu,\"pool_bytes_after\":%llu",
+                 "\"actor_slabs_after\":%zu,\"pool_bytes_after\":%llu,"
+                 "\"settled\":%s,\"settle_ms\":%.1f,\"limbo_after\":%zu",
                  (unsigned long long)n, (unsigned long long)s.passivations, all ? "true" : "false",
                  IDLE_MS, (unsigned long long)rss0, (unsigned long long)rss1,
                  (unsigned long long)rss2, (unsigned long long)rss3,
@@ -236,12 +261,12 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
                  (unsigned long long)pool_delta, ((double)rss3 - (double)pool_delta) / (double)rss0,
                  (unsigned long long)heap0, (unsigned long long)heap3, (unsigned long long)meta0,
                  (unsigned long long)meta3, hyi_blocks_reserved(),
-                 (unsigned long long)s.pool_bytes_reserved);
+                 (unsigned long long)s.pool_bytes_reserved, settled ? "true" : "false", settle_ms, limbo);
         bench_report(o, "actors", "passivate", BENCH_OPS, psecs > 0 ? (double)n / psecs : 0,
                      psecs, extra);
     }
     hy_kernel_close(k);
-    return all ? 0 : -1;
+    return all && settled ? 0 : -1;
 }
 
 static int sc_activate(const bench_opts *o)

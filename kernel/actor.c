@@ -8,7 +8,8 @@
  * probing, the key hash stored in the slot) under its own mutex: a lookup
  * locks one segment for a few dozen instructions, so senders to different
  * keys rarely meet, and a segment grows by itself (doubling) without stopping
- * the others. The high bits of the hash pick the segment, the low bits the
+ * the others, and shrinks as passivation or an unregistered subsystem
+ * empties it. The high bits of the hash pick the segment, the low bits the
  * slot. A probe reads an actor only when its stored hash is equal, and a
  * resize reads none, so a miss among a million actors costs one cache line
  * of the table, not a walk through actors scattered over memory.
@@ -114,7 +115,7 @@ int hyi_actor_table_init(hy_kernel *k)
 {
     for (size_t i = 0; i < HYI_ACTOR_SEGMENTS; i++) {
         hyi_actor_segment *s = &k->segments[i];
-        s->slots = calloc(INITIAL_SLOTS, sizeof *s->slots);
+        s->slots = hyi_array_zalloc(INITIAL_SLOTS * sizeof *s->slots, &s->slots_mapped);
         if (!s->slots)
             return HY_ENOMEM; /* hyi_actor_table_free copes with the rest NULL */
         s->cap = INITIAL_SLOTS;
@@ -153,20 +154,25 @@ static void slot_put(hyi_actor_slot *slots, size_t cap, uint64_t hash, hyi_actor
 }
 
 /* Rehash a segment into n slots (a power of two): doubled before an insert
- * would pass 3/4 used, halved (down to the initial size) when passivation
- * left it under 1/4. If the allocation fails the table keeps its size: a
- * shrink just waits, and an insert that needs the room fails (HY_ENOMEM). */
+ * would pass 3/4 used, shrunk (segment_shrink) when removals left it under
+ * 1/4. Large slot arrays are mappings of their own (hyi_array_zalloc): one
+ * freed by the passivation thread's shrinking went into that thread's
+ * allocator cache and stayed there. If the allocation fails the table keeps
+ * its size: a shrink just waits, and an insert that needs the room fails
+ * (HY_ENOMEM). */
 static void segment_resize(hyi_actor_segment *s, size_t n)
 {
-    hyi_actor_slot *slots = calloc(n, sizeof *slots);
+    bool mapped;
+    hyi_actor_slot *slots = hyi_array_zalloc(n * sizeof *slots, &mapped);
     if (!slots)
         return;
     for (size_t i = 0; i < s->cap; i++)
         if (s->slots[i].actor)
             slot_put(slots, n, s->slots[i].hash, s->slots[i].actor);
-    free(s->slots);
+    hyi_array_free(s->slots, s->cap * sizeof *s->slots, s->slots_mapped);
     s->slots = slots;
     s->cap = n;
+    s->slots_mapped = mapped;
 }
 
 /* Empty slot i, moving back the entries of its probe run that may sit
@@ -188,10 +194,23 @@ static void segment_remove_at(hyi_actor_segment *s, size_t i)
     s->removals++;
 }
 
-static void segment_shrink_if_sparse(hyi_actor_segment *s)
+/* Fewer actors than a quarter of n slots (and more than the initial
+ * slots): worth shrinking. */
+static inline bool segment_sparse(const hyi_actor_segment *s, size_t n)
 {
-    if (s->cap > INITIAL_SLOTS && s->count < s->cap / 4)
-        segment_resize(s, s->cap / 2);
+    return n > INITIAL_SLOTS && s->count < n / 4;
+}
+
+/* After removals: when sparse, shrink in one rehash to the size that has the
+ * slots at most half used (not below the initial size), so an emptied
+ * segment is back at its initial size without a rehash per halving. */
+static void segment_shrink(hyi_actor_segment *s)
+{
+    size_t n = s->cap;
+    while (segment_sparse(s, n))
+        n /= 2;
+    if (n != s->cap)
+        segment_resize(s, n);
 }
 
 /* Under s->lock: a sender found `a`. A mark means the passivation thread means
@@ -281,7 +300,8 @@ bool hyi_actor_remove_marked(hy_kernel *k, hyi_actor *a)
             i = (i + 1) & mask;
         if (s->slots[i].actor) {
             segment_remove_at(s, i);
-            segment_shrink_if_sparse(s);
+            if (HY_UNLIKELY(segment_sparse(s, s->cap)))
+                segment_shrink(s);
             /* relaxed: a statistic */
             atomic_fetch_sub_explicit(&a->sub->keyed_actors, 1, memory_order_relaxed);
             removed = true;
@@ -313,7 +333,7 @@ void hyi_actor_take_all(hy_kernel *k, hyi_subsys *sub, hyi_actor **list)
             /* relaxed: a statistic */
             atomic_fetch_sub_explicit(&sub->keyed_actors, 1, memory_order_relaxed);
         }
-        segment_shrink_if_sparse(s);
+        segment_shrink(s); /* a large subsystem gone leaves the segment sparse */
         pthread_mutex_unlock(&s->lock);
     }
 }
@@ -328,7 +348,7 @@ void hyi_actor_table_free(hy_kernel *k)
         for (size_t i = 0; i < s->cap; i++)
             if (s->slots[i].actor)
                 hyi_actor_free(k, s->slots[i].actor);
-        free(s->slots);
+        hyi_array_free(s->slots, s->cap * sizeof *s->slots, s->slots_mapped);
         s->slots = NULL;
         pthread_mutex_destroy(&s->lock);
     }

@@ -315,6 +315,7 @@ typedef struct hyi_actor_segment {
     hyi_actor_slot *slots;      /* open addressing, linear probing */
     size_t cap;                 /* a power of two; at most 3/4 used */
     size_t count;
+    bool slots_mapped;          /* see hyi_array_zalloc */
     /* Actors passivated out of this segment: a sender that made an actor
      * while this changed makes it again (its state may predate a save). */
     uint64_t removals;
@@ -335,7 +336,7 @@ int hyi_actor_get(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
 void hyi_actor_unmark(hy_kernel *k, hyi_actor *actor);
 bool hyi_actor_remove_marked(hy_kernel *k, hyi_actor *actor);
 /* For reclaim.c: take every keyed actor of sub out of the table, pushing each
- * onto *list through table_next. */
+ * onto *list through table_next, and shrink the segments it leaves sparse. */
 void hyi_actor_take_all(hy_kernel *k, hyi_subsys *sub, hyi_actor **list);
 
 /* Free the actor's state (if any) and make it anew with state_init (keyed:
@@ -943,5 +944,11 @@ void hyi_janitor_stats(hy_kernel *k, hy_stats *out);
 void hyi_janitor_kick(hy_kernel *k);
 /* On the thread: does its limbo still hold an actor of sub? */
 bool hyi_janitor_limbo_holds(hy_kernel *k, const hyi_subsys *sub);
+/* From any thread, for benchmarks and tests: sweeps ended so far (each ends
+ * after its passivations' frees, pool trim and cache flush), and passivated
+ * actors not freed yet (waiting for the workers' quiescence), as of the last
+ * sweep's end or limbo retry. */
+uint64_t hyi_janitor_sweeps(hy_kernel *k);
+size_t hyi_janitor_limbo_count(hy_kernel *k);
 
 #endif

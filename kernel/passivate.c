@@ -54,6 +54,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "blocks.h"
 #include "futex.h"
 #include "kernel.h"
 
@@ -74,9 +75,15 @@ typedef struct jsub {
     size_t nages, cap_ages;
 } jsub;
 
+/* The batch and the limbo. Given back whenever a sweep leaves them empty:
+ * a mass passivation grows them to thousands of entries, which idle rounds
+ * do not need. Their storage comes from hyi_array_zalloc, so a large one
+ * freed goes back to the system rather than into this thread's allocator
+ * cache (where nothing this thread allocates later would reuse it). */
 typedef struct vec {
     hyi_actor **v;
     size_t n, cap;
+    bool mapped;
 } vec;
 
 struct hyi_janitor {
@@ -100,6 +107,10 @@ struct hyi_janitor {
 
     /* relaxed counters: statistics only */
     _Atomic uint64_t activations, passivations, failed, aborted;
+    /* sweeps ended (release) and the limbo's size then (relaxed): for a
+     * caller that waits for passivation's memory to be back */
+    _Atomic uint64_t sweeps;
+    _Atomic size_t limbo_count;
     _Atomic uint64_t lat_next;
     _Atomic uint32_t lat[LAT_RING]; /* activation time, ticks (saturated) */
 };
@@ -161,6 +172,18 @@ void hyi_janitor_kick(hy_kernel *k)
     }
 }
 
+uint64_t hyi_janitor_sweeps(hy_kernel *k)
+{
+    /* acquire: pairs with sweep's release increment, after its frees */
+    return atomic_load_explicit(&k->janitor->sweeps, memory_order_acquire);
+}
+
+size_t hyi_janitor_limbo_count(hy_kernel *k)
+{
+    /* relaxed: a statistic; read after hyi_janitor_sweeps for a sweep's */
+    return atomic_load_explicit(&k->janitor->limbo_count, memory_order_relaxed);
+}
+
 bool hyi_janitor_limbo_holds(hy_kernel *k, const hyi_subsys *sub)
 {
     hyi_janitor *j = k->janitor;
@@ -206,14 +229,36 @@ static bool vec_push(vec *v, hyi_actor *a)
 {
     if (v->n == v->cap) {
         size_t cap = v->cap ? v->cap * 2 : 256;
-        hyi_actor **p = realloc(v->v, cap * sizeof *p);
+        bool mapped;
+        hyi_actor **p = hyi_array_zalloc(cap * sizeof *p, &mapped);
         if (!p)
             return false;
+        if (v->n)
+            memcpy(p, v->v, v->n * sizeof *p);
+        hyi_array_free(v->v, v->cap * sizeof *p, v->mapped);
         v->v = p;
         v->cap = cap;
+        v->mapped = mapped;
     }
     v->v[v->n++] = a;
     return true;
+}
+
+/* Its storage back, if it holds nothing. */
+static void vec_give_back(vec *v)
+{
+    if (v->n || !v->v)
+        return;
+    hyi_array_free(v->v, v->cap * sizeof *v->v, v->mapped);
+    *v = (vec){0};
+}
+
+/* The limbo's storage back if empty, and its size published. */
+static void limbo_tidy(hyi_janitor *j)
+{
+    vec_give_back(&j->limbo);
+    /* relaxed: see limbo_count */
+    atomic_store_explicit(&j->limbo_count, j->limbo.n, memory_order_relaxed);
 }
 
 static void count(_Atomic uint64_t *c)
@@ -243,11 +288,6 @@ static void flush_limbo(hy_kernel *k, bool wait)
     for (size_t i = 0; i < j->limbo.n; i++)
         hyi_actor_free(k, j->limbo.v[i]);
     j->limbo.n = 0;
-    if (j->limbo.cap > 4 * BATCH) { /* after a mass passivation: give it back */
-        free(j->limbo.v);
-        j->limbo.v = NULL;
-        j->limbo.cap = 0;
-    }
 }
 
 /* After a batch: the limbo's snapshot is taken anew (it covers every claim so
@@ -570,13 +610,14 @@ static void sweep(hy_kernel *k)
     }
     passivate_batch(k);
     settle_limbo(k);
-    if (j->batch.cap > 2 * BATCH) { /* a mass passivation's batch: give it back */
-        free(j->batch.v);
-        j->batch.v = NULL;
-        j->batch.cap = 0;
-    }
-    if (atomic_load_explicit(&j->passivations, memory_order_relaxed) != passivations_before)
+    vec_give_back(&j->batch);
+    if (atomic_load_explicit(&j->passivations, memory_order_relaxed) != passivations_before) {
         trim_pool(k);
+        /* What the sweep freed (shrunk slot arrays, the batch's and the pool's
+         * arrays) would otherwise wait in this thread's allocator cache
+         * until the next passivation. */
+        hyi_thread_cache_flush();
+    }
 }
 
 /* Some subsystem still over its cap (busy actors were skipped): sweep again
@@ -609,6 +650,7 @@ static void wait_next_round(hy_kernel *k, uint32_t seq, uint32_t ms)
         hyi_futex_wait(&j->seq, seq, &ts);
         ms -= MIN_PERIOD_MS;
         flush_limbo(k, false);
+        limbo_tidy(j);
     }
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
     hyi_futex_wait(&j->seq, seq, &ts);
@@ -628,6 +670,9 @@ static void *janitor_main(void *arg)
          * it holds from the last round is freed under it. */
         bool reclaiming = hyi_reclaim_run(k);
         sweep(k);
+        limbo_tidy(j);
+        /* release: what this sweep freed happens before a reader's acquire */
+        atomic_fetch_add_explicit(&j->sweeps, 1, memory_order_release);
         uint32_t ms = still_over(k) ? 1 : j->period_ms;
         if (reclaiming && ms > MIN_PERIOD_MS)
             ms = MIN_PERIOD_MS;
@@ -689,8 +734,8 @@ void hyi_janitor_free(hy_kernel *k)
     for (size_t i = 0; i < j->cap_subs; i++)
         free(j->subs[i].ages);
     free(j->subs);
-    free(j->batch.v);
-    free(j->limbo.v);
+    hyi_array_free(j->batch.v, j->batch.cap * sizeof *j->batch.v, j->batch.mapped);
+    hyi_array_free(j->limbo.v, j->limbo.cap * sizeof *j->limbo.v, j->limbo.mapped);
     free(j->limbo_qs);
     free(j);
     k->janitor = NULL;

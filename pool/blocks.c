@@ -15,6 +15,9 @@
  * goes when it stops being full. Blocks freed recently are reused first, so
  * a steady population stays in few slabs.
  *
+ * A class's index of slabs halves when a quarter full, and goes with its
+ * last slab: a million actors' worth of entries does not outlive them.
+ *
  * Sanitizers: under ASan a free or uncarved block is poisoned (its first
  * word, the free-list link, excepted), so a use after free is reported as
  * with malloc. */
@@ -27,12 +30,13 @@
 #include <sys/mman.h>
 
 #include "blocks.h"
-
+#include "hy_common.h"
 #include "poison.h"
 
 #define SLAB_BYTES ((size_t)64 * 1024)
 #define PAGE_BYTES ((size_t)4096)
 #define NCLASS (HYI_BLOCKS_MAX / HYI_BLOCK_ALIGN)
+#define ALL_MIN 64 /* slabs the index of a class starts with */
 
 typedef struct bclass bclass;
 
@@ -49,11 +53,15 @@ typedef struct slab {
 } slab;
 
 
+/* A cache line each: classes' locks do not share one, and a class is found
+ * by a shift. */
 struct bclass {
-    pthread_mutex_t lock;
+    HY_CACHE_ALIGNED pthread_mutex_t lock;
     slab *open; /* slabs with a free block, most recently opened first */
     slab **all; /* every slab, by address */
     size_t n, cap;
+    /* relaxed: a statistic, cap in bytes (written under lock, read without) */
+    _Atomic size_t index_bytes;
 };
 
 static bclass classes[NCLASS];
@@ -107,12 +115,14 @@ static bool all_reserve(bclass *c)
 {
     if (c->n < c->cap)
         return true;
-    size_t cap = c->cap ? c->cap * 2 : 64;
+    size_t cap = c->cap ? c->cap * 2 : ALL_MIN;
     slab **a = realloc(c->all, cap * sizeof *a);
     if (!a)
         return false;
     c->all = a;
     c->cap = cap;
+    /* relaxed: a statistic */
+    atomic_store_explicit(&c->index_bytes, cap * sizeof *a, memory_order_relaxed);
     return true;
 }
 
@@ -151,16 +161,37 @@ static slab *slab_new(bclass *c, size_t size)
     return s;
 }
 
+/* After a removal from c->all: give back what a burst grew it by. Halved
+ * when a quarter full (so a steady count never reallocates back and forth),
+ * freed with the class's last slab. A failed shrink keeps the larger array. */
+static void all_shrink(bclass *c)
+{
+    if (c->n == 0) {
+        free(c->all);
+        c->all = NULL;
+        c->cap = 0;
+        atomic_store_explicit(&c->index_bytes, 0, memory_order_relaxed);
+        return;
+    }
+    size_t cap = c->cap;
+    while (cap > ALL_MIN && c->n < cap / 4)
+        cap /= 2;
+    if (cap == c->cap)
+        return;
+    slab **a = realloc(c->all, cap * sizeof *a);
+    if (!a)
+        return;
+    c->all = a;
+    c->cap = cap;
+    atomic_store_explicit(&c->index_bytes, cap * sizeof *a, memory_order_relaxed);
+}
+
 static void slab_free(bclass *c, slab *s)
 {
     size_t at = slab_rank(c, s) - 1; /* s itself */
     memmove(&c->all[at], &c->all[at + 1], (c->n - at - 1) * sizeof *c->all);
     c->n--;
-    if (c->n == 0) { /* nothing left of this class: not even the index */
-        free(c->all);
-        c->all = NULL;
-        c->cap = 0;
-    }
+    all_shrink(c);
     UNPOISON(s->blocks, (char *)s + SLAB_BYTES - s->blocks);
     atomic_fetch_sub_explicit(&reserved, SLAB_BYTES, memory_order_relaxed);
     if (s->mapped)
@@ -231,4 +262,48 @@ void hyi_block_free(void *p, size_t size)
 size_t hyi_blocks_reserved(void)
 {
     return atomic_load_explicit(&reserved, memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------- arrays */
+
+void *hyi_array_zalloc(size_t size, bool *mapped)
+{
+    *mapped = false;
+    if (size >= HYI_ARRAY_MAPPED_MIN) {
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            *mapped = true;
+            return p; /* zero-filled */
+        }
+        /* out of mappings (vm.max_map_count): the allocator serves it */
+    }
+    return calloc(1, size);
+}
+
+void hyi_array_free(void *p, size_t size, bool mapped)
+{
+    if (!p)
+        return;
+    if (mapped)
+        munmap(p, size);
+    else
+        free(p);
+}
+
+/* jemalloc's control call, when it is the allocator (not under SAN). */
+int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen)
+    __attribute__((weak));
+
+void hyi_thread_cache_flush(void)
+{
+    if (mallctl)
+        mallctl("thread.tcache.flush", NULL, NULL, NULL, 0);
+}
+
+size_t hyi_blocks_index_bytes(void)
+{
+    size_t b = 0;
+    for (size_t i = 0; i < NCLASS; i++)
+        b += atomic_load_explicit(&classes[i].index_bytes, memory_order_relaxed);
+    return b;
 }

@@ -1,5 +1,6 @@
-/* Memory that goes back once unused: the actors' blocks (pool/blocks.h) and
- * the message pool's trim and cache flush (hyi_pool_trim,
+/* Memory that goes back once unused: the actors' blocks and their slab
+ * index, mapped arrays and the thread cache flush (pool/blocks.h), and the
+ * message pool's trim and cache flush (hyi_pool_trim,
  * hyi_pool_flush_cache in pool/pool.h). Each test checks
  * exact figures: what is held while blocks or objects are out, and that it
  * all goes back once they are freed. */
@@ -126,6 +127,91 @@ static void test_blocks_from_many_threads_all_go_back(void **state)
         assert_null(bad);
     }
     assert_int_equal(hyi_blocks_reserved(), before);
+}
+
+static void test_a_class_index_shrinks_as_its_slabs_go(void **state)
+{
+    (void)state;
+    size_t before = hyi_blocks_reserved(), index0 = hyi_blocks_index_bytes();
+    enum { SIZE = 960, SLABS = 150 };
+    size_t per_slab = (SLAB - 64) / SIZE, n = SLABS * per_slab;
+    void **b = malloc(n * sizeof *b);
+    assert_non_null(b);
+    for (size_t i = 0; i < n; i++) {
+        assert_non_null(b[i] = hyi_block_alloc(SIZE));
+        memset(b[i], (int)(i & 0xff), SIZE);
+    }
+    assert_int_equal(hyi_blocks_reserved() - before, SLABS * SLAB);
+    /* an index of at least SLABS slab pointers */
+    assert_true(hyi_blocks_index_bytes() - index0 >= SLABS * sizeof(void *));
+    /* Newest first, all but the first block: the index shrinks while the
+     * frees still look their slabs up in it, and each finds its own (a
+     * wrong one would not go back, and reserved would not fall). */
+    for (size_t i = n - 1; i > 0; i--)
+        hyi_block_free(b[i], SIZE);
+    assert_int_equal(hyi_blocks_reserved() - before, SLAB);
+    /* one slab left: the index is back at its first size, 64 slabs */
+    assert_int_equal(hyi_blocks_index_bytes() - index0, 64 * sizeof(void *));
+    assert_int_equal(((unsigned char *)b[0])[SIZE - 1], 0);
+    /* it grows again and serves as before */
+    for (size_t i = 1; i < n; i++)
+        assert_non_null(b[i] = hyi_block_alloc(SIZE));
+    for (size_t i = 0; i < n; i++)
+        hyi_block_free(b[i], SIZE);
+    assert_int_equal(hyi_blocks_reserved(), before);
+    assert_int_equal(hyi_blocks_index_bytes(), index0);
+    free(b);
+}
+
+static void test_arrays_are_zeroed_and_large_ones_mapped(void **state)
+{
+    (void)state;
+    size_t sizes[] = {128, HYI_ARRAY_MAPPED_MIN - 64, HYI_ARRAY_MAPPED_MIN,
+                      8 * HYI_ARRAY_MAPPED_MIN};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        bool mapped = !(sizes[i] >= HYI_ARRAY_MAPPED_MIN);
+        unsigned char *a = hyi_array_zalloc(sizes[i], &mapped);
+        assert_non_null(a);
+        assert_int_equal(mapped, sizes[i] >= HYI_ARRAY_MAPPED_MIN);
+        for (size_t j = 0; j < sizes[i]; j++)
+            if (a[j] != 0)
+                fail_msg("array of %zu: byte %zu not zero", sizes[i], j);
+        memset(a, 0xa5, sizes[i]);
+        hyi_array_free(a, sizes[i], mapped);
+    }
+    hyi_array_free(NULL, 0, false); /* ignored */
+}
+
+/* jemalloc's control call, when it is the allocator (not under SAN). */
+int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen)
+    __attribute__((weak));
+
+/* Bytes all threads' allocator caches hold (jemalloc's stats, refreshed). */
+static size_t tcache_bytes(void)
+{
+    uint64_t epoch = 1;
+    size_t len = sizeof epoch;
+    assert_int_equal(mallctl("epoch", &epoch, &len, &epoch, len), 0);
+    size_t v = 0;
+    len = sizeof v;
+    assert_int_equal(mallctl("stats.arenas.4096.tcache_bytes", &v, &len, NULL, 0), 0);
+    return v;
+}
+
+static void test_thread_cache_flush_empties_this_threads_cache(void **state)
+{
+    (void)state;
+    if (!mallctl)
+        skip(); /* another malloc: nothing to flush */
+    enum { N = 64 };
+    void *p[N];
+    for (size_t i = 0; i < N; i++)
+        assert_non_null(p[i] = malloc(100 + i));
+    for (size_t i = 0; i < N; i++)
+        free(p[i]);
+    assert_true(tcache_bytes() > 0); /* what was freed waits in the cache */
+    hyi_thread_cache_flush();
+    assert_int_equal(tcache_bytes(), 0); /* the only thread alive here */
 }
 
 /* ---------------------------------------------------------------- pool trim */
@@ -260,6 +346,9 @@ int main(void)
         cmocka_unit_test(test_a_slab_goes_back_when_its_last_block_does),
         cmocka_unit_test(test_large_and_null_blocks),
         cmocka_unit_test(test_blocks_from_many_threads_all_go_back),
+        cmocka_unit_test(test_a_class_index_shrinks_as_its_slabs_go),
+        cmocka_unit_test(test_arrays_are_zeroed_and_large_ones_mapped),
+        cmocka_unit_test(test_thread_cache_flush_empties_this_threads_cache),
         cmocka_unit_test(test_trim_gives_back_a_released_burst),
         cmocka_unit_test(test_trim_keeps_slabs_with_live_objects),
         cmocka_unit_test(test_flushed_cache_lets_trim_give_slabs_back),
