@@ -86,6 +86,21 @@ static inline void gate_open(gate *g)
     atomic_store(&g->open, 1);
 }
 
+/* A key of decimal digits as a number below limit (at most max_digits of
+ * them), or -1: tests whose keyed actors are numbered. */
+static inline int key_number(const char *key, size_t len, size_t max_digits, int limit)
+{
+    int n = 0;
+    if (!key || len == 0 || len > max_digits)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (key[i] < '0' || key[i] > '9')
+            return -1;
+        n = n * 10 + (key[i] - '0');
+    }
+    return n < limit ? n : -1;
+}
+
 /* state_save and state_load for a state that is one block of `size` bytes:
  * saved and loaded as a copy; a load of any other length is refused. */
 static inline int state_save_copy(const void *state, size_t size, void **bytes, size_t *len)

@@ -79,15 +79,7 @@ static bool stored(int n, cstate *out)
 
 static int key_num(const char *key, size_t len)
 {
-    int n = 0;
-    if (!key || len == 0 || len > 4)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (key[i] < '0' || key[i] > '9')
-            return -1;
-        n = n * 10 + (key[i] - '0');
-    }
-    return n < MAX_KEYS ? n : -1;
+    return key_number(key, len, 4, MAX_KEYS);
 }
 
 static int c_init(void *udata, const char *key, size_t key_len, void **state)

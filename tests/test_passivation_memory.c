@@ -41,15 +41,7 @@ static _Atomic int bad_keys;
 
 static int key_num(const char *key, size_t len)
 {
-    int n = 0;
-    if (!key || len == 0 || len > 6)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (key[i] < '0' || key[i] > '9')
-            return -1;
-        n = n * 10 + (key[i] - '0');
-    }
-    return n < KEYS ? n : -1;
+    return key_number(key, len, 6, KEYS);
 }
 
 static int c_init(void *udata, const char *key, size_t key_len, void **state)
