@@ -101,12 +101,6 @@ static int c_init(void *udata, const char *key, size_t key_len, void **state)
     return 0;
 }
 
-static void c_free(void *udata, void *state)
-{
-    (void)udata;
-    free(state);
-}
-
 static int c_passivate(void *udata, const char *key, size_t key_len, void *state)
 {
     (void)udata;
@@ -188,7 +182,7 @@ static hy_kernel *open_ctr(uint32_t idle_ms, uint64_t cap)
     if (rc)
         fail_msg("open: %s: %s", hy_err_name(rc), hy_errdetail());
     hy_subsystem_def def = {.routes = routes, .nroutes = HY_ARRAY_LEN(routes),
-                            .state_init = c_init, .state_free = c_free,
+                            .state_init = c_init, .state_free = i64_state_free,
                             .passivate = c_passivate};
     rc = hy_subsystem_register(k, "ctr", &def);
     if (rc)
@@ -458,7 +452,7 @@ static hy_kernel *open_persistent(const char *env, uint32_t idle_ms)
     if (rc)
         fail_msg("open: %s: %s", hy_err_name(rc), hy_errdetail());
     hy_subsystem_def def = {.routes = routes, .nroutes = HY_ARRAY_LEN(routes),
-                            .state_init = p_init, .state_free = c_free, .persistent = 1,
+                            .state_init = p_init, .state_free = i64_state_free, .persistent = 1,
                             .state_save = c_save, .state_load = c_load};
     rc = hy_subsystem_register(k, "ctr", &def);
     if (rc)
@@ -622,7 +616,7 @@ static void test_pool_pressure_passivates_idle_actors(void **state)
     hy_kernel *k;
     assert_int_equal(hy_kernel_open(&k, &cfg), 0);
     hy_subsystem_def def = {.routes = routes, .nroutes = HY_ARRAY_LEN(routes),
-                            .state_init = c_init, .state_free = c_free,
+                            .state_init = c_init, .state_free = i64_state_free,
                             .passivate = c_passivate};
     assert_int_equal(hy_subsystem_register(k, "ctr", &def), 0);
     static const hy_route blk_routes[] = {{.pattern = "b", .handler = on_block}};
@@ -654,7 +648,7 @@ static void test_subsystem_without_a_way_to_keep_state_is_not_passivated(void **
     hy_kernel *k;
     assert_int_equal(hy_kernel_open(&k, &cfg), 0);
     hy_subsystem_def def = {.routes = routes, .nroutes = HY_ARRAY_LEN(routes),
-                            .state_init = c_init, .state_free = c_free};
+                            .state_init = c_init, .state_free = i64_state_free};
     assert_int_equal(hy_subsystem_register(k, "ctr", &def), 0);
     send_add(k, 1);
     assert_int_equal(hy_kernel_drain(k, 5000), 0);

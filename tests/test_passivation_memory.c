@@ -58,12 +58,6 @@ static int c_init(void *udata, const char *key, size_t key_len, void **state)
     return 0;
 }
 
-static void c_free(void *udata, void *state)
-{
-    (void)udata;
-    free(state);
-}
-
 static int c_passivate(void *udata, const char *key, size_t key_len, void *state)
 {
     (void)udata;
@@ -86,7 +80,7 @@ static const hy_route routes[] = {{.pattern = "add/{id}", .handler = on_add, .ke
 static hy_subsystem_def ctr_def(bool passivating)
 {
     return (hy_subsystem_def){.routes = routes, .nroutes = 1, .state_init = c_init,
-                              .state_free = c_free,
+                              .state_free = i64_state_free,
                               .passivate = passivating ? c_passivate : NULL};
 }
 
