@@ -484,7 +484,7 @@ static int heads_checkpoint(hyi_wtxn *w)
         rc = mdb_cursor_get(c, &lk, &lv, MDB_LAST);
         if (rc == MDB_NOTFOUND)
             empty = true, rc = 0;
-        else if (rc == 0 && hyi_log_key_decode(&lk, &top) != 0) /* 8 bytes, as log keys */
+        else if (rc == 0 && hyi_actor_key_decode(&lk, &top) != 0)
             rc = hyi_fail(HY_ECORRUPT, "journal %s: a key of the heads table is %zu bytes, "
                           "not 8", j->path, lk.mv_size);
     }
@@ -864,7 +864,7 @@ static void mark_history(hyi_journal *j)
         int rc;
         for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
              rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-            if (hyi_log_key_decode(&k, &actor) != 0) /* actor keys: 8 bytes, as log keys */
+            if (hyi_actor_key_decode(&k, &actor) != 0)
                 break;
             hyi_env_mark_seen(j, actor);
         }

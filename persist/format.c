@@ -169,6 +169,14 @@ void hyi_actor_key_encode(unsigned char key[8], uint64_t actor)
     put_be64(key, actor);
 }
 
+int hyi_actor_key_decode(const MDB_val *k, uint64_t *actor)
+{
+    if (k->mv_size != 8)
+        return HY_ECORRUPT;
+    *actor = get_be64(k->mv_data);
+    return 0;
+}
+
 void hyi_le64_put(unsigned char *p, uint64_t v)
 {
     put_le(p, v, 8);

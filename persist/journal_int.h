@@ -34,6 +34,9 @@ void hyi_log_key_encode(unsigned char key[HYI_LOG_KEY_LEN], uint64_t gseq);
 /* 0, or HY_ECORRUPT when the key is not 8 bytes. */
 int hyi_log_key_decode(const MDB_val *k, uint64_t *gseq);
 void hyi_actor_key_encode(unsigned char key[8], uint64_t actor);
+/* An actor key (heads, floors, snapshots) back to its actor; HY_ECORRUPT if
+ * it is not 8 bytes. */
+int hyi_actor_key_decode(const MDB_val *k, uint64_t *actor);
 void hyi_le64_put(unsigned char *p, uint64_t v);
 uint64_t hyi_le64_get(const unsigned char *p);
 
