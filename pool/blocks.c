@@ -270,7 +270,13 @@ void *hyi_array_zalloc(size_t size, bool *mapped)
 {
     *mapped = false;
     if (size >= HYI_ARRAY_MAPPED_MIN) {
-        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        /* Populated: pages first read (a probe) and then written would each
+         * map the shared zero page and then copy it, and replacing that
+         * mapping flushes the TLB of every core running a thread of this
+         * process (an interrupt each); a table's pages are all written soon
+         * anyway. */
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (p != MAP_FAILED) {
             *mapped = true;
             return p; /* zero-filled */
