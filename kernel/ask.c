@@ -98,6 +98,7 @@ static hyi_asker *asker_of(const hy_msg *msg)
 static uint32_t asker_wait(hyi_asker *a, int timeout_ms)
 {
     uint64_t deadline = hyi_deadline_ns(timeout_ms);
+    hyi_schedule_flush(); /* a worker answers: wake it if this thread put that off */
     for (;;) {
         /* acquire: pairs with asker_settle's release */
         uint32_t st = atomic_load_explicit(&a->state, memory_order_acquire);

@@ -133,6 +133,7 @@ int hy_kernel_drain(hy_kernel *k, int timeout_ms)
      * messages go where the pool can give their slabs back (hyi_pool_trim).
      * A few dozen pointers moved under a lock or two. */
     hyi_pool_flush_cache(k->pool);
+    hyi_schedule_flush(); /* workers drain: wake them if this thread put that off */
     long pause_ns = 1000;
     while (!quiescent(k)) {
         if (hyi_now_ns() >= deadline)

@@ -402,6 +402,12 @@ hyi_worker *hyi_current_worker(hy_kernel *k);
 /* Queue an actor whose scheduled flag the caller holds: on the calling
  * worker's deque, else on the inject queue. */
 void hyi_schedule(hy_kernel *k, hyi_actor *actor);
+/* On a thread that is not a worker, about to schedule many actors (the
+ * journal's writer delivering a commit): the inject pushes between these two
+ * calls wake parked workers once, at the flush, instead of one futex call per
+ * push. A wait for a worker in between (hyi_wait_for_room) flushes first. */
+void hyi_schedule_defer(hy_kernel *k);
+void hyi_schedule_flush(void);
 /* Re-queue an actor that used up its turn behind everything already waiting. */
 void hyi_schedule_yielded(hy_kernel *k, hyi_actor *actor);
 /* Actors wait for this worker: in its run-next slot, on its deque, or in

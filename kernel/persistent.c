@@ -707,6 +707,8 @@ static void committed(void *ctx, hyi_journal_done_item *items, size_t n, int sta
         return;
     }
     size_t runs = 0;
+    /* One wake for the commit's actors, not a futex call for each. */
+    hyi_schedule_defer(k);
     for (size_t i = 0; i < n; i++) {
         if (i + 2 * AHEAD < n)
             __builtin_prefetch(items[i + 2 * AHEAD].user, 1);
@@ -737,6 +739,7 @@ static void committed(void *ctx, hyi_journal_done_item *items, size_t n, int sta
         /* counted as sent at submit (hyi_persist_submit): push only */
         deliver_run(k, r->actor, r->first, r->last, r->n);
     }
+    hyi_schedule_flush();
 }
 
 /* Bytes rec_of needs in buf for msg: its principal's name, a NUL, its path. */

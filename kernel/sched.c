@@ -56,12 +56,48 @@ static void wake_if_sleeping(hy_kernel *k, uint32_t sleepers)
     hyi_futex_wake(&k->wake_seq, 1);
 }
 
+/* Inject pushes whose wake a non-worker thread put off (see
+ * hyi_schedule_defer): the kernel, and how many. */
+static _Thread_local struct {
+    hy_kernel *k;
+    uint32_t pushes;
+} tl_deferred __attribute__((tls_model("initial-exec")));
+
 /* After a seq_cst publication (the inject push's exchange): a seq_cst load of
  * sleepers pairs with park()'s seq_cst increment and its seq_cst look at the
- * inject queue, so either we see the sleeper or it sees the work. */
+ * inject queue, so either we see the sleeper or it sees the work. A deferred
+ * wake loads sleepers later, still after the push: the pairing holds. */
 static void wake_one_after_inject(hy_kernel *k)
 {
+    if (tl_deferred.k == k) {
+        tl_deferred.pushes++;
+        return;
+    }
     wake_if_sleeping(k, atomic_load_explicit(&k->sleepers, memory_order_seq_cst));
+}
+
+void hyi_schedule_defer(hy_kernel *k)
+{
+    tl_deferred.k = k;
+    tl_deferred.pushes = 0;
+}
+
+void hyi_schedule_flush(void)
+{
+    hy_kernel *k = tl_deferred.k;
+    uint32_t pushes = tl_deferred.pushes;
+    tl_deferred.k = NULL;
+    tl_deferred.pushes = 0;
+    if (pushes == 0)
+        return;
+    /* seq_cst: as in wake_one_after_inject */
+    uint32_t sleepers = atomic_load_explicit(&k->sleepers, memory_order_seq_cst);
+    if (sleepers == 0)
+        return;
+    /* release: as in wake_if_sleeping. One wake per push at most, as if each
+     * push had woken its own. */
+    atomic_fetch_add_explicit(&k->wake_seq, 1, memory_order_release);
+    hyi_futex_wake(&k->wake_seq, (int)(pushes < sleepers ? pushes : sleepers));
 }
 
 static void wake_all(hy_kernel *k)

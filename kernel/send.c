@@ -97,6 +97,7 @@ int hyi_wait_for_room(hyi_actor *a, const char *name, int64_t capacity, int time
 {
     uint64_t deadline = hyi_deadline_ns(timeout_ms);
     long pause_ns = 1000;
+    hyi_schedule_flush(); /* a worker makes the room: wake it if this thread put that off */
     for (;;) {
         /* relaxed: a hint; the fetch_add below decides */
         if (atomic_load_explicit(&a->depth, memory_order_relaxed) < capacity) {

@@ -296,6 +296,52 @@ static void test_send_durable_calls_back_once_per_message(void **state)
     hy_kernel_close(k);
 }
 
+/* A durable send's callback runs on the journal's writer thread, while it
+ * delivers a commit and holds back waking the workers until the commit is
+ * delivered. A callback that blocks on a full mailbox needs a worker awake
+ * to make room: the wait wakes them first, so each send gets through. */
+enum { SLOW_SENDS = 4 };
+static _Atomic int slow_got, slow_send_failed;
+
+static int on_slow(hy_ctx *ctx, const hy_msg *msg)
+{
+    (void)ctx, (void)msg;
+    atomic_fetch_add(&slow_got, 1);
+    return 0;
+}
+
+static void on_durable_send_to_slow(void *udata, int status)
+{
+    hy_kernel *k = udata;
+    if (status != 0)
+        atomic_fetch_add(&durable_bad_status, 1);
+    for (int i = 0; i < SLOW_SENDS; i++)
+        if (hy_send(k, "slow://x", NULL, 0) != 0)
+            atomic_fetch_add(&slow_send_failed, 1);
+}
+
+static void test_durable_callback_blocking_on_a_full_mailbox_gets_through(void **state)
+{
+    fixture *f = *state;
+    hy_kernel *k = open_kernel(f, 1000, false);
+    static const hy_route slow_routes[] = {{.pattern = "x", .handler = on_slow}};
+    hy_subsystem_def slow = {.routes = slow_routes, .nroutes = 1, .mailbox_capacity = 1,
+                             .overflow = HY_OVERFLOW_BLOCK, .block_timeout_ms = 2000};
+    assert_int_equal(hy_subsystem_register(k, "slow", &slow), 0);
+    atomic_store(&slow_got, 0);
+    atomic_store(&slow_send_failed, 0);
+    atomic_store(&durable_bad_status, 0);
+    usleep(200 * 1000); /* long enough for idle workers to park */
+    assert_int_equal(hy_send_durable(k, "counter://add", NULL, 0, on_durable_send_to_slow, k),
+                     0);
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    assert_int_equal(atomic_load(&slow_send_failed), 0);
+    assert_int_equal(atomic_load(&slow_got), SLOW_SENDS);
+    assert_int_equal(atomic_load(&durable_bad_status), 0);
+    assert_int_equal(get(k, "counter://get"), 1);
+    hy_kernel_close(k);
+}
+
 static void test_batch_to_persistent_subsystem_is_one_commit(void **state)
 {
     fixture *f = *state;
@@ -550,6 +596,7 @@ int main(void)
         T(test_replaying_handlers_see_the_flag_and_cannot_send),
         T(test_keyed_persistent_actors_are_isolated),
         T(test_send_durable_calls_back_once_per_message),
+        T(test_durable_callback_blocking_on_a_full_mailbox_gets_through),
         T(test_batch_to_persistent_subsystem_is_one_commit),
         T(test_unusable_journal_path_fails_open_naming_it),
         T(test_second_kernel_on_one_journal_is_refused),
