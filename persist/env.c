@@ -460,7 +460,7 @@ static int heads_checkpoint(hyi_wtxn *w)
     struct hyi_seqslot *all = malloc(2 * (cap ? cap : 1) * sizeof *all);
     if (all) {
         for (size_t i = 0; i < j->cache.cap; i++)
-            if (j->cache.slots[i].used && j->cache.slots[i].dirty)
+            if (j->cache.slots[i].used && hyi_seqslot_dirty(&j->cache, &j->cache.slots[i]))
                 all[n++] = j->cache.slots[i];
     }
     pthread_mutex_unlock(&j->cache_lock);
@@ -635,6 +635,10 @@ static void prefetch_heads(hyi_journal *j, hyi_rec_iter next, hyi_rec_restart re
 {
     hyi_journal_rec r;
     uint64_t *seq;
+    /* The seen bits decide which slots to fetch: fetch those words first. */
+    restart(it);
+    while (next(it, &r, &seq))
+        prefetch_seen(j, r.actor);
     restart(it);
     while (next(it, &r, &seq))
         if (!hyi_env_never_written(j, r.actor)) /* a new actor is not looked up */

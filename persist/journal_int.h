@@ -73,19 +73,30 @@ typedef struct hyi_head {
 /* Open-addressing map actor -> head (linear probing, backward-shift delete).
  * With max set it is a cache: at max entries an insert evicts a clean entry
  * chosen by a clock hand (entries read since the hand last passed are spared);
- * dirty entries (not yet in the heads DB) are never evicted. Not thread-safe. */
+ * dirty entries (not yet in the heads DB) are never evicted. Not thread-safe.
+ *
+ * An entry is dirty when its dirty_mark equals the map's epoch + 1, so making
+ * every entry clean is one increment: a walk over a million actors' table at
+ * each checkpoint cost as much as the checkpoint's own walk. */
 typedef struct hyi_seqmap {
     struct hyi_seqslot {
         uint64_t actor, seq, gseq;
-        uint8_t used, dirty, ref;
+        uint32_t dirty_mark;
+        uint8_t used, ref;
     } *slots;
     size_t cap;   /* power of two, or 0 */
     size_t len;
     size_t max;   /* 0: unbounded */
-    size_t dirty; /* entries with dirty set */
+    size_t dirty; /* dirty entries */
     size_t hand;
     size_t evictions; /* since it was made */
+    uint32_t epoch;   /* bumped by hyi_seqmap_mark_clean */
 } hyi_seqmap;
+
+static inline bool hyi_seqslot_dirty(const hyi_seqmap *m, const struct hyi_seqslot *s)
+{
+    return s->dirty_mark == m->epoch + 1;
+}
 
 void hyi_seqmap_free(hyi_seqmap *m);
 void hyi_seqmap_clear(hyi_seqmap *m);

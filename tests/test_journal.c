@@ -21,6 +21,7 @@
 #include <lmdb.h>
 
 #include "journal.h"
+#include "journal_int.h"
 
 /* ---------------------------------------------------------------- fixtures */
 
@@ -1764,6 +1765,61 @@ static void test_crc32c_known_vector(void **state)
                              hyi_crc32c_portable(5, buf + off, len));
 }
 
+/* The head cache's dirty marks: a checkpoint makes every head clean in one
+ * step, also when the marks' epoch wraps, and only clean heads are evicted. */
+static size_t dirty_slots(const hyi_seqmap *m)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->cap; i++)
+        n += m->slots[i].used && hyi_seqslot_dirty(m, &m->slots[i]);
+    return n;
+}
+
+static void check_mark_clean_round(hyi_seqmap *m, uint64_t base)
+{
+    for (uint64_t a = base; a < base + 6; a++)
+        assert_int_equal(hyi_seqmap_put(m, a, (hyi_head){a, a}, a % 2 == 0), 0);
+    assert_int_equal(m->dirty, 3);
+    assert_int_equal(dirty_slots(m), 3);
+    hyi_seqmap_mark_clean(m);
+    assert_int_equal(m->dirty, 0);
+    assert_int_equal(dirty_slots(m), 0);
+    assert_int_equal(hyi_seqmap_put(m, base + 1, (hyi_head){base + 10, 1}, true), 0);
+    assert_int_equal(m->dirty, 1);
+    assert_int_equal(dirty_slots(m), 1);
+    hyi_seqmap_mark_clean(m);
+    assert_int_equal(dirty_slots(m), 0);
+}
+
+static void test_head_cache_marks_clean_in_one_step_across_the_wrap(void **state)
+{
+    (void)state;
+    hyi_seqmap m = {0};
+    check_mark_clean_round(&m, 1000);
+    m.epoch = UINT32_MAX - 2; /* the next two checkpoints reach the wrap */
+    check_mark_clean_round(&m, 2000);
+    assert_int_equal(m.epoch, 0);
+    check_mark_clean_round(&m, 3000);
+    hyi_head h;
+    assert_true(hyi_seqmap_get(&m, 1001, &h));
+    assert_int_equal(h.seq, 1010);
+    hyi_seqmap_free(&m);
+
+    /* At max, an insert evicts a clean head and never a dirty one. */
+    hyi_seqmap c = {.max = 4};
+    for (uint64_t a = 1; a <= 4; a++)
+        assert_int_equal(hyi_seqmap_put(&c, a, (hyi_head){1, a}, a != 3), 0);
+    hyi_seqmap_mark_clean(&c);
+    assert_int_equal(hyi_seqmap_put(&c, 3, (hyi_head){2, 9}, true), 0);
+    for (uint64_t a = 5; a <= 7; a++)
+        assert_int_equal(hyi_seqmap_put(&c, a, (hyi_head){1, a}, false), 0);
+    assert_true(hyi_seqmap_get(&c, 3, &h)); /* the dirty one stayed */
+    assert_int_equal(h.gseq, 9);
+    assert_int_equal(c.len, 4);
+    assert_int_equal(c.evictions, 3);
+    hyi_seqmap_free(&c);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1819,6 +1875,7 @@ int main(void)
         T(test_evicted_heads_keep_sequences_exact),
         T(test_group_commit_with_evictions_is_gap_free),
         T(test_snapshots_keep_the_log_bounded),
+        cmocka_unit_test(test_head_cache_marks_clean_in_one_step_across_the_wrap),
     };
 #undef T
     return cmocka_run_group_tests_name("journal", tests, NULL, NULL);
