@@ -242,6 +242,18 @@ static size_t actor_ident(const hyi_actor *a, bool keyed, unsigned char *out, si
 /* Big enough for any identity: a name and a key no longer than a path. */
 #define IDENT_MAX (HYI_NAME_MAX + 1 + HYI_PATH_MAX)
 
+/* The actor's id in the journal: the hash of its identity (actor_ident),
+ * computed over the pieces, so asking the journal about a new actor needs
+ * no identity buffer. */
+static uint64_t journal_id_of(const hyi_actor *a, bool keyed)
+{
+    size_t nlen = strlen(a->sub->name), len = nlen + (keyed ? 1 + a->key_len : 0);
+    if (len > IDENT_MAX || len > 0xffff)
+        return HYI_FNV1A_SEED; /* as actor_ident's 0 length */
+    uint64_t h = hyi_fnv1a(HYI_FNV1A_SEED, a->sub->name, nlen);
+    return keyed ? hyi_fnv1a(hyi_fnv1a(h, "", 1), a->key, a->key_len) : h;
+}
+
 /* ---------------------------------------------------------------- recovery */
 
 typedef struct recovery {
@@ -388,6 +400,13 @@ static int snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq);
 static int recover(hy_kernel *k, hyi_actor *a, bool keyed)
 {
     hyi_persist *p = k->persist;
+    a->journal_id = journal_id_of(a, keyed);
+    /* Most activations among a million new keys: nothing to read. */
+    if (hyi_journal_surely_new(p->j, a->journal_id)) {
+        a->journal_seq = 0;
+        a->since_snapshot = 0;
+        return 0;
+    }
     recovery *r = malloc(sizeof *r); /* the identity buffer is large for a stack */
     if (!r)
         return HY_ENOMEM;
@@ -396,7 +415,6 @@ static int recover(hy_kernel *k, hyi_actor *a, bool keyed)
     r->keyed = keyed;
     r->replayed = 0;
     r->ilen = actor_ident(a, keyed, r->ident, sizeof r->ident);
-    a->journal_id = hyi_fnv1a(HYI_FNV1A_SEED, r->ident, r->ilen);
     uint64_t last = 0;
     int rc = hyi_journal_recover(p->j, a->journal_id, on_snapshot, on_entry, r, &last);
     count(&p->replayed, r->replayed);

@@ -445,6 +445,11 @@ int hyi_journal_truncate_before(hyi_journal *j, uint64_t actor, uint64_t seq,
 
 /* ---------------------------------------------------------------- recovery */
 
+bool hyi_journal_surely_new(hyi_journal *j, uint64_t actor)
+{
+    return j && hyi_env_never_written(j, actor);
+}
+
 int hyi_journal_recover(hyi_journal *j, uint64_t actor, hyi_snapshot_fn on_snapshot,
                         hyi_journal_read_fn on_entry, void *user,
                         uint64_t *last_seq_out)
@@ -455,7 +460,7 @@ int hyi_journal_recover(hyi_journal *j, uint64_t actor, hyi_snapshot_fn on_snaps
         return hyi_fail(HY_EINVAL, "journal: NULL journal or entry callback");
     /* A new actor (the first activation of a keyed actor, most often) needs
      * no read transaction when the journal can tell it has no history. */
-    if (hyi_env_never_written(j, actor))
+    if (hyi_journal_surely_new(j, actor))
         return 0;
     /* relaxed: a statistic */
     atomic_fetch_add_explicit(&j->st_recover_reads, 1, memory_order_relaxed);

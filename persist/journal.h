@@ -253,6 +253,11 @@ int hyi_snapshot_load(hyi_journal *j, uint64_t actor, uint64_t *seq_out,
 typedef int (*hyi_snapshot_fn)(void *user, uint64_t actor, uint64_t seq,
                                const void *state, size_t len);
 
+/* True when the journal can tell without a read that actor has no entry and
+ * no snapshot (hyi_journal_recover would call nothing and give 0); false when
+ * it may have some. */
+bool hyi_journal_surely_new(hyi_journal *j, uint64_t actor);
+
 /* Recover an actor in one read transaction: if it has a snapshot, call
  * on_snapshot (may be NULL) with it, then call on_entry for every entry after
  * the snapshot's sequence (all entries without a snapshot), as read_from.
