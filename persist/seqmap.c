@@ -143,6 +143,12 @@ static struct hyi_seqslot *table_alloc(size_t cap)
 #ifdef MADV_HUGEPAGE
     (void)madvise(start, bytes, MADV_HUGEPAGE); /* advice only: fine if refused */
 #endif
+#ifdef MADV_POPULATE_WRITE
+    /* Filled now (advice too): a probe's read of an untouched page maps the
+     * zero page, and the write after it replaces that page, a copy and a TLB
+     * flush on every core running a thread of this process. */
+    (void)madvise(start, bytes, MADV_POPULATE_WRITE);
+#endif
     return (struct hyi_seqslot *)start;
 }
 
