@@ -1651,6 +1651,44 @@ static void test_evicted_heads_keep_sequences_exact(void **state)
     free(s);
 }
 
+/* Checkpoints of tens of thousands of heads (sorted in parts by their top
+ * byte) with ids spread over all 64 bits: every head lands in the heads DB,
+ * the newest of an actor both cached and in the transaction wins, and the
+ * sequences read back after a reopen are exact. */
+static uint64_t spread_id(uint64_t i)
+{
+    uint64_t x = i * 0x9e3779b97f4a7c15ull;
+    x ^= x >> 29;
+    return x | 1; /* 0 is no actor */
+}
+
+static void test_large_checkpoints_keep_sequences_exact(void **state)
+{
+    fx *f = *state;
+    enum { ACTORS = 100000, ROUNDS = 3, BATCH = 1000 };
+    /* A checkpoint once 75,000 heads are dirty: each holds more than 65,536. */
+    hyi_journal_config cfg = {.durability = HYI_DUR_NOSYNC, .cache_actors = 150000,
+                              .checkpoint_entries = (uint64_t)1 << 30};
+    hyi_journal *j = open_cfg(f, cfg);
+    static hyi_journal_rec r[BATCH];
+    static uint64_t seqs[BATCH];
+    for (int round = 0; round < ROUNDS; round++)
+        for (uint64_t base = 0; base < ACTORS; base += BATCH) {
+            for (uint64_t i = 0; i < BATCH; i++)
+                r[i] = rec_of(spread_id(base + i), "ckpt://x", "p");
+            assert_int_equal(hyi_journal_append_many(j, r, BATCH, seqs), 0);
+            for (int i = 0; i < BATCH; i++)
+                assert_int_equal(seqs[i], (uint64_t)round + 1);
+        }
+    hyi_journal_stats st;
+    hyi_journal_get_stats(j, &st);
+    assert_true(st.heads_dirty < 75000 + BATCH); /* checkpoints did run */
+    reopen(f, cfg);
+    for (uint64_t i = 0; i < ACTORS; i += 7)
+        assert_int_equal(highest(f->j, spread_id(i)), ROUNDS);
+    assert_int_equal(append_str(f->j, spread_id(ACTORS - 1), "more"), ROUNDS + 1);
+}
+
 /* The same through the group-commit writer from 4 threads: sequences handed to
  * the callbacks are exactly 1..n per actor with a 4-head cache. */
 typedef struct evict_sender {
@@ -1873,6 +1911,7 @@ int main(void)
         T(test_missing_entry_deep_in_a_long_chain),
         T(test_corrupt_entry_past_the_checkpoint_fails_the_open),
         T(test_evicted_heads_keep_sequences_exact),
+        T(test_large_checkpoints_keep_sequences_exact),
         T(test_group_commit_with_evictions_is_gap_free),
         T(test_snapshots_keep_the_log_bounded),
         cmocka_unit_test(test_head_cache_marks_clean_in_one_step_across_the_wrap),
