@@ -43,7 +43,8 @@ size_t hyi_blocks_index_bytes(void);
 
 /* A zeroed array of size bytes, for tables that grow and shrink in bursts
  * (the actor table's buckets). From HYI_ARRAY_MAPPED_MIN bytes up it is a
- * mapping of its own: when freed it goes back to the system at once, not
+ * mapping of its own, its pages filled at once (a table's pages are all
+ * written soon): when freed it goes back to the system at once, not
  * into the freeing thread's allocator cache, and the allocator keeps no
  * bookkeeping for it. Smaller ones come from the allocator, which reuses
  * their pages: mapped from 4 KiB up, a million activations faulted in every
