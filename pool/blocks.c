@@ -49,8 +49,7 @@ typedef struct slab {
     uint32_t nblocks;
     uint32_t size;
     bool listed;
-    bool mapped;      /* from mmap, else from the allocator */
-    char *filled_to;  /* mapped: pages below are filled (see fill_pages) */
+    bool mapped; /* from mmap, else from the allocator */
 } slab;
 
 
@@ -135,29 +134,8 @@ static bool all_reserve(bclass *c)
  * serves them instead. */
 static slab *map_slab(void)
 {
-    void *p = mmap(NULL, SLAB_BYTES, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p = mmap(NULL, SLAB_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : p;
-}
-
-/* A mapped slab's pages are filled FILL_BYTES at a time, as carving reaches
- * them: one call maps four pages that took a fault each (with a million
- * actors activated the faults were a tenth of the sender's time), and they
- * are filled just before their blocks are used, so still in the CPU's cache.
- * Filling all 16 pages at the slab's mapping did away with the faults too,
- * but the blocks met their pages cold: activation ran about a fifth slower.
- * Outside the class lock; two threads filling the same pages is harmless. */
-#define FILL_BYTES ((size_t)16384)
-
-static void fill_pages(const slab *s, char *from)
-{
-#ifdef MADV_POPULATE_WRITE
-    char *end = (char *)s + SLAB_BYTES;
-    size_t len = (size_t)(end - from) < FILL_BYTES ? (size_t)(end - from) : FILL_BYTES;
-    (void)madvise(from, len, MADV_POPULATE_WRITE); /* advice: faults do it otherwise */
-#else
-    (void)s, (void)from;
-#endif
 }
 
 static slab *slab_new(bclass *c, size_t size)
@@ -173,8 +151,7 @@ static slab *slab_new(bclass *c, size_t size)
     *s = (slab){.blocks = first,
                 .nblocks = (uint32_t)(((char *)s + SLAB_BYTES - first) / size),
                 .size = (uint32_t)size,
-                .mapped = mapped,
-                .filled_to = (char *)s + PAGE_BYTES}; /* the header's page */
+                .mapped = mapped};
     POISON(first, (char *)s + SLAB_BYTES - first);
     size_t at = slab_rank(c, s);
     memmove(&c->all[at + 1], &c->all[at], (c->n - at) * sizeof *c->all);
@@ -240,7 +217,6 @@ void *hyi_block_alloc(size_t size)
     if (!s && (s = slab_new(c, size)) != NULL)
         list_add(c, s);
     void *p = NULL;
-    char *fill = NULL;
     if (s) {
         if (s->free) {
             p = s->free;
@@ -249,17 +225,11 @@ void *hyi_block_alloc(size_t size)
         } else {
             p = s->blocks + (size_t)s->carved++ * size;
             UNPOISON(p, size);
-            if (s->mapped && (char *)p + size > s->filled_to) {
-                fill = s->filled_to;
-                s->filled_to += FILL_BYTES;
-            }
         }
         if (++s->used == s->nblocks)
             list_remove(c, s);
     }
     pthread_mutex_unlock(&c->lock);
-    if (fill)
-        fill_pages(s, fill);
     return p;
 }
 
