@@ -405,7 +405,8 @@ void hyi_schedule(hy_kernel *k, hyi_actor *actor);
 /* On a thread that is not a worker, about to schedule many actors (the
  * journal's writer delivering a commit): the inject pushes between these two
  * calls wake parked workers once, at the flush, instead of one futex call per
- * push. A wait for a worker in between (hyi_wait_for_room) flushes first. */
+ * push. A wait for a worker in between (hyi_wait_for_room, an ask, a drain)
+ * flushes first. */
 void hyi_schedule_defer(hy_kernel *k);
 void hyi_schedule_flush(void);
 /* Re-queue an actor that used up its turn behind everything already waiting. */

@@ -225,11 +225,20 @@ void hyi_persist_subsys_free(hyi_subsys *sub)
 
 /* An actor's identity: "subsystem\0key" for a keyed actor, "subsystem" for
  * the subsystem's own (so an empty key, which a ** capture allows, is still
- * another actor). Returns its length, 0 if it does not fit cap. */
+ * another actor). Its length, 0 if it does not fit cap; *nlen gets the
+ * name's. */
+static size_t ident_len(const hyi_actor *a, bool keyed, size_t cap, size_t *nlen)
+{
+    *nlen = strlen(a->sub->name);
+    size_t len = *nlen + (keyed ? 1 + a->key_len : 0);
+    return len > cap || len > 0xffff ? 0 : len;
+}
+
+/* The identity into out; its length, 0 if it does not fit cap. */
 static size_t actor_ident(const hyi_actor *a, bool keyed, unsigned char *out, size_t cap)
 {
-    size_t nlen = strlen(a->sub->name), len = nlen + (keyed ? 1 + a->key_len : 0);
-    if (len > cap || len > 0xffff)
+    size_t nlen, len = ident_len(a, keyed, cap, &nlen);
+    if (!len)
         return 0;
     memcpy(out, a->sub->name, nlen);
     if (keyed) {
@@ -247,9 +256,9 @@ static size_t actor_ident(const hyi_actor *a, bool keyed, unsigned char *out, si
  * no identity buffer. */
 static uint64_t journal_id_of(const hyi_actor *a, bool keyed)
 {
-    size_t nlen = strlen(a->sub->name), len = nlen + (keyed ? 1 + a->key_len : 0);
-    if (len > IDENT_MAX || len > 0xffff)
-        return HYI_FNV1A_SEED; /* as actor_ident's 0 length */
+    size_t nlen;
+    if (!ident_len(a, keyed, IDENT_MAX, &nlen))
+        return HYI_FNV1A_SEED; /* the hash of actor_ident's nothing */
     uint64_t h = hyi_fnv1a(HYI_FNV1A_SEED, a->sub->name, nlen);
     return keyed ? hyi_fnv1a(hyi_fnv1a(h, "", 1), a->key, a->key_len) : h;
 }

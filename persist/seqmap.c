@@ -138,8 +138,7 @@ static struct hyi_seqslot *table_alloc(size_t cap)
     char *start = (char *)(((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
     if (start > p)
         munmap(p, (size_t)(start - p));
-    if (start + bytes < p + bytes + HUGE_PAGE)
-        munmap(start + bytes, (size_t)(p + bytes + HUGE_PAGE - (start + bytes)));
+    munmap(start + bytes, (size_t)(p + HUGE_PAGE - start)); /* the rest of the extra */
 #ifdef MADV_HUGEPAGE
     (void)madvise(start, bytes, MADV_HUGEPAGE); /* advice only: fine if refused */
 #endif

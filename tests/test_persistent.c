@@ -540,15 +540,21 @@ static void corrupt_entry(const char *env_path, uint64_t actor, uint64_t seq)
     free(copy);
 }
 
-/* The journal id of a subsystem's own actor: FNV-1a 64 of its name. */
-static uint64_t subsystem_actor_id(const char *name)
+/* An actor's journal id, as journals on disk have it: FNV-1a 64 of its
+ * subsystem's name, then for a keyed actor a NUL and its key. */
+static uint64_t fnv1a_more(uint64_t h, const char *b, size_t n)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *name; name++) {
-        h ^= (unsigned char)*name;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)b[i];
         h *= 0x100000001b3ull;
     }
     return h;
+}
+
+static uint64_t journal_actor_id(const char *name, const char *key)
+{
+    uint64_t h = fnv1a_more(0xcbf29ce484222325ull, name, strlen(name));
+    return key ? fnv1a_more(fnv1a_more(h, "", 1), key, strlen(key)) : h;
 }
 
 static void test_corrupt_entry_stops_replay_at_last_good(void **state)
@@ -559,7 +565,7 @@ static void test_corrupt_entry_stops_replay_at_last_good(void **state)
         send_ok(k, "counter://add");
     assert_int_equal(hy_kernel_drain(k, 5000), 0);
     hy_kernel_close(k);
-    corrupt_entry(f->env, subsystem_actor_id("counter"), 2);
+    corrupt_entry(f->env, journal_actor_id("counter", NULL), 2);
 
     /* Replay applies entry 1, stops at 2, says so, and the actor runs. */
     memset(&seen, 0, sizeof seen);
@@ -586,6 +592,24 @@ static void test_corrupt_entry_stops_replay_at_last_good(void **state)
     hy_kernel_close(k);
 }
 
+/* A keyed actor's entries are under the id of "counter\0z" (the id a
+ * journal written by any version has): corrupting its second entry there
+ * stops its replay after the first. */
+static void test_keyed_actor_entries_are_under_the_hash_of_its_identity(void **state)
+{
+    fixture *f = *state;
+    hy_kernel *k = open_kernel(f, 1000, false);
+    for (int i = 0; i < 3; i++)
+        send_ok(k, "counter://acct/z/add");
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    hy_kernel_close(k);
+    corrupt_entry(f->env, journal_actor_id("counter", "z"), 2);
+    k = open_kernel(f, 1000, false);
+    assert_int_equal(get(k, "counter://acct/z/get"), 1);
+    assert_int_equal(stats(k).journal_corrupt, 1);
+    hy_kernel_close(k);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -604,6 +628,7 @@ int main(void)
         T(test_persistent_subsystem_without_journal_is_refused),
         T(test_map_cap_fails_persistent_sends_only),
         T(test_corrupt_entry_stops_replay_at_last_good),
+        T(test_keyed_actor_entries_are_under_the_hash_of_its_identity),
 #undef T
     };
     return cmocka_run_group_tests_name("persistent", tests, NULL, NULL);
