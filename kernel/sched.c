@@ -78,8 +78,9 @@ static void wake_one_after_inject(hy_kernel *k)
 
 void hyi_schedule_defer(hy_kernel *k)
 {
+    if (tl_deferred.k)
+        hyi_schedule_flush(); /* nested, or another kernel's: settle those first */
     tl_deferred.k = k;
-    tl_deferred.pushes = 0;
 }
 
 void hyi_schedule_flush(void)
