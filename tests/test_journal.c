@@ -439,6 +439,18 @@ static int on_entry(void *user, const hyi_journal_entry *e)
     return 0;
 }
 
+/* Actors first..end-1 each recover with entries 1..n and no snapshot. */
+static void expect_recovered(hyi_journal *j, uint64_t first, uint64_t end, size_t n)
+{
+    for (uint64_t a = first; a < end; a++) {
+        recovered r = {0};
+        uint64_t last = 99;
+        assert_int_equal(hyi_journal_recover(j, a, on_snap, on_entry, &r, &last), 0);
+        assert_int_equal(r.n, n);
+        assert_int_equal(last, n);
+    }
+}
+
 static void test_recover_replays_entries_after_snapshot(void **state)
 {
     fx *f = *state;
@@ -496,12 +508,7 @@ static void test_recover_of_new_and_known_actors(void **state)
     hyi_journal_stats st;
     hyi_journal_get_stats(j, &st);
     assert_true(st.heads_cached <= 8);
-    for (uint64_t a = 100; a < 140; a++) {
-        memset(&r, 0, sizeof r);
-        assert_int_equal(hyi_journal_recover(j, a, on_snap, on_entry, &r, &last), 0);
-        assert_int_equal(r.n, 3);
-        assert_int_equal(last, 3);
-    }
+    expect_recovered(j, 100, 140, 3);
     memset(&r, 0, sizeof r);
     assert_int_equal(hyi_journal_recover(j, 1, on_snap, on_entry, &r, &last), 0);
     assert_int_equal(r.n, 2);
@@ -518,13 +525,7 @@ static void test_recover_after_evictions_in_a_fresh_journal(void **state)
     for (uint64_t a = 1; a <= 40; a++)
         for (int i = 0; i < 2; i++)
             append_str(j, a, "e");
-    for (uint64_t a = 1; a <= 40; a++) {
-        recovered r = {0};
-        uint64_t last = 0;
-        assert_int_equal(hyi_journal_recover(j, a, on_snap, on_entry, &r, &last), 0);
-        assert_int_equal(r.n, 2);
-        assert_int_equal(last, 2);
-    }
+    expect_recovered(j, 1, 41, 2);
 }
 
 /* Reopened with history, the journal still knows its new actors without a
@@ -547,19 +548,10 @@ static void test_reopened_journal_recovers_new_actors_without_a_read(void **stat
     uint64_t reads = st.recover_reads;
     recovered r;
     uint64_t last;
-    for (uint64_t a = 1000; a < 1010; a++) {
-        memset(&r, 0, sizeof r);
-        assert_int_equal(hyi_journal_recover(j, a, on_snap, on_entry, &r, &last), 0);
-        assert_int_equal(r.n, 0);
-    }
+    expect_recovered(j, 1000, 1010, 0);
     hyi_journal_get_stats(j, &st);
     assert_int_equal(st.recover_reads, reads);
-    for (uint64_t a = 1; a <= 30; a++) {
-        memset(&r, 0, sizeof r);
-        assert_int_equal(hyi_journal_recover(j, a, on_snap, on_entry, &r, &last), 0);
-        assert_int_equal(r.n, 2);
-        assert_int_equal(last, 2);
-    }
+    expect_recovered(j, 1, 31, 2);
     memset(&r, 0, sizeof r);
     assert_int_equal(hyi_journal_recover(j, 99, on_snap, on_entry, &r, &last), 0);
     assert_string_equal(r.state, "zero");

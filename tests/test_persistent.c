@@ -557,15 +557,25 @@ static uint64_t journal_actor_id(const char *name, const char *key)
     return key ? fnv1a_more(fnv1a_more(h, "", 1), key, strlen(key)) : h;
 }
 
+/* Three adds sent to path in a kernel of its own, then the actor's second
+ * entry (under journal id `id`) corrupted behind the kernel's back. */
+static void three_adds_then_corrupt_the_second(const fixture *f, bool snapshots,
+                                               const char *path, uint64_t id)
+{
+    hy_kernel *k = open_kernel(f, 1000, snapshots);
+    for (int i = 0; i < 3; i++)
+        send_ok(k, path);
+    assert_int_equal(hy_kernel_drain(k, 5000), 0);
+    hy_kernel_close(k);
+    corrupt_entry(f->env, id, 2);
+}
+
 static void test_corrupt_entry_stops_replay_at_last_good(void **state)
 {
     fixture *f = *state;
-    hy_kernel *k = open_kernel(f, 1000, true);
-    for (int i = 0; i < 3; i++)
-        send_ok(k, "counter://add");
-    assert_int_equal(hy_kernel_drain(k, 5000), 0);
-    hy_kernel_close(k);
-    corrupt_entry(f->env, journal_actor_id("counter", NULL), 2);
+    three_adds_then_corrupt_the_second(f, true, "counter://add",
+                                       journal_actor_id("counter", NULL));
+    hy_kernel *k;
 
     /* Replay applies entry 1, stops at 2, says so, and the actor runs. */
     memset(&seen, 0, sizeof seen);
@@ -598,13 +608,9 @@ static void test_corrupt_entry_stops_replay_at_last_good(void **state)
 static void test_keyed_actor_entries_are_under_the_hash_of_its_identity(void **state)
 {
     fixture *f = *state;
+    three_adds_then_corrupt_the_second(f, false, "counter://acct/z/add",
+                                       journal_actor_id("counter", "z"));
     hy_kernel *k = open_kernel(f, 1000, false);
-    for (int i = 0; i < 3; i++)
-        send_ok(k, "counter://acct/z/add");
-    assert_int_equal(hy_kernel_drain(k, 5000), 0);
-    hy_kernel_close(k);
-    corrupt_entry(f->env, journal_actor_id("counter", "z"), 2);
-    k = open_kernel(f, 1000, false);
     assert_int_equal(get(k, "counter://acct/z/get"), 1);
     assert_int_equal(stats(k).journal_corrupt, 1);
     hy_kernel_close(k);
