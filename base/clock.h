@@ -6,7 +6,8 @@
  *                    (a few ms) for a few ns; message send stamps and ages
  *   hyi_clock_ticks  the TSC where there is one: short intervals measured on
  *                    one thread (activation latency); hyi_ticks_ns converts
- * and hyi_cpu_relax, one round of a spin-wait. */
+ * and hyi_cpu_relax, one round of a spin-wait; hyi_clock_read_ns reads any
+ * other clock (a thread's CPU time, for statistics). */
 #ifndef HY_CLOCK_H
 #define HY_CLOCK_H
 
@@ -17,6 +18,13 @@
 static inline uint64_t hyi_timespec_ns(const struct timespec *ts)
 {
     return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
+}
+
+/* clock in ns; 0 when it cannot be read (a thread's clock after it ended). */
+static inline uint64_t hyi_clock_read_ns(clockid_t clock)
+{
+    struct timespec ts;
+    return clock_gettime(clock, &ts) == 0 ? hyi_timespec_ns(&ts) : 0;
 }
 
 static inline uint64_t hyi_now_ns(void)

@@ -113,9 +113,10 @@ static void key_be(unsigned char *k, uint64_t actor, uint64_t seq)
 typedef struct result {
     double rate, seconds;
     uint64_t bytes_on_disk, batch_p50;
-    /* per message: CPU time of the sending thread, and of the whole process
-     * (sender, journal writer, workers) from the first send to drained */
-    double sender_cpu_ns, cpu_ns;
+    /* per message: CPU time of the sending thread, of the journal's writer
+     * thread, and of the whole process (sender, writer, workers) from the
+     * first send to drained */
+    double sender_cpu_ns, writer_cpu_ns, cpu_ns;
     double sender_waits; /* per message: the sending thread's voluntary switches */
 } result;
 
@@ -177,7 +178,8 @@ static int raw_round(bool sync, uint64_t n, result *res)
         RAW_CHECK(rc);
     }
     double secs = (double)(bench_now_ns() - t0) / 1e9;
-    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), 1000, 0, 0, 0};
+    *res = (result){.rate = (double)n / secs, .seconds = secs,
+                    .bytes_on_disk = data_file_bytes(t.env), .batch_p50 = 1000};
     ok = 0;
 out:
     if (txn)
@@ -250,7 +252,8 @@ static int gc_round(bool sync, uint64_t n, uint64_t actors, result *res)
         tmp_remove(&t);
         return -1;
     }
-    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), st.batch_p50, 0, 0, 0};
+    *res = (result){.rate = (double)n / secs, .seconds = secs,
+                    .bytes_on_disk = data_file_bytes(t.env), .batch_p50 = st.batch_p50};
     tmp_remove(&t);
     return 0;
 }
@@ -634,8 +637,11 @@ static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_
     memset(payload, 0x5a, sizeof payload);
     atomic_store(&k_handled, 0);
     const char *label = keyed ? "persistent-keyed" : "persistent-static";
+    hy_stats st;
+    hy_kernel_stats(k, &st);
     uint64_t t0 = bench_now_ns(), cpu0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID),
-             all0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID), waits0 = thread_waits();
+             all0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID), waits0 = thread_waits(),
+             writer0 = st.journal_writer_cpu_ns;
     char path[40] = "bench://static";
     for (uint64_t i = 0; i < n; i++) {
         if (keyed)
@@ -654,7 +660,6 @@ static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_
     double all_cpu = (double)(cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - all0) / (double)n;
     double secs = (double)(bench_now_ns() - t0) / 1e9;
     bench_progress(label, n, n);
-    hy_stats st;
     hy_kernel_stats(k, &st);
     if (atomic_load(&k_handled) != n || st.journal_entries != n) {
         fprintf(stderr, "journal bench: %s: %llu handled, %llu journaled of %llu\n", label,
@@ -664,8 +669,14 @@ static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_
     }
     hy_kernel_close(k);
     k = NULL;
-    *res = (result){(double)n / secs, secs, data_file_bytes(t.env), st.journal_batch_p50,
-                    sender_cpu, all_cpu, sender_waits};
+    *res = (result){.rate = (double)n / secs,
+                    .seconds = secs,
+                    .bytes_on_disk = data_file_bytes(t.env),
+                    .batch_p50 = st.journal_batch_p50,
+                    .sender_cpu_ns = sender_cpu,
+                    .writer_cpu_ns = (double)(st.journal_writer_cpu_ns - writer0) / (double)n,
+                    .cpu_ns = all_cpu,
+                    .sender_waits = sender_waits};
     ret = 0;
 out:
     hy_kernel_close(k);
@@ -682,7 +693,7 @@ static int run_kernel(const bench_opts *o, uint64_t actors, bool sync)
     if (!o->messages && n < 2 * actors)
         n = 2 * actors;
     double raw_rate[ROUNDS], rate[ROUNDS], secs[ROUNDS], bpm[ROUNDS], p50[ROUNDS],
-            sender_cpu[ROUNDS], all_cpu[ROUNDS], waits[ROUNDS];
+            sender_cpu[ROUNDS], writer_cpu[ROUNDS], all_cpu[ROUNDS], waits[ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
         result a = {0}, b = {0};
         if (raw_round(sync, n, &a) || kernel_round(o, sync, actors, n, &b))
@@ -693,6 +704,7 @@ static int run_kernel(const bench_opts *o, uint64_t actors, bool sync)
         bpm[r] = (double)b.bytes_on_disk / (double)n;
         p50[r] = (double)b.batch_p50;
         sender_cpu[r] = b.sender_cpu_ns;
+        writer_cpu[r] = b.writer_cpu_ns;
         all_cpu[r] = b.cpu_ns;
         waits[r] = b.sender_waits;
     }
@@ -702,11 +714,13 @@ static int run_kernel(const bench_opts *o, uint64_t actors, bool sync)
              "\"messages\":%llu,\"payload_bytes\":%d,\"actors\":%llu,\"raw_lmdb_%s\":%.0f,"
              "\"ratio_to_raw\":%.3f,\"batch_p50\":%.0f,\"bytes_per_msg\":%.1f,"
              "\"disk_bytes_per_msg\":%.1f,\"sender_cpu_ns_per_msg\":%.0f,"
+             "\"writer_cpu_ns_per_msg\":%.0f,"
              "\"cpu_ns_per_msg\":%.0f,\"sender_waits_per_msg\":%.4f,\"rounds\":%d",
              (unsigned long long)n, PAYLOAD, (unsigned long long)(actors ? actors : 1),
              sync ? "sync" : "nosync", raw_med, med / raw_med, bench_median(p50, ROUNDS),
              bench_median(bpm, ROUNDS), bench_median(bpm, ROUNDS),
-             bench_median(sender_cpu, ROUNDS), bench_median(all_cpu, ROUNDS),
+             bench_median(sender_cpu, ROUNDS), bench_median(writer_cpu, ROUNDS),
+             bench_median(all_cpu, ROUNDS),
              bench_median(waits, ROUNDS), ROUNDS);
     const char *size = actors == 100000 ? "-100k" : actors == 1000000 ? "-1m" : "";
     snprintf(name, sizeof name, "persistent-%s%s-%s", actors ? "keyed" : "static", size,

@@ -770,6 +770,9 @@ typedef struct hy_stats {
     uint64_t journal_map_used;       /**< bytes of the journal's map in use */
     uint64_t journal_map_max;        /**< the size the map may grow to
                                           (hy_config.journal_map_max) */
+    uint64_t journal_writer_cpu_ns;  /**< CPU time the journal's writer thread has
+                                          used: near the elapsed time, the writer
+                                          is what bounds persistent throughput */
     uint64_t snapshots;              /**< snapshots saved by the kernel */
     uint64_t snapshot_failures;      /**< state_save or the journal refused one */
     uint64_t replay_suppressed;      /**< sends made by replaying handlers, dropped */

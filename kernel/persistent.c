@@ -975,6 +975,7 @@ void hyi_persist_stats(hy_kernel *k, hy_stats *out)
     out->journal_failed_commits = js.failed_commits;
     out->journal_map_used = js.map_used;
     out->journal_map_max = js.map_max;
+    out->journal_writer_cpu_ns = js.writer_cpu_ns;
     out->journal_replayed = hyi_stat_load(&p->replayed);
     out->journal_replay_skipped = hyi_stat_load(&p->replay_skipped);
     out->journal_corrupt = hyi_stat_load(&p->corrupt);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "journal_int.h"
 
 struct hyi_pending {
@@ -224,8 +225,23 @@ static void *writer_main(void *arg)
         if (j->flush_waiters)
             pthread_cond_broadcast(&j->q_done);
     }
+    /* Under q_lock, so a reader of the live clock (hyi_writer_cpu_ns) holds
+     * the lock only while this thread has not got here, and is alive. */
+    j->writer_cpu_final = hyi_clock_read_ns(CLOCK_THREAD_CPUTIME_ID);
+    j->writer_done = true;
     pthread_mutex_unlock(&j->q_lock);
     return NULL;
+}
+
+uint64_t hyi_writer_cpu_ns(hyi_journal *j)
+{
+    pthread_mutex_lock(&j->q_lock);
+    uint64_t ns = j->writer_cpu_final;
+    clockid_t clock;
+    if (j->writer_started && !j->writer_done && pthread_getcpuclockid(j->writer, &clock) == 0)
+        ns = hyi_clock_read_ns(clock);
+    pthread_mutex_unlock(&j->q_lock);
+    return ns;
 }
 
 void hyi_writer_stop(hyi_journal *j)

@@ -338,6 +338,8 @@ typedef struct hyi_journal_stats {
     uint64_t heads_dirty;    /* of those, ones newer than the heads DB */
     uint64_t recover_reads;  /* recoveries that read the journal (the others
                                 knew the actor had no history) */
+    uint64_t writer_cpu_ns;  /* CPU time of the writer thread since it started
+                                (0 before the first submit) */
 } hyi_journal_stats;
 
 /* Counters are read with relaxed loads: a snapshot that may lag by a commit. */

@@ -193,9 +193,10 @@ struct hyi_journal {
     uint64_t ring_head, ring_tail;
     bool ring_failed;
     uint64_t submitted, completed;
-    bool writer_started, stopping, writer_waiting;
+    bool writer_started, stopping, writer_waiting, writer_done;
     unsigned room_waiters, flush_waiters;
     pthread_t writer;
+    uint64_t writer_cpu_final; /* the writer's CPU time once writer_done */
     /* The writer's own: a transaction's completions for a done_many callback
      * (grown as needed; freed at close). */
     hyi_journal_done_item *done_items;
@@ -279,5 +280,8 @@ int hyi_rec_check(const hyi_journal *j, const hyi_journal_rec *rec);
 
 /* Stop the writer (flush first) and free the queue; commit.c, called by close. */
 void hyi_writer_stop(hyi_journal *j);
+
+/* CPU time the writer thread has used (its final figure once it stopped). */
+uint64_t hyi_writer_cpu_ns(hyi_journal *j);
 
 #endif

@@ -428,6 +428,9 @@ static void write_metrics(http *h, hyj_buf *b, const hy_stats *s, unsigned why,
            s->journal_map_used);
     metric(b, "hypha_journal_map_max_bytes", "gauge",
            "The size the journal's map may grow to.", s->journal_map_max);
+    metric_f(b, "hypha_journal_writer_cpu_seconds_total", "counter",
+             "CPU time the journal's writer thread has used.",
+             (double)s->journal_writer_cpu_ns / 1e9);
     metric(b, "hypha_journal_replayed_total", "counter", "Entries replayed at recovery.",
            s->journal_replayed);
     metric(b, "hypha_journal_replay_skipped_total", "counter",

@@ -126,7 +126,7 @@ void hyj_stats(hyj_buf *b, hy_kernel *k, const hy_subsystem_info *subs, size_t n
               "\"pool\":{\"created\":%llu,\"reused\":%llu,\"in_use\":%llu,\"peak\":%llu,"
               "\"bytes_reserved\":%llu,\"reuse_rate\":%.4f},"
               "\"journal\":{\"commits\":%llu,\"entries\":%llu,\"failed_commits\":%llu,"
-              "\"map_used\":%llu,\"map_max\":%llu},"
+              "\"map_used\":%llu,\"map_max\":%llu,\"writer_cpu_ns\":%llu},"
               "\"passivation\":{\"active\":%llu,\"passivations\":%llu},\"per_subsystem\":[",
               (unsigned long long)s.restarts, (unsigned long long)s.stopped,
               (unsigned long long)s.subsystems, (unsigned long long)s.actors, s.workers,
@@ -137,6 +137,7 @@ void hyj_stats(hyj_buf *b, hy_kernel *k, const hy_subsystem_info *subs, size_t n
               (unsigned long long)s.journal_commits, (unsigned long long)s.journal_entries,
               (unsigned long long)s.journal_failed_commits,
               (unsigned long long)s.journal_map_used, (unsigned long long)s.journal_map_max,
+              (unsigned long long)s.journal_writer_cpu_ns,
               (unsigned long long)s.actors_active, (unsigned long long)s.passivations);
     for (size_t i = 0; i < n; i++) {
         hyj_printf(b, i ? "," : "");

@@ -569,6 +569,7 @@ static void test_metrics(void **st)
         "hypha_subsystem_messages_handled_total{subsystem=\"orders\"} 1\n",
         "\n# TYPE hypha_pool_bytes_reserved gauge\n",
         "\n# TYPE hypha_journal_failed_commits_total counter\n",
+        "\n# TYPE hypha_journal_writer_cpu_seconds_total counter\n",
         "\n# TYPE hypha_passivations_total counter\n",
         "\n# TYPE hypha_timers_pending gauge\n",
         "\n# TYPE hypha_http_requests_total counter\n",

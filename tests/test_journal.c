@@ -284,6 +284,46 @@ static void test_append_many_is_one_transaction(void **state)
     assert_int_equal(st.entries, 6);
 }
 
+static uint64_t process_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void count_written(void *user, uint64_t actor, uint64_t seq, int status)
+{
+    (void)actor, (void)seq;
+    if (status == 0)
+        (*(uint64_t *)user)++; /* the writer's alone until hyi_journal_flush */
+}
+
+/* The writer's CPU time: none before the writer starts, then its own
+ * thread's clock, which grows with its work and stays within the process's. */
+static void test_writer_cpu_time_is_the_writer_threads(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_default(f);
+    hyi_journal_stats st;
+    hyi_journal_get_stats(j, &st);
+    assert_int_equal(st.writer_cpu_ns, 0); /* started by the first submit */
+    enum { ROUNDS = 20, N = 256 };
+    uint64_t written = 0, previous = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        for (int i = 0; i < N; i++) {
+            hyi_journal_rec r = rec_of((uint64_t)i, "p", "a payload of some bytes");
+            assert_int_equal(hyi_journal_submit(j, &r, count_written, &written), 0);
+        }
+        hyi_journal_flush(j);
+        hyi_journal_get_stats(j, &st);
+        assert_true(st.writer_cpu_ns >= previous);
+        assert_true(st.writer_cpu_ns <= process_cpu_ns());
+        previous = st.writer_cpu_ns;
+    }
+    assert_int_equal(written, ROUNDS * N);
+    assert_true(previous > 0);
+}
+
 static void test_entries_survive_reopen(void **state)
 {
     fx *f = *state;
@@ -1862,6 +1902,7 @@ int main(void)
         T(test_fresh_actor_has_nothing),
         T(test_read_callback_can_stop_early),
         T(test_append_many_is_one_transaction),
+        T(test_writer_cpu_time_is_the_writer_threads),
         T(test_entries_survive_reopen),
         T(test_durability_off_still_journals),
         T(test_snapshot_latest_wins),

@@ -358,6 +358,8 @@ static void test_batch_to_persistent_subsystem_is_one_commit(void **state)
     hy_stats after = stats(k);
     assert_int_equal(after.journal_commits - before.journal_commits, 1);
     assert_int_equal(after.journal_entries - before.journal_entries, 25);
+    /* the commit was the writer thread's work, and its clock shows it */
+    assert_true(after.journal_writer_cpu_ns > before.journal_writer_cpu_ns);
     assert_int_equal(get(k, "counter://get"), 20);
     assert_int_equal(get(k, "counter://acct/q/get"), 5);
     hy_kernel_close(k);
