@@ -58,6 +58,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "clock.h"
 #include "journal.h"
 
 #define PAYLOAD 64
@@ -125,13 +126,6 @@ static uint64_t thread_waits(void)
     struct rusage ru;
     getrusage(RUSAGE_THREAD, &ru);
     return (uint64_t)ru.ru_nvcsw;
-}
-
-static uint64_t cpu_ns(clockid_t clock)
-{
-    struct timespec ts;
-    clock_gettime(clock, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 #define RAW_CHECK(call)                                                        \
@@ -639,8 +633,8 @@ static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_
     const char *label = keyed ? "persistent-keyed" : "persistent-static";
     hy_stats st;
     hy_kernel_stats(k, &st);
-    uint64_t t0 = bench_now_ns(), cpu0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID),
-             all0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID), waits0 = thread_waits(),
+    uint64_t t0 = bench_now_ns(), cpu0 = hyi_clock_read_ns(CLOCK_THREAD_CPUTIME_ID),
+             all0 = hyi_clock_read_ns(CLOCK_PROCESS_CPUTIME_ID), waits0 = thread_waits(),
              writer0 = st.journal_writer_cpu_ns;
     char path[40] = "bench://static";
     for (uint64_t i = 0; i < n; i++) {
@@ -653,11 +647,11 @@ static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_
         if ((i & 0xffff) == 0)
             bench_progress(label, i, n);
     }
-    double sender_cpu = (double)(cpu_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / (double)n;
+    double sender_cpu = (double)(hyi_clock_read_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / (double)n;
     double sender_waits = (double)(thread_waits() - waits0) / (double)n;
     if (hy_kernel_drain(k, -1))
         goto out;
-    double all_cpu = (double)(cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - all0) / (double)n;
+    double all_cpu = (double)(hyi_clock_read_ns(CLOCK_PROCESS_CPUTIME_ID) - all0) / (double)n;
     double secs = (double)(bench_now_ns() - t0) / 1e9;
     bench_progress(label, n, n);
     hy_kernel_stats(k, &st);

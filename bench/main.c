@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "clock.h"
 
 #define MAX_FAMILIES 16
 
@@ -33,16 +34,12 @@ void bench_register(const char *name, bench_family_fn fn, const char *summary)
 
 uint64_t bench_now_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return hyi_now_ns();
 }
 
 uint64_t bench_cpu_ns(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return hyi_clock_read_ns(CLOCK_PROCESS_CPUTIME_ID);
 }
 
 uint64_t bench_rss_bytes(void)

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 #include <lmdb.h>
 
+#include "clock.h"
 #include "journal.h"
 #include "journal_int.h"
 
@@ -284,13 +285,6 @@ static void test_append_many_is_one_transaction(void **state)
     assert_int_equal(st.entries, 6);
 }
 
-static uint64_t process_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void count_written(void *user, uint64_t actor, uint64_t seq, int status)
 {
     (void)actor, (void)seq;
@@ -317,7 +311,7 @@ static void test_writer_cpu_time_is_the_writer_threads(void **state)
         hyi_journal_flush(j);
         hyi_journal_get_stats(j, &st);
         assert_true(st.writer_cpu_ns >= previous);
-        assert_true(st.writer_cpu_ns <= process_cpu_ns());
+        assert_true(st.writer_cpu_ns <= hyi_clock_read_ns(CLOCK_PROCESS_CPUTIME_ID));
         previous = st.writer_cpu_ns;
     }
     assert_int_equal(written, ROUNDS * N);
