@@ -145,7 +145,7 @@ struct hyi_journal {
      * bit is clear was never appended to and has no snapshot:
      * hyi_env_never_written. */
     bool heads_whole;
-    /* One bit per hash of an actor id, set (relaxed) before anything of that
+    /* Two bits per hash of an actor id, set (relaxed) before anything of that
      * actor can be read back: at open for each actor with history, then by
      * whoever holds write_lock, for each head it publishes and each snapshot
      * it saves. Never cleared, so a set bit only means "maybe". Read without a lock by senders activating an actor: the
