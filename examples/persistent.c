@@ -11,7 +11,8 @@
  * through the handlers, with hy_is_replaying() true. state_save writes the
  * snapshots, every hy_config.snapshot_every handled messages.
  * Look at hy_subsystem_def.persistent/state_save/state_load, hy_send_durable,
- * hy_is_replaying and hy_config.journal_path/snapshot_every. */
+ * hy_is_replaying, hy_config.journal_path/snapshot_every and the journal's
+ * figures in hy_stats (journal_entries, journal_writer_cpu_ns). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,6 +168,13 @@ int main(int argc, char **argv)
         pthread_mutex_lock(&durable_lock);
         printf("durable adds: %d of 6, failed %d\n", durable_ok, durable_failed);
         pthread_mutex_unlock(&durable_lock);
+        /* The journal's one writer thread did the writing: its CPU time is
+         * how to tell whether it bounds the rate of persistent sends. */
+        hy_stats st;
+        hy_kernel_stats(k, &st);
+        printf("journal: %llu entries this run, writer thread busy: %s\n",
+               (unsigned long long)st.journal_entries,
+               st.journal_writer_cpu_ns > 0 ? "yes" : "no");
         rc = print_totals(k, "now", 0);
     }
     hy_kernel_close(k); /* the journal is closed with every entry written */
