@@ -235,13 +235,10 @@ static void *writer_main(void *arg)
 
 uint64_t hyi_writer_cpu_ns(hyi_journal *j)
 {
-    pthread_mutex_lock(&j->q_lock);
-    uint64_t ns = j->writer_cpu_final;
     clockid_t clock;
     if (j->writer_started && !j->writer_done && pthread_getcpuclockid(j->writer, &clock) == 0)
-        ns = hyi_clock_read_ns(clock);
-    pthread_mutex_unlock(&j->q_lock);
-    return ns;
+        return hyi_clock_read_ns(clock);
+    return j->writer_cpu_final;
 }
 
 void hyi_writer_stop(hyi_journal *j)

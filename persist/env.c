@@ -1141,8 +1141,8 @@ void hyi_journal_get_stats(hyi_journal *j, hyi_journal_stats *out)
     out->map_max = j->cfg.map_size_max;
     pthread_mutex_lock(&j->q_lock);
     out->pending = j->q_len;
-    pthread_mutex_unlock(&j->q_lock);
     out->writer_cpu_ns = hyi_writer_cpu_ns(j);
+    pthread_mutex_unlock(&j->q_lock);
 
     uint32_t tmp[HYI_JOURNAL_BATCH_RING];
     pthread_mutex_lock(&j->ring_lock);

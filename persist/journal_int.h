@@ -281,7 +281,8 @@ int hyi_rec_check(const hyi_journal *j, const hyi_journal_rec *rec);
 /* Stop the writer (flush first) and free the queue; commit.c, called by close. */
 void hyi_writer_stop(hyi_journal *j);
 
-/* CPU time the writer thread has used (its final figure once it stopped). */
+/* CPU time the writer thread has used (its final figure once it stopped);
+ * under q_lock. */
 uint64_t hyi_writer_cpu_ns(hyi_journal *j);
 
 #endif
