@@ -32,6 +32,13 @@
  *                                     (persistent-keyed-100k-*, -1m-*); at least
  *                                     2 messages per actor, so half of the 1 M
  *                                     run's messages are activations
+ *                                     Every keyed line also has the same sends
+ *                                     to a subsystem that is not persistent, in
+ *                                     a kernel without a journal, as a third side
+ *                                     of each round (no_journal_msgs_per_s,
+ *                                     no_journal_cpu_ns_per_msg): what the
+ *                                     kernel's actors cost at that many actors
+ *                                     before the journal adds anything
  *   retention                         steady load with snapshots: 1000 actors,
  *                                     3 M messages, each actor snapshotted every
  *                                     1000 of its entries; the journal's file
@@ -605,15 +612,16 @@ static void acct_path(char *path, uint64_t n)
 }
 
 /* actors: 0 for the static actor, else the number of keyed actors the
- * messages go to, round-robin. */
-static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_t n,
-                        result *res)
+ * messages go to, round-robin. journaled false: the same subsystem, not
+ * persistent, in a kernel without a journal. */
+static int kernel_round(const bench_opts *o, bool sync, bool journaled, uint64_t actors,
+                        uint64_t n, result *res)
 {
     bool keyed = actors > 0;
     tmpdir t;
     if (tmp_make(&t))
         return -1;
-    hy_config cfg = {.workers = o->workers, .journal_path = t.env,
+    hy_config cfg = {.workers = o->workers, .journal_path = journaled ? t.env : NULL,
                      .durability = sync ? HY_DURABILITY_SYNC : HY_DURABILITY_NOSYNC,
                      .journal_map_size = (size_t)1 << 30};
     hy_kernel *k = NULL;
@@ -622,7 +630,7 @@ static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_
         {.pattern = "static", .handler = k_handler},
         {.pattern = "acct/{id}", .handler = k_handler, .key = "id"},
     };
-    hy_subsystem_def def = {.routes = routes, .nroutes = 2, .persistent = 1};
+    hy_subsystem_def def = {.routes = routes, .nroutes = 2, .persistent = journaled};
     if (hy_kernel_open(&k, &cfg) || hy_subsystem_register(k, "bench", &def)) {
         fprintf(stderr, "journal bench: kernel: %s\n", hy_errdetail());
         goto out;
@@ -655,7 +663,7 @@ static int kernel_round(const bench_opts *o, bool sync, uint64_t actors, uint64_
     double secs = (double)(bench_now_ns() - t0) / 1e9;
     bench_progress(label, n, n);
     hy_kernel_stats(k, &st);
-    if (atomic_load(&k_handled) != n || st.journal_entries != n) {
+    if (atomic_load(&k_handled) != n || st.journal_entries != (journaled ? n : 0)) {
         fprintf(stderr, "journal bench: %s: %llu handled, %llu journaled of %llu\n", label,
                 (unsigned long long)atomic_load(&k_handled),
                 (unsigned long long)st.journal_entries, (unsigned long long)n);
@@ -687,11 +695,15 @@ static int run_kernel(const bench_opts *o, uint64_t actors, bool sync)
     if (!o->messages && n < 2 * actors)
         n = 2 * actors;
     double raw_rate[ROUNDS], rate[ROUNDS], secs[ROUNDS], bpm[ROUNDS], p50[ROUNDS],
-            sender_cpu[ROUNDS], writer_cpu[ROUNDS], all_cpu[ROUNDS], waits[ROUNDS];
+            sender_cpu[ROUNDS], writer_cpu[ROUNDS], all_cpu[ROUNDS], waits[ROUNDS],
+            nojournal_rate[ROUNDS], nojournal_cpu[ROUNDS];
     for (int r = 0; r < ROUNDS; r++) {
-        result a = {0}, b = {0};
-        if (raw_round(sync, n, &a) || kernel_round(o, sync, actors, n, &b))
+        result a = {0}, b = {0}, c = {0};
+        if (raw_round(sync, n, &a) || kernel_round(o, sync, true, actors, n, &b) ||
+            (actors && kernel_round(o, sync, false, actors, n, &c)))
             return -1;
+        nojournal_rate[r] = c.rate;
+        nojournal_cpu[r] = c.cpu_ns;
         raw_rate[r] = a.rate;
         rate[r] = b.rate;
         secs[r] = b.seconds;
@@ -703,19 +715,23 @@ static int run_kernel(const bench_opts *o, uint64_t actors, bool sync)
         waits[r] = b.sender_waits;
     }
     double raw_med = bench_median(raw_rate, ROUNDS), med = bench_median(rate, ROUNDS);
-    char extra[384], name[48];
+    char extra[512], nojournal[96] = "", name[48];
+    if (actors)
+        snprintf(nojournal, sizeof nojournal, ",\"no_journal_msgs_per_s\":%.0f,"
+                 "\"no_journal_cpu_ns_per_msg\":%.0f",
+                 bench_median(nojournal_rate, ROUNDS), bench_median(nojournal_cpu, ROUNDS));
     snprintf(extra, sizeof extra,
              "\"messages\":%llu,\"payload_bytes\":%d,\"actors\":%llu,\"raw_lmdb_%s\":%.0f,"
              "\"ratio_to_raw\":%.3f,\"batch_p50\":%.0f,\"bytes_per_msg\":%.1f,"
              "\"disk_bytes_per_msg\":%.1f,\"sender_cpu_ns_per_msg\":%.0f,"
              "\"writer_cpu_ns_per_msg\":%.0f,"
-             "\"cpu_ns_per_msg\":%.0f,\"sender_waits_per_msg\":%.4f,\"rounds\":%d",
+             "\"cpu_ns_per_msg\":%.0f,\"sender_waits_per_msg\":%.4f%s,\"rounds\":%d",
              (unsigned long long)n, PAYLOAD, (unsigned long long)(actors ? actors : 1),
              sync ? "sync" : "nosync", raw_med, med / raw_med, bench_median(p50, ROUNDS),
              bench_median(bpm, ROUNDS), bench_median(bpm, ROUNDS),
              bench_median(sender_cpu, ROUNDS), bench_median(writer_cpu, ROUNDS),
              bench_median(all_cpu, ROUNDS),
-             bench_median(waits, ROUNDS), ROUNDS);
+             bench_median(waits, ROUNDS), nojournal, ROUNDS);
     const char *size = actors == 100000 ? "-100k" : actors == 1000000 ? "-1m" : "";
     snprintf(name, sizeof name, "persistent-%s%s-%s", actors ? "keyed" : "static", size,
              sync ? "sync" : "nosync");
