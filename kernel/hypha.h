@@ -164,7 +164,8 @@ typedef enum hy_durability {
                                crash or power loss */
     HY_DURABILITY_OFF,      /**< written through a writable map, never flushed:
                                survives kill -9; an OS crash may leave the journal
-                               inconsistent (and a full disk may raise SIGBUS) */
+                               inconsistent. The map's size is reserved on disk at
+                               open and as it grows (a full disk is HY_EDISKFULL) */
 } hy_durability;
 
 /** Configuration. A zeroed hy_config (or NULL) gives good defaults. */

@@ -90,6 +90,39 @@ static size_t round_page(size_t n, size_t page)
 
 /* ---------------------------------------------------------------- growth */
 
+/* HYI_DUR_OFF writes through a writable shared map, and LMDB sizes the file
+ * to the map with ftruncate, which leaves it sparse: a page the file system
+ * cannot back when it is first written raises SIGBUS in the thread that
+ * wrote it, where every other mode gets ENOSPC from write(2). So that mode
+ * reserves the file's blocks [from, to) before the map may use them, and a
+ * full file system fails the open or the growth instead. On failure the
+ * file is cut back to `from`, giving back what a partial reservation took
+ * (nothing the journal uses lies past it). errno code or 0. */
+static int reserve_map(hyi_journal *j, size_t from, size_t to)
+{
+    if (j->cfg.durability != HYI_DUR_OFF || to <= from)
+        return 0;
+    int fd;
+    int rc = mdb_env_get_fd(j->env, &fd);
+    if (rc)
+        return rc;
+    /* glibc writes a byte per block where the file system has no fallocate */
+    rc = posix_fallocate(fd, (off_t)from, (off_t)(to - from));
+    if (rc && ftruncate(fd, (off_t)from) != 0)
+        rc = errno;
+    return rc;
+}
+
+/* The first bytes of the data file the journal uses now (to its last page). */
+static size_t map_in_use(hyi_journal *j)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    if (mdb_env_info(j->env, &info) != 0 || mdb_env_stat(j->env, &st) != 0)
+        return 0;
+    return ((size_t)info.me_last_pgno + 1) * st.ms_psize;
+}
+
 /* Called with write_lock held and no write transaction live. */
 static int grow_map(hyi_journal *j, const char *what)
 {
@@ -106,6 +139,10 @@ static int grow_map(hyi_journal *j, const char *what)
     size_t next = cur > cap / 2 ? cap : round_page(cur * 2, j->page_size);
     if (next > cap)
         next = cap;
+    if ((rc = reserve_map(j, cur, next)) != 0)
+        return hyi_fail(map_code(rc), "journal %s: %s: no room on disk to grow the map "
+                        "from %zu to %zu bytes (durability off reserves it first): %s",
+                        j->path, what, cur, next, strerror(rc));
     pthread_rwlock_wrlock(&j->map_lock);
     rc = mdb_env_set_mapsize(j->env, next);
     pthread_rwlock_unlock(&j->map_lock);
@@ -984,6 +1021,22 @@ static int take_ownership(hyi_journal *j)
     return 0;
 }
 
+/* After mdb_env_open: the whole map reserved on disk (HYI_DUR_OFF only).
+ * hy_err with the detail set, or 0. */
+static int reserve_open_map(hyi_journal *j)
+{
+    MDB_envinfo info = {0};
+    int rc = mdb_env_info(j->env, &info);
+    if (rc == 0)
+        rc = reserve_map(j, map_in_use(j), info.me_mapsize);
+    if (rc == 0)
+        return 0;
+    return hyi_fail(map_code(rc), "journal %s: open: no room on disk for the map's %zu "
+                    "bytes (durability off reserves them first, since a write through "
+                    "the map to a file system that is full would be SIGBUS): %s",
+                    j->path, info.me_mapsize, strerror(rc));
+}
+
 int hyi_journal_open(hyi_journal **out, const hyi_journal_config *cfg)
 {
     if (!out)
@@ -1066,6 +1119,10 @@ int hyi_journal_open(hyi_journal **out, const hyi_journal_config *cfg)
         goto fail;
     if ((rc = mdb_env_open(j->env, path, flags, 0640)) != 0)
         goto fail;
+    if ((rc = reserve_open_map(j)) != 0) {
+        free_journal(j);
+        return rc;
+    }
     if ((rc = hyi_env_write(j, open_dbs, NULL, "open the databases")) != 0 ||
         (rc = hyi_env_write(j, replay_tail, NULL, "rebuild heads")) != 0)
         goto fail;

@@ -90,8 +90,10 @@ typedef enum hyi_durability {
     /* MDB_NOSYNC|MDB_NOMETASYNC|MDB_WRITEMAP|MDB_MAPASYNC: the journal is still
      * written (through a writable map, cheapest) and a clean close or kill -9
      * keeps it, but nothing is flushed, and on an OS crash the file may be left
-     * inconsistent. With WRITEMAP, a full disk can surface as SIGBUS instead of
-     * HY_EDISKFULL. A kernel that wants "no journal at all" simply does not
+     * inconsistent. The file's blocks under the map are reserved at open and
+     * before the map grows (a write through the map into a sparse file on a
+     * full disk would be SIGBUS), so a full disk is HY_EDISKFULL there, and the
+     * file takes the map's size on disk from the start. A kernel that wants "no journal at all" simply does not
      * open one; this mode is for "journal, but never wait for the disk". */
     HYI_DUR_OFF,
 } hyi_durability;

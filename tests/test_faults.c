@@ -6,7 +6,9 @@
  *  - the journal's file system full (a 1 MiB tmpfs): HY_EDISKFULL through
  *    on_durable, non-persistent subsystems go on, and every acknowledged
  *    message is there after the tmpfs is remounted bigger and the kernel
- *    reopened;
+ *    reopened; the same under HY_DURABILITY_OFF, whose writes through a map
+ *    would otherwise be SIGBUS, and a map larger than the room refused at
+ *    open;
  *  - the journal's file system turned read-only while the kernel runs (an
  *    ext4 image on a loop device, mounted errors=remount-ro, made to report
  *    an error): persistent sends fail with HY_EPERM or HY_EJOURNAL, the rest
@@ -235,11 +237,12 @@ static int plain_handler(hy_ctx *ctx, const hy_msg *msg)
     return 0;
 }
 
-static hy_kernel *open_journaled(const char *journal)
+static hy_kernel *open_journaled_as(const char *journal, hy_durability durability,
+                                    size_t map_size)
 {
     hy_kernel *k = NULL;
-    hy_config cfg = {.workers = 2, .journal_path = journal, .journal_map_size = 1 << 22,
-                     .durability = HY_DURABILITY_SYNC};
+    hy_config cfg = {.workers = 2, .journal_path = journal, .journal_map_size = map_size,
+                     .durability = durability};
     int rc = hy_kernel_open(&k, &cfg);
     if (rc != 0)
         fail_msg("open %s: %s: %s", journal, hy_err_name(rc), hy_errdetail());
@@ -252,6 +255,11 @@ static hy_kernel *open_journaled(const char *journal)
     hy_subsystem_def pdef = {.routes = &pr, .nroutes = 1};
     assert_int_equal(hy_subsystem_register(k, "plain", &pdef), 0);
     return k;
+}
+
+static hy_kernel *open_journaled(const char *journal)
+{
+    return open_journaled_as(journal, HY_DURABILITY_SYNC, 1 << 22);
 }
 
 /* What on_durable said for each id: 0 not yet, 1 durable, else the error. */
@@ -333,6 +341,70 @@ static void disk_full_is_ediskfull_and_acknowledged_messages_survive(void **stat
         if (!atomic_load(&applied[i]))
             fail_msg("acknowledged id %u was not replayed", i);
     /* And the journal takes writes again. */
+    atomic_store(&durable_status[sent], 0);
+    assert_int_equal(send_id(k, sent, 8192), 0);
+    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
+    assert_int_equal(atomic_load(&durable_status[sent]), 1);
+    hy_kernel_close(k);
+}
+
+/* HY_DURABILITY_OFF writes through a writable map of a file LMDB leaves
+ * sparse: a page the file system cannot back when first written would be
+ * SIGBUS in the writer thread, killing the process. The journal reserves
+ * the map's blocks first, so a full file system is HY_EDISKFULL: at open
+ * when the map does not fit, at the commit that needed the map to grow
+ * otherwise, and what was acknowledged before is replayed later. */
+static void disk_full_with_durability_off_is_ediskfull_not_a_crash(void **state)
+{
+    mnt *m = *state;
+    if (!mount_tmpfs(m, "1m", "disk full, durability off"))
+        return;
+    reset_marks();
+    /* A map larger than the file system: refused at open, naming the path. */
+    hy_kernel *k = NULL;
+    hy_config big = {.workers = 2, .journal_path = m->journal, .journal_map_size = 4 << 20,
+                     .durability = HY_DURABILITY_OFF};
+    assert_int_equal(hy_kernel_open(&k, &big), HY_EDISKFULL);
+    assert_null(k);
+    assert_non_null(strstr(hy_errdetail(), m->journal));
+    assert_non_null(strstr(hy_errdetail(), "no room on disk"));
+
+    /* A map that fits, then messages until it must grow past the room. */
+    k = open_journaled_as(m->journal, HY_DURABILITY_OFF, 256 << 10);
+    uint32_t sent = 0;
+    int first_error = 0;
+    for (; sent < 1000 && !first_error; sent++) {
+        int rc = send_id(k, sent, 8192);
+        if (rc != 0) {
+            first_error = rc;
+            break;
+        }
+        uint64_t deadline = mono_ns() + (uint64_t)WAIT_MS * 1000000u;
+        while (atomic_load(&durable_status[sent]) == 0 && mono_ns() < deadline)
+            usleep(100);
+        int st = atomic_load(&durable_status[sent]);
+        if (st != 1) {
+            first_error = st;
+            break;
+        }
+    }
+    printf("disk full, durability off: %u acknowledged, then %s\n", sent,
+           hy_err_name(first_error));
+    assert_int_equal(first_error, HY_EDISKFULL);
+    assert_true(sent > 10);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(hy_send(k, "plain://ping", NULL, 0), 0);
+    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
+    assert_int_equal(atomic_load(&plain_count), 50);
+    hy_kernel_close(k);
+
+    assert_int_equal(mount(NULL, m->dir, NULL, MS_REMOUNT, "size=16m"), 0);
+    for (int i = 0; i < MAX_IDS; i++)
+        atomic_store(&applied[i], 0);
+    k = open_journaled_as(m->journal, HY_DURABILITY_OFF, 256 << 10);
+    for (uint32_t i = 0; i < sent; i++)
+        if (!atomic_load(&applied[i]))
+            fail_msg("acknowledged id %u was not replayed", i);
     atomic_store(&durable_status[sent], 0);
     assert_int_equal(send_id(k, sent, 8192), 0);
     assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
@@ -537,6 +609,8 @@ int main(void)
         cmocka_unit_test(pool_cap_refuses_with_enomem_and_loses_nothing),
         cmocka_unit_test(reader_table_full_is_ereaders),
         cmocka_unit_test_setup_teardown(disk_full_is_ediskfull_and_acknowledged_messages_survive,
+                                        mnt_setup, mnt_teardown),
+        cmocka_unit_test_setup_teardown(disk_full_with_durability_off_is_ediskfull_not_a_crash,
                                         mnt_setup, mnt_teardown),
         cmocka_unit_test_setup_teardown(read_only_journal_fails_persistent_sends_only,
                                         loopfs_setup, loopfs_teardown),
