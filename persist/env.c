@@ -487,7 +487,7 @@ static struct hyi_seqslot *radix_sort_low(struct hyi_seqslot *a, struct hyi_seqs
 }
 
 /* Sort slots by actor, stably (an actor's later slot stays after its earlier
- * one). A checkpoint sorts up to cache_actors/2 heads, where qsort's
+ * one). A checkpoint sorts up to 7/8 of cache_actors heads, where qsort's
  * comparisons were a visible share of the writer's time. Many slots are
  * split by their top byte first, and each part (small enough to stay in the
  * CPU cache) sorted by the other seven: eight passes over all of them, tens
@@ -582,13 +582,20 @@ static int heads_checkpoint(hyi_wtxn *w)
     return rc;
 }
 
+/* Each checkpoint with a million actors rewrites most of the heads DB's
+ * leaf pages, however few of its heads changed, so fewer checkpoints are
+ * what makes them cheaper. Dirty heads may fill the cache to seven eighths
+ * while it still has room; once it is full an insert must evict a clean
+ * head, and half of it stays clean for that. */
 static bool checkpoint_due(hyi_wtxn *w)
 {
     hyi_journal *j = w->j;
     pthread_mutex_lock(&j->cache_lock);
-    size_t dirty = j->cache.dirty;
+    size_t dirty = j->cache.dirty, cached = j->cache.len;
     pthread_mutex_unlock(&j->cache_lock);
-    return dirty + w->j->overlay.len > j->cfg.cache_actors / 2 ||
+    size_t max = j->cfg.cache_actors, newer = dirty + j->overlay.len;
+    bool full = cached >= max;
+    return newer > max - max / 8 || (full && newer > max / 2) ||
            w->gseq - j->heads_through >= j->cfg.checkpoint_entries;
 }
 

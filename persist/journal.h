@@ -129,13 +129,14 @@ typedef struct hyi_journal_config {
     size_t cache_actors;     /* actors whose head (newest seq, log key) is kept
                                 in memory (64 bytes each at most); 0: 1 Mi.
                                 Beyond it clean heads are evicted and read from
-                                the heads DB again when needed. Half of it is
-                                how many heads a checkpoint writes at most, so
-                                larger means cheaper checkpoints. */
+                                the heads DB again when needed. A checkpoint
+                                comes when seven eighths of it are heads newer
+                                than the heads DB (half once it is full), so
+                                larger means fewer checkpoints. */
     uint64_t checkpoint_entries; /* the heads DB is brought up to date at least
-                                every this many log entries (and whenever
-                                cache_actors/2 heads are newer than it); open
-                                replays at most this much log. 0: 1 Mi */
+                                every this many log entries (and as
+                                cache_actors says); open replays at most this
+                                much log. 0: 1 Mi */
 } hyi_journal_config;
 
 /* Open (creating if needed) the environment at cfg->path and its two databases.

@@ -8,7 +8,8 @@
  * a clock hand (an entry read since the hand last passed has its ref bit
  * cleared and is spared once); the hand moves by a large odd stride. Evicting is safe because a clean head is in the
  * heads DB, where the writer finds it again. Dirty heads are never evicted; the
- * journal checkpoints them before they reach half of max. */
+ * journal checkpoints them before they reach seven eighths of max (half once
+ * the map is full, so an eviction finds a clean entry within a few steps). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
