@@ -201,7 +201,7 @@ static int run_activate_passivate(const bench_opts *o, bool report_activate,
                             : 0;
     /* Sizes: the struct with an average key (decimal, ~6 digits) and its NUL,
      * as malloc rounds it, plus the table slots each actor adds. */
-    size_t key_avg = 6, raw = HYI_ACTOR_SIZE(key_avg);
+    size_t key_avg = 6, raw = HYI_ACTOR_SIZE(key_avg, false);
     /* actors come from 64 KiB slabs of exactly that size (pool/blocks.h),
      * whose first 64 bytes are the slab's header */
     size_t usable = raw + (raw * 64 + 65535) / 65536;

@@ -46,7 +46,7 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
         return hyi_fail(HY_EINVAL, "key of %zu bytes", key_len);
     /* From 64 KiB slabs that go back to the allocator once empty (blocks.h):
      * a million actors passivated leave no allocator bookkeeping behind. */
-    hyi_actor *a = hyi_block_alloc(HYI_ACTOR_SIZE(key_len));
+    hyi_actor *a = hyi_block_alloc(HYI_ACTOR_SIZE(key_len, sub->persistent));
     if (!a)
         return HY_ENOMEM;
     hyi_mpscq_init(&a->mailbox);
@@ -72,7 +72,7 @@ int hyi_actor_new(hy_kernel *k, hyi_subsys *sub, const char *key, size_t key_len
     a->key[key_len] = '\0';
     int rc = hyi_actor_state_reset(a, key != NULL);
     if (rc != 0) {
-        hyi_block_free(a, HYI_ACTOR_SIZE(key_len));
+        hyi_block_free(a, HYI_ACTOR_SIZE(key_len, sub->persistent));
         return rc;
     }
     a->journal_id = a->journal_seq = 0;
@@ -108,7 +108,9 @@ void hyi_actor_free(hy_kernel *k, hyi_actor *actor)
         hyi_msg_release(k, HYI_MSG_OF(n));
     if (actor->sub->state_free && actor->state)
         actor->sub->state_free(actor->sub->udata, actor->state);
-    hyi_block_free(actor, HYI_ACTOR_SIZE(actor->key_len));
+    if (actor->sub->persistent)
+        hyi_persist_actor_free(k, actor);
+    hyi_block_free(actor, HYI_ACTOR_SIZE(actor->key_len, actor->sub->persistent));
 }
 
 int hyi_actor_table_init(hy_kernel *k)

@@ -294,8 +294,14 @@ struct hyi_actor {
  * struct's tail padding is not needed: 8 bytes fewer for short keys). */
 /* Whole cache lines, for aligned_alloc and so no actor shares a line with
  * another's. */
-#define HYI_ACTOR_SIZE(key_len) \
-    ((offsetof(hyi_actor, key) + (key_len) + 1 + HY_CACHE_LINE - 1) & ~(size_t)(HY_CACHE_LINE - 1))
+/* A persistent actor keeps its journal lease (persistent.c, hyi_head_lease)
+ * right after its key, in the line the journal's writer touches anyway to
+ * deliver to it. */
+#define HYI_LEASE_SPACE 24
+#define HYI_ACTOR_KEY_END(key_len) ((offsetof(hyi_actor, key) + (key_len) + 1 + 7) & ~(size_t)7)
+#define HYI_ACTOR_SIZE(key_len, persistent)                                              \
+    ((HYI_ACTOR_KEY_END(key_len) + ((persistent) ? HYI_LEASE_SPACE : 0) + HY_CACHE_LINE - 1) & \
+     ~(size_t)(HY_CACHE_LINE - 1))
 
 /* The keyed-actor table: (subsystem, key) -> actor. Segments with a lock each
  * keep contention low without a lock-free table's reclamation problem;
@@ -923,6 +929,9 @@ void hyi_persist_applied(hy_kernel *k, hyi_actor *actor, hy_msg *msg);
  * snapshot of each that applied anything since its last), all in one journal
  * transaction; rcs[i] gets actor i's outcome, 0 or the error. */
 void hyi_persist_passivate_many(hy_kernel *k, hyi_actor *const *actors, size_t n, int *rcs);
+/* actor.c: a persistent actor is freed; its journal lease goes back first if
+ * the journal still holds it (passivation gave it back earlier). */
+void hyi_persist_actor_free(hy_kernel *k, hyi_actor *actor);
 /* stats.c: the journal's figures. */
 void hyi_persist_stats(hy_kernel *k, hy_stats *out);
 

@@ -406,9 +406,28 @@ static int on_entry(void *user, const hyi_journal_entry *e)
 
 static int snapshot(hy_kernel *k, hyi_actor *a, bool keyed, uint64_t seq);
 
+_Static_assert(sizeof(hyi_head_lease) <= HYI_LEASE_SPACE, "HYI_LEASE_SPACE too small");
+
+/* The actor's journal lease, after its key (HYI_ACTOR_SIZE): the writer
+ * appends to the actor through it without the journal's head cache. */
+static hyi_head_lease *lease_of(hyi_actor *a)
+{
+    return (hyi_head_lease *)((char *)a + HYI_ACTOR_KEY_END(a->key_len));
+}
+
+void hyi_persist_actor_free(hy_kernel *k, hyi_actor *a)
+{
+    /* No entry of a is in flight (it is being freed), so the hint is exact.
+     * After hyi_persist_close the journal is gone, and held nothing more. */
+    hyi_head_lease *l = lease_of(a);
+    if (k->persist && hyi_head_lease_held(l))
+        hyi_journal_release_leases(k->persist->j, &(hyi_lease_ref){a->journal_id, l}, 1);
+}
+
 static int recover(hy_kernel *k, hyi_actor *a, bool keyed)
 {
     hyi_persist *p = k->persist;
+    memset(lease_of(a), 0, sizeof(hyi_head_lease)); /* the journal takes it later */
     a->journal_id = journal_id_of(a, keyed);
     /* Most activations among a million new keys: nothing to read. */
     if (hyi_journal_surely_new(p->j, a->journal_id)) {
@@ -782,6 +801,7 @@ static hyi_journal_rec rec_of(hy_msg *msg, char *buf)
     hyi_durable *d = hyi_msg_durable(msg);
     hyi_journal_rec rec = {
         .actor = d->actor->journal_id,
+        .lease = lease_of(d->actor),
         .path = hyi_msg_path(msg),
         .path_len = msg->path_len,
         .payload = hyi_msg_payload(msg),
@@ -940,6 +960,16 @@ void hyi_persist_passivate_many(hy_kernel *k, hyi_actor *const *actors, size_t n
                                          .len = len};
     }
     (void)hyi_snapshot_save_many(k->persist->j, items, m); /* each item has its code */
+    /* The leases go back before the actors leave the table, so a sender that
+     * makes one of them again finds its head in the journal's cache. */
+    hyi_lease_ref refs[64];
+    for (size_t i = 0; i < n;) {
+        size_t r = 0;
+        for (; i < n && r < sizeof refs / sizeof refs[0]; i++)
+            if (hyi_head_lease_held(lease_of(actors[i])))
+                refs[r++] = (hyi_lease_ref){actors[i]->journal_id, lease_of(actors[i])};
+        hyi_journal_release_leases(k->persist->j, refs, r);
+    }
     for (size_t i = 0, it = 0; it < m; i++) {
         if (!needs_snapshot(actors[i]) || rcs[i] != 0)
             continue;

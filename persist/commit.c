@@ -26,6 +26,7 @@ struct hyi_pending {
     hyi_journal_done_many_fn done_many;
     void *ctx;                          /* done_many's */
     void *user;
+    hyi_head_lease *lease;
     uint64_t actor, seq, timestamp_ns;
     uint32_t path_len, payload_len;
     uint64_t ring_end; /* a ring node's end in the ring (see RING_BYTES) */
@@ -67,6 +68,7 @@ static bool batch_next(void *it, hyi_journal_rec *rec, uint64_t **seq)
         __builtin_prefetch(b->v[b->i + NODES_AHEAD]);
     hyi_pending *p = b->v[b->i++];
     *rec = (hyi_journal_rec){.actor = p->actor,
+                             .lease = p->lease,
                              .flags = p->flags,
                              .timestamp_ns = p->timestamp_ns,
                              .path = (const char *)p->data,
@@ -264,6 +266,7 @@ static void node_fill(hyi_pending *p, const hyi_journal_rec *r, hyi_journal_done
     p->ctx = ctx;
     p->user = user;
     p->actor = r->actor;
+    p->lease = r->lease;
     p->seq = 0;
     p->timestamp_ns = r->timestamp_ns;
     p->path_len = (uint32_t)r->path_len;

@@ -217,8 +217,13 @@ static void publish_overlay(hyi_journal *j, bool checkpointed)
             prefetch_seen(j, j->overlay.slots[i].actor);
         }
     pthread_mutex_lock(&j->cache_lock);
-    if (checkpointed)
+    if (checkpointed) {
         hyi_seqmap_mark_clean(&j->cache);
+        j->dlog_len = 0; /* every lease's mark names an older epoch now */
+        if ((++j->dlog_epoch & 0x7fffffffu) == 0)
+            j->dlog_epoch = 1;
+    }
+    j->dlog_committed = j->dlog_len;
     for (size_t i = 0; i < j->overlay.cap; i++) {
         const struct hyi_seqslot *s = &j->overlay.slots[i];
         if (!s->used)
@@ -257,6 +262,198 @@ static int reclaim_all(hyi_journal *j)
     return rc;
 }
 
+/* ---------------------------------------------------------------- leases
+ *
+ * With many actors, each append looked its actor's head up in the cache (a
+ * cache miss in tens of MB) and published the new head there after the
+ * commit (the same miss again). An actor that lives in the kernel has a
+ * lease instead, in its own memory, which the kernel touches anyway to
+ * deliver the message: the first record naming it takes the actor's head
+ * from the cache (or the heads DB) into the lease and marks the cache's
+ * entry as held by it; later records read and advance the lease alone. A
+ * changed lease's head is also kept, once per actor until the next
+ * checkpoint, in a list (dlog) that checkpoints write, so the cache is not
+ * touched. Releasing the lease (passivation, the actor's end) puts its head
+ * back into the cache entry, dirty while the list still has it.
+ *
+ * One head per actor id, whatever happens: the cache entry names the lease
+ * that holds it, and a record whose own lease is not held appends through
+ * the holder (two live owners of one id: a hash collision, or a subsystem
+ * registered again while its old actors still have entries in flight). A
+ * reader of a held actor's head reads the lease under write_lock, when it
+ * holds only committed heads. A failed transaction's lease changes are
+ * undone (undo), as its overlay is dropped. */
+
+#define LEASE_HELD 1u
+
+static uint32_t lease_mark(hyi_head_lease *l)
+{
+    /* relaxed: changed under write_lock only; read without it only as a hint
+     * (hyi_head_lease_held) */
+    return atomic_load_explicit(&l->mark, memory_order_relaxed);
+}
+
+static void lease_set_mark(hyi_head_lease *l, uint32_t mark)
+{
+    atomic_store_explicit(&l->mark, mark, memory_order_relaxed); /* as lease_mark */
+}
+
+bool hyi_head_lease_held(hyi_head_lease *l)
+{
+    return lease_mark(l) & LEASE_HELD;
+}
+
+/* Under write_lock: l's entry in the list of changed heads, or NULL. */
+static struct hyi_seqslot *lease_listed(hyi_journal *j, uint64_t actor, hyi_head_lease *l)
+{
+    if (lease_mark(l) >> 1 != (j->dlog_epoch & 0x7fffffffu) || l->dirty_at >= j->dlog_len)
+        return NULL;
+    struct hyi_seqslot *d = &j->dlog[l->dirty_at];
+    return d->actor == actor ? d : NULL;
+}
+
+static bool grow_array(void **a, size_t *cap, size_t elem)
+{
+    size_t ncap = *cap ? *cap * 2 : 1024;
+    void *n = realloc(*a, ncap * elem);
+    if (!n)
+        return false;
+    *a = n;
+    *cap = ncap;
+    return true;
+}
+
+/* Under write_lock: l's head becomes (seq, gseq) in this transaction, listed
+ * for the next checkpoint, with what undoes both. */
+static int lease_advance(hyi_journal *j, uint64_t actor, hyi_head_lease *l, uint64_t seq,
+                         uint64_t gseq)
+{
+    if ((j->undo_len == j->undo_cap &&
+         !grow_array((void **)&j->undo, &j->undo_cap, sizeof *j->undo)) ||
+        (j->dlog_len == j->dlog_cap &&
+         !grow_array((void **)&j->dlog, &j->dlog_cap, sizeof *j->dlog)))
+        return hyi_fail(HY_ENOMEM, "journal %s: no memory for the list of changed heads",
+                        j->path);
+    struct hyi_seqslot *d = lease_listed(j, actor, l);
+    struct hyi_lease_undo *u = &j->undo[j->undo_len++];
+    *u = (struct hyi_lease_undo){.lease = l, .seq = l->seq, .gseq = l->gseq,
+                                 .dirty_at = l->dirty_at, .mark = lease_mark(l),
+                                 .in_place = d != NULL};
+    if (d) {
+        u->entry_seq = d->seq;
+        u->entry_gseq = d->gseq;
+    } else {
+        l->dirty_at = (uint32_t)j->dlog_len;
+        lease_set_mark(l, (j->dlog_epoch << 1) | LEASE_HELD);
+        d = &j->dlog[j->dlog_len++];
+        *d = (struct hyi_seqslot){.actor = actor, .used = 1};
+    }
+    d->seq = l->seq = seq;
+    d->gseq = l->gseq = gseq;
+    return 0;
+}
+
+/* After a failed transaction (write_lock held): its lease changes undone. */
+static void leases_undo(hyi_journal *j)
+{
+    while (j->undo_len) {
+        const struct hyi_lease_undo *u = &j->undo[--j->undo_len];
+        if (u->in_place) {
+            j->dlog[u->dirty_at].seq = u->entry_seq;
+            j->dlog[u->dirty_at].gseq = u->entry_gseq;
+        }
+        u->lease->seq = u->seq;
+        u->lease->gseq = u->gseq;
+        u->lease->dirty_at = u->dirty_at;
+        lease_set_mark(u->lease, u->mark);
+    }
+    j->dlog_len = j->dlog_len_at_begin;
+}
+
+/* Under write_lock and cache_lock: the head of the lease holding entry s. */
+static hyi_head lease_head(const struct hyi_seqslot *s)
+{
+    return (hyi_head){s->lease->seq, s->lease->gseq};
+}
+
+static int head_load(hyi_journal *j, MDB_txn *txn, uint64_t actor, hyi_head *h);
+
+/* Within a write op: the lease record r appends through (see the top), or
+ * NULL for the overlay and the cache: a record without a lease, or one whose
+ * actor this transaction already wrote without one. */
+static int lease_for(hyi_wtxn *w, const hyi_journal_rec *r, hyi_head_lease **out)
+{
+    hyi_journal *j = w->j;
+    hyi_head_lease *l = r->lease;
+    *out = NULL;
+    if (l && (lease_mark(l) & LEASE_HELD)) {
+        *out = l;
+        return 0;
+    }
+    if (hyi_seqmap_find(&j->overlay, r->actor))
+        return 0;
+    /* An actor never written has no entry (an entry is leased only once its
+     * actor is marked seen, below): a new actor's first record inserts one,
+     * with no lookup before. */
+    bool fresh = hyi_env_never_written(j, r->actor);
+    hyi_head h = {0, 0};
+    pthread_mutex_lock(&j->cache_lock);
+    struct hyi_seqslot *s = fresh ? NULL : hyi_seqmap_find(&j->cache, r->actor);
+    if (s && (s->lease || !l)) {
+        *out = s->lease;
+        pthread_mutex_unlock(&j->cache_lock);
+        return 0;
+    }
+    if (s) {
+        h = (hyi_head){s->seq, s->gseq};
+        s->lease = l;
+    }
+    pthread_mutex_unlock(&j->cache_lock);
+    if (!l)
+        return 0;
+    if (!s) {
+        int rc;
+        /* Not cached, so not dirty: the heads DB has it (or the actor is new). */
+        if (!fresh && (rc = head_load(j, w->txn, r->actor, &h)) != 0)
+            return rc;
+        hyi_env_mark_seen(j, r->actor); /* a failed transaction leaves a "maybe" */
+        pthread_mutex_lock(&j->cache_lock);
+        rc = hyi_seqmap_lease(&j->cache, r->actor, h, l);
+        pthread_mutex_unlock(&j->cache_lock);
+        if (rc)
+            return hyi_fail(HY_ENOMEM, "journal %s: no memory for the head table", j->path);
+    }
+    l->seq = h.seq;
+    l->gseq = h.gseq;
+    lease_set_mark(l, LEASE_HELD); /* epoch 0: not listed */
+    *out = l;
+    return 0;
+}
+
+void hyi_journal_release_leases(hyi_journal *j, const hyi_lease_ref *refs, size_t n)
+{
+    if (!j || !n)
+        return;
+    pthread_mutex_lock(&j->write_lock);
+    pthread_mutex_lock(&j->cache_lock);
+    for (size_t i = 0; i < n; i++) {
+        hyi_head_lease *l = refs[i].lease;
+        if (!(lease_mark(l) & LEASE_HELD))
+            continue;
+        /* A held lease's entry is never evicted: found, and put needs no room. */
+        struct hyi_seqslot *s = hyi_seqmap_find(&j->cache, refs[i].actor);
+        if (s && s->lease == l)
+            s->lease = NULL;
+        bool listed = lease_listed(j, refs[i].actor, l) != NULL;
+        if (l->seq && hyi_seqmap_put(&j->cache, refs[i].actor, (hyi_head){l->seq, l->gseq},
+                                     listed) != 0 && listed)
+            j->heads_lost = true; /* only the log has it now: see hyi_env_write */
+        lease_set_mark(l, 0);
+    }
+    pthread_mutex_unlock(&j->cache_lock);
+    pthread_mutex_unlock(&j->write_lock);
+}
+
 int hyi_env_write(hyi_journal *j, hyi_write_op op, void *arg, const char *what)
 {
     int rc, reclaimed = 0;
@@ -291,12 +488,16 @@ int hyi_env_write(hyi_journal *j, hyi_write_op op, void *arg, const char *what)
         hyi_wtxn w = {.j = j, .txn = txn, .gseq = j->gseq_last};
         struct hyi_sweep sweep = j->sweep; /* the op's sweep step may be undone */
         uint64_t through = j->heads_through;
+        j->undo_len = 0;
+        j->dlog_len_at_begin = j->dlog_len;
         rc = op(&w, arg);
         if (rc == 0) {
             rc = mdb_txn_commit(txn); /* frees txn on success and on failure */
         } else {
             mdb_txn_abort(txn);
         }
+        if (rc != 0)
+            leases_undo(j);
         if (rc == 0) {
             j->gseq_last = w.gseq;
             if (w.checkpointed)
@@ -398,13 +599,43 @@ bool hyi_env_never_written(hyi_journal *j, uint64_t actor)
     return (atomic_load_explicit(b.word, memory_order_relaxed) & b.mask) != b.mask;
 }
 
+/* The head a lease holds, read under write_lock (no transaction is open, so
+ * it is committed), or the cache entry's if the lease went meanwhile. */
+static hyi_head held_head(hyi_journal *j, uint64_t actor)
+{
+    hyi_head h = {0, 0};
+    pthread_mutex_lock(&j->write_lock);
+    pthread_mutex_lock(&j->cache_lock);
+    const struct hyi_seqslot *s = hyi_seqmap_find(&j->cache, actor);
+    if (s)
+        h = s->lease ? lease_head(s) : (hyi_head){s->seq, s->gseq};
+    pthread_mutex_unlock(&j->cache_lock);
+    pthread_mutex_unlock(&j->write_lock);
+    return h;
+}
+
 int hyi_env_read_head(hyi_journal *j, uint64_t actor, MDB_txn **txn, hyi_head *h)
 {
     hyi_head cached = {0, 0};
     int rc = read_begin(j, txn, &j->cache_lock);
     if (rc)
         return rc;
-    (void)hyi_seqmap_get(&j->cache, actor, &cached);
+    const struct hyi_seqslot *s = hyi_seqmap_find(&j->cache, actor);
+    if (s && s->lease) {
+        /* Another owner of this id lives (see leases): its lease has the head,
+         * readable under write_lock, which must not be taken under
+         * cache_lock. Committed before the transaction begun after it. */
+        pthread_mutex_unlock(&j->cache_lock);
+        hyi_env_read_end(j, *txn);
+        hyi_head held = held_head(j, actor);
+        if ((rc = read_begin(j, txn, &j->cache_lock)) != 0)
+            return rc;
+        (void)hyi_seqmap_get(&j->cache, actor, &cached);
+        if (held.seq > cached.seq)
+            cached = held;
+    } else {
+        (void)hyi_seqmap_get(&j->cache, actor, &cached);
+    }
     bool lost = j->heads_lost;
     pthread_mutex_unlock(&j->cache_lock);
     if (lost) {
@@ -433,7 +664,12 @@ int hyi_head_get(hyi_wtxn *w, uint64_t actor, hyi_head *h)
         return 0;
     }
     pthread_mutex_lock(&j->cache_lock);
-    bool hit = hyi_seqmap_get(&j->cache, actor, h);
+    const struct hyi_seqslot *s = hyi_seqmap_find(&j->cache, actor);
+    bool hit = s != NULL;
+    if (s && s->lease)
+        *h = lease_head(s); /* under write_lock: this transaction's view */
+    else if (s)
+        (void)hyi_seqmap_get(&j->cache, actor, h);
     pthread_mutex_unlock(&j->cache_lock);
     if (hit)
         return 0;
@@ -531,7 +767,7 @@ static int heads_checkpoint(hyi_wtxn *w)
 {
     hyi_journal *j = w->j;
     pthread_mutex_lock(&j->cache_lock);
-    size_t n = 0, cap = j->cache.dirty + j->overlay.len;
+    size_t n = 0, cap = j->cache.dirty + j->dlog_len + j->overlay.len;
     struct hyi_seqslot *all = malloc(2 * (cap ? cap : 1) * sizeof *all);
     if (all) {
         for (size_t i = 0; i < j->cache.cap; i++)
@@ -542,11 +778,13 @@ static int heads_checkpoint(hyi_wtxn *w)
     if (!all)
         return hyi_fail(HY_ENOMEM, "journal %s: no memory to checkpoint %zu heads",
                         j->path, cap);
+    if (j->dlog_len)
+        memcpy(all + n, j->dlog, j->dlog_len * sizeof *all);
+    n += j->dlog_len;
     for (size_t i = 0; i < j->overlay.cap; i++)
         if (j->overlay.slots[i].used)
             all[n++] = j->overlay.slots[i];
-    /* An actor in both: the overlay's (after it, the sort being stable) is
-     * newer. */
+    /* An actor in more than one of them: the highest sequence is newest. */
     struct hyi_seqslot *sorted = sort_by_actor(all, all + (cap ? cap : 1), n);
     MDB_cursor *c = NULL;
     int rc = mdb_cursor_open(w->txn, j->db_heads, &c);
@@ -565,8 +803,9 @@ static int heads_checkpoint(hyi_wtxn *w)
     }
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const struct hyi_seqslot *s = &sorted[i];
-        if (i + 1 < n && sorted[i + 1].actor == s->actor && sorted[i + 1].seq >= s->seq)
-            continue;
+        for (; i + 1 < n && sorted[i + 1].actor == s->actor; i++)
+            if (sorted[i + 1].seq > s->seq)
+                s = &sorted[i + 1];
         bool append = empty || s->actor > top;
         rc = head_put(c, s->actor, s->seq, s->gseq, append);
         if (append)
@@ -593,7 +832,7 @@ static bool checkpoint_due(hyi_wtxn *w)
     pthread_mutex_lock(&j->cache_lock);
     size_t dirty = j->cache.dirty, cached = j->cache.len;
     pthread_mutex_unlock(&j->cache_lock);
-    size_t max = j->cfg.cache_actors, newer = dirty + j->overlay.len;
+    size_t max = j->cfg.cache_actors, newer = dirty + j->dlog_len + j->overlay.len;
     bool full = cached >= max;
     return newer > max - max / 8 || (full && newer > max / 2) ||
            w->gseq - j->heads_through >= j->cfg.checkpoint_entries;
@@ -717,14 +956,22 @@ static void prefetch_heads(hyi_journal *j, hyi_rec_iter next, hyi_rec_restart re
 {
     hyi_journal_rec r;
     uint64_t *seq;
-    /* The seen bits decide which slots to fetch: fetch those words first. */
+    /* The seen bits and the leases decide which slots to fetch: fetch those
+     * first (a lease is in its owner's memory, written on another core). */
     restart(it);
-    while (next(it, &r, &seq))
+    while (next(it, &r, &seq)) {
         prefetch_seen(j, r.actor);
+        if (r.lease)
+            __builtin_prefetch(r.lease, 1);
+    }
     restart(it);
-    while (next(it, &r, &seq))
-        if (!hyi_env_never_written(j, r.actor)) /* a new actor is not looked up */
+    while (next(it, &r, &seq)) {
+        if (r.lease && (lease_mark(r.lease) & LEASE_HELD))
+            continue; /* its head is in the lease */
+        /* a new actor is not looked up, but a lease of one inserts its entry */
+        if (r.lease || !hyi_env_never_written(j, r.actor))
             hyi_seqmap_prefetch(&j->cache, r.actor);
+    }
     restart(it);
 }
 
@@ -744,8 +991,13 @@ int hyi_entries_put(hyi_wtxn *w, hyi_rec_iter next, hyi_rec_restart restart, voi
         uint64_t ts = r.timestamp_ns;
         if (!ts)
             ts = now ? now : (now = hyi_wall_ns());
+        hyi_head_lease *lease;
         hyi_head h;
-        if ((rc = hyi_head_get(w, r.actor, &h)) != 0)
+        if ((rc = lease_for(w, &r, &lease)) != 0)
+            break;
+        if (lease)
+            h = (hyi_head){lease->seq, lease->gseq};
+        else if ((rc = hyi_head_get(w, r.actor, &h)) != 0)
             break;
         if (h.seq >= UINT64_MAX - 1) {
             rc = hyi_fail(HY_EJOURNAL, "journal %s: actor %llu has used every sequence",
@@ -770,7 +1022,11 @@ int hyi_entries_put(hyi_wtxn *w, hyi_rec_iter next, hyi_rec_restart restart, voi
                          r.payload, (uint32_t)r.payload_len);
         w->gseq = ids.gseq;
         *seq = ids.seq;
-        if (hyi_seqmap_put(&j->overlay, r.actor, (hyi_head){ids.seq, ids.gseq}, true) != 0) {
+        if (lease) {
+            if ((rc = lease_advance(j, r.actor, lease, ids.seq, ids.gseq)) != 0)
+                break;
+        } else if (hyi_seqmap_put(&j->overlay, r.actor, (hyi_head){ids.seq, ids.gseq},
+                                  true) != 0) {
             rc = hyi_fail(HY_ENOMEM, "journal %s: no memory for the head table", j->path);
             break;
         }
@@ -970,6 +1226,8 @@ static void free_journal(hyi_journal *j)
         close(j->lock_fd); /* releases the flock */
     hyi_seqmap_free(&j->cache);
     hyi_seqmap_free(&j->overlay);
+    free(j->dlog);
+    free(j->undo);
     free((void *)j->seen);
     pthread_mutex_destroy(&j->write_lock);
     pthread_rwlock_destroy(&j->map_lock);
@@ -1090,6 +1348,7 @@ int hyi_journal_open(hyi_journal **out, const hyi_journal_config *cfg)
     if (!j->cfg.checkpoint_entries)
         j->cfg.checkpoint_entries = DEFAULT_CHECKPOINT_ENTRIES;
     j->cache.max = j->cfg.cache_actors;
+    j->dlog_epoch = 1; /* a zeroed lease (epoch 0) is listed nowhere */
     seen_alloc(j);
 
     pthread_rwlockattr_t ra;
@@ -1200,7 +1459,7 @@ void hyi_journal_get_stats(hyi_journal *j, hyi_journal_stats *out)
     }
     pthread_mutex_lock(&j->cache_lock);
     out->heads_cached = j->cache.len;
-    out->heads_dirty = j->cache.dirty;
+    out->heads_dirty = j->cache.dirty + j->dlog_committed;
     pthread_mutex_unlock(&j->cache_lock);
     out->map_max = j->cfg.map_size_max;
     pthread_mutex_lock(&j->q_lock);

@@ -68,6 +68,7 @@
 #ifndef HY_JOURNAL_H
 #define HY_JOURNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -127,7 +128,7 @@ typedef struct hyi_journal_config {
                                 writes them; a batch larger than it is admitted
                                 when the queue is empty); 0: 65536 */
     size_t cache_actors;     /* actors whose head (newest seq, log key) is kept
-                                in memory (64 bytes each at most); 0: 1 Mi.
+                                in memory (80 bytes each at most); 0: 1 Mi.
                                 Beyond it clean heads are evicted and read from
                                 the heads DB again when needed. A checkpoint
                                 comes when seven eighths of it are heads newer
@@ -156,10 +157,24 @@ const char *hyi_journal_path(const hyi_journal *j);
 
 /* ---------------------------------------------------------------- entries */
 
+/* An actor's head held by the actor's owner while it lives (the kernel keeps
+ * one in each persistent actor), so the writer appends to that actor without
+ * a lookup in the journal's head cache nor a publish into it after the
+ * commit: see "leases" in env.c. The owner zeroes it before a record first
+ * names it; after that only the journal touches it, until the owner hands it
+ * back with hyi_journal_release_leases, which it must do before the memory
+ * goes (and before another lease of the same actor may start afresh). */
+typedef struct hyi_head_lease {
+    uint64_t seq, gseq;     /* the actor's newest entry and its log key */
+    uint32_t dirty_at;      /* its place in the journal's list of changed heads */
+    _Atomic uint32_t mark;  /* bit 0: held by the journal; above: that list's epoch */
+} hyi_head_lease;
+
 /* One entry to append. The caller owns path and payload; they are copied (into
  * LMDB, or into the writer's queue on submit) before the call returns. */
 typedef struct hyi_journal_rec {
     uint64_t actor;
+    hyi_head_lease *lease;   /* NULL, or the actor's lease (see above) */
     uint16_t flags;          /* opaque to the journal; returned on read */
     uint64_t timestamp_ns;   /* 0: CLOCK_REALTIME at write time */
     const char *path;        /* may be NULL when path_len is 0 */
@@ -207,6 +222,22 @@ int hyi_journal_append_many(hyi_journal *j, const hyi_journal_rec *recs, size_t 
  * sequence, fn has seen every entry before it, and reading stops there. */
 int hyi_journal_read_from(hyi_journal *j, uint64_t actor, uint64_t from_seq,
                           hyi_journal_read_fn fn, void *user, uint64_t *last_seq_out);
+
+/* An actor and its lease, to hand back. */
+typedef struct hyi_lease_ref {
+    uint64_t actor;
+    hyi_head_lease *lease;
+} hyi_lease_ref;
+
+/* Each held lease's head goes back into the journal's head cache (the lease
+ * is not held any more; a later record naming it takes it again). No entry
+ * naming a lease may be in flight (submitted and not completed). Takes the
+ * write lock once for all n. */
+void hyi_journal_release_leases(hyi_journal *j, const hyi_lease_ref *refs, size_t n);
+
+/* True while the journal holds the lease; exact when no entry naming it is
+ * in flight (then nothing changes it), a hint otherwise. */
+bool hyi_head_lease_held(hyi_head_lease *l);
 
 /* *seq_out = the actor's highest sequence, 0 for an actor never appended to.
  * Counts committed entries only (not ones waiting in the writer's queue). */

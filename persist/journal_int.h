@@ -81,6 +81,10 @@ typedef struct hyi_head {
 typedef struct hyi_seqmap {
     struct hyi_seqslot {
         uint64_t actor, seq, gseq;
+        /* The live owner's lease that holds this actor's head (see leases in
+         * env.c; the cache only): seq and gseq are then older than its, and
+         * the entry is never evicted. */
+        hyi_head_lease *lease;
         uint32_t dirty_mark;
         uint8_t used, ref;
     } *slots;
@@ -102,6 +106,11 @@ void hyi_seqmap_free(hyi_seqmap *m);
 void hyi_seqmap_clear(hyi_seqmap *m);
 /* true and *h when present (marks the entry recently used). */
 bool hyi_seqmap_get(hyi_seqmap *m, uint64_t actor, hyi_head *h);
+/* The actor's entry, or NULL. */
+struct hyi_seqslot *hyi_seqmap_find(hyi_seqmap *m, uint64_t actor);
+/* The actor's entry (inserted with h, clean, when absent) held by lease l;
+ * HY_ENOMEM when it cannot grow. */
+int hyi_seqmap_lease(hyi_seqmap *m, uint64_t actor, hyi_head h, hyi_head_lease *l);
 /* Set actor's head when h is newer (higher seq) than the stored one, and mark
  * it dirty if dirty; HY_ENOMEM when it cannot grow. */
 int hyi_seqmap_put(hyi_seqmap *m, uint64_t actor, hyi_head h, bool dirty);
@@ -159,6 +168,23 @@ struct hyi_journal {
     /* Heads changed in the current write transaction; write_lock only.
      * Folded into cache on commit, dropped on abort. */
     hyi_seqmap overlay;
+    /* Leased heads changed since the last checkpoint (write_lock only): one
+     * entry per actor, the lease remembering where (dirty_at, and the epoch
+     * in its mark), so the writer finds them without the cache and a
+     * checkpoint writes them. dlog_epoch counts checkpoints (never 0); the
+     * entries up to dlog_committed are committed (cache_lock, for stats). */
+    struct hyi_seqslot *dlog;
+    size_t dlog_len, dlog_cap, dlog_committed;
+    uint32_t dlog_epoch;
+    /* What the current write transaction changed in leases and the list,
+     * undone if it fails (write_lock only). */
+    struct hyi_lease_undo {
+        hyi_head_lease *lease;
+        uint64_t seq, gseq, entry_seq, entry_gseq;
+        uint32_t dirty_at, mark;
+        bool in_place; /* the list's entry at dirty_at was overwritten */
+    } *undo;
+    size_t undo_len, undo_cap, dlog_len_at_begin;
 
     /* write_lock only. The log's last key; the log key up to which the heads
      * DB is complete (meta "heads_through"): entries past it are replayed at

@@ -1773,6 +1773,144 @@ static void test_checkpoints_wait_while_the_cache_has_room(void **state)
         assert_int_equal(highest(j, spread_id(a)), 1);
 }
 
+/* ---------------------------------------------------------------- leases */
+
+/* Appends through leases (an owner's copy of its actor's head) stay exact:
+ * with a map that grows (each growth undoes a transaction's lease changes
+ * and runs it again), a small head cache (checkpoints of leased heads), two
+ * leases of one actor at once (two live owners of one id: they share one
+ * head) and records of a leased actor that name no lease; a reader asks for
+ * a held actor's highest sequence; leases handed back and taken again; a
+ * reopen, with no lease at all. */
+enum { LEASED = 64, LEASE_ROUNDS = 40 };
+static hyi_head_lease leases[LEASED + 1]; /* the last: actor 0's second owner */
+static uint64_t lease_count[LEASED];
+
+static void leased_round(hyi_journal *j, int round)
+{
+    static hyi_journal_rec r[LEASED + 2];
+    static uint64_t seqs[LEASED + 2];
+    size_t n = 0;
+    for (uint64_t a = 0; a < LEASED; a++) {
+        r[n] = rec_of(spread_id(a), "lease://x", "p");
+        r[n++].lease = &leases[a];
+    }
+    r[n] = rec_of(spread_id(0), "lease://x", "second owner");
+    r[n++].lease = &leases[LEASED];
+    r[n++] = rec_of(spread_id(1), "lease://x", "no lease");
+    assert_int_equal(hyi_journal_append_many(j, r, n, seqs), 0);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t a = i < LEASED ? i : i == LEASED ? 0 : 1;
+        if (seqs[i] != ++lease_count[a])
+            fail_msg("round %d: record %zu of actor %llu got seq %llu, not %llu", round, i,
+                     (unsigned long long)a, (unsigned long long)seqs[i],
+                     (unsigned long long)lease_count[a]);
+    }
+}
+
+static void test_leased_heads_keep_sequences_exact(void **state)
+{
+    fx *f = *state;
+    hyi_journal_config cfg = {.durability = HYI_DUR_NOSYNC, .map_size = 64 << 10,
+                              .cache_actors = 48, .checkpoint_entries = 500};
+    hyi_journal *j = open_cfg(f, cfg);
+    memset(leases, 0, sizeof leases);
+    memset(lease_count, 0, sizeof lease_count);
+    for (int round = 0; round < LEASE_ROUNDS; round++) {
+        leased_round(j, round);
+        if (round % 7 == 3) /* read while held: the lease's committed head */
+            for (uint64_t a = 0; a < LEASED; a += 5)
+                assert_int_equal(highest(j, spread_id(a)), lease_count[a]);
+        if (round % 10 == 9) { /* hand every other back; they are taken again */
+            hyi_lease_ref refs[LEASED / 2 + 1];
+            size_t n = 0;
+            for (uint64_t a = round % 20 == 9; a < LEASED; a += 2)
+                refs[n++] = (hyi_lease_ref){spread_id(a), &leases[a]};
+            refs[n++] = (hyi_lease_ref){spread_id(0), &leases[LEASED]};
+            hyi_journal_release_leases(j, refs, n);
+            for (size_t i = 0; i < n; i++)
+                assert_false(hyi_head_lease_held(refs[i].lease));
+        }
+    }
+    hyi_journal_stats st;
+    hyi_journal_get_stats(j, &st);
+    assert_true(st.map_grows > 0); /* transactions were undone and run again */
+    static seen s;
+    for (uint64_t a = 0; a < LEASED; a++) {
+        read_all(j, spread_id(a), 1, &s);
+        assert_int_equal(s.n, lease_count[a]);
+        for (size_t i = 0; i < s.n; i++)
+            assert_int_equal(s.seqs[i], i + 1);
+    }
+    hyi_lease_ref all[LEASED + 1];
+    for (uint64_t a = 0; a <= LEASED; a++)
+        all[a] = (hyi_lease_ref){spread_id(a < LEASED ? a : 0), &leases[a]};
+    hyi_journal_release_leases(j, all, LEASED + 1);
+    reopen(f, cfg);
+    for (uint64_t a = 0; a < LEASED; a++)
+        assert_int_equal(highest(f->j, spread_id(a)), lease_count[a]);
+    assert_int_equal(append_str(f->j, spread_id(2), "after"), lease_count[2] + 1);
+}
+
+/* A reader asks for held actors' highest sequences (under the write lock)
+ * while the group-commit writer appends through their leases: every answer
+ * is committed, never goes back, and the last is the count. */
+enum { LEASE_STREAM_ACTORS = 16, LEASE_STREAM = 4000 };
+static hyi_head_lease stream_leases[LEASE_STREAM_ACTORS];
+static _Atomic bool stream_done;
+
+static void stream_written(void *user, uint64_t actor, uint64_t seq, int status)
+{
+    (void)user, (void)actor, (void)seq;
+    assert_int_equal(status, 0);
+}
+
+static void *lease_reader(void *arg)
+{
+    hyi_journal *j = arg;
+    uint64_t last[LEASE_STREAM_ACTORS] = {0};
+    while (!atomic_load(&stream_done))
+        for (uint64_t a = 0; a < LEASE_STREAM_ACTORS; a++) {
+            uint64_t h = 0;
+            if (hyi_journal_highest(j, spread_id(a), &h) != 0 || h < last[a] ||
+                h > LEASE_STREAM / LEASE_STREAM_ACTORS)
+                return (void *)1;
+            last[a] = h;
+        }
+    return NULL;
+}
+
+static void test_readers_of_held_heads_while_the_writer_appends(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_cfg(f, (hyi_journal_config){.durability = HYI_DUR_NOSYNC,
+                                                      .max_batch = 64});
+    memset(stream_leases, 0, sizeof stream_leases);
+    atomic_store(&stream_done, false);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, lease_reader, j), 0);
+    for (int i = 0; i < LEASE_STREAM; i++) {
+        uint64_t a = (uint64_t)i % LEASE_STREAM_ACTORS;
+        hyi_journal_rec r = rec_of(spread_id(a), "lease://s", "p");
+        r.lease = &stream_leases[a];
+        assert_int_equal(hyi_journal_submit(j, &r, stream_written, NULL), 0);
+    }
+    hyi_journal_flush(j);
+    atomic_store(&stream_done, true);
+    for (int i = 0; i < 2; i++) {
+        void *bad = (void *)1;
+        assert_int_equal(pthread_join(th[i], &bad), 0);
+        assert_null(bad);
+    }
+    for (uint64_t a = 0; a < LEASE_STREAM_ACTORS; a++)
+        assert_int_equal(highest(j, spread_id(a)), LEASE_STREAM / LEASE_STREAM_ACTORS);
+    hyi_lease_ref refs[LEASE_STREAM_ACTORS];
+    for (uint64_t a = 0; a < LEASE_STREAM_ACTORS; a++)
+        refs[a] = (hyi_lease_ref){spread_id(a), &stream_leases[a]};
+    hyi_journal_release_leases(j, refs, LEASE_STREAM_ACTORS);
+}
+
 /* The same through the group-commit writer from 4 threads: sequences handed to
  * the callbacks are exactly 1..n per actor with a 4-head cache. */
 typedef struct evict_sender {
@@ -1999,6 +2137,8 @@ int main(void)
         T(test_evicted_heads_keep_sequences_exact),
         T(test_large_checkpoints_keep_sequences_exact),
         T(test_checkpoints_wait_while_the_cache_has_room),
+        T(test_leased_heads_keep_sequences_exact),
+        T(test_readers_of_held_heads_while_the_writer_appends),
         T(test_group_commit_with_evictions_is_gap_free),
         T(test_snapshots_keep_the_log_bounded),
         cmocka_unit_test(test_head_cache_marks_clean_in_one_step_across_the_wrap),
