@@ -222,6 +222,11 @@ static void publish_overlay(hyi_journal *j, bool checkpointed)
         j->dlog_len = 0; /* every lease's mark names an older epoch now */
         if ((++j->dlog_epoch & 0x7fffffffu) == 0)
             j->dlog_epoch = 1;
+        if (j->dlog_cap > 65536) { /* a million actors' list: tens of MB idle */
+            free(j->dlog);
+            j->dlog = NULL;
+            j->dlog_cap = 0;
+        }
     }
     j->dlog_committed = j->dlog_len;
     for (size_t i = 0; i < j->overlay.cap; i++) {
