@@ -292,6 +292,54 @@ static int send_id(hy_kernel *k, uint32_t id, size_t size)
     return hy_send_durable(k, "store://put", buf, size, on_durable, (void *)(uintptr_t)id);
 }
 
+/* 8 KiB messages, one at a time (each waits for its verdict, so a failure
+ * is seen where it happens), until one fails: its code in *first_error.
+ * Returns how many were acknowledged. */
+static uint32_t send_until_refused(hy_kernel *k, int *first_error, const char *what)
+{
+    uint32_t sent = 0;
+    *first_error = 0;
+    for (; sent < 1000; sent++) {
+        int rc = send_id(k, sent, 8192);
+        if (rc != 0) {
+            *first_error = rc;
+            break;
+        }
+        uint64_t deadline = mono_ns() + (uint64_t)WAIT_MS * 1000000u;
+        while (atomic_load(&durable_status[sent]) == 0 && mono_ns() < deadline)
+            usleep(100);
+        int st = atomic_load(&durable_status[sent]);
+        if (st != 1) {
+            *first_error = st; /* `sent` stays the number acknowledged */
+            break;
+        }
+    }
+    printf("%s: %u acknowledged, then %s\n", what, sent, hy_err_name(*first_error));
+    return sent;
+}
+
+/* The rest of the kernel goes on: 50 messages to the plain subsystem. */
+static void plain_goes_on(hy_kernel *k)
+{
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(hy_send(k, "plain://ping", NULL, 0), 0);
+    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
+    assert_int_equal(atomic_load(&plain_count), 50);
+}
+
+/* After more room and a reopen: every acknowledged id replayed, and the
+ * journal takes writes again. */
+static void acknowledged_replayed(hy_kernel *k, uint32_t sent)
+{
+    for (uint32_t i = 0; i < sent; i++)
+        if (!atomic_load(&applied[i]))
+            fail_msg("acknowledged id %u was not replayed", i);
+    atomic_store(&durable_status[sent], 0);
+    assert_int_equal(send_id(k, sent, 8192), 0);
+    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
+    assert_int_equal(atomic_load(&durable_status[sent]), 1);
+}
+
 static void disk_full_is_ediskfull_and_acknowledged_messages_survive(void **state)
 {
     mnt *m = *state;
@@ -299,34 +347,12 @@ static void disk_full_is_ediskfull_and_acknowledged_messages_survive(void **stat
         return;
     reset_marks();
     hy_kernel *k = open_journaled(m->journal);
-    uint32_t sent = 0;
-    int first_error = 0;
+    int first_error;
     /* 8 KiB each: a 1 MiB file system fills within ~120 of them. */
-    for (; sent < 1000 && !first_error; sent++) {
-        int rc = send_id(k, sent, 8192);
-        if (rc != 0) {
-            first_error = rc;
-            break;
-        }
-        /* Wait for its verdict: one at a time, so the failure is seen where
-         * it happens. */
-        uint64_t deadline = mono_ns() + (uint64_t)WAIT_MS * 1000000u;
-        while (atomic_load(&durable_status[sent]) == 0 && mono_ns() < deadline)
-            usleep(100);
-        int st = atomic_load(&durable_status[sent]);
-        if (st != 1) {
-            first_error = st; /* `sent` stays the number acknowledged */
-            break;
-        }
-    }
-    printf("disk full: %u acknowledged, then %s\n", sent, hy_err_name(first_error));
+    uint32_t sent = send_until_refused(k, &first_error, "disk full");
     assert_int_equal(first_error, HY_EDISKFULL);
     assert_true(sent > 10);
-    /* The rest of the kernel goes on. */
-    for (int i = 0; i < 50; i++)
-        assert_int_equal(hy_send(k, "plain://ping", NULL, 0), 0);
-    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
-    assert_int_equal(atomic_load(&plain_count), 50);
+    plain_goes_on(k);
     hy_stats st;
     assert_int_equal(hy_kernel_stats(k, &st), 0);
     assert_true(st.journal_failed_commits >= 1);
@@ -337,14 +363,7 @@ static void disk_full_is_ediskfull_and_acknowledged_messages_survive(void **stat
     for (int i = 0; i < MAX_IDS; i++)
         atomic_store(&applied[i], 0);
     k = open_journaled(m->journal);
-    for (uint32_t i = 0; i < sent; i++)
-        if (!atomic_load(&applied[i]))
-            fail_msg("acknowledged id %u was not replayed", i);
-    /* And the journal takes writes again. */
-    atomic_store(&durable_status[sent], 0);
-    assert_int_equal(send_id(k, sent, 8192), 0);
-    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
-    assert_int_equal(atomic_load(&durable_status[sent]), 1);
+    acknowledged_replayed(k, sent);
     hy_kernel_close(k);
 }
 
@@ -371,44 +390,18 @@ static void disk_full_with_durability_off_is_ediskfull_not_a_crash(void **state)
 
     /* A map that fits, then messages until it must grow past the room. */
     k = open_journaled_as(m->journal, HY_DURABILITY_OFF, 256 << 10);
-    uint32_t sent = 0;
-    int first_error = 0;
-    for (; sent < 1000 && !first_error; sent++) {
-        int rc = send_id(k, sent, 8192);
-        if (rc != 0) {
-            first_error = rc;
-            break;
-        }
-        uint64_t deadline = mono_ns() + (uint64_t)WAIT_MS * 1000000u;
-        while (atomic_load(&durable_status[sent]) == 0 && mono_ns() < deadline)
-            usleep(100);
-        int st = atomic_load(&durable_status[sent]);
-        if (st != 1) {
-            first_error = st;
-            break;
-        }
-    }
-    printf("disk full, durability off: %u acknowledged, then %s\n", sent,
-           hy_err_name(first_error));
+    int first_error;
+    uint32_t sent = send_until_refused(k, &first_error, "disk full, durability off");
     assert_int_equal(first_error, HY_EDISKFULL);
     assert_true(sent > 10);
-    for (int i = 0; i < 50; i++)
-        assert_int_equal(hy_send(k, "plain://ping", NULL, 0), 0);
-    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
-    assert_int_equal(atomic_load(&plain_count), 50);
+    plain_goes_on(k);
     hy_kernel_close(k);
 
     assert_int_equal(mount(NULL, m->dir, NULL, MS_REMOUNT, "size=16m"), 0);
     for (int i = 0; i < MAX_IDS; i++)
         atomic_store(&applied[i], 0);
     k = open_journaled_as(m->journal, HY_DURABILITY_OFF, 256 << 10);
-    for (uint32_t i = 0; i < sent; i++)
-        if (!atomic_load(&applied[i]))
-            fail_msg("acknowledged id %u was not replayed", i);
-    atomic_store(&durable_status[sent], 0);
-    assert_int_equal(send_id(k, sent, 8192), 0);
-    assert_int_equal(hy_kernel_drain(k, WAIT_MS), 0);
-    assert_int_equal(atomic_load(&durable_status[sent]), 1);
+    acknowledged_replayed(k, sent);
     hy_kernel_close(k);
 }
 
