@@ -383,53 +383,69 @@ static hyi_head lease_head(const struct hyi_seqslot *s)
 
 static int head_load(hyi_journal *j, MDB_txn *txn, uint64_t actor, hyi_head *h);
 
-/* Within a write op: the lease record r appends through (see the top), or
- * NULL for the overlay and the cache: a record without a lease, or one whose
- * actor this transaction already wrote without one. */
-static int lease_for(hyi_wtxn *w, const hyi_journal_rec *r, hyi_head_lease **out)
+/* Within a write op: the head record r appends after, and the lease it
+ * appends through (see the top), or NULL for the overlay and the cache (a
+ * record without a lease, or one whose actor this transaction already wrote
+ * without one). One lookup in the cache at most, none for a lease held. */
+static int rec_head(hyi_wtxn *w, const hyi_journal_rec *r, hyi_head_lease **out, hyi_head *h)
 {
     hyi_journal *j = w->j;
     hyi_head_lease *l = r->lease;
     *out = NULL;
     if (l && (lease_mark(l) & LEASE_HELD)) {
         *out = l;
+        *h = (hyi_head){l->seq, l->gseq};
         return 0;
     }
-    if (hyi_seqmap_find(&j->overlay, r->actor))
+    if (hyi_seqmap_get(&j->overlay, r->actor, h))
         return 0;
     /* An actor never written has no entry (an entry is leased only once its
-     * actor is marked seen, below): a new actor's first record inserts one,
-     * with no lookup before. */
+     * actor is marked seen, below): no lookup, nor of the heads DB. */
     bool fresh = hyi_env_never_written(j, r->actor);
-    hyi_head h = {0, 0};
+    *h = (hyi_head){0, 0};
+    if (fresh && !l)
+        return 0;
+    bool taken = false; /* l holds the entry found */
     pthread_mutex_lock(&j->cache_lock);
     struct hyi_seqslot *s = fresh ? NULL : hyi_seqmap_find(&j->cache, r->actor);
-    if (s && (s->lease || !l)) {
+    if (s && hyi_seqslot_leased(s)) {
         *out = s->lease;
-        pthread_mutex_unlock(&j->cache_lock);
-        return 0;
-    }
-    if (s) {
-        h = (hyi_head){s->seq, s->gseq};
-        s->lease = l;
+        *h = lease_head(s);
+    } else if (s) {
+        *h = (hyi_head){s->seq, s->gseq};
+        s->ref = 1;
+        if (l) {
+            s->lease = l;
+            s->used = HYI_SLOT_LEASED;
+            taken = true;
+        }
     }
     pthread_mutex_unlock(&j->cache_lock);
+    if (s && !taken) /* another's lease, or none wanted */
+        return 0;
+    int rc;
+    if (!s && !fresh) {
+        /* Not cached, so not dirty: the heads DB has it (or the actor is new). */
+        if ((rc = head_load(j, w->txn, r->actor, h)) != 0)
+            return rc;
+        if (!l && h->seq) {
+            pthread_mutex_lock(&j->cache_lock);
+            (void)hyi_seqmap_put(&j->cache, r->actor, *h, false); /* on ENOMEM: loaded again */
+            pthread_mutex_unlock(&j->cache_lock);
+        }
+    }
     if (!l)
         return 0;
     if (!s) {
-        int rc;
-        /* Not cached, so not dirty: the heads DB has it (or the actor is new). */
-        if (!fresh && (rc = head_load(j, w->txn, r->actor, &h)) != 0)
-            return rc;
         hyi_env_mark_seen(j, r->actor); /* a failed transaction leaves a "maybe" */
         pthread_mutex_lock(&j->cache_lock);
-        rc = hyi_seqmap_lease(&j->cache, r->actor, h, l);
+        rc = hyi_seqmap_lease(&j->cache, r->actor, *h, l);
         pthread_mutex_unlock(&j->cache_lock);
         if (rc)
             return hyi_fail(HY_ENOMEM, "journal %s: no memory for the head table", j->path);
     }
-    l->seq = h.seq;
-    l->gseq = h.gseq;
+    l->seq = h->seq;
+    l->gseq = h->gseq;
     lease_set_mark(l, LEASE_HELD); /* epoch 0: not listed */
     *out = l;
     return 0;
@@ -447,11 +463,12 @@ void hyi_journal_release_leases(hyi_journal *j, const hyi_lease_ref *refs, size_
             continue;
         /* A held lease's entry is never evicted: found, and put needs no room. */
         struct hyi_seqslot *s = hyi_seqmap_find(&j->cache, refs[i].actor);
-        if (s && s->lease == l)
-            s->lease = NULL;
+        if (s && hyi_seqslot_leased(s) && s->lease == l)
+            *s = (struct hyi_seqslot){.actor = s->actor, .seq = l->seq, .gseq = l->gseq,
+                                      .dirty_mark = s->dirty_mark, .used = 1, .ref = 1};
         bool listed = lease_listed(j, refs[i].actor, l) != NULL;
-        if (l->seq && hyi_seqmap_put(&j->cache, refs[i].actor, (hyi_head){l->seq, l->gseq},
-                                     listed) != 0 && listed)
+        if (hyi_seqmap_put(&j->cache, refs[i].actor, (hyi_head){l->seq, l->gseq}, listed) != 0 &&
+            listed)
             j->heads_lost = true; /* only the log has it now: see hyi_env_write */
         lease_set_mark(l, 0);
     }
@@ -613,7 +630,7 @@ static hyi_head held_head(hyi_journal *j, uint64_t actor)
     pthread_mutex_lock(&j->cache_lock);
     const struct hyi_seqslot *s = hyi_seqmap_find(&j->cache, actor);
     if (s)
-        h = s->lease ? lease_head(s) : (hyi_head){s->seq, s->gseq};
+        h = hyi_seqslot_leased(s) ? lease_head(s) : (hyi_head){s->seq, s->gseq};
     pthread_mutex_unlock(&j->cache_lock);
     pthread_mutex_unlock(&j->write_lock);
     return h;
@@ -626,7 +643,7 @@ int hyi_env_read_head(hyi_journal *j, uint64_t actor, MDB_txn **txn, hyi_head *h
     if (rc)
         return rc;
     const struct hyi_seqslot *s = hyi_seqmap_find(&j->cache, actor);
-    if (s && s->lease) {
+    if (s && hyi_seqslot_leased(s)) {
         /* Another owner of this id lives (see leases): its lease has the head,
          * readable under write_lock, which must not be taken under
          * cache_lock. Committed before the transaction begun after it. */
@@ -671,7 +688,7 @@ int hyi_head_get(hyi_wtxn *w, uint64_t actor, hyi_head *h)
     pthread_mutex_lock(&j->cache_lock);
     const struct hyi_seqslot *s = hyi_seqmap_find(&j->cache, actor);
     bool hit = s != NULL;
-    if (s && s->lease)
+    if (s && hyi_seqslot_leased(s))
         *h = lease_head(s); /* under write_lock: this transaction's view */
     else if (s)
         (void)hyi_seqmap_get(&j->cache, actor, h);
@@ -775,9 +792,17 @@ static int heads_checkpoint(hyi_wtxn *w)
     size_t n = 0, cap = j->cache.dirty + j->dlog_len + j->overlay.len;
     struct hyi_seqslot *all = malloc(2 * (cap ? cap : 1) * sizeof *all);
     if (all) {
-        for (size_t i = 0; i < j->cache.cap; i++)
-            if (j->cache.slots[i].used && hyi_seqslot_dirty(&j->cache, &j->cache.slots[i]))
-                all[n++] = j->cache.slots[i];
+        for (size_t i = 0; i < j->cache.cap; i++) {
+            const struct hyi_seqslot *s = &j->cache.slots[i];
+            if (!s->used || !hyi_seqslot_dirty(&j->cache, s))
+                continue;
+            all[n] = *s;
+            if (hyi_seqslot_leased(s)) { /* dirty before its lease: the lease's is newer */
+                all[n].seq = s->lease->seq;
+                all[n].gseq = s->lease->gseq;
+            }
+            n++;
+        }
     }
     pthread_mutex_unlock(&j->cache_lock);
     if (!all)
@@ -998,11 +1023,7 @@ int hyi_entries_put(hyi_wtxn *w, hyi_rec_iter next, hyi_rec_restart restart, voi
             ts = now ? now : (now = hyi_wall_ns());
         hyi_head_lease *lease;
         hyi_head h;
-        if ((rc = lease_for(w, &r, &lease)) != 0)
-            break;
-        if (lease)
-            h = (hyi_head){lease->seq, lease->gseq};
-        else if ((rc = hyi_head_get(w, r.actor, &h)) != 0)
+        if ((rc = rec_head(w, &r, &lease, &h)) != 0)
             break;
         if (h.seq >= UINT64_MAX - 1) {
             rc = hyi_fail(HY_EJOURNAL, "journal %s: actor %llu has used every sequence",

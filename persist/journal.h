@@ -128,7 +128,7 @@ typedef struct hyi_journal_config {
                                 writes them; a batch larger than it is admitted
                                 when the queue is empty); 0: 65536 */
     size_t cache_actors;     /* actors whose head (newest seq, log key) is kept
-                                in memory (80 bytes each at most); 0: 1 Mi.
+                                in memory (64 bytes each at most); 0: 1 Mi.
                                 Beyond it clean heads are evicted and read from
                                 the heads DB again when needed. A checkpoint
                                 comes when seven eighths of it are heads newer

@@ -80,13 +80,19 @@ typedef struct hyi_head {
  * each checkpoint cost as much as the checkpoint's own walk. */
 typedef struct hyi_seqmap {
     struct hyi_seqslot {
-        uint64_t actor, seq, gseq;
-        /* The live owner's lease that holds this actor's head (see leases in
-         * env.c; the cache only): seq and gseq are then older than its, and
-         * the entry is never evicted. */
-        hyi_head_lease *lease;
+        uint64_t actor;
+        union {
+            struct {
+                uint64_t seq, gseq;
+            };
+            /* used == HYI_SLOT_LEASED (the cache only): the live owner's
+             * lease holds this actor's head (see leases in env.c); the entry
+             * is never evicted. In place of the head, so a slot stays 32
+             * bytes, two to a cache line. */
+            hyi_head_lease *lease;
+        };
         uint32_t dirty_mark;
-        uint8_t used, ref;
+        uint8_t used, ref; /* used: 0 empty, 1 a head, HYI_SLOT_LEASED */
     } *slots;
     size_t cap;   /* power of two, or 0 */
     size_t len;
@@ -102,14 +108,21 @@ static inline bool hyi_seqslot_dirty(const hyi_seqmap *m, const struct hyi_seqsl
     return s->dirty_mark == m->epoch + 1;
 }
 
+#define HYI_SLOT_LEASED 2
+
+static inline bool hyi_seqslot_leased(const struct hyi_seqslot *s)
+{
+    return s->used == HYI_SLOT_LEASED;
+}
+
 void hyi_seqmap_free(hyi_seqmap *m);
 void hyi_seqmap_clear(hyi_seqmap *m);
-/* true and *h when present (marks the entry recently used). */
+/* true and *h when present and not leased (marks the entry recently used). */
 bool hyi_seqmap_get(hyi_seqmap *m, uint64_t actor, hyi_head *h);
 /* The actor's entry, or NULL. */
 struct hyi_seqslot *hyi_seqmap_find(hyi_seqmap *m, uint64_t actor);
-/* The actor's entry (inserted with h, clean, when absent) held by lease l;
- * HY_ENOMEM when it cannot grow. */
+/* The actor's entry (inserted with h, clean, when absent) held by lease l
+ * from now on (its head is then l's); HY_ENOMEM when it cannot grow. */
 int hyi_seqmap_lease(hyi_seqmap *m, uint64_t actor, hyi_head h, hyi_head_lease *l);
 /* Set actor's head when h is newer (higher seq) than the stored one, and mark
  * it dirty if dirty; HY_ENOMEM when it cannot grow. */

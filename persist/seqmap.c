@@ -63,7 +63,7 @@ static struct hyi_seqslot *find(const hyi_seqmap *m, uint64_t actor)
 bool hyi_seqmap_get(hyi_seqmap *m, uint64_t actor, hyi_head *h)
 {
     struct hyi_seqslot *s = find(m, actor);
-    if (!s)
+    if (!s || hyi_seqslot_leased(s))
         return false;
     s->ref = 1;
     *h = (hyi_head){s->seq, s->gseq};
@@ -107,7 +107,7 @@ static bool evict_one(hyi_seqmap *m)
          * linear probing's runs there grow long. */
         m->hand = (m->hand + (size_t)0x9e3779b97f4a7c15ull) & (m->cap - 1);
         struct hyi_seqslot *s = &m->slots[i];
-        if (!s->used || hyi_seqslot_dirty(m, s) || s->lease)
+        if (!s->used || hyi_seqslot_dirty(m, s) || hyi_seqslot_leased(s))
             continue;
         if (s->ref) {
             s->ref = 0;
@@ -197,6 +197,8 @@ static struct hyi_seqslot *put_slot(hyi_seqmap *m, uint64_t actor, hyi_head h, b
 {
     struct hyi_seqslot *s = m->cap ? find_or_hole(m, actor) : NULL;
     *rc = 0;
+    if (s && hyi_seqslot_leased(s))
+        return s; /* its lease has the head, newer (see hyi_journal_release_leases) */
     if (s && s->used) {
         if (h.seq >= s->seq) {
             s->seq = h.seq;
@@ -219,7 +221,8 @@ static struct hyi_seqslot *put_slot(hyi_seqmap *m, uint64_t actor, hyi_head h, b
     }
     if (!s)
         s = find_or_hole(m, actor);
-    *s = (struct hyi_seqslot){actor, h.seq, h.gseq, NULL, dirty ? m->epoch + 1 : 0, 1, 0};
+    *s = (struct hyi_seqslot){.actor = actor, .seq = h.seq, .gseq = h.gseq,
+                              .dirty_mark = dirty ? m->epoch + 1 : 0, .used = 1};
     m->len++;
     m->dirty += dirty;
     return s;
@@ -241,8 +244,10 @@ int hyi_seqmap_lease(hyi_seqmap *m, uint64_t actor, hyi_head h, hyi_head_lease *
 {
     int rc;
     struct hyi_seqslot *s = put_slot(m, actor, h, false, &rc);
-    if (s)
+    if (s) {
         s->lease = l;
+        s->used = HYI_SLOT_LEASED;
+    }
     return rc;
 }
 
