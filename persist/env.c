@@ -451,6 +451,23 @@ static int rec_head(hyi_wtxn *w, const hyi_journal_rec *r, hyi_head_lease **out,
     return 0;
 }
 
+/* Under write_lock and cache_lock, no transaction open: entry `at` out of
+ * the list of changed heads, the last taking its place (every entry is a
+ * held lease's: its cache entry names the lease, which learns where). So the
+ * list holds at most one entry per live lease, however often actors are
+ * passivated and made again between two checkpoints. */
+static void dlog_remove(hyi_journal *j, uint32_t at)
+{
+    size_t last = --j->dlog_len;
+    if (at != last) {
+        j->dlog[at] = j->dlog[last];
+        struct hyi_seqslot *s = hyi_seqmap_find(&j->cache, j->dlog[at].actor);
+        if (s && hyi_seqslot_leased(s))
+            s->lease->dirty_at = at;
+    }
+    j->dlog_committed = j->dlog_len;
+}
+
 void hyi_journal_release_leases(hyi_journal *j, const hyi_lease_ref *refs, size_t n)
 {
     if (!j || !n)
@@ -470,6 +487,8 @@ void hyi_journal_release_leases(hyi_journal *j, const hyi_lease_ref *refs, size_
         if (hyi_seqmap_put(&j->cache, refs[i].actor, (hyi_head){l->seq, l->gseq}, listed) != 0 &&
             listed)
             j->heads_lost = true; /* only the log has it now: see hyi_env_write */
+        else if (listed) /* the cache's entry is dirty with it now */
+            dlog_remove(j, l->dirty_at);
         lease_set_mark(l, 0);
     }
     pthread_mutex_unlock(&j->cache_lock);

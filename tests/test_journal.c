@@ -1852,6 +1852,43 @@ static void test_leased_heads_keep_sequences_exact(void **state)
     assert_int_equal(append_str(f->j, spread_id(2), "after"), lease_count[2] + 1);
 }
 
+/* A lease handed back moves its changed head from the lease's list to the
+ * head cache, so the list holds one entry per live lease at most, however
+ * often actors are passivated and made again between checkpoints. */
+static void test_released_heads_leave_the_list(void **state)
+{
+    fx *f = *state;
+    hyi_journal *j = open_cfg(f, (hyi_journal_config){.durability = HYI_DUR_NOSYNC,
+                                                      .checkpoint_entries = 1 << 20});
+    static hyi_head_lease l[10];
+    memset(l, 0, sizeof l);
+    for (int round = 0; round < 5; round++) {
+        hyi_journal_rec r[10];
+        for (uint64_t a = 0; a < 10; a++) {
+            r[a] = rec_of(spread_id(a), "lease://r", "p");
+            r[a].lease = &l[a];
+        }
+        assert_int_equal(hyi_journal_append_many(j, r, 10, NULL), 0);
+        hyi_journal_stats st;
+        hyi_journal_get_stats(j, &st);
+        /* the 10 leases' entries, plus the heads released before, once each */
+        assert_int_equal(st.heads_dirty, round ? 15 : 10);
+        hyi_lease_ref refs[5];
+        for (uint64_t a = 0; a < 5; a++) /* passivated, made again next round */
+            refs[a] = (hyi_lease_ref){spread_id(a), &l[a]};
+        hyi_journal_release_leases(j, refs, 5);
+        memset(l, 0, 5 * sizeof l[0]); /* the new actors' zeroed leases */
+        hyi_journal_get_stats(j, &st);
+        assert_int_equal(st.heads_dirty, 10);
+    }
+    for (uint64_t a = 0; a < 10; a++)
+        assert_int_equal(highest(j, spread_id(a)), 5);
+    hyi_lease_ref rest[5];
+    for (uint64_t a = 5; a < 10; a++)
+        rest[a - 5] = (hyi_lease_ref){spread_id(a), &l[a]};
+    hyi_journal_release_leases(j, rest, 5);
+}
+
 /* A reader asks for held actors' highest sequences (under the write lock)
  * while the group-commit writer appends through their leases: every answer
  * is committed, never goes back, and the last is the count. */
@@ -2138,6 +2175,7 @@ int main(void)
         T(test_large_checkpoints_keep_sequences_exact),
         T(test_checkpoints_wait_while_the_cache_has_room),
         T(test_leased_heads_keep_sequences_exact),
+        T(test_released_heads_leave_the_list),
         T(test_readers_of_held_heads_while_the_writer_appends),
         T(test_group_commit_with_evictions_is_gap_free),
         T(test_snapshots_keep_the_log_bounded),
