@@ -317,28 +317,21 @@ static struct hyi_seqslot *lease_listed(hyi_journal *j, uint64_t actor, hyi_head
     return d->actor == actor ? d : NULL;
 }
 
-static bool grow_array(void **a, size_t *cap, size_t elem)
-{
-    size_t ncap = *cap ? *cap * 2 : 1024;
-    void *n = realloc(*a, ncap * elem);
-    if (!n)
-        return false;
-    *a = n;
-    *cap = ncap;
-    return true;
-}
-
 /* Under write_lock: l's head becomes (seq, gseq) in this transaction, listed
  * for the next checkpoint, with what undoes both. */
 static int lease_advance(hyi_journal *j, uint64_t actor, hyi_head_lease *l, uint64_t seq,
                          uint64_t gseq)
 {
-    if ((j->undo_len == j->undo_cap &&
-         !grow_array((void **)&j->undo, &j->undo_cap, sizeof *j->undo)) ||
-        (j->dlog_len == j->dlog_cap &&
-         !grow_array((void **)&j->dlog, &j->dlog_cap, sizeof *j->dlog)))
+    struct hyi_lease_undo *undo =
+        hyi_grow_array(j->undo, &j->undo_cap, j->undo_len + 1, sizeof *undo, 1024);
+    if (undo)
+        j->undo = undo;
+    struct hyi_seqslot *dlog =
+        undo ? hyi_grow_array(j->dlog, &j->dlog_cap, j->dlog_len + 1, sizeof *dlog, 1024) : NULL;
+    if (!dlog)
         return hyi_fail(HY_ENOMEM, "journal %s: no memory for the list of changed heads",
                         j->path);
+    j->dlog = dlog;
     struct hyi_seqslot *d = lease_listed(j, actor, l);
     struct hyi_lease_undo *u = &j->undo[j->undo_len++];
     *u = (struct hyi_lease_undo){.lease = l, .seq = l->seq, .gseq = l->gseq,
@@ -695,33 +688,8 @@ int hyi_env_read_head(hyi_journal *j, uint64_t actor, MDB_txn **txn, hyi_head *h
 
 int hyi_head_get(hyi_wtxn *w, uint64_t actor, hyi_head *h)
 {
-    hyi_journal *j = w->j;
-    if (hyi_seqmap_get(&j->overlay, actor, h))
-        return 0;
-    /* A new actor (with many actors, most of a commit's first entries): no
-     * probe of the head cache, which misses, nor of the heads DB. */
-    if (hyi_env_never_written(j, actor)) {
-        *h = (hyi_head){0, 0};
-        return 0;
-    }
-    pthread_mutex_lock(&j->cache_lock);
-    const struct hyi_seqslot *s = hyi_seqmap_find(&j->cache, actor);
-    bool hit = s != NULL;
-    if (s && hyi_seqslot_leased(s))
-        *h = lease_head(s); /* under write_lock: this transaction's view */
-    else if (s)
-        (void)hyi_seqmap_get(&j->cache, actor, h);
-    pthread_mutex_unlock(&j->cache_lock);
-    if (hit)
-        return 0;
-    /* Not cached, so not dirty: the heads DB has it (or the actor is new). */
-    int rc = head_load(j, w->txn, actor, h);
-    if (rc == 0 && h->seq) {
-        pthread_mutex_lock(&j->cache_lock);
-        (void)hyi_seqmap_put(&j->cache, actor, *h, false); /* on ENOMEM: loaded again */
-        pthread_mutex_unlock(&j->cache_lock);
-    }
-    return rc;
+    hyi_head_lease *holder; /* a live owner's lease has the head: rec_head reads it */
+    return rec_head(w, &(hyi_journal_rec){.actor = actor}, &holder, h);
 }
 
 /* append: the actor's key is past every key of the heads DB, so LMDB may

@@ -279,8 +279,8 @@ int hyi_env_write(hyi_journal *j, hyi_write_op op, void *arg, const char *what);
 int hyi_env_read_begin(hyi_journal *j, MDB_txn **txn);
 void hyi_env_read_end(hyi_journal *j, MDB_txn *txn);
 
-/* Within a write op: the actor's head (overlay, cache, then the heads DB;
- * {0, 0} for an actor never written). */
+/* Within a write op: the actor's head (overlay, a live owner's lease, cache,
+ * then the heads DB; {0, 0} for an actor never written). */
 int hyi_head_get(hyi_wtxn *w, uint64_t actor, hyi_head *h);
 /* The actor's floor: its entries below it are logically removed (1 when none
  * were). LMDB code or 0. */
