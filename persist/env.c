@@ -408,8 +408,7 @@ static int rec_head(hyi_wtxn *w, const hyi_journal_rec *r, hyi_head_lease **out,
         *h = (hyi_head){s->seq, s->gseq};
         s->ref = 1;
         if (l) {
-            s->lease = l;
-            s->used = HYI_SLOT_LEASED;
+            hyi_seqmap_hold(&j->cache, s, l);
             taken = true;
         }
     }
@@ -474,8 +473,7 @@ void hyi_journal_release_leases(hyi_journal *j, const hyi_lease_ref *refs, size_
         /* A held lease's entry is never evicted: found, and put needs no room. */
         struct hyi_seqslot *s = hyi_seqmap_find(&j->cache, refs[i].actor);
         if (s && hyi_seqslot_leased(s) && s->lease == l)
-            *s = (struct hyi_seqslot){.actor = s->actor, .seq = l->seq, .gseq = l->gseq,
-                                      .dirty_mark = s->dirty_mark, .used = 1, .ref = 1};
+            hyi_seqmap_unhold(&j->cache, s, (hyi_head){l->seq, l->gseq});
         bool listed = lease_listed(j, refs[i].actor, l) != NULL;
         if (hyi_seqmap_put(&j->cache, refs[i].actor, (hyi_head){l->seq, l->gseq}, listed) != 0 &&
             listed)

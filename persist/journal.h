@@ -130,7 +130,9 @@ typedef struct hyi_journal_config {
     size_t cache_actors;     /* actors whose head (newest seq, log key) is kept
                                 in memory (64 bytes each at most); 0: 1 Mi.
                                 Beyond it clean heads are evicted and read from
-                                the heads DB again when needed. A checkpoint
+                                the heads DB again when needed (live actors'
+                                leased heads are not: the cache grows past it
+                                when more actors live). A checkpoint
                                 comes when seven eighths of it are heads newer
                                 than the heads DB (half once it is full), so
                                 larger means fewer checkpoints. */

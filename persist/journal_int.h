@@ -100,6 +100,7 @@ typedef struct hyi_seqmap {
     size_t dirty; /* dirty entries */
     size_t hand;
     size_t evictions; /* since it was made */
+    size_t leased;    /* entries held by a lease (hyi_seqmap_hold) */
     uint32_t epoch;   /* bumped by hyi_seqmap_mark_clean */
 } hyi_seqmap;
 
@@ -124,6 +125,10 @@ struct hyi_seqslot *hyi_seqmap_find(hyi_seqmap *m, uint64_t actor);
 /* The actor's entry (inserted with h, clean, when absent) held by lease l
  * from now on (its head is then l's); HY_ENOMEM when it cannot grow. */
 int hyi_seqmap_lease(hyi_seqmap *m, uint64_t actor, hyi_head h, hyi_head_lease *l);
+/* Entry s held by lease l from now on; hyi_seqmap_unhold gives it head h
+ * back and makes it evictable again. */
+void hyi_seqmap_hold(hyi_seqmap *m, struct hyi_seqslot *s, hyi_head_lease *l);
+void hyi_seqmap_unhold(hyi_seqmap *m, struct hyi_seqslot *s, hyi_head h);
 /* Set actor's head when h is newer (higher seq) than the stored one, and mark
  * it dirty if dirty; HY_ENOMEM when it cannot grow. */
 int hyi_seqmap_put(hyi_seqmap *m, uint64_t actor, hyi_head h, bool dirty);

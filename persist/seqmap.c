@@ -45,19 +45,25 @@ void hyi_seqmap_clear(hyi_seqmap *m)
         memset(m->slots, 0, m->cap * sizeof *m->slots);
     m->len = 0;
     m->dirty = 0;
+    m->leased = 0;
+}
+
+/* The actor's slot, or the empty one ending its probe run (where it would
+ * go): one walk for a lookup and an insert, which with a million actors is
+ * one cache miss instead of two. */
+static struct hyi_seqslot *find_or_hole(const hyi_seqmap *m, uint64_t actor)
+{
+    for (size_t i = mix(actor) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        struct hyi_seqslot *s = &m->slots[i];
+        if (!s->used || s->actor == actor)
+            return s;
+    }
 }
 
 static struct hyi_seqslot *find(const hyi_seqmap *m, uint64_t actor)
 {
-    if (!m->cap)
-        return NULL;
-    for (size_t i = mix(actor) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        struct hyi_seqslot *s = &m->slots[i];
-        if (!s->used)
-            return NULL;
-        if (s->actor == actor)
-            return s;
-    }
+    struct hyi_seqslot *s = m->cap ? find_or_hole(m, actor) : NULL;
+    return s && s->used ? s : NULL;
 }
 
 bool hyi_seqmap_get(hyi_seqmap *m, uint64_t actor, hyi_head *h)
@@ -99,6 +105,13 @@ static void remove_at(hyi_seqmap *m, size_t i)
 /* One clean entry evicted (clock); false when every entry is dirty. */
 static bool evict_one(hyi_seqmap *m)
 {
+    /* Held entries (live actors) are not evicted: with about as many live
+     * actors as max, a walk would pass nearly the whole table for each
+     * insert. Grow past max instead when fewer than one entry in sixteen
+     * could go (dirty and held entries may overlap: counted twice, which
+     * only grows sooner). */
+    if (m->dirty + m->leased + m->len / 16 > m->len)
+        return false;
     for (size_t step = 0; step < 2 * m->cap; step++) {
         size_t i = m->hand;
         /* An odd stride visits every slot once per cap steps, like a plain
@@ -179,17 +192,6 @@ static int grow(hyi_seqmap *m)
     return 0;
 }
 
-/* The actor's slot, or the empty one ending its probe run (where it would
- * go): one walk for a lookup and an insert, which with a million actors is
- * one cache miss instead of two. */
-static struct hyi_seqslot *find_or_hole(const hyi_seqmap *m, uint64_t actor)
-{
-    for (size_t i = mix(actor) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        struct hyi_seqslot *s = &m->slots[i];
-        if (!s->used || s->actor == actor)
-            return s;
-    }
-}
 
 /* put's work; the actor's slot, or NULL with *rc set (HY_ENOMEM). */
 static struct hyi_seqslot *put_slot(hyi_seqmap *m, uint64_t actor, hyi_head h, bool dirty,
@@ -244,11 +246,25 @@ int hyi_seqmap_lease(hyi_seqmap *m, uint64_t actor, hyi_head h, hyi_head_lease *
 {
     int rc;
     struct hyi_seqslot *s = put_slot(m, actor, h, false, &rc);
-    if (s) {
-        s->lease = l;
-        s->used = HYI_SLOT_LEASED;
-    }
+    if (s)
+        hyi_seqmap_hold(m, s, l);
     return rc;
+}
+
+void hyi_seqmap_hold(hyi_seqmap *m, struct hyi_seqslot *s, hyi_head_lease *l)
+{
+    m->leased += !hyi_seqslot_leased(s);
+    s->lease = l;
+    s->used = HYI_SLOT_LEASED;
+}
+
+void hyi_seqmap_unhold(hyi_seqmap *m, struct hyi_seqslot *s, hyi_head h)
+{
+    if (!hyi_seqslot_leased(s))
+        return;
+    m->leased--;
+    *s = (struct hyi_seqslot){.actor = s->actor, .seq = h.seq, .gseq = h.gseq,
+                              .dirty_mark = s->dirty_mark, .used = 1, .ref = 1};
 }
 
 void hyi_seqmap_mark_clean(hyi_seqmap *m)
